@@ -1,0 +1,110 @@
+"""The tile grid: tile ids <-> bounds <-> affine transforms.
+
+NRW names its 1 km tiles by the south-west corner in kilometres,
+``<E>_<N>`` (e.g. ``356_5645`` covers E 356000-357000 m, N 5645000-5646000 m
+in EPSG:25832). Pixel (row 0, col 0) of a tile is its north-west corner, as in
+every north-up GeoTIFF. All functions here are pure and take the grid spec
+from the catalog (:class:`geosynth.catalog.GridSpec`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from affine import Affine
+
+from geosynth.catalog import GridSpec
+from geosynth.errors import UsageError
+
+_TILE_ID = re.compile(r"^(-?\d+)_(-?\d+)$")
+
+
+@dataclass(frozen=True, order=True)
+class TileId:
+    """A tile named by its south-west corner in km (``e_km``, ``n_km``)."""
+
+    e_km: int
+    n_km: int
+
+    @classmethod
+    def parse(cls, text: str) -> TileId:
+        match = _TILE_ID.match(str(text).strip())
+        if not match:
+            raise UsageError(f"bad tile id {text!r}: expected '<E>_<N>' in km, e.g. '356_5645'")
+        return cls(int(match.group(1)), int(match.group(2)))
+
+    def __str__(self) -> str:
+        return f"{self.e_km}_{self.n_km}"
+
+
+def parse_tiles(text: str | Iterable[str]) -> list[TileId]:
+    """Parse ``"356_5645,357_5645"`` (or an iterable of ids) into tile ids."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    return [TileId.parse(item) for item in items if str(item).strip()]
+
+
+def _km_to_m(grid: GridSpec) -> int:
+    if grid.tile_size_m % 1000:
+        raise UsageError("tile ids in km need a tile size that is a multiple of 1000 m")
+    return 1000
+
+
+def tile_bounds(tile: TileId, grid: GridSpec) -> tuple[float, float, float, float]:
+    """``(left, bottom, right, top)`` of a tile in the grid's CRS."""
+    left = tile.e_km * _km_to_m(grid)
+    bottom = tile.n_km * _km_to_m(grid)
+    return (float(left), float(bottom), float(left + grid.tile_size_m), float(bottom + grid.tile_size_m))
+
+
+def tile_transform(tile: TileId, grid: GridSpec) -> Affine:
+    """The affine transform of a tile: pixel (0, 0) at its north-west corner."""
+    left, _, _, top = tile_bounds(tile, grid)
+    return Affine(grid.pixel_size_m, 0.0, left, 0.0, -grid.pixel_size_m, top)
+
+
+def tile_shape(grid: GridSpec) -> tuple[int, int]:
+    """``(height, width)`` in pixels of every tile."""
+    return grid.tile_pixels, grid.tile_pixels
+
+
+def tile_of_point(x: float, y: float, grid: GridSpec) -> TileId:
+    """The tile containing a point (a point on a tile edge belongs to the tile east/north of it)."""
+    step = grid.tile_size_m / _km_to_m(grid)
+    return TileId(
+        int(math.floor(x / grid.tile_size_m)) * int(step),
+        int(math.floor(y / grid.tile_size_m)) * int(step),
+    )
+
+
+def tiles_covering(
+    bbox: tuple[float, float, float, float], grid: GridSpec
+) -> list[TileId]:
+    """Tiles whose interiors intersect ``bbox = (left, bottom, right, top)``, west-east then south-north.
+
+    Together they cover the box exactly once: tiles never overlap, and every
+    point of the box lies in one of them. A box edge on a tile edge does not
+    pull in the neighbouring tile.
+    """
+    left, bottom, right, top = bbox
+    if not (right > left and top > bottom):
+        raise UsageError(f"empty or inverted bounding box {bbox}")
+    size = grid.tile_size_m
+    step = size // _km_to_m(grid)
+    i0, i1 = math.floor(left / size), math.ceil(right / size)
+    j0, j1 = math.floor(bottom / size), math.ceil(top / size)
+    return [TileId(i * step, j * step) for j in range(j0, j1) for i in range(i0, i1)]
+
+
+def tile_window(tile: TileId, raster_transform: Affine, grid: GridSpec):
+    """The :class:`rasterio.windows.Window` of a tile inside a raster with ``raster_transform``.
+
+    The window may extend beyond the raster (negative offsets, larger sizes):
+    read it with ``boundless=True`` or intersect it with the raster's window.
+    """
+    from rasterio.windows import from_bounds
+
+    left, bottom, right, top = tile_bounds(tile, grid)
+    return from_bounds(left, bottom, right, top, transform=raster_transform)
