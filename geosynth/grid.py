@@ -108,3 +108,50 @@ def tile_window(tile: TileId, raster_transform: Affine, grid: GridSpec):
 
     left, bottom, right, top = tile_bounds(tile, grid)
     return from_bounds(left, bottom, right, top, transform=raster_transform)
+
+
+@dataclass(frozen=True)
+class RasterGrid:
+    """An output pixel grid: CRS, affine transform and size. What ``--tile`` or ``--like`` fixes."""
+
+    crs: str
+    transform: Affine
+    width: int
+    height: int
+
+    @classmethod
+    def for_tile(cls, tile: TileId | str, grid: GridSpec) -> RasterGrid:
+        tile = TileId.parse(tile) if isinstance(tile, str) else tile
+        h, w = tile_shape(grid)
+        return cls(grid.crs, tile_transform(tile, grid), w, h)
+
+    @classmethod
+    def like(cls, path) -> RasterGrid:
+        """The grid of an existing raster (``--like ref.tif``)."""
+        import rasterio
+
+        from geosynth.errors import DataError
+
+        try:
+            with rasterio.open(path) as src:
+                if src.crs is None:
+                    raise DataError(f"{path}: reference raster has no CRS")
+                return cls(src.crs.to_string(), src.transform, src.width, src.height)
+        except rasterio.errors.RasterioIOError as exc:
+            raise DataError(f"{path}: cannot open reference raster: {exc}") from exc
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.height, self.width
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """``(left, bottom, right, top)``; assumes a north-up grid."""
+        left, top = self.transform.c, self.transform.f
+        right = left + self.transform.a * self.width
+        bottom = top + self.transform.e * self.height
+        return (min(left, right), min(top, bottom), max(left, right), max(top, bottom))
+
+    @property
+    def resolution(self) -> tuple[float, float]:
+        return abs(self.transform.a), abs(self.transform.e)

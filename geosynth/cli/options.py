@@ -14,3 +14,36 @@ def progress_enabled(ctx: click.Context | None = None) -> bool:
 
 store_argument = click.argument("store", type=click.Path(path_type=str))
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+
+
+def _tile_callback(ctx, param, value):
+    if value is None:
+        return None
+    from geosynth.errors import UsageError
+    from geosynth.grid import TileId
+
+    try:
+        return TileId.parse(value)
+    except UsageError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
+
+
+def grid_options(func):
+    """``--tile E_N`` / ``--like ref.tif``: the output grid of a stage command (exactly one)."""
+    func = click.option("--like", type=click.Path(exists=True, dir_okay=False),
+                        help="Use the grid (CRS, transform, size) of this raster.")(func)
+    func = click.option("--tile", callback=_tile_callback,
+                        help="NRW tile id E_N in km, e.g. 356_5645 (1 km, 1 m pixels).")(func)
+    return func
+
+
+def resolve_grid(tile, like):
+    """The :class:`~geosynth.grid.RasterGrid` chosen by ``--tile`` or ``--like``."""
+    from geosynth.catalog import load_catalog
+    from geosynth.grid import RasterGrid
+
+    if (tile is None) == (like is None):
+        raise click.UsageError("give exactly one of --tile E_N or --like ref.tif")
+    if tile is not None:
+        return RasterGrid.for_tile(tile, load_catalog().grid)
+    return RasterGrid.like(like)
