@@ -207,7 +207,9 @@ class Catalog:
     def cities(self, split: str | None = None) -> list[Region]:
         """The published GeoNRW cities (generated regions such as ``demo`` excluded)."""
         return [
-            r for r in self.regions.values() if not r.generated and (split is None or r.split == split)
+            r
+            for r in self.regions.values()
+            if not r.generated and (split is None or r.split == split)
         ]
 
 
@@ -360,7 +362,9 @@ def _parse_line_rule(node: _Node, keys: tuple[str, ...]) -> LineRule:
     classes = {
         k: _class_key(v, keys) for k, v in node.child("classes", required=False, default={}).items()
     }
-    return LineRule(tag=node.child("tag").str(), widths_m=widths, classes=classes, default_class=default)
+    return LineRule(
+        tag=node.child("tag").str(), widths_m=widths, classes=classes, default_class=default
+    )
 
 
 def _parse_osm(node: _Node, keys: tuple[str, ...]) -> OsmRules:
@@ -377,7 +381,9 @@ def _parse_osm(node: _Node, keys: tuple[str, ...]) -> OsmRules:
 def _parse_sar(node: _Node) -> SarNorm:
     fraction = node.child("min_valid_fraction").number()
     if not 0 < fraction <= 1:
-        raise node.child("min_valid_fraction").fail(f"expected a fraction in (0, 1], got {fraction}")
+        raise node.child("min_valid_fraction").fail(
+            f"expected a fraction in (0, 1], got {fraction}"
+        )
     return SarNorm(
         rule=node.child("rule").str(),
         db_factor=node.child("db_factor").number(positive=True),
@@ -411,11 +417,15 @@ def _parse_region(name: str, node: _Node) -> Region:
         split=node.child("split").choice(SPLITS),
         ags=ags,
         package=node.child("package").str(),
-        aliases=tuple(n.str().lower() for n in node.child("aliases", required=False, default=[]).list()),
+        aliases=tuple(
+            n.str().lower() for n in node.child("aliases", required=False, default=[]).list()
+        ),
         generated=bool(node.child("generated", required=False, default=False).value),
         origin_km=None if origin.value is None else tuple(n.int() for n in origin.list(2)),
         tiles=None if tiles.value is None else tuple(n.int() for n in tiles.list(2)),
-        test_tiles=tuple(n.str() for n in node.child("test_tiles", required=False, default=[]).list()),
+        test_tiles=tuple(
+            n.str() for n in node.child("test_tiles", required=False, default=[]).list()
+        ),
     )
 
 

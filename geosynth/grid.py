@@ -56,7 +56,12 @@ def tile_bounds(tile: TileId, grid: GridSpec) -> tuple[float, float, float, floa
     """``(left, bottom, right, top)`` of a tile in the grid's CRS."""
     left = tile.e_km * _km_to_m(grid)
     bottom = tile.n_km * _km_to_m(grid)
-    return (float(left), float(bottom), float(left + grid.tile_size_m), float(bottom + grid.tile_size_m))
+    return (
+        float(left),
+        float(bottom),
+        float(left + grid.tile_size_m),
+        float(bottom + grid.tile_size_m),
+    )
 
 
 def tile_transform(tile: TileId, grid: GridSpec) -> Affine:
@@ -79,9 +84,7 @@ def tile_of_point(x: float, y: float, grid: GridSpec) -> TileId:
     )
 
 
-def tiles_covering(
-    bbox: tuple[float, float, float, float], grid: GridSpec
-) -> list[TileId]:
+def tiles_covering(bbox: tuple[float, float, float, float], grid: GridSpec) -> list[TileId]:
     """Tiles whose interiors intersect ``bbox = (left, bottom, right, top)``, west-east then south-north.
 
     Together they cover the box exactly once: tiles never overlap, and every

@@ -68,11 +68,10 @@ def write_geotiff(
     }
     if data.dtype == bool:
         data = data.astype("uint8")
-    with atomic_path(path) as tmp:
-        with rasterio.open(tmp, "w", **profile) as dst:
-            dst.write(data)
-            for i, desc in enumerate(descriptions, start=1):
-                dst.set_band_description(i, desc)
-            if tags:
-                dst.update_tags(**{k: str(v) for k, v in tags.items()})
+    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(data)
+        for i, desc in enumerate(descriptions, start=1):
+            dst.set_band_description(i, desc)
+        if tags:
+            dst.update_tags(**{k: str(v) for k, v in tags.items()})
     return Path(path)

@@ -106,8 +106,9 @@ STANDARD_BANDS = {"rgb": ("red", "green", "blue"), "dem": ("height",)}
 FILL_VALUES = {"float32": float("nan"), "float64": float("nan")}
 
 
-def modality(name: str, channels: int | None = None, dtype: str | None = None,
-             bands: Sequence[str] = ()) -> ModalitySpec:
+def modality(
+    name: str, channels: int | None = None, dtype: str | None = None, bands: Sequence[str] = ()
+) -> ModalitySpec:
     """The spec of a standard modality (``rgb``, ``dem``, ``seg``, ``sar``) or an extra one."""
     if name in STANDARD_DTYPES:
         default_channels = {"rgb": 3, "dem": 1, "seg": 1}.get(name, channels or 1)
@@ -115,7 +116,9 @@ def modality(name: str, channels: int | None = None, dtype: str | None = None,
         if name in ("rgb", "dem", "seg") and channels != default_channels:
             raise UsageError(f"modality {name!r} has {default_channels} channel(s), not {channels}")
         dtype = STANDARD_DTYPES[name]
-        bands = tuple(bands) or STANDARD_BANDS.get(name, tuple(f"band{i + 1}" for i in range(channels)))
+        bands = tuple(bands) or STANDARD_BANDS.get(
+            name, tuple(f"band{i + 1}" for i in range(channels))
+        )
     elif channels is None or dtype is None:
         raise UsageError(f"extra modality {name!r} needs channels and dtype")
     return ModalitySpec(name, int(channels), str(np.dtype(dtype)), tuple(bands))
@@ -184,8 +187,18 @@ def create_store(
 
     tmp = path.with_name(f".{path.name}.creating-{uuid.uuid4().hex[:8]}")
     try:
-        _create(tmp, tiles, tile_shape, modalities, dataset, crs, classes,
-                normalisation or {}, provenance or {}, layout)
+        _create(
+            tmp,
+            tiles,
+            tile_shape,
+            modalities,
+            dataset,
+            crs,
+            classes,
+            normalisation or {},
+            provenance or {},
+            layout,
+        )
         os.replace(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -193,8 +206,18 @@ def create_store(
     return open_store(path, mode="r+")
 
 
-def _create(path, tiles, tile_shape, modalities, dataset, crs, classes, normalisation,
-            provenance, layout: StoreLayout) -> None:
+def _create(
+    path,
+    tiles,
+    tile_shape,
+    modalities,
+    dataset,
+    crs,
+    classes,
+    normalisation,
+    provenance,
+    layout: StoreLayout,
+) -> None:
     n = len(tiles)
     h, w = (int(v) for v in tile_shape)
     c = layout.chunk
@@ -217,12 +240,28 @@ def _create(path, tiles, tile_shape, modalities, dataset, crs, classes, normalis
         fill = FILL_VALUES.get(spec.dtype, 0)
         attrs = {"geosynth:bands": list(spec.bands)}
         if spec.per_band:
-            array(spec.name, (n, spec.channels, h, w), (1, spec.channels, min(c, h), min(c, w)),
-                  spec.dtype, ("tile", "band", "y", "x"), fill, attrs=attrs)
+            array(
+                spec.name,
+                (n, spec.channels, h, w),
+                (1, spec.channels, min(c, h), min(c, w)),
+                spec.dtype,
+                ("tile", "band", "y", "x"),
+                fill,
+                attrs=attrs,
+            )
         else:
-            array(spec.name, (n, h, w), (1, min(c, h), min(c, w)), spec.dtype, ("tile", "y", "x"), fill)
+            array(
+                spec.name,
+                (n, h, w),
+                (1, min(c, h), min(c, w)),
+                spec.dtype,
+                ("tile", "y", "x"),
+                fill,
+            )
         if spec.name == "sar":
-            array("sar_valid", (n, h, w), (1, min(c, h), min(c, w)), "bool", ("tile", "y", "x"), False)
+            array(
+                "sar_valid", (n, h, w), (1, min(c, h), min(c, w)), "bool", ("tile", "y", "x"), False
+            )
 
     # per-tile metadata fixed by the plan: one chunk each
     for name, values in (
@@ -234,15 +273,46 @@ def _create(path, tiles, tile_shape, modalities, dataset, crs, classes, normalis
         arr[:] = np.array(values, dtype=object)
     # per-tile metadata written with each tile: one chunk per tile
     crs_arr = array("crs", (n,), (1,), str, ("tile",), "", compress=False)
-    tr = array("transform", (n, 6), (1, 6), "float64", ("tile", "coefficient"), float("nan"),
-               compress=False, attrs={"geosynth:order": ["a", "b", "c", "d", "e", "f"]})
-    array("present", (n, len(modalities)), (1, len(modalities)), "bool", ("tile", "modality"), False,
-          compress=False, attrs={"geosynth:modalities": [m.name for m in modalities]})
-    array("class_hist", (n, num_classes), (1, num_classes), "int64", ("tile", "class"), 0,
-          compress=False)
+    tr = array(
+        "transform",
+        (n, 6),
+        (1, 6),
+        "float64",
+        ("tile", "coefficient"),
+        float("nan"),
+        compress=False,
+        attrs={"geosynth:order": ["a", "b", "c", "d", "e", "f"]},
+    )
+    array(
+        "present",
+        (n, len(modalities)),
+        (1, len(modalities)),
+        "bool",
+        ("tile", "modality"),
+        False,
+        compress=False,
+        attrs={"geosynth:modalities": [m.name for m in modalities]},
+    )
+    array(
+        "class_hist",
+        (n, num_classes),
+        (1, num_classes),
+        "int64",
+        ("tile", "class"),
+        0,
+        compress=False,
+    )
     array("sources", (n,), (1,), str, ("tile",), "", compress=False)
-    array("state", (n,), (1,), "uint8", ("tile",), PLANNED, compress=False,
-          attrs={"geosynth:states": {str(k): v for k, v in STATE_NAMES.items()}})
+    array(
+        "state",
+        (n,),
+        (1,),
+        "uint8",
+        ("tile",),
+        PLANNED,
+        compress=False,
+        attrs={"geosynth:states": {str(k): v for k, v in STATE_NAMES.items()}},
+    )
     # georeferencing known at plan time (builds on the NRW grid know it; imports may not)
     for i, t in enumerate(tiles):
         if t.transform is not None:
@@ -292,7 +362,9 @@ def open_store(path: str | os.PathLike, mode: str = "r") -> GeoStore:
         raise StoreError(f"{path} is not a Zarr group: {exc}") from exc
     version = group.attrs.get("geosynth:store_version")
     if version is None:
-        raise StoreError(f"{path} is a Zarr group but not a geosynth store (no geosynth:store_version)")
+        raise StoreError(
+            f"{path} is a Zarr group but not a geosynth store (no geosynth:store_version)"
+        )
     if version != STORE_VERSION:
         raise StoreError(
             f"{path} has store version {version}; this geosynth reads version {STORE_VERSION}"
@@ -349,8 +421,12 @@ class GeoStore:
     def modality_spec(self, name: str) -> ModalitySpec:
         spec = self.attrs["geosynth:modalities"].get(name)
         if spec is None:
-            raise UsageError(f"store {self.path} has no modality {name!r} (has: {', '.join(self.modalities)})")
-        return ModalitySpec(name, int(spec["channels"]), spec["dtype"], tuple(spec.get("bands", ())))
+            raise UsageError(
+                f"store {self.path} has no modality {name!r} (has: {', '.join(self.modalities)})"
+            )
+        return ModalitySpec(
+            name, int(spec["channels"]), spec["dtype"], tuple(spec.get("bands", ()))
+        )
 
     def index(self, tile_id: str) -> int:
         """Position of a tile on the tile axis; unknown ids name the nearest tiles."""
@@ -395,8 +471,9 @@ class GeoStore:
             return np.zeros(len(self), dtype=bool)
         return table[:, self.modalities.index(modality_name)]
 
-    def tiles(self, split: str | None = None, require: Iterable[str] = (),
-              complete: bool = True) -> list[int]:
+    def tiles(
+        self, split: str | None = None, require: Iterable[str] = (), complete: bool = True
+    ) -> list[int]:
         """Indices of tiles in ``split`` (all when None) that are complete and have ``require``."""
         mask = self.complete_mask() if complete else np.ones(len(self), dtype=bool)
         if split is not None:
@@ -469,23 +546,36 @@ class GeoStore:
                 data_vars[name] = (("y", "x"), values)
             if name == "sar":
                 data_vars["sar_valid"] = (("y", "x"), self.read("sar_valid", i))
-        attrs = {"tile_id": tile_id, "region": self.regions[i], "split": self.splits[i],
-                 "proj:code": crs or ""}
+        attrs = {
+            "tile_id": tile_id,
+            "region": self.regions[i],
+            "split": self.splits[i],
+            "proj:code": crs or "",
+        }
         if transform is not None:
             attrs["transform"] = list(transform)[:6]
         ds = xr.Dataset(data_vars, coords=coords, attrs=attrs)
         if crs:
             from pyproj import CRS
 
-            ds = ds.assign_coords(spatial_ref=((), 0, {"crs_wkt": CRS.from_user_input(crs).to_wkt(),
-                                                       "spatial_ref": CRS.from_user_input(crs).to_wkt()}))
+            ds = ds.assign_coords(
+                spatial_ref=(
+                    (),
+                    0,
+                    {
+                        "crs_wkt": CRS.from_user_input(crs).to_wkt(),
+                        "spatial_ref": CRS.from_user_input(crs).to_wkt(),
+                    },
+                )
+            )
             for name in data_vars:
                 ds[name].attrs["grid_mapping"] = "spatial_ref"
         return ds
 
     # ------------------------------------------------------------------ writing
-    def write_tile(self, tile_id: str, data: TileData,
-                   progress: Callable[[str], None] | None = None) -> None:
+    def write_tile(
+        self, tile_id: str, data: TileData, progress: Callable[[str], None] | None = None
+    ) -> None:
         """Write one tile: state 1, every array, metadata, then state 2 (the completion mark).
 
         Idempotent: writing the same data again gives the same store. Modalities
@@ -495,13 +585,18 @@ class GeoStore:
         i = self.index(tile_id)
         g = self.group
         h, w = self.tile_shape
-        given = {name: getattr(data, name, None) if name in STANDARD_DTYPES else data.extras.get(name)
-                 for name in self.modalities}
+        given = {
+            name: getattr(data, name, None) if name in STANDARD_DTYPES else data.extras.get(name)
+            for name in self.modalities
+        }
         unknown = set(data.extras) - set(self.modalities)
         if unknown:
             raise UsageError(f"store {self.path} has no modality {sorted(unknown)}")
-        arrays = {name: self._check(name, value, tile_id) for name, value in given.items()
-                  if value is not None}
+        arrays = {
+            name: self._check(name, value, tile_id)
+            for name, value in given.items()
+            if value is not None
+        }
 
         g["state"][i] = WRITING
         for name, value in arrays.items():
@@ -514,7 +609,9 @@ class GeoStore:
                 valid = np.ones((h, w), dtype=bool)
             valid = np.asarray(valid, dtype=bool)
             if valid.shape != (h, w):
-                raise DataError(f"tile {tile_id}: sar_valid has shape {valid.shape}, expected {(h, w)}")
+                raise DataError(
+                    f"tile {tile_id}: sar_valid has shape {valid.shape}, expected {(h, w)}"
+                )
             g["sar_valid"][i] = valid
             if progress:
                 progress("sar_valid")
@@ -545,7 +642,9 @@ class GeoStore:
         if value.shape != expected:
             raise DataError(f"tile {tile_id}: {name} has shape {value.shape}, expected {expected}")
         if value.dtype != np.dtype(spec.dtype):
-            if np.issubdtype(np.dtype(spec.dtype), np.integer) and np.issubdtype(value.dtype, np.floating):
+            if np.issubdtype(np.dtype(spec.dtype), np.integer) and np.issubdtype(
+                value.dtype, np.floating
+            ):
                 raise DataError(f"tile {tile_id}: {name} is {value.dtype}, expected {spec.dtype}")
             value = value.astype(spec.dtype)
         return value
@@ -565,8 +664,11 @@ def summarize(store: GeoStore) -> dict:
     for i in np.flatnonzero(complete):
         by_split[store.splits[i]] = by_split.get(store.splits[i], 0) + 1
         by_region[store.regions[i]] = by_region.get(store.regions[i], 0) + 1
-    no_transform = [store.tile_ids[i] for i in np.flatnonzero(complete)
-                    if np.isnan(store.group["transform"][i]).any()]
+    no_transform = [
+        store.tile_ids[i]
+        for i in np.flatnonzero(complete)
+        if np.isnan(store.group["transform"][i]).any()
+    ]
     return {
         "path": str(store.path),
         "dataset": store.dataset,
@@ -607,14 +709,22 @@ def verify(store: GeoStore, progress: Callable[[int, int], None] | None = None) 
         arr = g[name]
         expected = (n, spec.channels, h, w) if spec.per_band else (n, h, w)
         if tuple(arr.shape) != expected:
-            problems.append(Problem(None, f"array {name} has shape {tuple(arr.shape)}, expected {expected}"))
+            problems.append(
+                Problem(None, f"array {name} has shape {tuple(arr.shape)}, expected {expected}")
+            )
         if str(arr.dtype) != spec.dtype:
-            problems.append(Problem(None, f"array {name} has dtype {arr.dtype}, expected {spec.dtype}"))
+            problems.append(
+                Problem(None, f"array {name} has dtype {arr.dtype}, expected {spec.dtype}")
+            )
         if name in STANDARD_DTYPES and spec.dtype != STANDARD_DTYPES[name]:
-            problems.append(Problem(None, f"modality {name} must be {STANDARD_DTYPES[name]}, not {spec.dtype}"))
+            problems.append(
+                Problem(None, f"modality {name} must be {STANDARD_DTYPES[name]}, not {spec.dtype}")
+            )
     for name in ("tile_id", "region", "split", "crs", "sources", "state"):
         if g[name].shape != (n,):
-            problems.append(Problem(None, f"array {name} has shape {g[name].shape}, expected {(n,)}"))
+            problems.append(
+                Problem(None, f"array {name} has shape {g[name].shape}, expected {(n,)}")
+            )
     if problems:
         return problems
 
@@ -625,7 +735,9 @@ def verify(store: GeoStore, progress: Callable[[int, int], None] | None = None) 
         if progress:
             progress(i, n)
         if states[i] != COMPLETE:
-            problems.append(Problem(tile, f"incomplete ({STATE_NAMES.get(int(states[i]), states[i])})"))
+            problems.append(
+                Problem(tile, f"incomplete ({STATE_NAMES.get(int(states[i]), states[i])})")
+            )
             continue
         row = dict(zip(store.modalities, present[i], strict=True))
         if row.get("dem"):
@@ -636,8 +748,13 @@ def verify(store: GeoStore, progress: Callable[[int, int], None] | None = None) 
             seg = store.read("seg", i)
             bad = int((seg > max_class).sum())
             if bad:
-                problems.append(Problem(tile, f"seg has {bad} pixels with class ids above {max_class} "
-                                              f"(max {int(seg.max())})"))
+                problems.append(
+                    Problem(
+                        tile,
+                        f"seg has {bad} pixels with class ids above {max_class} "
+                        f"(max {int(seg.max())})",
+                    )
+                )
         if row.get("sar"):
             sar = store.read("sar", i)
             valid = np.broadcast_to(store.read("sar_valid", i), sar.shape)

@@ -38,7 +38,9 @@ class GeosynthGroup(click.Group):
             if verbose:
                 log.error("traceback", exc_info=True)
             if exc.exit_code == 2:
-                raise click.UsageError(str(exc), ctx=click.get_current_context(silent=True) or ctx) from exc
+                raise click.UsageError(
+                    str(exc), ctx=click.get_current_context(silent=True) or ctx
+                ) from exc
             raise click.ClickException(str(exc)) from exc
 
 
@@ -49,8 +51,9 @@ def _configure_logging(verbosity: int) -> None:
     elif verbosity < 0:
         level = logging.WARNING
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"
-                                           if verbosity > 0 else "%(message)s"))
+    handler.setFormatter(
+        logging.Formatter("%(levelname)s %(name)s: %(message)s" if verbosity > 0 else "%(message)s")
+    )
     root = logging.getLogger("geosynth")
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -11,8 +11,12 @@ from geosynth.cli.options import json_option
 
 @click.command()
 @click.argument("region", required=False)
-@click.option("--catalog", "catalog_path", type=click.Path(dir_okay=False),
-              help="Read this catalog instead of the installed data_catalog.yaml.")
+@click.option(
+    "--catalog",
+    "catalog_path",
+    type=click.Path(dir_okay=False),
+    help="Read this catalog instead of the installed data_catalog.yaml.",
+)
 @json_option
 def catalog(region: str | None, catalog_path: str | None, as_json: bool) -> None:
     """List the catalog's regions, or show one REGION (name or alias, e.g. cologne)."""
@@ -20,15 +24,31 @@ def catalog(region: str | None, catalog_path: str | None, as_json: bool) -> None
 
     cat = load_catalog(catalog_path)
     if region is None:
-        rows = [(r.name, r.split, r.ags, ", ".join(r.aliases),
-                 "generated offline" if r.generated else "dop, lidar, landcover, osm")
-                for r in cat.regions.values()]
+        rows = [
+            (
+                r.name,
+                r.split,
+                r.ags,
+                ", ".join(r.aliases),
+                "generated offline" if r.generated else "dop, lidar, landcover, osm",
+            )
+            for r in cat.regions.values()
+        ]
         if as_json:
-            click.echo(json.dumps([dict(zip(("name", "split", "ags", "aliases", "sources"), row, strict=True))
-                                   for row in rows], indent=2))
+            click.echo(
+                json.dumps(
+                    [
+                        dict(zip(("name", "split", "ags", "aliases", "sources"), row, strict=True))
+                        for row in rows
+                    ],
+                    indent=2,
+                )
+            )
             return
-        click.echo(f"catalog {cat.path} (version {cat.version}), grid {cat.grid.crs}, "
-                   f"{cat.grid.tile_size_m} m tiles at {cat.grid.pixel_size_m:g} m")
+        click.echo(
+            f"catalog {cat.path} (version {cat.version}), grid {cat.grid.crs}, "
+            f"{cat.grid.tile_size_m} m tiles at {cat.grid.pixel_size_m:g} m"
+        )
         click.echo(f"{'region':<18}{'split':<7}{'AGS':<10}{'aliases':<20}sources")
         for name, split, ags, aliases, sources in rows:
             click.echo(f"{name:<18}{split:<7}{ags:<10}{aliases:<20}{sources}")
@@ -39,11 +59,17 @@ def catalog(region: str | None, catalog_path: str | None, as_json: bool) -> None
 
     r = cat.region(region)
     info = {
-        "name": r.name, "split": r.split, "ags": r.ags, "package": r.package,
-        "aliases": list(r.aliases), "generated": r.generated,
+        "name": r.name,
+        "split": r.split,
+        "ags": r.ags,
+        "package": r.package,
+        "aliases": list(r.aliases),
+        "generated": r.generated,
         "test_tiles": list(r.test_tiles),
-        "sources": {name: {"url": r.source_url(s), "description": s.description}
-                    for name, s in cat.sources.items()},
+        "sources": {
+            name: {"url": r.source_url(s), "description": s.description}
+            for name, s in cat.sources.items()
+        },
     }
     if r.generated:
         info["origin_km"] = list(r.origin_km or ())

@@ -30,10 +30,16 @@ def _tile_callback(ctx, param, value):
 
 def grid_options(func):
     """``--tile E_N`` / ``--like ref.tif``: the output grid of a stage command (exactly one)."""
-    func = click.option("--like", type=click.Path(exists=True, dir_okay=False),
-                        help="Use the grid (CRS, transform, size) of this raster.")(func)
-    func = click.option("--tile", callback=_tile_callback,
-                        help="NRW tile id E_N in km, e.g. 356_5645 (1 km, 1 m pixels).")(func)
+    func = click.option(
+        "--like",
+        type=click.Path(exists=True, dir_okay=False),
+        help="Use the grid (CRS, transform, size) of this raster.",
+    )(func)
+    func = click.option(
+        "--tile",
+        callback=_tile_callback,
+        help="NRW tile id E_N in km, e.g. 356_5645 (1 km, 1 m pixels).",
+    )(func)
     return func
 
 

@@ -23,15 +23,23 @@ def info(store: str, as_json: bool) -> None:
         return
     names = {str(c["id"]): c["name"] for c in s.classes}
     names.setdefault("0", "unlabelled")
-    click.echo(f"{summary['path']}: {summary['dataset']} store v{summary['store_version']}, "
-               f"CRS {summary['crs']}, tiles {summary['tile_shape'][0]} x {summary['tile_shape'][1]} px")
+    click.echo(
+        f"{summary['path']}: {summary['dataset']} store v{summary['store_version']}, "
+        f"CRS {summary['crs']}, tiles {summary['tile_shape'][0]} x {summary['tile_shape'][1]} px"
+    )
     click.echo("tiles: " + ", ".join(f"{v} {k}" for k, v in summary["states"].items()))
-    click.echo("splits: " + (", ".join(f"{k} {v}" for k, v in sorted(summary["splits"].items())) or "-"))
-    click.echo("regions: " + (", ".join(f"{k} {v}" for k, v in sorted(summary["regions"].items())) or "-"))
+    click.echo(
+        "splits: " + (", ".join(f"{k} {v}" for k, v in sorted(summary["splits"].items())) or "-")
+    )
+    click.echo(
+        "regions: " + (", ".join(f"{k} {v}" for k, v in sorted(summary["regions"].items())) or "-")
+    )
     click.echo("modalities: " + ", ".join(f"{k} {v}" for k, v in summary["modalities"].items()))
     if summary["without_transform"]:
         n = len(summary["without_transform"])
-        click.echo(f"without georeferencing: {n} tile(s): {', '.join(summary['without_transform'][:10])}")
+        click.echo(
+            f"without georeferencing: {n} tile(s): {', '.join(summary['without_transform'][:10])}"
+        )
     total = sum(summary["class_hist"].values())
     click.echo("classes (share of labelled pixels of complete tiles):")
     for cid, count in summary["class_hist"].items():

@@ -1,0 +1,98 @@
+import copy
+
+import pytest
+import yaml
+
+from geosynth.catalog import load_catalog, parse_catalog
+from geosynth.errors import CatalogError, UsageError
+
+
+@pytest.fixture(scope="module")
+def raw():
+    from geosynth.catalog import default_catalog_path
+
+    return yaml.safe_load(default_catalog_path().read_text())
+
+
+def test_default_catalog_facts():
+    cat = load_catalog()
+    assert cat.grid.crs == "EPSG:25832"
+    assert cat.grid.tile_size_m == 1000 and cat.grid.tile_pixels == 1000
+    assert [c.id for c in cat.classes.classes] == list(range(1, 11))
+    assert cat.classes.num_classes == 11
+    assert cat.classes.burn_order[-1] == "buildings"
+    assert len(cat.cities("train")) == 40
+    assert sorted(r.name for r in cat.cities("test")) == ["duesseldorf", "herne", "neuss"]
+    assert cat.region("Cologne").name == "koeln"
+    assert cat.region("demo").generated
+    assert cat.region("demo").split_of("358_5646") == "test"
+    assert cat.sar.min_valid_fraction == 0.7
+    assert cat.atkis.by_attribute["AX_Landwirtschaft"].values["Gruenland"] == "grassland"
+    koeln = cat.region("koeln")
+    assert "dop_05315000_Koeln_EPSG25832_JPEG2000.zip" in koeln.source_url(cat.sources["dop"])
+
+
+def test_unknown_region_is_a_usage_error():
+    with pytest.raises(UsageError, match="unknown region 'atlantis'"):
+        load_catalog().region("atlantis")
+
+
+def _set(data, path, value):
+    keys = path.split(".")
+    node = data
+    for key in keys[:-1]:
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    if value is KeyError:
+        del node[keys[-1]]
+    elif isinstance(node, list):
+        node[int(keys[-1])] = value
+    else:
+        node[keys[-1]] = value
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("regions.koeln.split", "tran", r"regions\.koeln\.split: expected one of train, test"),
+        ("regions.koeln.ags", "5315", r"regions\.koeln\.ags: expected an 8-digit"),
+        ("grid.crs", "25832", r"grid\.crs: expected 'EPSG:<code>'"),
+        ("grid.pixel_size_m", -1, r"grid\.pixel_size_m: expected a positive number"),
+        ("classes.items.3.color", "grey", r"classes\.items\[3\]\.color: expected a colour"),
+        ("classes.burn_order", ["forest"], r"classes\.burn_order: must list every class"),
+        ("atkis.types.AX_Wald", "jungle", r"atkis\.types\.AX_Wald: expected one of forest"),
+        (
+            "osm.highways.widths_m.primary",
+            0,
+            r"osm\.highways\.widths_m\.primary: expected a positive",
+        ),
+        (
+            "normalisation.geonrw_sar.min_valid_fraction",
+            1.5,
+            r"min_valid_fraction: expected a fraction",
+        ),
+        ("normalisation.dfc2020.s1_db_clip", [5, -20], r"s1_db_clip: expected \[low, high\]"),
+        ("version", KeyError, r"version: missing"),
+        ("regions.demo.tiles", [3], r"regions\.demo\.tiles: expected 2 items"),
+    ],
+)
+def test_malformed_catalog_names_the_key_path(raw, path, value, message):
+    data = copy.deepcopy(raw)
+    _set(data, path, value)
+    with pytest.raises(CatalogError, match=message):
+        parse_catalog(data, file="bad.yaml")
+
+
+def test_unreadable_and_invalid_yaml(tmp_path):
+    with pytest.raises(CatalogError, match="cannot read catalog"):
+        load_catalog(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: [1,\n")
+    with pytest.raises(CatalogError, match="not valid YAML"):
+        load_catalog(bad)
+
+
+def test_catalog_hash_changes_with_content(raw):
+    a = parse_catalog(raw)
+    data = copy.deepcopy(raw)
+    data["osm"]["highways"]["widths_m"]["primary"] = 11.0
+    assert parse_catalog(data).sha256 != a.sha256

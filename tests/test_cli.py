@@ -1,0 +1,83 @@
+"""Exit codes and start-up of the command line, run as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from geosynth import __version__
+from geosynth.cli import cli
+
+HEAVY = ("torch", "osmnx", "rasterio", "zarr", "geopandas", "xarray", "matplotlib")
+
+
+def run(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "geosynth", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_help_imports_nothing_heavy():
+    code = (
+        "import sys; from geosynth.cli import cli; "
+        "cli.main(['--help'], standalone_mode=False); "
+        f"print([m for m in {HEAVY!r} if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_version_and_help():
+    result = run("--version")
+    assert result.returncode == 0 and __version__ in result.stdout
+    result = run("--help")
+    assert result.returncode == 0
+    assert "catalog" in result.stdout and "verify" in result.stdout
+
+
+def test_bad_option_exits_2_with_message():
+    result = run("--bogus")
+    assert result.returncode == 2
+    assert "No such option: --bogus" in result.stderr or "No such option '--bogus'" in result.stderr
+
+
+def test_missing_store_exits_1_naming_the_path(tmp_path):
+    missing = tmp_path / "nothing.zarr"
+    for command in ("info", "verify"):
+        result = run(command, str(missing))
+        assert result.returncode == 1
+        assert f"no store at {missing}" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_traceback_only_with_verbose(tmp_path):
+    result = run("-v", "info", str(tmp_path / "x.zarr"))
+    assert result.returncode == 1 and "Traceback" in result.stderr
+
+
+def test_unknown_region_exits_2():
+    result = run("catalog", "atlantis")
+    assert result.returncode == 2 and "unknown region 'atlantis'" in result.stderr
+
+
+def test_catalog_listing_and_region():
+    runner = CliRunner()
+    result = runner.invoke(cli, ["catalog"])
+    assert result.exit_code == 0
+    assert "43 GeoNRW cities (40 train, 3 test)" in result.output
+    result = runner.invoke(cli, ["catalog", "--json", "cologne"])
+    data = json.loads(result.output)
+    assert data["name"] == "koeln" and data["ags"] == "05315000"
+    assert data["sources"]["lidar"]["url"].endswith("3dm_l_las_05315000_Koeln_EPSG25832.zip")
+
+
+def test_broken_catalog_option_exits_1(tmp_path):
+    bad = tmp_path / "cat.yaml"
+    bad.write_text("version: 1\ngrid: {crs: 25832}\n")
+    result = CliRunner().invoke(cli, ["catalog", "--catalog", str(bad)])
+    assert result.exit_code == 1
+    assert "grid.crs" in result.output or "classes: missing" in result.output
