@@ -24,6 +24,7 @@ COMMANDS = {
     "catalog": ("geosynth.cli.catalog_cmd", "catalog"),
     "info": ("geosynth.cli.store_cmd", "info"),
     "verify": ("geosynth.cli.store_cmd", "verify"),
+    "download": ("geosynth.cli.download_cmd", "download"),
 }
 
 
