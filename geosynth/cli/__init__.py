@@ -25,6 +25,12 @@ COMMANDS = {
     "info": ("geosynth.cli.store_cmd", "info"),
     "verify": ("geosynth.cli.store_cmd", "verify"),
     "download": ("geosynth.cli.download_cmd", "download"),
+    "build-geonrw": ("geosynth.cli.build_cmd", "build_geonrw"),
+    "stats": ("geosynth.cli.build_cmd", "stats"),
+    "landcover": ("geosynth.cli.landcover_cmd", "landcover"),
+    "sar": ("geosynth.cli.landcover_cmd", "sar"),
+    "aerial": ("geosynth.cli.aerial_cmd", "aerial"),
+    "dem": ("geosynth.cli.aerial_cmd", "dem"),
 }
 
 

@@ -1,0 +1,363 @@
+"""The sar stage: TerraSAR-X EEC scenes -> normalised SAR on the output grid.
+
+Inputs are EEC product folders (``TSX1_SAR__EEC_.../`` with
+``IMAGEDATA/IMAGE_<POL>_*.tif`` and the annotation XML that holds
+``calFactor``) or GeoTIFF paths directly. Per output grid:
+
+1. each image is reprojected onto the grid with cubic resampling, amplitude 0
+   being the source no-data (GDAL leaves a grid pixel empty where its nearest
+   source pixel is no-data; cubic weights use valid pixels only);
+2. with ``calibrate``, amplitudes are scaled to ``sqrt(beta0)`` where
+   ``beta0 = calFactor * DN**2`` (calFactor read from the annotation for the
+   image's polarisation);
+3. overlapping scenes are averaged *in amplitude* over their valid pixels
+   (the GeoNRW paper is read as averaging amplitudes; averaging intensities
+   or dB would give slightly different values where scenes overlap);
+4. the catalog rule ``clip(20 * log10(A) / 100, 0, 1)`` normalises; a pixel
+   is valid where at least one scene covers it. Invalid pixels hold 0 in the
+   array and are ALWAYS marked by ``valid`` (0 is also a legitimate value:
+   every amplitude <= 1 maps to 0);
+5. if the valid fraction is below ``normalisation.geonrw_sar.min_valid_fraction``
+   the result carries ``skipped`` with the reason and must not be written.
+
+A scene whose footprint does not overlap the grid is an error naming it; use
+:func:`select_scenes` first when scenes cover a larger area than one tile.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from geosynth.catalog import Catalog, SarNorm, load_catalog
+from geosynth.errors import DataError, UsageError
+from geosynth.grid import RasterGrid
+from geosynth.sources import StageResult
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+_POL = re.compile(r"IMAGE_([HV]{2})_", re.IGNORECASE)
+_TIFF = (".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class SceneImage:
+    """One SAR image file, with its product's annotation XML (if found) and polarisation."""
+
+    path: Path
+    annotation: Path | None
+    polarisation: str | None
+
+
+# --------------------------------------------------------------------------- finding scenes
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _find_annotation(product: Path) -> Path | None:
+    """The product's main annotation: ``<product>/<product name>.xml``, else a root XML with calFactor."""
+    main = product / f"{product.name}.xml"
+    if main.is_file():
+        return main
+    candidates = sorted(product.glob("*.xml")) + sorted(product.glob("ANNOTATION/*.xml"))
+    for xml in candidates:
+        try:
+            if b"calFactor" in xml.read_bytes():
+                return xml
+        except OSError:
+            continue
+    return None
+
+
+def scene_images(scene: str | os.PathLike, polarisation: str | None = None) -> list[SceneImage]:
+    """The image files of one scene argument (a product folder or a GeoTIFF path).
+
+    A folder yields its ``IMAGEDATA/IMAGE_*.tif`` files, filtered to
+    ``polarisation`` when given; a folder with several polarisations and no
+    choice is a :class:`UsageError`.
+    """
+    path = Path(scene)
+    if path.is_dir():
+        images = sorted(
+            p for p in (path / "IMAGEDATA").glob("IMAGE_*") if p.suffix.lower() in _TIFF
+        )
+        if not images:
+            raise DataError(f"{path}: no IMAGEDATA/IMAGE_*.tif in this SAR product folder")
+        annotation = _find_annotation(path)
+        found = [SceneImage(p, annotation, _polarisation(p)) for p in images]
+        if polarisation:
+            found = [s for s in found if (s.polarisation or "").upper() == polarisation.upper()]
+            if not found:
+                raise DataError(f"{path}: no image with polarisation {polarisation.upper()}")
+        pols = sorted({s.polarisation or "?" for s in found})
+        if len(pols) > 1:
+            raise UsageError(
+                f"{path}: product holds polarisations {', '.join(pols)}; "
+                "choose one (--polarisation)"
+            )
+        return found
+    if not path.is_file():
+        raise DataError(f"{path}: SAR scene not found")
+    product = path.parent.parent if path.parent.name.upper() == "IMAGEDATA" else None
+    annotation = _find_annotation(product) if product is not None else None
+    return [SceneImage(path, annotation, _polarisation(path))]
+
+
+def _polarisation(path: Path) -> str | None:
+    match = _POL.search(path.name)
+    return match.group(1).upper() if match else None
+
+
+def read_cal_factor(annotation: Path, polarisation: str | None) -> float:
+    """``calFactor`` from a TerraSAR-X annotation, for ``polarisation`` when it lists several.
+
+    Looks for ``calFactor`` elements; where one sits beside a ``polLayer``
+    (``calibration/calibrationConstant`` in TSX products) that names the
+    polarisation, that one is taken.
+    """
+    try:
+        root = ET.parse(annotation).getroot()
+    except (ET.ParseError, OSError) as exc:
+        raise DataError(f"{annotation}: cannot read SAR annotation XML: {exc}") from exc
+    factors: list[tuple[str | None, str]] = []
+    for parent in root.iter():
+        children = {_local(c.tag): c for c in parent}
+        if "calFactor" in children:
+            pol = children.get("polLayer")
+            factors.append(
+                (
+                    pol.text.strip().upper() if pol is not None and pol.text else None,
+                    (children["calFactor"].text or "").strip(),
+                )
+            )
+    if not factors:
+        raise DataError(f"{annotation}: no calFactor in this annotation")
+    chosen = [f for p, f in factors if polarisation and p == polarisation.upper()]
+    if not chosen:
+        if len({f for _, f in factors}) > 1:
+            raise DataError(
+                f"{annotation}: several calFactor values and none for "
+                f"polarisation {polarisation or '(unknown)'}"
+            )
+        chosen = [factors[0][1]]
+    try:
+        value = float(chosen[0])
+    except ValueError as exc:
+        raise DataError(f"{annotation}: calFactor {chosen[0]!r} is not a number") from exc
+    if not (math.isfinite(value) and value > 0):
+        raise DataError(f"{annotation}: calFactor {value} must be a positive number")
+    return value
+
+
+def _footprint(src, crs: str) -> tuple[float, float, float, float]:
+    from rasterio.warp import transform_bounds
+
+    return transform_bounds(src.crs, crs, *src.bounds, densify_pts=21)
+
+
+def _overlaps(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def select_scenes(
+    scenes: Sequence[str | os.PathLike], grid: RasterGrid, polarisation: str | None = None
+) -> list[Path]:
+    """The scene arguments with at least one image whose footprint overlaps ``grid``."""
+    chosen = []
+    for scene in scenes:
+        for image in scene_images(scene, polarisation):
+            with _open(image.path) as src:
+                if _overlaps(_footprint(src, grid.crs), grid.bounds):
+                    chosen.append(Path(scene))
+                    break
+    return chosen
+
+
+def _open(path: Path):
+    import rasterio
+
+    try:
+        src = rasterio.open(path)
+    except rasterio.errors.RasterioIOError as exc:
+        raise DataError(f"{path}: cannot open SAR image: {exc}") from exc
+    if src.crs is None:
+        src.close()
+        raise DataError(
+            f"{path}: SAR image has no CRS (an EEC product is geocoded; is this a SSC/MGD product?)"
+        )
+    return src
+
+
+# --------------------------------------------------------------------------- processing
+
+
+def normalise(amplitude: np.ndarray, norm: SarNorm) -> np.ndarray:
+    """The catalog rule ``clip(db_factor * log10(A) / divisor, lo, hi)`` as float32.
+
+    Amplitudes <= 0 (cubic overshoot next to dark pixels) map to the lower clip.
+    """
+    lo, hi = norm.clip
+    with np.errstate(divide="ignore", invalid="ignore"):
+        db = norm.db_factor * np.log10(amplitude.astype(np.float64))
+    out = np.clip(db / norm.divisor, lo, hi)
+    return np.where(amplitude > 0, out, lo).astype(np.float32)
+
+
+def reproject_image(image: SceneImage, grid: RasterGrid, nodata: float) -> np.ndarray:
+    """One image reprojected (cubic) onto ``grid``: (H, W) float32 amplitude, NaN where no data."""
+    import rasterio
+    from rasterio.warp import Resampling, reproject
+
+    out = np.full(grid.shape, np.nan, dtype=np.float32)  # (H, W)
+    with _open(image.path) as src:
+        footprint = _footprint(src, grid.crs)
+        if not _overlaps(footprint, grid.bounds):
+            raise DataError(
+                f"{image.path}: SAR scene does not overlap the output grid "
+                f"(scene bounds {tuple(round(v) for v in footprint)} vs. grid bounds "
+                f"{tuple(round(v) for v in grid.bounds)} in {grid.crs})"
+            )
+        src_nodata = src.nodata if src.nodata is not None else nodata
+        try:
+            reproject(
+                rasterio.band(src, 1),
+                out,
+                src_nodata=src_nodata,
+                dst_nodata=np.nan,
+                dst_transform=grid.transform,
+                dst_crs=grid.crs,
+                resampling=Resampling.cubic,
+            )
+        except rasterio.errors.RasterioError as exc:
+            raise DataError(f"{image.path}: cannot read SAR image data: {exc}") from exc
+    return out
+
+
+def sar_stage(
+    scenes: Sequence[str | os.PathLike],
+    grid: RasterGrid,
+    *,
+    calibrate: bool = False,
+    catalog: Catalog | None = None,
+    progress: Progress | None = None,
+    polarisation: str | None = None,
+) -> StageResult:
+    """Reproject, average and normalise SAR scenes onto ``grid``: (1, H, W) float32 and ``valid``.
+
+    ``calibrate`` converts DN to ``sqrt(beta0)`` with the annotation's
+    calFactor. ``polarisation`` picks one from products that hold several.
+    ``progress(done, total)`` is called after each image. ``skipped`` is set
+    when the valid fraction is below the catalog minimum.
+    """
+    catalog = catalog or load_catalog()
+    norm = catalog.sar
+    if not scenes:
+        raise UsageError("sar needs at least one SCENE (EEC product folder or GeoTIFF)")
+    images = [image for scene in scenes for image in scene_images(scene, polarisation)]
+
+    total = np.zeros(grid.shape, dtype=np.float64)  # (H, W) sum of valid amplitudes
+    count = np.zeros(grid.shape, dtype=np.uint16)  # (H, W) scenes covering each pixel
+    used = []
+    for done, image in enumerate(images, start=1):
+        entry = {"path": str(image.path), "polarisation": image.polarisation}
+        if calibrate:
+            if image.annotation is None:
+                raise DataError(
+                    f"{image.path}: calibration needs the product's annotation XML "
+                    "with calFactor, and none was found beside IMAGEDATA/"
+                )
+            entry["cal_factor"] = read_cal_factor(image.annotation, image.polarisation)
+        amplitude = reproject_image(image, grid, norm.nodata)  # (H, W), NaN = no data
+        if calibrate:
+            amplitude *= np.float32(math.sqrt(entry["cal_factor"]))  # sqrt(calFactor * DN^2)
+        covered = np.isfinite(amplitude)
+        total[covered] += amplitude[covered]
+        count += covered
+        entry["valid_pixels"] = int(covered.sum())
+        used.append(entry)
+        if progress:
+            progress(done, len(images))
+
+    valid = count > 0  # (H, W)
+    mean = np.divide(total, count, out=np.zeros_like(total), where=valid)
+    array = np.where(valid, normalise(mean, norm), np.float32(0))[None].astype(np.float32)
+    fraction = float(valid.mean())
+    skipped = None
+    if fraction < norm.min_valid_fraction:
+        skipped = (
+            f"valid SAR fraction {fraction:.3f} is below the minimum "
+            f"{norm.min_valid_fraction} (normalisation.geonrw_sar.min_valid_fraction)"
+        )
+        log.info("sar: %s", skipped)
+    report = {
+        "scenes": used,
+        "valid_fraction": round(fraction, 6),
+        "min_valid_fraction": norm.min_valid_fraction,
+        "calibrated": calibrate,
+        "averaging": "amplitude mean over valid pixels",
+        "rule": norm.rule,
+    }
+    return StageResult(
+        array=array,
+        grid=grid,
+        nodata=None,
+        valid=valid,
+        skipped=skipped,
+        report=report,
+        descriptions=("SAR normalised",),
+    )
+
+
+def write_sar_geotiff(path: str | os.PathLike, result: StageResult) -> Path:
+    """Write band 1 (normalised SAR, float32) with ``valid`` as the GDAL dataset mask, atomically.
+
+    The mask is internal to the GeoTIFF (no ``.msk`` file); read it with
+    ``src.dataset_mask()`` or ``src.read(1, masked=True)``. No nodata value is
+    set, because 0 is a legitimate normalised value.
+    """
+    import rasterio
+
+    from geosynth.io import atomic_path
+
+    if result.array is None or result.valid is None:
+        raise ValueError("write_sar_geotiff needs a result with array and valid")
+    grid = result.grid
+    profile = {
+        "driver": "GTiff",
+        "width": grid.width,
+        "height": grid.height,
+        "count": result.array.shape[0],
+        "dtype": "float32",
+        "crs": grid.crs,
+        "transform": grid.transform,
+        "nodata": None,
+        "compress": "deflate",
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+    }
+    with (
+        rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True),
+        atomic_path(path) as tmp,
+        rasterio.open(tmp, "w", **profile) as dst,
+    ):
+        dst.write(result.array.astype(np.float32))
+        dst.write_mask(result.valid)
+        for i, desc in enumerate(result.descriptions, start=1):
+            dst.set_band_description(i, desc)
+        dst.update_tags(
+            valid_fraction=str(result.report.get("valid_fraction")),
+            rule=str(result.report.get("rule")),
+        )
+    return Path(path)
