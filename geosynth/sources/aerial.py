@@ -1,0 +1,262 @@
+"""The aerial stage: orthophotos -> an 8-bit RGB (optionally RGBI) image on the output grid.
+
+NRW publishes 0.1 m RGBI JPEG2000 orthophotos in 1 km tiles; the paper
+resamples them to 1 m. This stage takes any GDAL rasters (JPEG2000, GeoTIFF,
+...), zip archives of them or GDAL ``/vsizip/`` paths, and:
+
+1. expands zip archives into their raster members (name order);
+2. opens every source and checks it: a CRS, 8-bit data, at least 3 bands
+   (4 with ``nir=True``); resolution and CRS are read from the files;
+3. drops the sources whose footprint does not intersect the grid;
+4. warps each remaining source onto the grid with lanczos through GDAL's
+   warper, which reads the source in windows (memory stays per tile, bounded
+   by GDAL's warp memory limit, however large the source);
+5. mosaics them: where sources overlap, the first source that covers a pixel
+   wins (rasterio ``merge``'s "first" rule). A pixel is covered by a source
+   when its centre falls inside that source's valid area (GDAL's alpha);
+   near a source edge the lanczos kernel uses that source's pixels only, as
+   ``gdalwarp`` does with several inputs.
+
+Bands: 1-3 of every source are red, green, blue; band 4 is the near
+infrared (NRW's ``dop10rgbi`` order). Output no-data: pixels that no source
+covers are 0 in every band and ``False`` in ``StageResult.valid`` (``None``
+when the whole grid is covered); :func:`write_aerial_geotiff` stores that
+mask as a GDAL mask band rather than as a nodata value, so a real black pixel
+is never taken for missing data, and the report counts the uncovered pixels.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import zipfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from geosynth.errors import DataError
+from geosynth.grid import RasterGrid
+from geosynth.io import atomic_path
+from geosynth.sources import StageResult
+
+log = logging.getLogger(__name__)
+
+#: File suffixes taken from zip archives as raster members.
+RASTER_SUFFIXES = (".jp2", ".j2k", ".tif", ".tiff", ".vrt", ".img", ".png", ".jpg", ".jpeg")
+RGB_BANDS = ("red", "green", "blue")
+NIR_BAND = "nir"
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class _Source:
+    """One opened-and-checked raster source."""
+
+    path: str  # what GDAL opens (a file or /vsizip/ path)
+    crs: str
+    bounds: tuple[float, float, float, float]  # in the grid's CRS
+    resolution: tuple[float, float]  # in the source's own CRS units
+    count: int
+
+
+def _safe_member(archive: Path, name: str) -> None:
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    if name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
+        raise DataError(f"{archive}: refusing zip member {name!r} (path outside the archive)")
+
+
+def zip_members(archive: str | os.PathLike, suffixes: Sequence[str]) -> list[str]:
+    """Names of the members of ``archive`` ending in one of ``suffixes``, sorted.
+
+    Members whose names would point outside the archive (absolute paths,
+    ``..``) are refused with a :class:`DataError` naming the archive.
+    """
+    archive = Path(archive)
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            names = [i.filename for i in zf.infolist() if not i.is_dir()]
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DataError(f"{archive}: not a readable zip archive: {exc}") from exc
+    for name in names:
+        _safe_member(archive, name)
+    return sorted(n for n in names if n.lower().endswith(tuple(suffixes)))
+
+
+def expand_sources(sources: Iterable[str | os.PathLike]) -> list[str]:
+    """GDAL paths of the rasters in ``sources`` (files, zip archives, ``/vsi...`` paths)."""
+    paths: list[str] = []
+    for source in sources:
+        text = str(source)
+        if text.startswith("/vsi"):
+            paths.append(text)
+            continue
+        path = Path(text)
+        if not path.is_file():
+            raise DataError(f"{path}: no such file")
+        if path.suffix.lower() == ".zip":
+            members = zip_members(path, RASTER_SUFFIXES)
+            if not members:
+                raise DataError(
+                    f"{path}: zip archive holds no raster ({', '.join(RASTER_SUFFIXES)})"
+                )
+            paths.extend(f"/vsizip/{path.resolve()}/{m}" for m in members)
+        else:
+            paths.append(str(path))
+    if not paths:
+        raise DataError("aerial: no source rasters given")
+    return paths
+
+
+def _open_checked(path: str, grid: RasterGrid, nir: bool) -> _Source:
+    import rasterio
+    from rasterio.warp import transform_bounds
+
+    try:
+        with rasterio.open(path) as src:
+            if src.crs is None:
+                raise DataError(
+                    f"{path}: raster has no CRS; set one (e.g. `rio edit-info --crs EPSG:25832`)"
+                )
+            need = 4 if nir else 3
+            if src.count < need:
+                what = "RGB plus NIR (--nir)" if nir else "RGB"
+                raise DataError(f"{path}: has {src.count} band(s), {what} needs {need}")
+            if src.dtypes[0] != "uint8":
+                raise DataError(
+                    f"{path}: data type {src.dtypes[0]}; the aerial stage expects 8-bit imagery"
+                )
+            bounds = transform_bounds(src.crs, grid.crs, *src.bounds, densify_pts=21)
+            return _Source(path, src.crs.to_string(), bounds, src.res, src.count)
+    except rasterio.errors.RasterioIOError as exc:
+        raise DataError(f"{path}: cannot open raster: {exc}") from exc
+
+
+def _intersects(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _warp(source: _Source, grid: RasterGrid, bands: list[int]) -> np.ndarray:
+    """``source`` warped onto ``grid``: (len(bands) + 1, H, W) uint8, the last band GDAL's alpha."""
+    import rasterio
+    from rasterio.errors import RasterioError
+    from rasterio.warp import Resampling, reproject
+
+    out = np.zeros((len(bands) + 1, grid.height, grid.width), dtype=np.uint8)  # (B+1, H, W)
+    try:
+        with rasterio.open(source.path) as src:
+            reproject(
+                rasterio.band(src, bands),
+                out,
+                dst_transform=grid.transform,
+                dst_crs=grid.crs,
+                dst_alpha=len(bands) + 1,
+                resampling=Resampling.lanczos,
+            )
+    except (RasterioError, rasterio._err.CPLE_BaseError) as exc:
+        raise DataError(
+            f"{source.path}: cannot read raster data (truncated or corrupt?): {exc}"
+        ) from exc
+    return out
+
+
+def aerial_stage(
+    sources: Iterable[str | os.PathLike],
+    grid: RasterGrid,
+    *,
+    nir: bool = False,
+    progress: Progress | None = None,
+) -> StageResult:
+    """Mosaic and resample orthophotos onto ``grid`` with lanczos.
+
+    Returns a :class:`StageResult` whose array is uint8 (3, H, W) (red,
+    green, blue) or (4, H, W) with ``nir``; ``valid`` is ``None`` when every
+    pixel is covered, else the (H, W) coverage mask. ``progress(done, total)``
+    is called after each source. Raises :class:`DataError` naming the file
+    for unreadable, truncated or un-georeferenced sources, and when no source
+    intersects the grid.
+    """
+    paths = expand_sources(sources)
+    checked = [_open_checked(p, grid, nir) for p in paths]
+    used = [s for s in checked if _intersects(s.bounds, grid.bounds)]
+    skipped = [s.path for s in checked if s not in used]
+    if not used:
+        raise DataError(
+            f"none of the {len(checked)} aerial source(s) intersects the grid "
+            f"{grid.crs} {grid.bounds}: {', '.join(paths[:5])}{' ...' if len(paths) > 5 else ''}"
+        )
+    for path in skipped:
+        log.debug("aerial: %s does not intersect the grid; not read", path)
+
+    bands = [1, 2, 3, 4] if nir else [1, 2, 3]
+    image = np.zeros((len(bands), grid.height, grid.width), dtype=np.uint8)  # (B, H, W)
+    covered = np.zeros(grid.shape, dtype=bool)  # (H, W)
+    for done, source in enumerate(used, start=1):
+        warped = _warp(source, grid, bands)
+        take = (warped[-1] > 0) & ~covered  # first source wins
+        image[:, take] = warped[:-1, take]
+        covered |= take
+        if progress is not None:
+            progress(done, len(used))
+
+    uncovered = int((~covered).sum())
+    if uncovered:
+        log.warning(
+            "aerial: %d of %d pixels are covered by no source (masked)", uncovered, covered.size
+        )
+    report = {
+        "sources": [s.path for s in used],
+        "skipped_sources": skipped,
+        "source_crs": sorted({s.crs for s in used}),
+        "source_resolution": sorted({tuple(float(r) for r in s.resolution) for s in used}),
+        "resampling": "lanczos",
+        "bands": [*RGB_BANDS, NIR_BAND][: len(bands)],
+        "uncovered_pixels": uncovered,
+    }
+    return StageResult(
+        array=image,
+        grid=grid,
+        nodata=None,
+        valid=None if uncovered == 0 else covered,
+        report=report,
+        descriptions=tuple(report["bands"]),
+    )
+
+
+def write_aerial_geotiff(path: str | os.PathLike, result: StageResult) -> Path:
+    """Write an aerial :class:`StageResult` as a tiled GeoTIFF, atomically.
+
+    Uncovered pixels (``result.valid`` False) go into a GDAL mask band, not
+    a nodata value.
+    """
+    import rasterio
+
+    grid = result.grid
+    data = result.array  # (B, H, W) uint8
+    profile = {
+        "driver": "GTiff",
+        "width": grid.width,
+        "height": grid.height,
+        "count": data.shape[0],
+        "dtype": "uint8",
+        "crs": grid.crs,
+        "transform": grid.transform,
+        "compress": "deflate",
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+        "photometric": "RGB" if data.shape[0] == 3 else "MINISBLACK",
+    }
+    with (
+        atomic_path(path) as tmp,
+        rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True),
+        rasterio.open(tmp, "w", **profile) as dst,
+    ):
+        dst.write(data)
+        for i, desc in enumerate(result.descriptions, start=1):
+            dst.set_band_description(i, desc)
+        if result.valid is not None:
+            dst.write_mask(result.valid.astype(np.uint8) * 255)
+    return Path(path)
