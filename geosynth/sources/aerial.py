@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -115,11 +116,17 @@ def _open_checked(path: str, grid: RasterGrid, nir: bool) -> _Source:
     from rasterio.warp import transform_bounds
 
     try:
-        with rasterio.open(path) as src:
+        with warnings.catch_warnings():
+            # a raster without geotransform warns; it gets a DataError below instead
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            src = rasterio.open(path)
+        with src:
             if src.crs is None:
                 raise DataError(
                     f"{path}: raster has no CRS; set one (e.g. `rio edit-info --crs EPSG:25832`)"
                 )
+            if src.transform.is_identity:
+                raise DataError(f"{path}: raster has no geotransform (not georeferenced)")
             need = 4 if nir else 3
             if src.count < need:
                 what = "RGB plus NIR (--nir)" if nir else "RGB"
