@@ -1,0 +1,427 @@
+"""The generators of the paper (Table I) and its baselines, built from a frozen config.
+
+Every generator is called as ``G(labels, raster)`` with a one-hot label map
+``(B, L, H, W)`` and/or an auxiliary raster ``(B, R, H, W)`` (DEM or SAR), and
+returns an image ``(B, output_channels, H, W)`` in [-1, 1] (tanh). ``H`` and
+``W`` must be multiples of ``2 ** n_sampling`` (16).
+
+Kinds (``GeneratorConfig.kind``):
+
+- ``ours``: pix2pixHD encoder-decoder with SPADE in every norm layer. The
+  raster enters the encoder (7 x 7 conv, four stride-2 convs); the label map
+  enters every SPADE layer; nine SPADE ResNet blocks at ``16 * capacity``;
+  four (nearest 2x upsample, SPADE ResNet block) decoder stages; 3 x 3 conv
+  and tanh.
+- ``spade``: labels only (the paper's "Label"): a 3 x 3 conv embeds the label
+  map downsampled to ``H/16``, two SPADE ResNet blocks, the same decoder.
+- ``pix2pix``: the ``ours`` architecture with BatchNorm instead of SPADE,
+  raster only (the paper's "DEM" / "SAR").
+- ``concat``: ``pix2pix`` fed the one-hot labels concatenated with the raster.
+- ``merge``: a ``pix2pix`` branch for the raster and a ``spade`` branch for the
+  labels at ``merge_ratio`` (75 %) of the capacity; a third decoder fuses them
+  at every stage: upsample its own features, concatenate the two branches'
+  decoder features of that stage, one plain ResNet block. The code published
+  with the paper has no merge generator; this is our reading of the paper.
+
+Parity with the code published with the paper (capacity 64, 11 classes, one
+DEM channel, RGB output): ours 240,263,491, spade 64,209,731, pix2pix
+186,306,499 and concat 186,340,995 parameters, matched exactly with the
+defaults. Differences that change no parameter count: BatchNorm statistics
+exclude the reflection-padded border (the published code pads first), the
+label map is downsampled once per resolution, spectral norm uses the
+parametrization API and by default covers every conv (see
+:mod:`geosynth.ml.layers`). ``norm_affine=False`` gives SPADE's
+parameter-free BatchNorm (the published code keeps the affine parameters).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from geosynth.errors import UsageError
+from geosynth.ml.layers import (
+    SPADE_HIDDEN,
+    Downsample,
+    LabelPyramid,
+    ResBlock,
+    SPADEResBlock,
+    check_spectral_mode,
+    stem,
+    to_image,
+)
+
+GENERATOR_KINDS = ("ours", "spade", "pix2pix", "concat", "merge")
+# which inputs each kind consumes: (labels, raster)
+KIND_INPUTS = {
+    "ours": (True, True),
+    "spade": (True, False),
+    "pix2pix": (False, True),
+    "concat": (True, True),
+    "merge": (True, True),
+}
+DEFAULT_BLOCKS = {"spade": 2}  # ResNet blocks before the decoder; 9 for the others
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Everything needed to rebuild a generator; saved with its checkpoints.
+
+    ``label_channels`` counts the one-hot classes incl. unlabelled (11 for
+    GeoNRW) and ``raster_channels`` the auxiliary raster's bands (1 for a DEM);
+    a kind that does not use an input must have 0 for it. ``output_channels``
+    is 3 (RGB), 1 (single-pol SAR) or 2 (dual-pol SAR). ``capacity`` is the
+    width of the first layer (64 in the paper); all widths scale with it.
+    """
+
+    kind: str = "ours"
+    label_channels: int = 11
+    raster_channels: int = 1
+    output_channels: int = 3
+    capacity: int = 64
+    n_sampling: int = 4
+    n_blocks: int | None = None
+    spade_hidden: int = SPADE_HIDDEN
+    norm_affine: bool = True
+    spectral_norm: str = "all"
+    merge_ratio: float = 0.75
+
+    def __post_init__(self):
+        if self.kind not in GENERATOR_KINDS:
+            raise UsageError(
+                f"generator kind must be one of {', '.join(GENERATOR_KINDS)}, not {self.kind!r}"
+            )
+        check_spectral_mode(self.spectral_norm)
+        uses_labels, uses_raster = KIND_INPUTS[self.kind]
+        for name, used, value in (
+            ("label_channels", uses_labels, self.label_channels),
+            ("raster_channels", uses_raster, self.raster_channels),
+        ):
+            if used and value < 1:
+                raise UsageError(f"generator {self.kind!r} needs {name} >= 1, got {value}")
+            if not used and value != 0:
+                raise UsageError(
+                    f"generator {self.kind!r} does not use {name}; set it to 0, not {value}"
+                )
+        if self.output_channels < 1:
+            raise UsageError(f"output_channels must be >= 1, got {self.output_channels}")
+        if self.capacity < 1 or self.n_sampling < 1:
+            raise UsageError(
+                f"capacity and n_sampling must be >= 1, got {self.capacity}, {self.n_sampling}"
+            )
+        if self.n_blocks is None:
+            object.__setattr__(self, "n_blocks", DEFAULT_BLOCKS.get(self.kind, 9))
+        if not 0 < self.merge_ratio <= 1:
+            raise UsageError(f"merge_ratio must be in (0, 1], got {self.merge_ratio}")
+
+    @property
+    def size_multiple(self) -> int:
+        """Input height and width must be multiples of this."""
+        return 2**self.n_sampling
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> GeneratorConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise UsageError(f"unknown generator config keys: {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+
+# --------------------------------------------------------------------------- parts
+
+
+class Encoder(nn.Module):
+    """Stem conv (no norm) and ``n_sampling`` stride-2 downsamplers doubling the width."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        width: int,
+        n_sampling: int,
+        label_channels: int,
+        hidden: int,
+        affine: bool,
+        spectral_mode: str,
+        stem_kernel: int = 7,
+    ):
+        super().__init__()
+        self.stem = stem(in_channels, width, stem_kernel, spectral_mode)
+        self.down = nn.ModuleList(
+            Downsample(
+                width * 2**i,
+                width * 2 ** (i + 1),
+                label_channels=label_channels,
+                hidden=hidden,
+                affine=affine,
+                spectral_mode=spectral_mode,
+            )
+            for i in range(n_sampling)
+        )
+
+    def forward(self, x: torch.Tensor, labels: LabelPyramid | None) -> torch.Tensor:
+        x = self.stem(x)  # (B, width, H, W)
+        for down in self.down:
+            x = down(x, labels)  # halves H and W, doubles C
+        return x  # (B, width * 2**n, H / 2**n, W / 2**n)
+
+
+def _block(
+    in_channels: int,
+    out_channels: int,
+    label_channels: int,
+    hidden: int,
+    affine: bool,
+    spectral_mode: str,
+) -> nn.Module:
+    if label_channels:
+        return SPADEResBlock(
+            in_channels,
+            out_channels,
+            label_channels,
+            hidden=hidden,
+            affine=affine,
+            spectral_mode=spectral_mode,
+        )
+    return ResBlock(in_channels, out_channels, spectral_mode=spectral_mode)
+
+
+class Body(nn.Module):
+    """``n_blocks`` ResNet blocks at constant width (SPADE blocks when ``label_channels``)."""
+
+    def __init__(
+        self,
+        width: int,
+        n_blocks: int,
+        label_channels: int,
+        hidden: int,
+        affine: bool,
+        spectral_mode: str,
+    ):
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            _block(width, width, label_channels, hidden, affine, spectral_mode)
+            for _ in range(n_blocks)
+        )
+
+    def forward(self, x: torch.Tensor, labels: LabelPyramid | None) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x, labels)
+        return x
+
+
+class Decoder(nn.Module):
+    """``n_sampling`` stages of nearest 2x upsampling and a ResNet block halving the width."""
+
+    def __init__(
+        self,
+        width: int,
+        n_sampling: int,
+        label_channels: int,
+        hidden: int,
+        affine: bool,
+        spectral_mode: str,
+    ):
+        super().__init__()
+        self.stages = nn.ModuleList(
+            _block(
+                width // 2**i, width // 2 ** (i + 1), label_channels, hidden, affine, spectral_mode
+            )
+            for i in range(n_sampling)
+        )
+
+    def forward(self, x: torch.Tensor, labels: LabelPyramid | None) -> list[torch.Tensor]:
+        """The features after every stage, coarse to fine."""
+        outs = []
+        for stage in self.stages:
+            x = F.interpolate(x, scale_factor=2, mode="nearest")  # (B, C, 2H, 2W)
+            x = stage(x, labels)  # (B, C/2, 2H, 2W)
+            outs.append(x)
+        return outs
+
+
+class LabelEmbedding(nn.Module):
+    """The SPADE generator's start: the label map downsampled ``2**n`` times, 3 x 3 conv, ReLU."""
+
+    def __init__(self, label_channels: int, width: int, n_sampling: int, spectral_mode: str):
+        super().__init__()
+        self.factor = 2**n_sampling
+        self.conv = stem(label_channels, width, 3, spectral_mode)
+
+    def forward(self, labels: LabelPyramid) -> torch.Tensor:
+        h, w = labels.labels.shape[-2:]
+        return self.conv(labels.at((h // self.factor, w // self.factor)))  # (B, width, h, w)
+
+
+# --------------------------------------------------------------------------- generators
+
+
+class Generator(nn.Module):
+    """Common interface: ``forward(labels, raster)``, ``config``, input checks."""
+
+    def __init__(self, config: GeneratorConfig):
+        super().__init__()
+        self.config = config
+
+    def _check_inputs(self, labels: torch.Tensor | None, raster: torch.Tensor | None) -> None:
+        cfg = self.config
+        uses_labels, uses_raster = KIND_INPUTS[cfg.kind]
+        for name, used, value, channels in (
+            ("labels", uses_labels, labels, cfg.label_channels),
+            ("raster", uses_raster, raster, cfg.raster_channels),
+        ):
+            if used and value is None:
+                raise UsageError(f"generator {cfg.kind!r} needs {name}")
+            if used and value.shape[1] != channels:
+                raise UsageError(
+                    f"generator {cfg.kind!r} expects {channels} {name} channels, got {value.shape[1]}"
+                )
+        ref = labels if labels is not None else raster
+        h, w = ref.shape[-2:]
+        m = cfg.size_multiple
+        if h % m or w % m:
+            raise UsageError(f"input size {h} x {w} is not a multiple of {m} (2 ** n_sampling)")
+
+
+class EncoderDecoderGenerator(Generator):
+    """``ours`` (SPADE everywhere), ``pix2pix`` (raster only) and ``concat`` (labels + raster)."""
+
+    def __init__(self, config: GeneratorConfig):
+        super().__init__(config)
+        cfg = config
+        spade_labels = cfg.label_channels if cfg.kind == "ours" else 0
+        in_channels = cfg.raster_channels + (cfg.label_channels if cfg.kind == "concat" else 0)
+        bottleneck = cfg.capacity * 2**cfg.n_sampling
+        common = dict(
+            label_channels=spade_labels,
+            hidden=cfg.spade_hidden,
+            affine=cfg.norm_affine,
+            spectral_mode=cfg.spectral_norm,
+        )
+        self.encoder = Encoder(in_channels, cfg.capacity, cfg.n_sampling, **common)
+        self.body = Body(bottleneck, cfg.n_blocks, **common)
+        self.decoder = Decoder(bottleneck, cfg.n_sampling, **common)
+        self.to_image = to_image(cfg.capacity, cfg.output_channels, cfg.spectral_norm)
+
+    def forward(self, labels: torch.Tensor | None, raster: torch.Tensor | None) -> torch.Tensor:
+        self._check_inputs(labels, raster)
+        pyramid = LabelPyramid(labels) if self.config.kind == "ours" else None
+        x = raster if self.config.kind != "concat" else torch.cat([labels, raster], dim=1)
+        x = self.encoder(x, pyramid)  # (B, 16c, H/16, W/16)
+        x = self.body(x, pyramid)
+        x = self.decoder(x, pyramid)[-1]  # (B, c, H, W)
+        return self.to_image(x)  # (B, out, H, W)
+
+
+class SPADEGenerator(Generator):
+    """Labels only: embedding at ``H/16``, SPADE ResNet blocks, SPADE decoder."""
+
+    def __init__(self, config: GeneratorConfig):
+        super().__init__(config)
+        cfg = config
+        width = cfg.capacity * 2**cfg.n_sampling
+        common = dict(
+            label_channels=cfg.label_channels,
+            hidden=cfg.spade_hidden,
+            affine=cfg.norm_affine,
+            spectral_mode=cfg.spectral_norm,
+        )
+        self.embed = LabelEmbedding(cfg.label_channels, width, cfg.n_sampling, cfg.spectral_norm)
+        self.body = Body(width, cfg.n_blocks, **common)
+        self.decoder = Decoder(width, cfg.n_sampling, **common)
+        self.to_image = to_image(cfg.capacity, cfg.output_channels, cfg.spectral_norm)
+
+    def forward(
+        self, labels: torch.Tensor | None, raster: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        self._check_inputs(labels, raster)
+        pyramid = LabelPyramid(labels)
+        x = self.embed(pyramid)  # (B, 16c, H/16, W/16)
+        x = self.body(x, pyramid)
+        x = self.decoder(x, pyramid)[-1]  # (B, c, H, W)
+        return self.to_image(x)
+
+
+class MergeGenerator(Generator):
+    """Raster branch (pix2pix) + label branch (SPADE), fused stage by stage in a third decoder."""
+
+    def __init__(self, config: GeneratorConfig):
+        super().__init__(config)
+        cfg = config
+        n = cfg.n_sampling
+        width = max(1, round(cfg.capacity * cfg.merge_ratio))
+        bottleneck = width * 2**n
+        plain = dict(
+            label_channels=0,
+            hidden=cfg.spade_hidden,
+            affine=cfg.norm_affine,
+            spectral_mode=cfg.spectral_norm,
+        )
+        spade = dict(plain, label_channels=cfg.label_channels)
+        # raster branch: pix2pix without its output layer
+        self.raster_encoder = Encoder(cfg.raster_channels, width, n, **plain)
+        self.raster_body = Body(bottleneck, cfg.n_blocks, **plain)
+        self.raster_decoder = Decoder(bottleneck, n, **plain)
+        # label branch: SPADE generator without its output layer
+        self.label_embed = LabelEmbedding(cfg.label_channels, bottleneck, n, cfg.spectral_norm)
+        self.label_body = Body(bottleneck, DEFAULT_BLOCKS["spade"], **spade)
+        self.label_decoder = Decoder(bottleneck, n, **spade)
+        # fusion decoder: stage i sees its upsampled features and both branches' stage-i features
+        stages = []
+        for i in range(n):
+            own = 2 * bottleneck if i == 0 else bottleneck // 2**i
+            out = bottleneck // 2 ** (i + 1)
+            stages.append(ResBlock(own + 2 * out, out, spectral_mode=cfg.spectral_norm))
+        self.fusion = nn.ModuleList(stages)
+        self.to_image = to_image(width, cfg.output_channels, cfg.spectral_norm)
+
+    def forward(self, labels: torch.Tensor | None, raster: torch.Tensor | None) -> torch.Tensor:
+        self._check_inputs(labels, raster)
+        pyramid = LabelPyramid(labels)
+        r = self.raster_body(self.raster_encoder(raster, None), None)  # (B, 16w, H/16, W/16)
+        s = self.label_body(self.label_embed(pyramid), pyramid)  # (B, 16w, H/16, W/16)
+        r_stages = self.raster_decoder(r, None)
+        s_stages = self.label_decoder(s, pyramid)
+        x = torch.cat([r, s], dim=1)  # (B, 32w, H/16, W/16)
+        for stage, r_i, s_i in zip(self.fusion, r_stages, s_stages, strict=True):
+            x = F.interpolate(x, scale_factor=2, mode="nearest")
+            x = stage(torch.cat([x, r_i, s_i], dim=1))  # (B, C_i, H_i, W_i)
+        return self.to_image(x)
+
+
+_CLASSES = {
+    "ours": EncoderDecoderGenerator,
+    "pix2pix": EncoderDecoderGenerator,
+    "concat": EncoderDecoderGenerator,
+    "spade": SPADEGenerator,
+    "merge": MergeGenerator,
+}
+
+
+def build_generator(config: GeneratorConfig) -> Generator:
+    """The generator described by ``config``."""
+    return _CLASSES[config.kind](config)
+
+
+def generator_config_for(
+    kind: str, label_channels: int, raster_channels: int, output_channels: int, **options
+) -> GeneratorConfig:
+    """A config for ``kind`` from the data's channel counts, zeroing the inputs it does not use."""
+    if kind not in KIND_INPUTS:
+        raise UsageError(
+            f"generator kind must be one of {', '.join(GENERATOR_KINDS)}, not {kind!r}"
+        )
+    uses_labels, uses_raster = KIND_INPUTS[kind]
+    return GeneratorConfig(
+        kind=kind,
+        label_channels=label_channels if uses_labels else 0,
+        raster_channels=raster_channels if uses_raster else 0,
+        output_channels=output_channels,
+        **options,
+    )

@@ -1,0 +1,242 @@
+"""Building blocks shared by the generators and the discriminator.
+
+SPADE normalisation (Park et al., CVPR 2019), the ResNet blocks of the
+generators (norm -> ReLU -> conv, twice, with reflection padding; Brock et
+al. and Park et al. order) in a plain and a SPADE flavour, the strided
+downsampler of the encoders, and the spectral-norm policy.
+
+Where spectral norm goes (``spectral_norm`` of the network configs):
+
+- ``"all"`` (default, as the issue asks): every convolution of G and D,
+  including SPADE's small MLP, the 1 x 1 shortcuts and D's first and last conv;
+- ``"reference"``: the placement of the code published with the paper: G's
+  main-path convolutions (stem, downsamplers, ResNet convs, output conv) and
+  D's middle convolutions, but not SPADE's MLP, the shortcuts, nor D's first
+  and last conv;
+- ``"none"``: no spectral norm.
+
+Spectral norm adds buffers, not parameters, so the parameter counts are the
+same under all three.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
+
+from geosynth.errors import UsageError
+
+SPECTRAL_MODES = ("all", "reference", "none")
+SPADE_HIDDEN = 128  # width of SPADE's shared MLP layer (Park et al.; the paper's code)
+
+
+def check_spectral_mode(mode: str) -> str:
+    if mode not in SPECTRAL_MODES:
+        raise UsageError(f"spectral_norm must be one of {', '.join(SPECTRAL_MODES)}, not {mode!r}")
+    return mode
+
+
+def spectral_on(mode: str, main_path: bool) -> bool:
+    """Whether a convolution gets spectral norm: main-path convs unless ``none``; others only under ``all``."""
+    return mode == "all" or (mode == "reference" and main_path)
+
+
+def conv2d(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int,
+    *,
+    stride: int = 1,
+    padding: int = 0,
+    bias: bool = True,
+    spectral: bool = False,
+) -> nn.Module:
+    """A ``Conv2d``, spectrally normalised when ``spectral`` (parametrization, no extra parameters)."""
+    conv = nn.Conv2d(
+        in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias
+    )
+    return _spectral_norm(conv) if spectral else conv
+
+
+class LabelPyramid:
+    """A one-hot label map at every resolution the network asks for, each computed once.
+
+    SPADE layers at the same resolution share the downsampled map instead of
+    interpolating the full-resolution map again in every layer.
+    """
+
+    def __init__(self, labels: torch.Tensor):
+        self.labels = labels  # (B, L, H, W)
+        self._levels: dict[tuple[int, int], torch.Tensor] = {tuple(labels.shape[-2:]): labels}
+
+    def at(self, size: Sequence[int]) -> torch.Tensor:
+        """The label map at ``size`` (H, W), nearest-neighbour downsampled."""
+        key = (int(size[0]), int(size[1]))
+        if key not in self._levels:
+            self._levels[key] = F.interpolate(self.labels, size=key, mode="nearest")
+        return self._levels[key]  # (B, L, h, w)
+
+
+class SPADE(nn.Module):
+    """Spatially-adaptive normalisation: ``BatchNorm(x) * (1 + gamma(labels)) + beta(labels)``.
+
+    ``affine`` keeps BatchNorm's own scale and shift as the code published with
+    the paper does (``nn.BatchNorm2d(c)``); SPADE's paper uses a parameter-free
+    BatchNorm (``affine=False``), which has ``2 * channels`` fewer parameters.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        label_channels: int,
+        *,
+        hidden: int = SPADE_HIDDEN,
+        affine: bool = True,
+        spectral: bool = False,
+    ):
+        super().__init__()
+        self.norm = nn.BatchNorm2d(channels, affine=affine)
+        self.shared = nn.Sequential(
+            conv2d(label_channels, hidden, 3, padding=1, spectral=spectral), nn.ReLU()
+        )
+        self.gamma = conv2d(hidden, channels, 3, padding=1, spectral=spectral)
+        self.beta = conv2d(hidden, channels, 3, padding=1, spectral=spectral)
+
+    def forward(self, x: torch.Tensor, labels: LabelPyramid) -> torch.Tensor:
+        # Part 1: normalise the activations
+        normalized = self.norm(x)  # (B, C, H, W)
+        # Part 2: scale and shift predicted from the label map at this resolution
+        actv = self.shared(labels.at(x.shape[-2:]))  # (B, hidden, H, W)
+        return normalized * (1 + self.gamma(actv)) + self.beta(actv)
+
+
+class _ResBlockBase(nn.Module):
+    """Two (norm, ReLU, reflection pad, 3 x 3 conv) units plus a shortcut.
+
+    The shortcut is the identity, or a 1 x 1 conv without bias when the width
+    changes. The code published with the paper pads before normalising; we
+    pad right before each convolution, which changes no parameter and keeps
+    the padded border out of the BatchNorm statistics.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, spectral_mode: str):
+        super().__init__()
+        main = spectral_on(spectral_mode, main_path=True)
+        self.pad = nn.ReflectionPad2d(1)
+        self.conv1 = conv2d(in_channels, out_channels, 3, spectral=main)
+        self.conv2 = conv2d(out_channels, out_channels, 3, spectral=main)
+        self.shortcut = None
+        if in_channels != out_channels:
+            self.shortcut = conv2d(
+                in_channels,
+                out_channels,
+                1,
+                bias=False,
+                spectral=spectral_on(spectral_mode, main_path=False),
+            )
+
+    def _residual(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        return out + (x if self.shortcut is None else self.shortcut(x))
+
+
+class ResBlock(_ResBlockBase):
+    """Plain ResNet block with BatchNorm (pix2pixHD generator body and decoder)."""
+
+    def __init__(self, in_channels: int, out_channels: int, *, spectral_mode: str = "all"):
+        super().__init__(in_channels, out_channels, spectral_mode)
+        self.norm1 = nn.BatchNorm2d(in_channels)
+        self.norm2 = nn.BatchNorm2d(out_channels)
+
+    def forward(self, x: torch.Tensor, labels: LabelPyramid | None = None) -> torch.Tensor:
+        out = self.conv1(self.pad(F.relu(self.norm1(x))))  # (B, C_out, H, W)
+        out = self.conv2(self.pad(F.relu(self.norm2(out))))
+        return self._residual(x, out)
+
+
+class SPADEResBlock(_ResBlockBase):
+    """ResNet block whose two norms are SPADE layers conditioned on the label map."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        label_channels: int,
+        *,
+        hidden: int = SPADE_HIDDEN,
+        affine: bool = True,
+        spectral_mode: str = "all",
+    ):
+        super().__init__(in_channels, out_channels, spectral_mode)
+        aux = spectral_on(spectral_mode, main_path=False)
+        self.norm1 = SPADE(in_channels, label_channels, hidden=hidden, affine=affine, spectral=aux)
+        self.norm2 = SPADE(out_channels, label_channels, hidden=hidden, affine=affine, spectral=aux)
+
+    def forward(self, x: torch.Tensor, labels: LabelPyramid) -> torch.Tensor:
+        out = self.conv1(self.pad(F.relu(self.norm1(x, labels))))  # (B, C_out, H, W)
+        out = self.conv2(self.pad(F.relu(self.norm2(out, labels))))
+        return self._residual(x, out)
+
+
+class Downsample(nn.Module):
+    """Stride-2 3 x 3 conv, then BatchNorm (or SPADE when ``label_channels``) and ReLU."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        label_channels: int = 0,
+        hidden: int = SPADE_HIDDEN,
+        affine: bool = True,
+        spectral_mode: str = "all",
+    ):
+        super().__init__()
+        self.conv = conv2d(
+            in_channels,
+            out_channels,
+            3,
+            stride=2,
+            padding=1,
+            spectral=spectral_on(spectral_mode, main_path=True),
+        )
+        if label_channels:
+            aux = spectral_on(spectral_mode, main_path=False)
+            self.norm = SPADE(
+                out_channels, label_channels, hidden=hidden, affine=affine, spectral=aux
+            )
+        else:
+            self.norm = nn.BatchNorm2d(out_channels)
+
+    def forward(self, x: torch.Tensor, labels: LabelPyramid | None = None) -> torch.Tensor:
+        x = self.conv(x)  # (B, C_out, H/2, W/2)
+        x = self.norm(x, labels) if isinstance(self.norm, SPADE) else self.norm(x)
+        return F.relu(x)
+
+
+def stem(
+    in_channels: int, out_channels: int, kernel_size: int, spectral_mode: str
+) -> nn.Sequential:
+    """Reflection-padded conv and ReLU without normalisation: the first layer of a generator."""
+    return nn.Sequential(
+        nn.ReflectionPad2d(kernel_size // 2),
+        conv2d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            spectral=spectral_on(spectral_mode, main_path=True),
+        ),
+        nn.ReLU(),
+    )
+
+
+def to_image(in_channels: int, out_channels: int, spectral_mode: str) -> nn.Sequential:
+    """Reflection-padded 3 x 3 conv and tanh: the output layer of a generator."""
+    return nn.Sequential(
+        nn.ReflectionPad2d(1),
+        conv2d(in_channels, out_channels, 3, spectral=spectral_on(spectral_mode, main_path=True)),
+        nn.Tanh(),
+    )
