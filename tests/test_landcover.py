@@ -374,6 +374,14 @@ def test_broken_osm_xml_exits_1_naming_the_file(tmp_path):
     assert not out.exists()
 
 
+def test_truncated_bz2_osm_names_the_file(tmp_path):
+    packed = bz2.compress(write_town(tmp_path / "town.osm").read_bytes())
+    cut = tmp_path / "cut.osm.bz2"
+    cut.write_bytes(packed[: len(packed) // 2])
+    with pytest.raises(DataError, match=r"cut\.osm\.bz2"):
+        landcover_stage(small_grid(), osm=[cut])
+
+
 def test_cli_like_grid_colour_table_and_json_report(tmp_path):
     g = small_grid()
     ref = write_ref(tmp_path / "ref.tif", g)

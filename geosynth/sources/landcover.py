@@ -38,7 +38,14 @@ from geosynth.catalog import AtkisMapping, Catalog, ClassTable, load_catalog
 from geosynth.errors import DataError, UsageError
 from geosynth.grid import RasterGrid
 from geosynth.sources import StageResult
-from geosynth.sources.osm import OVERPASS, WGS84, osm_shapes, read_osm_file, read_overpass
+from geosynth.sources.osm import (
+    OVERPASS,
+    grid_polygon_wgs84,
+    max_half_width,
+    osm_shapes,
+    read_osm_file,
+    read_overpass,
+)
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -229,19 +236,6 @@ def _osm_inputs(osm: OsmInput) -> list[str | Path]:
     return [OVERPASS if str(item) == OVERPASS else Path(item) for item in osm]
 
 
-def _grid_polygon_wgs84(grid: RasterGrid, margin: float):
-    """The grid's bounds widened by ``margin`` (grid units) as a densified WGS84 polygon."""
-    from pyproj import Transformer
-    from shapely.geometry import Polygon, box
-
-    left, bottom, right, top = grid.bounds
-    ring = box(left - margin, bottom - margin, right + margin, top + margin).exterior
-    ring = ring.segmentize(max(right - left, top - bottom) / 20)
-    to_wgs84 = Transformer.from_crs(grid.crs, WGS84, always_xy=True)
-    xs, ys = to_wgs84.transform(*np.asarray(ring.coords).T)
-    return Polygon(zip(xs, ys, strict=True))
-
-
 def _merge(total: dict[str, Counter], part: dict[str, Any]) -> None:
     for name in ("features", "unmapped", "ignored", "defaulted"):
         total.setdefault(name, Counter()).update(part.get(name, {}))
@@ -295,11 +289,11 @@ def landcover_stage(
     rules = catalog.osm
     for done, item in enumerate(osm_items, start=len(vectors) + 1):
         if item == OVERPASS:
-            half = max([*rules.highways.widths_m.values(), *rules.railways.widths_m.values()]) / 2
-            gdf = read_overpass(_grid_polygon_wgs84(grid, half), rules, cache_folder=overpass_cache)
+            area = grid_polygon_wgs84(grid, max_half_width(rules))
+            gdf = read_overpass(area, rules, cache_folder=overpass_cache)
         else:
             gdf = read_osm_file(item, rules)
-        part_shapes, part = osm_shapes(gdf, rules, grid.crs, grid.bounds)
+        part_shapes, part = osm_shapes(gdf, rules, grid)
         shapes += part_shapes
         _merge(counters, part)
         sources.append(

@@ -17,6 +17,9 @@ Which features become which class is catalog data (``osm:`` in
    they are, without a buffer;
 3. railways: likewise with ``osm.railways``.
 
+Lines are buffered with round caps and joins (shapely's default), so ways
+that meet at a junction join without notches.
+
 Values without a catalog width (``highway=footway``, ``railway=platform``,
 ...) are *not* burned: they are counted in the report under ``unmapped`` as
 ``"highway=footway"``. Point features (turning circles, level crossings) are
@@ -35,8 +38,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from geosynth.catalog import OsmRules
 from geosynth.errors import DataError
+from geosynth.grid import RasterGrid
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -66,7 +72,8 @@ def read_osm_file(path: str | os.PathLike, rules: OsmRules) -> gpd.GeoDataFrame:
 
     Raises :class:`DataError` naming the file when it is missing or not OSM XML.
     Parsed files are cached in-process by path, size and modification time, so
-    a region build reading one file for many tiles parses it once.
+    a region build reading one file for many tiles parses it once (and builds
+    its spatial index once): treat the returned frame as read-only.
     """
     path = Path(path)
     try:
@@ -76,7 +83,7 @@ def read_osm_file(path: str | os.PathLike, rules: OsmRules) -> gpd.GeoDataFrame:
     if not path.is_file():
         raise DataError(f"{path}: OSM input is not a file")
     tags = tuple(sorted(osm_tags(rules)))
-    return _read_osm_cached(str(path.resolve()), stat.st_size, stat.st_mtime_ns, tags).copy()
+    return _read_osm_cached(str(path.resolve()), stat.st_size, stat.st_mtime_ns, tags)
 
 
 @functools.lru_cache(maxsize=2)
@@ -166,20 +173,35 @@ def _tag_value(row, tag: str) -> str | None:
     return str(value)
 
 
-def osm_shapes(
-    gdf: gpd.GeoDataFrame,
-    rules: OsmRules,
-    crs: str,
-    bounds: tuple[float, float, float, float],
-) -> tuple[list[tuple[Any, str]], dict[str, Counter]]:
-    """Classify and shape OSM features for burning: ``[(geometry in crs, class_key)], report``.
+def max_half_width(rules: OsmRules) -> float:
+    """Half the widest catalog width: how far a buffered line reaches beyond its centre line."""
+    return max([*rules.highways.widths_m.values(), *rules.railways.widths_m.values(), 0.0]) / 2
 
-    Only features intersecting ``bounds`` (in ``crs``, widened by the largest
-    half width) are kept. The report has three counters: ``features`` per
-    class key, ``unmapped`` per ``"tag=value"`` and ``ignored`` per reason.
+
+def grid_polygon_wgs84(grid: RasterGrid, margin: float = 0.0):
+    """The grid's bounds widened by ``margin`` (grid units) as a densified WGS84 polygon."""
+    from pyproj import Transformer
+    from shapely.geometry import Polygon, box
+
+    left, bottom, right, top = grid.bounds
+    ring = box(left - margin, bottom - margin, right + margin, top + margin).exterior
+    ring = ring.segmentize(max(right - left, top - bottom) / 20)
+    to_wgs84 = Transformer.from_crs(grid.crs, WGS84, always_xy=True)
+    xs, ys = to_wgs84.transform(*np.asarray(ring.coords).T)
+    return Polygon(zip(xs, ys, strict=True))
+
+
+def osm_shapes(
+    gdf: gpd.GeoDataFrame, rules: OsmRules, grid: RasterGrid
+) -> tuple[list[tuple[Any, str]], dict[str, Counter]]:
+    """Classify and shape OSM features for burning: ``[(geometry in the grid CRS, class_key)], report``.
+
+    Only features within the largest half width of the grid are used: they
+    are picked with the WGS84 frame's spatial index, then reprojected. The
+    report has three counters: ``features`` per class key, ``unmapped`` per
+    ``"tag=value"`` and ``ignored`` per reason.
     """
     import shapely
-    from shapely.geometry import box
 
     features: Counter = Counter()
     unmapped: Counter = Counter()
@@ -188,16 +210,14 @@ def osm_shapes(
     if gdf is None or len(gdf) == 0:
         return [], report
 
-    max_half = max([*rules.highways.widths_m.values(), *rules.railways.widths_m.values(), 0.0]) / 2
-    left, bottom, right, top = bounds
-    area = box(left - max_half, bottom - max_half, right + max_half, top + max_half)
+    near = gdf.sindex.query(grid_polygon_wgs84(grid, max_half_width(rules)), predicate="intersects")
     columns = [
         c
         for c in ("geometry", rules.building_tag, rules.highways.tag, rules.railways.tag)
         if c in gdf.columns
     ]
-    projected = gdf[columns].to_crs(crs)
-    projected = projected[projected.geometry.notna() & projected.geometry.intersects(area)]
+    projected = gdf.iloc[np.sort(near)][columns].to_crs(grid.crs)
+    projected = projected[projected.geometry.notna()]
 
     shapes: list[tuple[Any, str]] = []
     for row in projected.itertuples(index=False):
