@@ -90,6 +90,7 @@ class PointGridder:
         self._x0 = left - self._res_x
         self._y0 = bottom - self._res_y
         self._h, self._w = grid.height, grid.width
+        self._buffers: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         size = (self._h + 2) * (self._w + 2)
         self._counts = np.zeros(size, dtype=np.int64)
         if stat == "mean":
@@ -98,16 +99,28 @@ class PointGridder:
             fill = -np.inf if stat == "max" else np.inf
             self._acc = np.full(size, fill, dtype=np.float64)
 
+    def _scratch(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Work buffers reused across chunks (fresh allocations cost more than the arithmetic)."""
+        if self._buffers is None or self._buffers[0].size < n:
+            size = max(n, 1024)
+            self._buffers = (np.empty(size), np.empty(size, np.intp), np.empty(size, np.intp))
+        u, col, index = self._buffers
+        return u[:n], col[:n], index[:n]
+
     def cell_index(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Linear indices into the padded (H + 2, W + 2) grid, row 0 at the north."""
-        u = np.subtract(x, self._x0, dtype=np.float64)
+        """Linear indices into the padded (H + 2, W + 2) grid, row 0 at the north.
+
+        The returned array is a view of a work buffer, valid until the next call.
+        """
+        u, col, index = self._scratch(len(x))
+        np.subtract(x, self._x0, out=u)
         np.divide(u, self._res_x, out=u)
         np.clip(u, 0, self._w + 1, out=u)  # west / east padding columns 0 and W + 1
-        col = u.astype(np.intp)
+        np.copyto(col, u, casting="unsafe")  # truncation = floor for u >= 0
         np.subtract(y, self._y0, out=u)
         np.divide(u, self._res_y, out=u)
         np.clip(u, 0, self._h + 1, out=u)  # counted from the south
-        index = u.astype(np.intp)
+        np.copyto(index, u, casting="unsafe")
         np.subtract(self._h + 1, index, out=index)  # padded row, from the north
         index *= self._w + 2
         index += col
