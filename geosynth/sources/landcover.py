@@ -153,8 +153,8 @@ def read_vectors(
             raise DataError(f"{path}: cannot read layer {layer!r}: {exc}") from exc
         by_lower = {str(f).lower(): str(f) for f in info["fields"]}
         seen_fields.update(by_lower.values())
-        if atkis.type_field.lower() not in by_lower:
-            continue
+        if atkis.type_field.lower() not in by_lower or not info.get("geometry_type"):
+            continue  # a layer without the type attribute, or an attribute-only table
         columns = {by_lower[w.lower()]: w for w in wanted if w.lower() in by_lower}
         crs = info["crs"]
         if crs is None:
