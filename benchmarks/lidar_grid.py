@@ -95,10 +95,12 @@ def best_of(func, args, repeat: int) -> tuple[float, np.ndarray]:
 
 def end_to_end(x, y, z, folder: Path) -> tuple[float, int]:
     import laspy
+    from pyproj import CRS
 
     header = laspy.LasHeader(point_format=1, version="1.2")
     header.scales = np.array([0.01, 0.01, 0.01])
     header.offsets = np.array([355900.0, 5644900.0, 0.0])
+    header.add_crs(CRS.from_user_input(GRID.crs))
     las = laspy.LasData(header)
     las.x, las.y, las.z = x, y, z
     las.return_number = np.ones(len(x), np.uint8)

@@ -106,8 +106,9 @@ def test_mosaic_of_two_halves_takes_each_pixel_from_its_file(tmp_path):
     west = write_raster(tmp_path / "west.tif", full[:, :, :80], 356000.0, 5646000.0, 0.5)
     east = write_raster(tmp_path / "east.tif", full[:, :, 80:], 356040.0, 5646000.0, 0.5)
     grid = grid_at(356000.0, 5646000.0, 80, 40)
-    result = aerial_stage([east, west], grid)
-    assert result.valid is None
+    calls = []
+    result = aerial_stage([east, west], grid, progress=lambda *c: calls.append(c))
+    assert result.valid is None and calls == [(1, 2), (2, 2)]
     np.testing.assert_array_equal(result.array[:, :, :40], direct(west, grid)[:, :, :40])
     np.testing.assert_array_equal(result.array[:, :, 40:], direct(east, grid)[:, :, 40:])
 

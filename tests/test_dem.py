@@ -163,9 +163,11 @@ def test_stage_matches_reference(laz, returns, stat):
 
 def test_chunk_size_does_not_change_the_result(laz):
     path, grid, _ = laz
-    a = dem_stage([path], grid, chunk_size=7).array
+    calls = []
+    a = dem_stage([path], grid, chunk_size=700, progress=lambda *c: calls.append(c)).array
     b = dem_stage([path], grid, chunk_size=10**6).array
     np.testing.assert_array_equal(a, b)
+    assert len(calls) == 9 and calls[-1] == (6000, 6000)  # ceil(6000 / 700) chunks
 
 
 def test_holes_filled_up_to_distance_and_rest_reported(tmp_path):
