@@ -200,6 +200,7 @@ def test_zip_members_outside_the_grid_are_skipped(tmp_path, laz):
     result = dem_stage([archive], grid, chunk_size=500)
     np.testing.assert_array_equal(result.array, dem_stage([path], grid).array)
     assert result.report["skipped_files"] == [f"{archive}!3dm_32_400_5645_1_nw.laz"]
+    assert result.report["sources"] == [f"{archive}!3dm_32_356_5645_1_nw.laz"]
 
 
 def test_zip_member_with_parent_path_is_refused(tmp_path, laz):
@@ -295,6 +296,8 @@ def test_bad_options():
         dem_stage([], small_grid(), returns="second")
     with pytest.raises(UsageError, match="fill_distance"):
         dem_stage([], small_grid(), fill_distance=-1)
+    with pytest.raises(UsageError, match="EPSG:nonsense"):
+        dem_stage([], small_grid(), default_crs="EPSG:nonsense")
 
 
 # --------------------------------------------------------------------------- command line

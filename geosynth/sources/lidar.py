@@ -298,6 +298,7 @@ def dem_stage(
     for bad options and :class:`DataError` naming the file for unreadable or
     truncated files, and when no selected point falls inside the grid.
     """
+    from pyproj import CRS
     from pyproj.exceptions import CRSError
 
     if returns not in RETURNS:
@@ -311,6 +312,10 @@ def dem_stage(
         from geosynth.catalog import load_catalog
 
         default_crs = load_catalog().grid.crs
+    try:
+        CRS.from_user_input(default_crs)
+    except CRSError as exc:
+        raise UsageError(f"default_crs {default_crs!r} is not a CRS: {exc}") from exc
 
     files = _lidar_files(sources)
     plans = []  # (file, header, crs) of the files that overlap the grid
@@ -367,6 +372,7 @@ def dem_stage(
     if holes:
         log.warning("dem: %d cells stay empty after filling up to %g px", holes, fill_distance)
     report = {
+        "sources": [f.label for f, _, _ in plans],
         "files": file_reports,
         "skipped_files": skipped,
         "returns": returns,
