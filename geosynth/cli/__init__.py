@@ -24,6 +24,7 @@ COMMANDS = {
     "catalog": ("geosynth.cli.catalog_cmd", "catalog"),
     "info": ("geosynth.cli.store_cmd", "info"),
     "verify": ("geosynth.cli.store_cmd", "verify"),
+    "model-info": ("geosynth.cli.ml_cmd", "model_info"),
     "download": ("geosynth.cli.download_cmd", "download"),
     "build-geonrw": ("geosynth.cli.build_cmd", "build_geonrw"),
     "stats": ("geosynth.cli.build_cmd", "stats"),

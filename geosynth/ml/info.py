@@ -21,9 +21,19 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def parts(module: nn.Module) -> dict[str, int]:
-    """Parameters per direct child of ``module`` (children without parameters are left out)."""
-    counts = {name: count_parameters(child) for name, child in module.named_children()}
+def parts(module: nn.Module, expand: tuple[str, ...] = ()) -> dict[str, int]:
+    """Parameters per direct child of ``module``; children named in ``expand`` per grandchild.
+
+    Children without parameters are left out.
+    """
+    counts = {}
+    for name, child in module.named_children():
+        if name in expand:
+            counts.update(
+                {f"{name}.{sub}": count_parameters(c) for sub, c in child.named_children()}
+            )
+        else:
+            counts[name] = count_parameters(child)
     return {name: n for name, n in counts.items() if n}
 
 
