@@ -22,11 +22,13 @@ out_option = click.option(
 )
 
 
-def _progress_bar(desc: str, unit: str):
+def _progress_bar(desc: str, unit: str, unit_scale: bool = False):
     """A tqdm bar (hidden under -q) and a ``progress(done, total)`` callback feeding it."""
     from tqdm import tqdm
 
-    bar = tqdm(desc=desc, unit=unit, unit_scale=True, disable=not progress_enabled(), leave=False)
+    bar = tqdm(
+        desc=desc, unit=unit, unit_scale=unit_scale, disable=not progress_enabled(), leave=False
+    )
 
     def update(done: int, total: int) -> None:
         bar.total = total
@@ -122,7 +124,7 @@ def dem(
     from geosynth.sources.lidar import DEFAULT_FILL_DISTANCE_PX, dem_stage
 
     grid = resolve_grid(tile, like)
-    bar, update = _progress_bar("dem", "pt")
+    bar, update = _progress_bar("dem", "pt", unit_scale=True)
     with bar:
         result = dem_stage(
             sources,
