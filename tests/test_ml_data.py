@@ -13,11 +13,13 @@ from torch.utils.data import DataLoader
 
 from geosynth.catalog import load_catalog
 from geosynth.errors import DataError, UsageError
+from geosynth.ml.chunks import WindowReader
 from geosynth.ml.data import SynthesisDataset
-from geosynth.store import TileData, TilePlan, create_store, modality, open_store
+from geosynth.store import StoreLayout, TileData, TilePlan, create_store, modality, open_store
 
 SIZE = 48  # tile edge in pixels
 CROP = 32
+LAYOUT = StoreLayout(chunk=20, zstd_level=1)  # partial chunks at the tile edge
 
 
 def _classes():
@@ -48,7 +50,7 @@ def store_path(tmp_path_factory):
     store = create_store(
         path, plans, tile_shape=(SIZE, SIZE),
         modalities=[modality("rgb"), modality("dem"), modality("seg"), modality("sar", 1)],
-        dataset="test", crs="EPSG:25832", classes=_classes(),
+        dataset="test", crs="EPSG:25832", classes=_classes(), layout=LAYOUT,
     )  # fmt: skip
     rng = np.random.default_rng(0)
     for i, plan in enumerate(plans[:5]):
@@ -74,9 +76,9 @@ def test_sample_values_match_the_store_in_the_shared_window(store_path):
         cut = (slice(row, row + h), slice(col, col + w))
 
         def same(x, stored, flip=flip):
-            return torch.equal(
-                x, torch.from_numpy(np.ascontiguousarray(stored[..., ::-1] if flip else stored))
-            )
+            expected = np.ascontiguousarray(stored[..., ::-1] if flip else stored)
+            np.testing.assert_allclose(x.numpy(), expected, rtol=0, atol=1e-6)
+            return True
 
         assert s["seg"].shape == (11, CROP, CROP) and s["seg"].dtype == torch.float32
         assert torch.all(s["seg"].sum(0) == 1)
@@ -203,6 +205,74 @@ def test_pickles_without_zarr_handles(store_path):
     clone = pickle.loads(pickle.dumps(ds))
     assert clone._arrays is None
     assert torch.equal(clone[0]["rgb"], first["rgb"])
+
+
+# ----------------------------------------------------------------------------- direct chunk reads
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    name=st.sampled_from(["rgb", "dem", "seg", "sar_valid"]),
+    tile=st.integers(0, 3),
+    r0=st.integers(0, SIZE - 1),
+    c0=st.integers(0, SIZE - 1),
+    h=st.integers(1, SIZE),
+    w=st.integers(1, SIZE),
+)
+def test_direct_chunk_reads_equal_zarr_reads(store_path, name, tile, r0, c0, h, w):
+    array = open_store(store_path).group[name]
+    reader = WindowReader(array)
+    assert reader.direct
+    rows, cols = slice(r0, min(SIZE, r0 + h)), slice(c0, min(SIZE, c0 + w))
+    expected = array[tile, :, rows, cols] if array.ndim == 4 else array[tile, rows, cols]
+    got = reader.read(tile, rows, cols)
+    assert got.dtype == expected.dtype
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_unwritten_chunks_read_as_the_fill_value(tmp_path):
+    path = tmp_path / "sparse.zarr"
+    store = create_store(
+        path,
+        [TilePlan("1_1", "x", "train")],
+        tile_shape=(40, 40),
+        modalities=[modality("dem"), modality("seg")],
+        dataset="t",
+        crs=None,
+        classes=_classes(),
+        layout=StoreLayout(chunk=20),
+    )
+    seg = np.zeros((40, 40), np.uint8)
+    seg[30:, 30:] = 4
+    dem = np.full((1, 40, 40), np.nan, np.float32)
+    dem[0, :20, :20] = 5.0
+    store.write_tile("1_1", TileData(seg=seg, dem=dem))
+    assert not (path / "seg" / "c" / "0" / "0" / "0").exists()  # zarr skips all-fill chunks
+    got_seg = WindowReader(store.group["seg"]).read(0, slice(10, 40), slice(10, 40))
+    np.testing.assert_array_equal(got_seg, seg[10:, 10:])
+    got_dem = WindowReader(store.group["dem"]).read(0, slice(0, 40), slice(15, 25))
+    np.testing.assert_array_equal(got_dem, dem[:, :, 15:25])  # NaN where never written
+
+
+def test_other_layouts_are_read_through_zarr(tmp_path):
+    import zarr
+
+    group = zarr.open_group(tmp_path / "other.zarr", mode="w")
+    rgb = group.create_array("rgb", shape=(2, 3, 30, 30), chunks=(1, 1, 16, 16), dtype="uint8")
+    raw = group.create_array(
+        "raw", shape=(2, 30, 30), chunks=(1, 16, 16), dtype="float32", compressors=None
+    )
+    values = np.random.default_rng(1).integers(0, 255, (2, 3, 30, 30), dtype=np.uint8)
+    rgb[:] = values
+    raw[:] = values[:, 0].astype("float32")
+    reader = WindowReader(rgb)
+    assert not reader.direct  # one band per chunk: not the store contract's layout
+    np.testing.assert_array_equal(reader.read(1, slice(5, 29), slice(0, 30)), values[1, :, 5:29])
+    direct = WindowReader(raw)  # bytes codec only, no compressor: still direct
+    assert direct.direct
+    np.testing.assert_array_equal(
+        direct.read(0, slice(3, 30), slice(14, 18)), values[0, 0, 3:30, 14:18].astype("float32")
+    )
 
 
 def _batches(loader):

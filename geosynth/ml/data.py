@@ -28,7 +28,9 @@ of size ``crop``, or the whole tile when ``crop`` is None; no flips.
 
 The store is opened lazily in every process (zarr's event loop and thread
 pool do not survive ``fork``); the dataset pickles without it, so DataLoader
-workers work under ``fork`` and ``spawn``.
+workers work under ``fork`` and ``spawn``. Windows are read straight from the
+chunk files (:mod:`geosynth.ml.chunks`), about 3x faster than through zarr's
+asyncio machinery; see ``benchmarks/loader.py``.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from geosynth.errors import DataError, UsageError
+from geosynth.ml.chunks import WindowReader
 from geosynth.store import GeoStore, open_store
 
 log = logging.getLogger(__name__)
@@ -151,14 +154,14 @@ class SynthesisDataset(Dataset):
         state["_pid"] = None
         return state
 
-    def _open(self) -> dict:
-        """The zarr arrays of this process, (re)opened after a fork or unpickling."""
+    def _open(self) -> dict[str, WindowReader]:
+        """Readers of this process's zarr arrays, (re)opened after a fork or unpickling."""
         if self._arrays is None or self._pid != os.getpid():
             group = open_store(self.path).group
             names = list(self.modalities)
             if "sar" in self.modalities:
                 names.append("sar_valid")
-            self._arrays = {name: group[name] for name in names}
+            self._arrays = {name: WindowReader(group[name]) for name in names}
             self._pid = os.getpid()
         return self._arrays
 
@@ -197,50 +200,44 @@ class SynthesisDataset(Dataset):
     def __getitem__(self, item: int) -> dict:
         if not 0 <= item < len(self):
             raise IndexError(f"sample {item} out of range for {len(self)} tiles")
-        arrays = self._open()
+        readers = self._open()
         index = self.indices[item]
         row, col, h, w, flip = self.window(item)
         rows, cols = slice(row, row + h), slice(col, col + w)
-        raw = {}
-        for name, arr in arrays.items():
-            raw[name] = arr[index, :, rows, cols] if arr.ndim == 4 else arr[index, rows, cols]
-        sample = {name: self._convert(name, raw[name], index) for name in self.modalities}
-        if "sar" in self.modalities:
-            valid = torch.from_numpy(np.ascontiguousarray(raw["sar_valid"]))[None]  # (1, h, w)
-            sample["sar"] = torch.where(valid, sample["sar"], torch.full_like(sample["sar"], -1.0))
-            sample["sar_valid"] = valid
+        raw = {name: reader.read(index, rows, cols) for name, reader in readers.items()}
         if flip:
-            sample = {k: torch.flip(v, dims=[-1]) for k, v in sample.items()}
-        if self.resize and self.resize != (h, w):
-            sample = {k: _resize(k, v, self.resize) for k, v in sample.items()}
-        if LABELS in sample and self.one_hot:
-            sample[LABELS] = _one_hot(sample[LABELS], self.num_classes)
+            raw = {
+                name: values[..., ::-1] for name, values in raw.items()
+            }  # views; converting copies
+        resize = self.resize is not None and self.resize != (h, w)
+        arrays = {name: self._convert(name, raw[name], item, resize) for name in self.modalities}
+        if "sar" in self.modalities:
+            valid = np.array(raw["sar_valid"], dtype=bool, order="C")[None]  # (1, h, w)
+            arrays["sar"][np.broadcast_to(~valid, arrays["sar"].shape)] = -1.0
+            arrays["sar_valid"] = valid
+        sample = {name: torch.from_numpy(values) for name, values in arrays.items()}
+        if resize:
+            sample = {k: _resize(v, self.resize) for k, v in sample.items()}
+            if LABELS in sample and self.one_hot:
+                sample[LABELS] = _one_hot(sample[LABELS], self.num_classes)
         sample["tile"] = self.tile_ids[item]
         sample["window"] = torch.tensor([row, col, h, w])
         return sample
 
-    def _convert(self, name: str, values: np.ndarray, index: int) -> torch.Tensor:
-        """Stored pixels -> the network's value range (labels stay class ids here)."""
-        if name == LABELS:
-            if values.max(initial=0) >= self.num_classes:
-                raise DataError(
-                    f"tile {self.tile_ids[self.indices.index(index)]} of {self.path}: "
-                    f"class id {int(values.max())} >= {self.num_classes}"
-                )
-            return torch.from_numpy(values.astype(np.int64))  # (h, w)
-        if name == "rgb":
-            return torch.from_numpy(values.astype(np.float32) / 127.5 - 1.0)  # (3, h, w)
-        if name == "sar":
-            return torch.from_numpy(values.astype(np.float32) * 2.0 - 1.0)  # (C, h, w)
-        if name == "dem":
-            return torch.from_numpy(self._dem(values.astype(np.float32), index))  # (1, h, w)
-        return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
+    def _convert(self, name: str, values: np.ndarray, item: int, resize: bool) -> np.ndarray:
+        """Check labels, convert with :func:`to_network` (ids when resized), normalise the DEM."""
+        if name == LABELS and values.max(initial=0) >= self.num_classes:
+            raise DataError(
+                f"tile {self.tile_ids[item]} of {self.path}: "
+                f"class id {int(values.max())} >= {self.num_classes}"
+            )
+        out = to_network(name, values, self.num_classes, one_hot=self.one_hot and not resize)
+        return self._dem(out, self.indices[item]) if name == "dem" else out
 
     def _dem(self, dem: np.ndarray, index: int) -> np.ndarray:
         nan = np.isnan(dem)
         if nan.any():
-            fill = float(np.nanmedian(dem)) if not nan.all() else 0.0
-            dem = np.where(nan, fill, dem)
+            dem[nan] = float(np.nanmedian(dem)) if not nan.all() else 0.0
         if self.dem_norm == "crop":
             return (dem - dem.mean()) / max(float(dem.std()), STD_FLOOR)
         if self.dem_norm == "tile":
@@ -251,14 +248,35 @@ class SynthesisDataset(Dataset):
     def _tile_dem_stats(self, index: int) -> tuple[float, float]:
         """Mean and standard deviation of the whole tile's DEM, read once per process."""
         if index not in self._tile_stats:
-            tile = self._open()["dem"][index]
+            tile = self._open()["dem"].read(index, slice(None), slice(None))
             mean = float(np.nanmean(tile)) if np.isfinite(tile).any() else 0.0
             std = float(np.nanstd(tile)) if np.isfinite(tile).any() else 1.0
             self._tile_stats[index] = (mean, max(std, STD_FLOOR))
         return self._tile_stats[index]
 
 
-def _resize(name: str, value: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def to_network(name: str, values: np.ndarray, num_classes: int, one_hot: bool = True) -> np.ndarray:
+    """Stored pixels (possibly a flipped view) -> a new C-ordered array in the network's range.
+
+    ``seg``: one-hot float32 ``(K, h, w)``, or int64 class ids ``(h, w)`` when
+    not ``one_hot``; ``rgb`` 0..255 and ``sar`` 0..1 -> float32 in [-1, 1];
+    anything else (``dem`` in metres, extras): float32 as stored.
+    """
+    if name == LABELS:
+        if one_hot:
+            classes = np.arange(num_classes, dtype=values.dtype)[:, None, None]
+            return np.equal(values[None], classes).astype(np.float32, order="C")  # (K, h, w)
+        return values.astype(np.int64, order="C")  # (h, w)
+    if name in ("rgb", "sar"):
+        scale = 1 / 127.5 if name == "rgb" else 2.0
+        out = np.empty(values.shape, dtype=np.float32)  # (C, h, w)
+        np.multiply(values, np.float32(scale), out=out, casting="unsafe")
+        out -= 1.0
+        return out
+    return np.array(values, dtype=np.float32, order="C")
+
+
+def _resize(value: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Nearest for labels and masks, bilinear (antialiased when shrinking) for images."""
     if value.dtype in (torch.int64, torch.bool):
         x = value.reshape(1, -1, *value.shape[-2:]).float()

@@ -1,0 +1,284 @@
+"""Training-sample throughput: our store-backed dataset against the paper's file loader.
+
+Random 256 x 256 crops of rgb + dem + seg from 1000 x 1000 tiles, one
+DataLoader worker, the same seeded tiles for every contender:
+
+(a) ``SynthesisDataset`` over a Zarr store, for several store layouts
+    (chunk edge x Zstandard level, or no compression);
+(b) what the code published with the paper does per sample: decode the
+    tile's ``rgb.jp2`` (lossless JPEG2000 written by GDAL, its ``colr`` box
+    patched from greyscale to sRGB so that PIL accepts it) and its two
+    GeoTIFFs with PIL, then crop;
+(c) the ceiling: crops copied from arrays already in memory.
+
+All three turn their crops into the same tensors (one-hot labels, scaled
+RGB, DEM in metres) and flip the same way, so only the reading differs.
+Target: (a) >= 100 x (b) in samples/s. Other processes share the CPU, so the
+figures are indicative. Run: python benchmarks/loader.py [--tiles 8]
+"""
+
+from __future__ import annotations
+
+import os
+
+for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(var, "1")
+
+import argparse  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image, features  # noqa: E402
+from scipy.ndimage import gaussian_filter, zoom  # noqa: E402
+from torch.utils.data import DataLoader, Dataset  # noqa: E402
+
+from geosynth.catalog import load_catalog  # noqa: E402
+from geosynth.ml.data import SynthesisDataset, to_network  # noqa: E402
+from geosynth.store import StoreLayout, TileData, TilePlan, create_store, modality  # noqa: E402
+
+TILE = 1000
+NUM_CLASSES = 11
+JP2_SRGB = 0x10  # JPEG2000 colr box EnumCS: 16 = sRGB, 17 = greyscale
+
+
+# --------------------------------------------------------------------------- synthetic tiles
+
+
+def make_tile(seed: int) -> dict[str, np.ndarray]:
+    """A plausible tile: smooth terrain, blocky buildings, roads, classes and a textured photo."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.random((3, 26, 26))
+    fields = zoom(coarse, (1, TILE / 26, TILE / 26), order=1)[:, :TILE, :TILE]  # (3, H, W)
+    terrain = 80 + 40 * gaussian_filter(rng.random((TILE, TILE)), 60) * 8
+    seg = np.digitize(fields[0], [0.25, 0.45, 0.6, 0.75]).astype(np.uint8) + 1  # classes 1..5
+    buildings = np.zeros((TILE, TILE), dtype=bool)
+    for _ in range(120):
+        r, c = rng.integers(0, TILE - 30, 2)
+        h, w = rng.integers(8, 30, 2)
+        buildings[r : r + h, c : c + w] = True
+    roads = np.zeros_like(buildings)
+    for _ in range(6):
+        roads[rng.integers(0, TILE - 6) :][:6] = True
+        roads[:, rng.integers(0, TILE - 6) :][:, :6] = True
+    seg[roads] = 9
+    seg[buildings] = 10
+    dem = (terrain + 12 * buildings).astype(np.float32)[None]  # (1, H, W) metres
+    palette = np.array([[0, 0, 0], [40, 90, 40], [40, 60, 120], [150, 120, 80], [130, 130, 130],
+                        [120, 150, 60], [110, 90, 70], [100, 100, 100], [140, 140, 150],
+                        [90, 90, 90], [170, 110, 100]], dtype=np.float32)  # fmt: skip
+    texture = gaussian_filter(rng.normal(0, 12, (3, TILE, TILE)), (0, 1, 1))
+    rgb = palette[seg].transpose(2, 0, 1) + 25 * (fields - 0.5) + texture
+    return {"rgb": rgb.clip(0, 255).astype(np.uint8), "dem": dem, "seg": seg}
+
+
+def write_files(tile: dict, folder: Path, name: str) -> None:
+    """The GeoNRW file layout: ``<E>_<N>_rgb.jp2``, ``_dem.tif``, ``_seg.tif``."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    common = dict(width=TILE, height=TILE, crs="EPSG:25832",
+                  transform=from_origin(356000, 5646000, 1, 1))  # fmt: skip
+    jp2 = folder / f"{name}_rgb.jp2"
+    with rasterio.open(jp2, "w", driver="JP2OpenJPEG", count=3, dtype="uint8",
+                       QUALITY=100, REVERSIBLE="YES", **common) as dst:  # fmt: skip
+        dst.write(tile["rgb"])
+    data = bytearray(jp2.read_bytes())
+    at = data.find(b"colr")  # 'colr', METH, PREC, APPROX, EnumCS (4 bytes, big endian)
+    if at < 0 or data[at + 4] != 1:
+        raise RuntimeError(f"{jp2}: no enumerated colr box to patch")
+    data[at + 10] = JP2_SRGB
+    jp2.write_bytes(bytes(data))
+    for key, dtype in (("dem", "float32"), ("seg", "uint8")):
+        with rasterio.open(folder / f"{name}_{key}.tif", "w", driver="GTiff", count=1,
+                           dtype=dtype, **common) as dst:  # fmt: skip
+            dst.write(np.asarray(tile[key]).reshape(1, TILE, TILE).astype(dtype))
+
+
+def write_store(tiles: list[dict], path: Path, layout: StoreLayout) -> None:
+    classes = [{"id": c.id, "key": c.key, "name": c.name, "color": c.color}
+               for c in load_catalog().classes.classes]  # fmt: skip
+    plans = [TilePlan(f"{356 + i}_5645", "bench", "train") for i in range(len(tiles))]
+    store = create_store(path, plans, tile_shape=(TILE, TILE),
+                         modalities=[modality("rgb"), modality("dem"), modality("seg")],
+                         dataset="bench", crs="EPSG:25832", classes=classes, layout=layout)  # fmt: skip
+    for plan, tile in zip(plans, tiles, strict=True):
+        store.write_tile(plan.tile_id, TileData(**tile))
+
+
+# --------------------------------------------------------------------------- contenders
+
+
+class CropDataset(Dataset):
+    """Random crop + flip of whole tiles, converted as SynthesisDataset converts them."""
+
+    def __init__(self, n_tiles: int, crop: int, seed: int = 0):
+        self.n, self.crop, self.seed = n_tiles, crop, seed
+
+    def __len__(self) -> int:
+        return self.n
+
+    def tile(self, item: int) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def __getitem__(self, item: int) -> dict:
+        full = self.tile(item)
+        rng = np.random.default_rng([self.seed, item])
+        row, col = (int(v) for v in rng.integers(0, TILE - self.crop + 1, 2))
+        win = (slice(row, row + self.crop), slice(col, col + self.crop))
+        crops = {"rgb": full["rgb"][(slice(None), *win)], "dem": full["dem"][(slice(None), *win)],
+                 "seg": full["seg"][win]}  # fmt: skip
+        if rng.random() < 0.5:
+            crops = {k: v[..., ::-1] for k, v in crops.items()}
+        return {k: torch.from_numpy(to_network(k, v, NUM_CLASSES)) for k, v in crops.items()}
+
+
+class PaperFiles(CropDataset):
+    """(b) decode the whole JPEG2000 and both GeoTIFFs with PIL for every sample."""
+
+    def __init__(self, folder: Path, names: list[str], crop: int):
+        super().__init__(len(names), crop)
+        self.folder, self.names = folder, names
+
+    def tile(self, item: int) -> dict[str, np.ndarray]:
+        name = self.folder / self.names[item]
+        rgb = np.asarray(Image.open(f"{name}_rgb.jp2").convert("RGB")).transpose(2, 0, 1)
+        dem = np.asarray(Image.open(f"{name}_dem.tif"))[None]  # mode F
+        seg = np.asarray(Image.open(f"{name}_seg.tif").convert("I;16"))
+        return {"rgb": rgb, "dem": dem, "seg": seg}
+
+
+class InMemory(CropDataset):
+    """(c) crops of arrays already in memory: the ceiling of any loader."""
+
+    def __init__(self, tiles: list[dict], crop: int):
+        super().__init__(len(tiles), crop)
+        self.tiles = tiles
+
+    def tile(self, item: int) -> dict[str, np.ndarray]:
+        return self.tiles[item]
+
+
+def in_worker(dataset: Dataset, samples: int, set_epoch=None) -> float:
+    """Samples/s that one loading process produces (``dataset[i]`` in a loop, no IPC)."""
+    order = np.random.default_rng(0).permutation(len(dataset))
+    dataset[int(order[0])]  # warm-up: open files / the store
+    start, seen, epoch = time.perf_counter(), 0, 0
+    while seen < samples:
+        if set_epoch:
+            set_epoch(epoch)
+        for i in order:
+            dataset[int(i)]
+            seen += 1
+            if seen >= samples:
+                break
+        epoch += 1
+    return seen / (time.perf_counter() - start)
+
+
+def through_loader(dataset: Dataset, samples: int, batch: int, set_epoch=None) -> float:
+    """Samples/s through a one-worker DataLoader, after one warm-up batch (worker start)."""
+    loader = DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=1,
+                        persistent_workers=True, generator=torch.Generator().manual_seed(0))  # fmt: skip
+    seen, start, epoch = -1, None, 0
+    while seen < samples:
+        if set_epoch:
+            set_epoch(epoch)
+        for b in loader:
+            if start is None:
+                start, seen = time.perf_counter(), 0
+                continue
+            seen += len(b["rgb"])
+            if seen >= samples:
+                break
+        epoch += 1
+    rate = seen / (time.perf_counter() - start)
+    del loader
+    return rate
+
+
+def du(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def parse_layouts(text: str) -> list[StoreLayout]:
+    """``"128:1,256:0"``: chunk edge and Zstandard level (0 = no compression)."""
+    out = []
+    for item in text.split(","):
+        chunk, level = item.split(":")
+        out.append(StoreLayout(chunk=int(chunk), zstd_level=int(level)))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tiles", type=int, default=8)
+    parser.add_argument("--crop", type=int, default=256)
+    parser.add_argument("--samples", type=int, default=1200, help="samples per store run")
+    parser.add_argument("--baseline-samples", type=int, default=24)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--layouts", default="64:1,128:1,128:3,256:1,256:3,500:1,250:1,256:0")
+    parser.add_argument("--workdir", type=Path, default=None, help="default: a temporary folder")
+    args = parser.parse_args()
+    if not features.check("jpg_2000"):
+        raise SystemExit("Pillow was built without OpenJPEG: baseline (b) cannot run")
+
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="geosynth-loader-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        t0 = time.perf_counter()
+        tiles = [make_tile(seed) for seed in range(args.tiles)]
+        files = work / "files"
+        files.mkdir(exist_ok=True)
+        names = [f"{356 + i}_5645" for i in range(args.tiles)]
+        for tile, name in zip(tiles, names, strict=True):
+            write_files(tile, files, name)
+        print(f"{args.tiles} tiles of {TILE} x {TILE} px, {args.crop} px crops, one worker, "
+              f"batch {args.batch} (data written in {time.perf_counter() - t0:.0f} s)")  # fmt: skip
+
+        paper = PaperFiles(files, names, args.crop)
+        memory = InMemory(tiles, args.crop)
+        base = (in_worker(paper, args.baseline_samples),
+                through_loader(paper, args.baseline_samples, 1))  # fmt: skip
+        ceil = (in_worker(memory, args.samples), through_loader(memory, args.samples, args.batch))
+        print("samples/s: 'worker' = one process calling dataset[i] (the loading work itself);")
+        print("           'loader' = through a DataLoader with one worker, batch "
+              f"{args.batch} (adds inter-process transfer of ~4 MB per sample)")  # fmt: skip
+        head = f"{'':38}{'worker':>9} {'x (b)':>7} {'loader':>9} {'x (b)':>7} {'MiB':>7}"
+        print(head)
+
+        def row(label, rates, size=None):
+            mib = f"{size / 2**20:7.1f}" if size is not None else ""
+            print(f"{label:<38}{rates[0]:9.1f} {rates[0] / base[0]:6.0f}x "
+                  f"{rates[1]:9.1f} {rates[1] / base[1]:6.0f}x {mib}")  # fmt: skip
+
+        row("(b) paper's files (PIL jp2 + 2 tif)", base, du(files))
+        row("(c) in-memory ceiling", ceil)
+        for layout in parse_layouts(args.layouts):
+            path = work / f"store-{layout.chunk}-{layout.zstd_level}.zarr"
+            if layout.zstd_level == 0:
+                layout = _Uncompressed(chunk=layout.chunk, zstd_level=0)
+            write_store(tiles, path, layout)
+            ds = SynthesisDataset(path, "train", crop=args.crop, seed=0)
+            rates = (in_worker(ds, args.samples // 2, set_epoch=ds.set_epoch),
+                     through_loader(ds, args.samples, args.batch, set_epoch=ds.set_epoch))  # fmt: skip
+            codec = f"zstd {layout.zstd_level}" if layout.zstd_level else "no compression"
+            row(f"(a) store, chunk {layout.chunk}, {codec}", rates, du(path))
+            shutil.rmtree(path)
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+class _Uncompressed(StoreLayout):
+    """A layout without a compressor (level 0), for comparison only."""
+
+    def compressors(self) -> tuple:
+        return ()
+
+
+if __name__ == "__main__":
+    main()
