@@ -317,3 +317,49 @@ def test_normalise_is_bounded_monotonic_and_the_catalog_rule(amplitude):
     positive = amplitude > 0
     np.testing.assert_allclose(out[positive], expected_norm(amplitude[positive]), atol=1e-6)
     assert np.all(out[~positive] == 0)
+
+
+# --------------------------------------------------------------------------- the demo world
+
+
+@pytest.fixture(scope="module")
+def demo_world(tmp_path_factory):
+    demo = pytest.importorskip("geosynth.demo", reason="the demo world (geosynth.demo) is absent")
+    root = tmp_path_factory.mktemp("demo") / "world"
+    manifest = demo.generate_world(root, tiles=(1, 1), dop_resolution=1.0, lidar_density=0.1)
+    return root, manifest
+
+
+def test_demo_scenes_cover_the_tile_as_the_manifest_says(demo_world):
+    root, manifest = demo_world
+    tile = manifest["tiles"][0]["id"]
+    g = RasterGrid.for_tile(tile, load_catalog().grid)
+    scenes = [root / s["folder"] for s in manifest["sar"]["scenes"]]
+    result = sar_stage(scenes, g, calibrate=True)
+    assert result.grid == g and result.array.shape == (1, 1000, 1000)
+    for entry, scene in zip(result.report["scenes"], manifest["sar"]["scenes"], strict=True):
+        assert entry["valid_pixels"] / 1e6 == pytest.approx(
+            scene["coverage"].get(tile, 0), abs=1e-3
+        )
+        assert entry["cal_factor"] == pytest.approx(manifest["sar"]["cal_factor"])
+    union = min(1.0, max(s["coverage"].get(tile, 0) for s in manifest["sar"]["scenes"]))
+    assert result.report["valid_fraction"] >= union - 1e-3
+
+
+def test_demo_scene_values_match_keys_cubic_in_its_utm_crs(demo_world):
+    from pyproj import Transformer
+
+    root, manifest = demo_world
+    tile = manifest["tiles"][0]["id"]
+    full = next(s for s in manifest["sar"]["scenes"] if s["coverage"].get(tile) == 1.0)
+    g = RasterGrid.for_tile(tile, load_catalog().grid)
+    result = sar_stage([root / full["folder"]], g)
+    assert result.valid.all() and result.skipped is None
+    with rasterio.open(root / full["image"]) as src:
+        dn, st_, crs = src.read(1).astype(float), src.transform, src.crs.to_string()
+    rows, cols = np.mgrid[0:1000:7, 0:1000:7]  # every 7th pixel keeps the check quick
+    xs, ys = g.transform @ (cols + 0.5, rows + 0.5)
+    sx, sy = Transformer.from_crs(g.crs, crs, always_xy=True).transform(xs, ys)
+    amplitude = keys_cubic(dn, st_, sx, sy)
+    expected = np.where(amplitude > 0, expected_norm(np.maximum(amplitude, 1e-12)), 0.0)
+    np.testing.assert_allclose(result.array[0, ::7, ::7], expected, atol=1e-5)
