@@ -1,0 +1,180 @@
+"""The demo world: a procedural NRW-like region written as the providers' raw files.
+
+:func:`generate_world` lays out one latent scene (:mod:`geosynth.demo.scene`)
+and renders it into every provider format, so that
+``geosynth build-geonrw --region demo`` runs exactly the code a real region
+runs. Layout under ``out_dir``::
+
+    dop/dop_<AGS>_<Name>_EPSG25832_JPEG2000.zip   dop10rgbi_32_<E>_<N>_1_nw_<year>.jp2 members
+    lidar/3dm_l_las_<AGS>_<Name>_EPSG25832.zip    3dm_32_<E>_<N>_1_nw.laz members
+    landcover/basis-dlm_<AGS>_<Name>_EPSG25832.gpkg  ATKIS-like areas (OBJART_TXT, VEG)
+    osm/demo_<AGS>.osm                           OSM XML (buildings, highways, railways)
+    sar/TSX1_SAR__EEC_SE___SL_S_SRA_<start>_<stop>/  TerraSAR-X EEC product folders
+    truth/<E>_<N>_{landcover,dsm,dtm}.tif        ground truth (NOT provider data)
+    world.json                                   parameters and every file written
+
+AGS and package name come from the catalog's region ``demo``, the member
+names from the catalog's member patterns. The folder is generated under a
+temporary name and renamed when complete, so a killed generation never looks
+complete; :func:`ensure_world` regenerates whatever is absent or incomplete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from geosynth.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+GENERATOR_VERSION = 1  # bump whenever the same parameters would give different files
+MANIFEST = "world.json"
+Progress = Callable[[int, int], None]
+
+__all__ = ["generate_world", "ensure_world", "read_manifest", "GENERATOR_VERSION"]
+
+
+def _params(tiles, seed, origin, dop_resolution, lidar_density):
+    from geosynth.demo.scene import WorldParams
+
+    try:
+        tiles = (int(tiles[0]), int(tiles[1]))
+        origin = (int(origin[0]), int(origin[1]))
+    except (TypeError, ValueError, IndexError) as exc:
+        raise UsageError(f"tiles and origin take two integers each ({exc})") from exc
+    return WorldParams(
+        tiles=tiles,
+        origin=origin,
+        seed=int(seed),
+        dop_resolution=float(dop_resolution),
+        lidar_density=float(lidar_density),
+    )
+
+
+def generate_world(
+    out_dir: str | os.PathLike,
+    tiles: tuple[int, int] = (3, 2),
+    seed: int = 0,
+    origin: tuple[int, int] = (356, 5645),
+    dop_resolution: float = 0.5,
+    lidar_density: float = 4.0,
+    progress: Progress | None = None,
+    overwrite: bool = False,
+) -> dict:
+    """Generate the demo world's raw files in ``out_dir``; returns the manifest (also ``world.json``).
+
+    ``out_dir`` must not exist or be empty unless ``overwrite``. Generation
+    happens in a hidden sibling folder that replaces ``out_dir`` at the end.
+    """
+    params = _params(tiles, seed, origin, dop_resolution, lidar_density)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise UsageError(
+            f"--out {out}: folder exists and is not empty (choose another, or overwrite)"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    trash = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+    try:
+        from geosynth.demo.generate import generate_into
+
+        tmp.mkdir()
+        manifest = generate_into(tmp, params, progress=progress)
+        if out.exists():
+            os.replace(out, trash)
+        os.replace(tmp, out)
+    finally:
+        for leftover in (tmp, trash):
+            if leftover.exists():
+                shutil.rmtree(leftover, ignore_errors=True)
+    return manifest
+
+
+def read_manifest(folder: str | os.PathLike) -> dict | None:
+    """The ``world.json`` of a demo world folder, or ``None`` when absent or unreadable."""
+    path = Path(folder) / MANIFEST
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def world_problems(
+    folder: str | os.PathLike, manifest: dict, check_hashes: bool = False
+) -> list[str]:
+    """What is missing or altered in a generated world (empty when complete)."""
+    folder = Path(folder)
+    problems = []
+    for rel, meta in manifest.get("files", {}).items():
+        path = folder / rel
+        if not path.is_file():
+            problems.append(f"{rel}: missing")
+        elif path.stat().st_size != meta["bytes"]:
+            problems.append(f"{rel}: {path.stat().st_size} bytes, expected {meta['bytes']}")
+        elif check_hashes and _sha256(path) != meta["sha256"]:
+            problems.append(f"{rel}: content differs from the manifest")
+    return problems
+
+
+def ensure_world(
+    cache_dir: str | os.PathLike,
+    tiles: tuple[int, int] = (3, 2),
+    seed: int = 0,
+    origin: tuple[int, int] = (356, 5645),
+    dop_resolution: float = 0.5,
+    lidar_density: float = 4.0,
+    progress: Progress | None = None,
+) -> dict:
+    """The manifest of the demo world in ``cache_dir``, generating it when absent or incomplete.
+
+    A world counts as present when its ``world.json`` records the same
+    parameters and generator version and every listed file exists with its
+    recorded size. Anything else is regenerated from scratch.
+    """
+    params = _params(tiles, seed, origin, dop_resolution, lidar_density)
+    manifest = read_manifest(cache_dir)
+    if manifest is not None:
+        same = (
+            manifest.get("params") == params.as_dict()
+            and manifest.get("generator_version") == GENERATOR_VERSION
+        )
+        problems = world_problems(cache_dir, manifest) if same else ["different parameters"]
+        if not problems:
+            log.debug("demo world in %s is complete", cache_dir)
+            return manifest
+        log.info(
+            "demo world in %s is incomplete or stale (%s); regenerating", cache_dir, problems[0]
+        )
+    else:
+        log.info("generating the demo world in %s", cache_dir)
+    started = time.perf_counter()
+    manifest = generate_world(
+        cache_dir,
+        params.tiles,
+        params.seed,
+        params.origin,
+        params.dop_resolution,
+        params.lidar_density,
+        progress=progress,
+        overwrite=True,
+    )
+    log.info("demo world generated in %.1f s", time.perf_counter() - started)
+    return manifest
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,253 @@
+"""Render a demo world into a folder: every provider file, the ground truth and ``world.json``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from geosynth import __version__
+from geosynth.catalog import Catalog, load_catalog
+from geosynth.demo.scene import World, WorldParams, build_world
+from geosynth.grid import RasterGrid, TileId
+
+log = logging.getLogger(__name__)
+
+NOTE = (
+    "Synthetic data made by geosynth demo-world for offline use and tests. "
+    "It imitates the formats of NRW open data (DOP, 3D-Messdaten, ATKIS Basis-DLM), "
+    "OpenStreetMap and TerraSAR-X EEC products; none of it is provider data."
+)
+
+
+def generate_into(
+    root: Path, params: WorldParams, progress: Callable[[int, int], None] | None = None
+) -> dict:
+    """Write the world of ``params`` into the (empty) folder ``root``; returns the manifest."""
+    from geosynth.demo.sar import scene_specs
+
+    catalog = load_catalog()
+    region = catalog.region("demo")
+    tiles = params.tile_ids()
+    done = 0
+    world = build_world(params)
+    scenes = scene_specs(world)
+    total = 1 + 3 * len(tiles) + len(scenes) + 2
+
+    def step(what: str) -> None:
+        nonlocal done
+        done += 1
+        log.debug("demo world: %s (%d/%d)", what, done, total)
+        if progress is not None:
+            progress(done, total)
+
+    step("layout")
+    staging = root / ".staging"
+    staging.mkdir()
+    tile_records = [_write_tile(root, staging, world, tile, catalog, step) for tile in tiles]
+
+    from geosynth.demo.writers import write_zip
+    from geosynth.sources.names import package_name
+
+    dop_zip = root / "dop" / package_name("dop", region, catalog)
+    lidar_zip = root / "lidar" / package_name("lidar", region, catalog)
+    dop_zip.parent.mkdir()
+    lidar_zip.parent.mkdir()
+    write_zip(dop_zip, [(r["dop_member"], staging / r["dop_member"]) for r in tile_records])
+    write_zip(lidar_zip, [(r["lidar_member"], staging / r["lidar_member"]) for r in tile_records])
+    shutil.rmtree(staging)
+
+    sar_records = _write_sar(root, world, scenes, step)
+    vectors = _write_vectors(root, world, region, catalog, step)
+    manifest = {
+        "generator": "geosynth demo-world",
+        "generator_version": _generator_version(),
+        "geosynth_version": __version__,
+        "note": NOTE,
+        "params": params.as_dict(),
+        "region": {"name": region.name, "ags": region.ags, "package": region.package},
+        "crs": catalog.grid.crs,
+        "region_bounds": list(params.region_bounds),
+        "domain_bounds": list(params.domain_bounds),
+        "sun": {
+            "azimuth_deg": round(world.sun_azimuth, 4),
+            "elevation_deg": round(world.sun_elevation, 4),
+        },
+        "dop": {
+            "package": _rel(root, dop_zip),
+            "bands": ["red", "green", "blue", "nir"],
+            "resolution_m": params.dop_resolution,
+            "dtype": "uint8",
+            "coding": "lossless",
+        },
+        "lidar": {
+            "package": _rel(root, lidar_zip),
+            "density_per_m2": params.lidar_density,
+            "las_version": "1.2",
+            "point_format": 1,
+            "classes": {"1": "unclassified", "2": "ground", "20": "non-ground"},
+            "water": "no returns (absorbed)",
+        },
+        **vectors,
+        "sar": sar_records,
+        "tiles": tile_records,
+        "truth": {"folder": "truth", "note": "ground truth of the demo world, not provider data"},
+        "files": _file_table(root),
+    }
+    (root / "world.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest
+
+
+def _generator_version() -> int:
+    from geosynth.demo import GENERATOR_VERSION
+
+    return GENERATOR_VERSION
+
+
+def _rel(root: Path, path: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def _write_tile(
+    root: Path, staging: Path, world: World, tile: TileId, catalog: Catalog, step
+) -> dict:
+    """Orthophoto, lidar and truth of one tile (files into ``staging`` and ``root/truth``)."""
+    from geosynth.demo.dop import render_dop, tile_grid
+    from geosynth.demo.lidar import SURFACE_RES_M, simulate_lidar
+    from geosynth.demo.render import crop_surface, render_surface, truth_landcover
+    from geosynth.demo.writers import write_jp2, write_laz, write_truth
+    from geosynth.sources.names import member_name
+
+    params = world.params
+    res = params.dop_resolution
+    campaign = world.campaign_of(tile)
+    image, surface, margin = render_dop(world, tile, res)
+    dop_member = member_name("dop", tile, campaign.year, catalog)
+    write_jp2(staging / dop_member, image, tile_grid(tile, res))
+    del image
+    step(f"orthophoto {tile}")
+
+    if abs(res - SURFACE_RES_M) < 1e-9:
+        surface = crop_surface(surface, margin)
+    else:
+        surface = render_surface(world, tile_grid(tile, SURFACE_RES_M))
+    cloud = simulate_lidar(world, tile, params.lidar_density, surface)
+    del surface
+    lidar_member = member_name("lidar", tile, catalog=catalog)
+    write_laz(staging / lidar_member, cloud, tile)
+    points = len(cloud)
+    del cloud
+    step(f"lidar {tile}")
+
+    grid = RasterGrid.for_tile(tile, catalog.grid)
+    truth_surface = render_surface(world, grid)
+    landcover = truth_landcover(world, grid, catalog)
+    paths = write_truth(
+        root / "truth", tile, landcover, truth_surface.dsm, truth_surface.terrain, grid
+    )
+    step(f"truth {tile}")
+    region = catalog.region("demo")
+    return {
+        "id": str(tile),
+        "split": region.split_of(str(tile)),
+        "year": campaign.year,
+        "season": campaign.season,
+        "flight_date": f"{campaign.year}-{campaign.month:02d}-{campaign.day:02d}",
+        "dop_member": dop_member,
+        "lidar_member": lidar_member,
+        "lidar_points": points,
+        "truth": {p.stem.split("_")[-1]: _rel(root, p) for p in paths},
+    }
+
+
+def _write_sar(root: Path, world: World, scenes: list, step) -> dict:
+    from shapely.geometry import box
+
+    from geosynth.demo.sar import (
+        CAL_FACTOR,
+        PIXEL_M,
+        SAR_CRS,
+        annotation_xml,
+        render_scene,
+    )
+    from geosynth.demo.writers import write_sar_product
+
+    records = []
+    (root / "sar").mkdir()
+    for spec in scenes:
+        image, grid = render_scene(world, spec)
+        folder = write_sar_product(root / "sar", spec, image, grid, annotation_xml(spec, grid))
+        del image
+        coverage = {}
+        for tile in world.params.tile_ids():
+            left, bottom = tile.e_km * 1000.0, tile.n_km * 1000.0
+            cell = box(left, bottom, left + 1000.0, bottom + 1000.0)
+            coverage[str(tile)] = round(spec.footprint.intersection(cell).area / cell.area, 4)
+        records.append(
+            {
+                "name": spec.name,
+                "folder": _rel(root, folder),
+                "image": _rel(root, folder / "IMAGEDATA" / spec.image_name),
+                "annotation": _rel(root, folder / f"{spec.name}.xml"),
+                "orbit": spec.orbit,
+                "heading_deg": spec.heading_deg,
+                "incidence_deg": spec.incidence_deg,
+                "look_azimuth_deg": spec.look_azimuth,
+                "footprint_wkt": spec.footprint.wkt,
+                "coverage": coverage,
+            }
+        )
+        step(f"sar {spec.name}")
+    return {
+        "crs": SAR_CRS,
+        "pixel_m": PIXEL_M,
+        "cal_factor": CAL_FACTOR,
+        "polarisation": "HH",
+        "nodata": 0,
+        "scenes": records,
+    }
+
+
+def _write_vectors(root: Path, world: World, region, catalog: Catalog, step) -> dict:
+    from geosynth.demo.writers import ATKIS_LAYERS, write_landcover, write_osm
+
+    gpkg = root / "landcover" / f"basis-dlm_{region.ags}_{region.package}_EPSG25832.gpkg"
+    gpkg.parent.mkdir()
+    write_landcover(gpkg, world)
+    step("land-cover vectors")
+    osm = root / "osm" / f"demo_{region.ags}.osm"
+    osm.parent.mkdir()
+    write_osm(osm, world)
+    step("OpenStreetMap")
+    types = sorted({f.objart_txt for f in world.atkis})
+    mapped = set(catalog.atkis.types) | set(catalog.atkis.by_attribute)
+    return {
+        "landcover": {
+            "path": _rel(root, gpkg),
+            "layers": list(ATKIS_LAYERS),
+            "type_field": catalog.atkis.type_field,
+            "object_types": types,
+            "unmapped_types": [t for t in types if t not in mapped],
+        },
+        "osm": {
+            "path": _rel(root, osm),
+            "buildings": sum(b.in_osm for b in world.buildings),
+            "buildings_not_in_osm": sum(not b.in_osm for b in world.buildings),
+            "highways": sorted({r.highway for r in world.roads}),
+            "railway_tracks": len(world.railways),
+        },
+    }
+
+
+def _file_table(root: Path) -> dict:
+    from geosynth.demo import _sha256
+
+    table = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = _rel(root, path)
+        if rel == "world.json":
+            continue
+        table[rel] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+    return table

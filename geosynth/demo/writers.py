@@ -1,0 +1,308 @@
+"""Write the demo world in the providers' formats: JPEG2000 and LAZ in zip packages, a
+GeoPackage of ATKIS-like areas, OSM XML, TerraSAR-X product folders, and the ground truth.
+
+Every writer is deterministic: zip members carry a fixed date, the
+GeoPackage a fixed ``last_change`` (GDAL's ``OGR_CURRENT_DATE``), the LAS
+header a fixed creation date, the XML files no clock time, so one seed gives
+the same bytes on every run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from geosynth.demo.lidar import PointCloud
+from geosynth.demo.scene import Campaign, World
+from geosynth.grid import RasterGrid, TileId
+
+WORLD_CRS = "EPSG:25832"
+ZIP_DATE = (2023, 7, 1, 0, 0, 0)
+GPKG_DATE = "2023-07-01T00:00:00Z"
+OSM_TIMESTAMP = "2023-07-01T00:00:00Z"
+LIDAR_DATE = dt.date(2021, 3, 15)
+JP2_OPTIONS = {"QUALITY": 100, "REVERSIBLE": "YES", "GMLJP2": "YES", "GeoJP2": "YES"}
+# ATKIS shape packages split the areas into thematic layers; we do the same
+ATKIS_LAYERS = {
+    "sie02_f": ("AX_Wohnbauflaeche", "AX_IndustrieUndGewerbeflaeche", "AX_Friedhof"),
+    "ver01_f": ("AX_Strassenverkehr", "AX_Platz", "AX_Bahnverkehr"),
+    "veg01_f": ("AX_Landwirtschaft",),
+    "veg02_f": ("AX_Wald", "AX_Gehoelz"),
+    "gew01_f": ("AX_Fliessgewaesser", "AX_StehendesGewaesser"),
+}
+
+
+def write_zip(path: Path, members: list[tuple[str, Path]]) -> Path:
+    """A zip package of ``(name in the archive, file)`` pairs with fixed member dates."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, file in members:
+            info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, file.read_bytes())
+    return path
+
+
+def write_jp2(path: Path, image: np.ndarray, grid: RasterGrid) -> Path:
+    """A 4-band (R, G, B, NIR) uint8 JPEG2000, losslessly coded, georeferenced (GeoJP2 + GMLJP2)."""
+    import rasterio
+
+    bands, height, width = image.shape
+    with rasterio.open(
+        path,
+        "w",
+        driver="JP2OpenJPEG",
+        width=width,
+        height=height,
+        count=bands,
+        dtype="uint8",
+        crs=grid.crs,
+        transform=grid.transform,
+        **JP2_OPTIONS,
+    ) as dst:
+        dst.write(image)
+    return path
+
+
+def write_laz(path: Path, cloud: PointCloud, tile: TileId) -> Path:
+    """A LAS 1.2, point format 1 file (LAZ-compressed by the suffix) with the CRS as GeoTIFF keys."""
+    import laspy
+    from pyproj import CRS
+
+    header = laspy.LasHeader(point_format=1, version="1.2")
+    header.offsets = np.array([tile.e_km * 1000.0, tile.n_km * 1000.0, 0.0])
+    header.scales = np.array([0.01, 0.01, 0.01])
+    header.add_crs(CRS.from_string(WORLD_CRS))
+    header.system_identifier = "geosynth demo-world"
+    header.generating_software = "geosynth demo-world"
+    header.creation_date = LIDAR_DATE
+    header.global_encoding.gps_time_type = laspy.header.GpsTimeType.STANDARD
+    las = laspy.LasData(header)
+    las.x, las.y, las.z = cloud.x, cloud.y, cloud.z
+    for name in (
+        "intensity",
+        "return_number",
+        "number_of_returns",
+        "scan_direction_flag",
+        "edge_of_flight_line",
+        "classification",
+        "scan_angle_rank",
+        "point_source_id",
+        "gps_time",
+    ):
+        setattr(las, name, getattr(cloud, name))
+    las.write(str(path))
+    return path
+
+
+def write_landcover(path: Path, world: World) -> Path:
+    """ATKIS-like area objects in thematic layers of one GeoPackage (EPSG:25832)."""
+    import geopandas as gpd
+    import pyogrio
+
+    by_type: dict[str, list] = {}
+    for f in world.atkis:
+        by_type.setdefault(f.objart_txt, []).append(f)
+    pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": GPKG_DATE})
+    try:
+        serial = 0
+        for layer, types in ATKIS_LAYERS.items():
+            rows = [f for t in types for f in by_type.get(t, [])]
+            if not rows:
+                continue
+            ids = [f"DENW99DM{serial + i:08d}" for i in range(len(rows))]
+            serial += len(rows)
+            frame = gpd.GeoDataFrame(
+                {
+                    "OBJID": ids,
+                    "OBJART": [f.objart for f in rows],
+                    "OBJART_TXT": [f.objart_txt for f in rows],
+                    "VEG": [f.veg for f in rows],
+                    "AKTUALIT": ["2023-01-01"] * len(rows),
+                },
+                geometry=[f.polygon for f in rows],
+                crs=WORLD_CRS,
+            )
+            frame.to_file(path, layer=layer, driver="GPKG", engine="pyogrio")
+    finally:
+        pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": None})
+    return path
+
+
+def write_osm(path: Path, world: World) -> Path:
+    """OSM XML (API 0.6, WGS84): buildings (one as a multipolygon with a courtyard), roads, rails."""
+    import xml.etree.ElementTree as ET
+
+    from pyproj import Transformer
+
+    to_wgs = Transformer.from_crs(WORLD_CRS, "EPSG:4326", always_xy=True)
+    meta = {
+        "version": "1",
+        "timestamp": OSM_TIMESTAMP,
+        "changeset": "1",
+        "uid": "1",
+        "user": "geosynth",
+        "visible": "true",
+    }
+    root = ET.Element("osm", {"version": "0.6", "generator": "geosynth demo-world"})
+    left, bottom, right, top = world.params.domain_bounds
+    (w, e), (s, n) = to_wgs.transform([left, right], [bottom, top])
+    ET.SubElement(
+        root,
+        "bounds",
+        {
+            "minlat": f"{min(s, n):.7f}",
+            "minlon": f"{min(w, e):.7f}",
+            "maxlat": f"{max(s, n):.7f}",
+            "maxlon": f"{max(w, e):.7f}",
+        },
+    )
+    nodes, ways, relations = [], [], []
+    next_id = {"node": 100000001, "way": 200000001, "relation": 300000001}
+
+    def new_id(kind: str) -> int:
+        next_id[kind] += 1
+        return next_id[kind] - 1
+
+    def way(coords, tags: dict, closed: bool) -> int:
+        coords = list(coords)
+        if closed:
+            coords = coords[:-1]  # shapely repeats the first vertex
+        xs, ys = to_wgs.transform([c[0] for c in coords], [c[1] for c in coords])
+        refs = []
+        for lon, lat in zip(xs, ys, strict=True):
+            nid = new_id("node")
+            nodes.append(
+                ET.Element(
+                    "node", {"id": str(nid), **meta, "lat": f"{lat:.7f}", "lon": f"{lon:.7f}"}
+                )
+            )
+            refs.append(nid)
+        if closed:
+            refs.append(refs[0])
+        wid = new_id("way")
+        el = ET.Element("way", {"id": str(wid), **meta})
+        for ref in refs:
+            ET.SubElement(el, "nd", {"ref": str(ref)})
+        for k, v in tags.items():
+            ET.SubElement(el, "tag", {"k": k, "v": str(v)})
+        ways.append(el)
+        return wid
+
+    for b in world.buildings:
+        if not b.in_osm:
+            continue
+        tags = dict(b.tags)
+        if b.height >= 9:
+            tags["building:levels"] = str(max(1, round(b.eave / 3.0)))
+        if b.polygon.interiors:
+            outer = way(b.polygon.exterior.coords, {}, closed=True)
+            inners = [way(r.coords, {}, closed=True) for r in b.polygon.interiors]
+            rel = ET.Element("relation", {"id": str(new_id("relation")), **meta})
+            ET.SubElement(rel, "member", {"type": "way", "ref": str(outer), "role": "outer"})
+            for ref in inners:
+                ET.SubElement(rel, "member", {"type": "way", "ref": str(ref), "role": "inner"})
+            for k, v in {"type": "multipolygon", **tags}.items():
+                ET.SubElement(rel, "tag", {"k": k, "v": str(v)})
+            relations.append(rel)
+        else:
+            way(b.polygon.exterior.coords, tags, closed=True)
+    for road in world.roads:
+        tags = {"highway": road.highway}
+        if road.name:
+            tags["name"] = road.name
+        if road.highway == "track":
+            tags["tracktype"] = "grade2"
+        else:
+            tags["surface"] = "asphalt"
+        way(road.line.coords, tags, closed=False)
+    for line in world.railways:
+        way(
+            line.coords,
+            {"railway": "rail", "usage": "main", "gauge": "1435", "electrified": "contact_line"},
+            closed=False,
+        )
+    root.extend(nodes + ways + relations)
+    ET.indent(root)
+    path.write_bytes(
+        b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="utf-8") + b"\n"
+    )
+    return path
+
+
+def write_sar_product(
+    parent: Path, spec, image: np.ndarray, grid: RasterGrid, annotation: bytes
+) -> Path:
+    """``<parent>/<product>/`` with ``IMAGEDATA/<image>.tif`` (uint16, no nodata tag) and the XML."""
+    import rasterio
+
+    folder = parent / spec.name
+    (folder / "IMAGEDATA").mkdir(parents=True)
+    with rasterio.open(
+        folder / "IMAGEDATA" / spec.image_name,
+        "w",
+        driver="GTiff",
+        width=grid.width,
+        height=grid.height,
+        count=1,
+        dtype="uint16",
+        crs=grid.crs,
+        transform=grid.transform,
+    ) as dst:
+        dst.write(image, 1)
+    (folder / f"{spec.name}.xml").write_bytes(annotation)
+    return folder
+
+
+TRUTH_README = """\
+Ground truth of the geosynth demo world. NOT provider data.
+
+These rasters are what the demo world really is, for tests of the build
+stages and for the fusion experiment; the build never reads them.
+
+<E>_<N>_landcover.tif  uint8, 1 m: the 10 GeoNRW classes (0 unlabelled) that
+                       the land-cover vectors and OSM of this world yield
+                       under data_catalog.yaml (pixel centres burned)
+<E>_<N>_dsm.tif        float32, 1 m: surface height a.s.l. (terrain + roofs
+                       + tree crowns; water surface over water)
+<E>_<N>_dtm.tif        float32, 1 m: terrain height a.s.l.
+"""
+
+
+def write_truth(
+    folder: Path,
+    tile: TileId,
+    landcover: np.ndarray,
+    dsm: np.ndarray,
+    dtm: np.ndarray,
+    grid: RasterGrid,
+) -> list[Path]:
+    from geosynth.io import write_geotiff
+
+    folder.mkdir(parents=True, exist_ok=True)
+    readme = folder / "README.txt"
+    if not readme.exists():
+        readme.write_text(TRUTH_README)
+    return [
+        write_geotiff(
+            folder / f"{tile}_landcover.tif", landcover, grid, descriptions=("class id",)
+        ),
+        write_geotiff(
+            folder / f"{tile}_dsm.tif",
+            dsm.astype(np.float32),
+            grid,
+            descriptions=("surface height (m)",),
+        ),
+        write_geotiff(
+            folder / f"{tile}_dtm.tif",
+            dtm.astype(np.float32),
+            grid,
+            descriptions=("terrain height (m)",),
+        ),
+    ]
+
+
+def campaign_date(campaign: Campaign) -> dt.date:
+    return dt.date(campaign.year, campaign.month, campaign.day)
