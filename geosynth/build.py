@@ -191,7 +191,14 @@ def _run_stage(name: str, task: TileTask, grid, catalog: Catalog):
 
         if not task.lidar:
             return None
-        return dem_stage(task.lidar, grid, default_crs=catalog.grid.crs)
+        # GeoNRW DEMs have no holes: fill every one (rivers and lakes return no points),
+        # not only those within the stage's default distance
+        return dem_stage(
+            task.lidar,
+            grid,
+            default_crs=catalog.grid.crs,
+            fill_distance=float(max(grid.width, grid.height)),
+        )
     if name == "seg":
         from geosynth.sources.landcover import landcover_stage
 
@@ -201,16 +208,12 @@ def _run_stage(name: str, task: TileTask, grid, catalog: Catalog):
             grid, vectors=task.vectors, osm=list(task.osm) or None, catalog=catalog
         )
     if name == "sar":
-        from geosynth.sources.sar import sar_stage
+        from geosynth.sources.sar import sar_stage, select_scenes
 
-        if not task.sar:
-            return None
-        try:
-            return sar_stage(task.sar, grid, catalog=catalog)
-        except DataError as exc:
-            if "overlap" in str(exc):  # scenes exist but none covers this tile
-                return _skipped(grid, f"no SAR scene covers the tile ({exc})")
-            raise
+        scenes = select_scenes(task.sar, grid)
+        if not scenes:
+            return _skipped(grid, "no SAR scene covers the tile")
+        return sar_stage(scenes, grid, catalog=catalog)
     raise UsageError(f"unknown modality {name!r}; choose from {', '.join(MODALITIES)}")
 
 

@@ -1,0 +1,253 @@
+"""build-geonrw on a small demo world: stores, resume after SIGKILL, bad tiles, dask, stats."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from geosynth.build import build_region, discover_sources
+from geosynth.catalog import load_catalog
+from geosynth.cli import cli
+from geosynth.store import open_store, verify
+
+TILES = ["356_5645", "357_5645"]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A 2 x 1 demo world at low resolution (raw provider files only)."""
+    from geosynth.demo import generate_world
+
+    root = tmp_path_factory.mktemp("world")
+    generate_world(root, tiles=(2, 1), seed=3, dop_resolution=1.0, lidar_density=1.0)
+    return root
+
+
+@pytest.fixture(scope="module")
+def built(world, tmp_path_factory):
+    """The uninterrupted reference build."""
+    out = tmp_path_factory.mktemp("ref") / "demo.zarr"
+    report = build_region("demo", out, source_dir=world)
+    return out, report
+
+
+def _arrays(path):
+    store = open_store(path)
+    return {
+        name: store.group[name][:]
+        for name in (
+            "rgb",
+            "dem",
+            "seg",
+            "sar",
+            "sar_valid",
+            "class_hist",
+            "present",
+            "state",
+            "transform",
+        )
+    }
+
+
+def test_build_writes_a_sound_store(built):
+    out, report = built
+    assert report.ok and report.done == TILES
+    store = open_store(out)
+    assert store.tiles() == [0, 1]
+    assert verify(store) == []
+    assert store.tile_shape == (1000, 1000)
+    i = store.index("356_5645")
+    assert store.transform(i).c == 356_000 and store.transform(i).f == 5_646_000
+    seg = store.read("seg", i)
+    assert 0 < len(np.unique(seg)) <= 11
+    dem = store.read("dem", i)
+    assert np.nanmin(dem) >= 40 and np.nanmax(dem) < 200
+    assert set(store.sources(i)) >= {"rgb", "dem", "seg"}
+    saved = json.loads((out.parent / "demo.zarr.report.json").read_text())
+    assert saved["done"] == TILES and saved["failed"] == {}
+
+
+def test_rerun_skips_complete_tiles(built):
+    out, _ = built
+    report = build_region(
+        "demo", out, source_dir=open_store(out).provenance["parameters"]["source_dir"]
+    )
+    assert report.done == [] and report.already_complete == TILES
+
+
+def test_discover_by_catalog_names(world):
+    found = discover_sources(world, load_catalog())
+    assert sorted(found.dop) == TILES and sorted(found.lidar) == TILES
+    assert found.vectors and found.osm
+    assert all(os.path.basename(p).startswith("TSX1_SAR__EEC") for p in found.sar)
+
+
+def _copy_world(world, dest):
+    shutil.copytree(world, dest)
+    discover_sources(dest, load_catalog())  # extract the packages
+    return dest
+
+
+def test_bad_tiles_fail_alone(world, tmp_path):
+    src = _copy_world(world, tmp_path / "bad")
+    found = discover_sources(src, load_catalog())
+    jp2 = found.dop["356_5645"][0]
+    with open(jp2, "r+b") as f:
+        f.truncate(os.path.getsize(jp2) // 3)
+    broken_osm = src / "osm" / "extra_357_5645.osm"
+    broken_osm.write_text("<osm version='0.6'><node id='1' lat='50.9' lon=")
+    result = CliRunner().invoke(
+        cli,
+        [
+            "build-geonrw",
+            "--region",
+            "demo",
+            "--source-dir",
+            str(src),
+            "--out",
+            str(tmp_path / "bad.zarr"),
+            "--modalities",
+            "rgb,dem,seg",
+        ],
+    )
+    assert result.exit_code == 1
+    assert "FAILED 356_5645" in result.output and os.path.basename(jp2) in result.output
+    assert "FAILED 357_5645" in result.output and "extra_357_5645.osm" in result.output
+    report = json.loads((tmp_path / "bad.zarr.report.json").read_text())
+    assert set(report["failed"]) == set(TILES)
+
+
+def test_truncated_laz_fails_its_tile_only(world, tmp_path):
+    src = _copy_world(world, tmp_path / "badlaz")
+    laz = discover_sources(src, load_catalog()).lidar["357_5645"][0]
+    with open(laz, "r+b") as f:
+        f.truncate(os.path.getsize(laz) // 2)
+    report = build_region("demo", tmp_path / "b.zarr", source_dir=src, modalities=["rgb", "dem"])
+    assert report.done == ["356_5645"]
+    assert (
+        list(report.failed) == ["357_5645"] and os.path.basename(laz) in report.failed["357_5645"]
+    )
+
+
+def test_refusals_before_any_work(world, tmp_path, built):
+    runner = CliRunner()
+    r = runner.invoke(cli, ["build-geonrw", "--region", "atlantis"])
+    assert r.exit_code == 2 and "unknown region" in r.output
+    r = runner.invoke(
+        cli,
+        [
+            "build-geonrw",
+            "--region",
+            "koeln",
+            "--source-dir",
+            str(tmp_path / "nope"),
+            "--out",
+            str(tmp_path / "k.zarr"),
+        ],
+    )
+    assert r.exit_code == 1 and "does not exist" in r.output
+    r = runner.invoke(
+        cli,
+        [
+            "build-geonrw",
+            "--region",
+            "demo",
+            "--source-dir",
+            str(world),
+            "--tiles",
+            "999_9999",
+            "--out",
+            str(tmp_path / "x.zarr"),
+        ],
+    )
+    assert r.exit_code == 2 and "no orthophoto for tile(s) 999_9999" in r.output
+    # a store built with another catalog
+    other = tmp_path / "other.zarr"
+    shutil.copytree(built[0], other)
+    import zarr
+
+    g = zarr.open_group(other, mode="r+")
+    prov = dict(g.attrs["geosynth:provenance"])
+    prov["catalog_sha256"] = "0" * 64
+    g.attrs["geosynth:provenance"] = prov
+    r = runner.invoke(
+        cli, ["build-geonrw", "--region", "demo", "--source-dir", str(world), "--out", str(other)]
+    )
+    assert r.exit_code == 1 and "another catalog version" in r.output
+    assert not (tmp_path / "x.zarr").exists() and not (tmp_path / "k.zarr").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [1.5, 4.0, 7.0])
+def test_sigkill_then_rerun_gives_identical_arrays(world, built, tmp_path, delay):
+    out = tmp_path / "k.zarr"
+    cmd = [
+        sys.executable,
+        "-m",
+        "geosynth",
+        "-q",
+        "build-geonrw",
+        "--region",
+        "demo",
+        "--source-dir",
+        str(world),
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.Popen(cmd, start_new_session=True)
+    time.sleep(delay)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    ref, got = _arrays(built[0]), _arrays(out)
+    for name in ref:
+        np.testing.assert_array_equal(got[name], ref[name], err_msg=name)
+
+
+@pytest.mark.slow
+def test_dask_local_cluster(world, built, tmp_path):
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
+        result = CliRunner().invoke(
+            cli,
+            [
+                "build-geonrw",
+                "--region",
+                "demo",
+                "--source-dir",
+                str(world),
+                "--out",
+                str(tmp_path / "d.zarr"),
+                "--scheduler",
+                cluster.scheduler_address,
+            ],
+        )
+    assert result.exit_code == 0, result.output
+    ref, got = _arrays(built[0]), _arrays(tmp_path / "d.zarr")
+    for name in ref:
+        np.testing.assert_array_equal(got[name], ref[name], err_msg=name)
+
+
+def test_stats_png_and_csv(built, tmp_path):
+    out = tmp_path / "stats.png"
+    result = CliRunner().invoke(cli, ["stats", str(built[0]), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = (tmp_path / "stats.csv").read_text().splitlines()
+    assert rows[0].startswith("class_id,class,")
+    assert len(rows) == 11
+    shares = np.array([[float(v) for v in r.split(",")[2:]] for r in rows[1:]])
+    np.testing.assert_allclose(shares.sum(axis=0), 1.0, atol=1e-5)
