@@ -32,6 +32,7 @@ COMMANDS = {
     "sar": ("geosynth.cli.landcover_cmd", "sar"),
     "aerial": ("geosynth.cli.aerial_cmd", "aerial"),
     "dem": ("geosynth.cli.aerial_cmd", "dem"),
+    "demo-world": ("geosynth.cli.demo_cmd", "demo_world"),
 }
 
 

@@ -39,10 +39,18 @@ GENERATOR_VERSION = 1  # bump whenever the same parameters would give different 
 MANIFEST = "world.json"
 Progress = Callable[[int, int], None]
 
-__all__ = ["generate_world", "ensure_world", "read_manifest", "GENERATOR_VERSION"]
+__all__ = [
+    "GENERATOR_VERSION",
+    "check_out_dir",
+    "ensure_world",
+    "generate_world",
+    "read_manifest",
+    "world_params",
+]
 
 
-def _params(tiles, seed, origin, dop_resolution, lidar_density):
+def world_params(tiles, seed, origin, dop_resolution, lidar_density):
+    """Validated :class:`~geosynth.demo.scene.WorldParams` (a bad value is a UsageError naming it)."""
     from geosynth.demo.scene import WorldParams
 
     try:
@@ -74,14 +82,8 @@ def generate_world(
     ``out_dir`` must not exist or be empty unless ``overwrite``. Generation
     happens in a hidden sibling folder that replaces ``out_dir`` at the end.
     """
-    params = _params(tiles, seed, origin, dop_resolution, lidar_density)
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise UsageError(
-            f"--out {out}: folder exists and is not empty (choose another, or overwrite)"
-        )
+    params = world_params(tiles, seed, origin, dop_resolution, lidar_density)
+    out = check_out_dir(out_dir, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     trash = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
@@ -98,6 +100,18 @@ def generate_world(
             if leftover.exists():
                 shutil.rmtree(leftover, ignore_errors=True)
     return manifest
+
+
+def check_out_dir(out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
+    """``out_dir`` as a Path, if a world may be generated there."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise UsageError(
+            f"--out {out}: folder exists and is not empty (use --overwrite to replace it)"
+        )
+    return out
 
 
 def read_manifest(folder: str | os.PathLike) -> dict | None:
@@ -141,7 +155,7 @@ def ensure_world(
     parameters and generator version and every listed file exists with its
     recorded size. Anything else is regenerated from scratch.
     """
-    params = _params(tiles, seed, origin, dop_resolution, lidar_density)
+    params = world_params(tiles, seed, origin, dop_resolution, lidar_density)
     manifest = read_manifest(cache_dir)
     if manifest is not None:
         same = (

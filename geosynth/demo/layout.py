@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 import shapely
+from affine import Affine
 from shapely import affinity
 from shapely.geometry import LineString, MultiPolygon, Point, Polygon, box
 
@@ -205,7 +206,6 @@ def railway(
 def forest_polygons(params: WorldParams, terrain, exclude, rng_seed: int) -> list[Polygon]:
     """Forest on the higher, wilder ground: a noise field plus height, thresholded and smoothed."""
     from rasterio.features import shapes
-    from rasterio.transform import from_origin
 
     dl, db, dr, dt = params.domain_bounds
     cell = 10.0
@@ -217,7 +217,7 @@ def forest_polygons(params: WorldParams, terrain, exclude, rng_seed: int) -> lis
     h = (h - h.min()) / max(float(np.ptp(h)), 1e-6)
     score = 0.6 * wild + 0.4 * h
     mask = score > np.quantile(score, 1 - FOREST_FRACTION)
-    transform = from_origin(dl, dt, cell, cell)
+    transform = Affine(cell, 0.0, dl, 0.0, -cell, dt)
     found = []
     for geom, value in shapes(mask.astype(np.uint8), mask=mask, transform=transform):
         if value:

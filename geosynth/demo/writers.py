@@ -194,9 +194,7 @@ def write_osm(path: Path, world: World) -> Path:
     for b in world.buildings:
         if not b.in_osm:
             continue
-        tags = dict(b.tags)
-        if b.height >= 9:
-            tags["building:levels"] = str(max(1, round(b.eave / 3.0)))
+        tags = dict(b.tags)  # no height or levels: heights belong to the surface only
         if b.polygon.interiors:
             outer = way(b.polygon.exterior.coords, {}, closed=True)
             inners = [way(r.coords, {}, closed=True) for r in b.polygon.interiors]
