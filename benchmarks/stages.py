@@ -16,6 +16,7 @@ Run: python benchmarks/stages.py [--world DIR] [--dop-resolution 0.5] [--repeat 
 from __future__ import annotations
 
 import argparse
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +30,7 @@ from geosynth.sources.aerial import RASTER_SUFFIXES, zip_members
 TILE = "356_5645"
 VECTOR_SUFFIXES = (".shp", ".gpkg", ".geojson")
 OSM_SUFFIXES = (".osm", ".osm.bz2", ".osm.xml")
+SAR_PRODUCT = re.compile(r"^T[SD]X1_SAR__EEC")  # TerraSAR-X / TanDEM-X EEC product folders
 
 
 def find_inputs(world: Path) -> dict[str, list[str]]:
@@ -40,14 +42,9 @@ def find_inputs(world: Path) -> dict[str, list[str]]:
         "lidar": [str(p) for p in zips if "las" in p.name.lower()],
         "vectors": [str(p) for p in files if p.name.lower().endswith(VECTOR_SUFFIXES)],
         "osm": [str(p) for p in files if p.name.lower().endswith(OSM_SUFFIXES)],
-        "sar": sorted(
-            {
-                str(p.parent)
-                for p in files
-                if "sar" in str(p.relative_to(world)).lower()
-                and p.suffix.lower() in (".tif", ".tiff", ".xml")
-            }
-        ),
+        "sar": [
+            str(p) for p in sorted(world.rglob("*")) if p.is_dir() and SAR_PRODUCT.match(p.name)
+        ],
     }
 
 

@@ -273,3 +273,37 @@ def test_raster_with_crs_but_no_geotransform(tmp_path):
         dst.write(image(3, 8, 8))
     with pytest.raises(DataError, match=r"plain\.tif: raster has no geotransform"):
         aerial_stage([path], grid_at(356000.0, 5646000.0, 10, 10))
+
+
+# --------------------------------------------------------------------------- demo world
+
+
+@pytest.fixture(scope="module")
+def demo_world(tmp_path_factory):
+    """A one-tile demo world (1 m DOP, 1 point/m2), shared with tests/test_dem.py."""
+    from geosynth.demo import ensure_world
+
+    folder = tmp_path_factory.getbasetemp() / "demo-1x1-dop1-lidar1"
+    ensure_world(folder, tiles=(1, 1), dop_resolution=1.0, lidar_density=1.0)
+    return folder
+
+
+def test_demo_tile_from_the_dop_zip(demo_world, tmp_path):
+    """The demo DOP zip on its tile: the lossless 1 m JPEG2000's own pixels, RGB and NIR."""
+    archive = next((demo_world / "dop").glob("*.zip"))
+    (member,) = zipfile.ZipFile(archive).namelist()
+    grid = grid_at(356000.0, 5646000.0, 1000, 1000)
+    result = aerial_stage([archive], grid, nir=True)
+    path = f"/vsizip/{archive}/{member}"
+    with rasterio.open(path) as src:
+        assert src.res == (1.0, 1.0)
+        np.testing.assert_array_equal(result.array, src.read())
+    np.testing.assert_array_equal(result.array[:3], direct(path, grid))
+    out = tmp_path / "rgb.tif"
+    cli_result = CliRunner().invoke(
+        cli, ["-q", "aerial", str(archive), "--tile", "356_5645", "--out", str(out)]
+    )
+    assert cli_result.exit_code == 0, cli_result.output
+    with rasterio.open(out) as ds:
+        assert ds.transform == grid.transform and ds.count == 3
+        np.testing.assert_array_equal(ds.read(), result.array[:3])

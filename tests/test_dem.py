@@ -365,3 +365,65 @@ def test_cli_choices_match_the_library():
     assert aerial_cmd.STAT_CHOICES == lidar.STATS
     help_text = CliRunner().invoke(cli, ["dem", "--help"]).output
     assert f"[default: {lidar.DEFAULT_FILL_DISTANCE_PX:g}]" in help_text
+
+
+# --------------------------------------------------------------------------- demo world
+
+
+@pytest.fixture(scope="module")
+def demo_world(tmp_path_factory):
+    """A one-tile demo world (1 m DOP, 1 point/m2), shared with tests/test_aerial.py."""
+    from geosynth.demo import ensure_world
+
+    folder = tmp_path_factory.getbasetemp() / "demo-1x1-dop1-lidar1"
+    ensure_world(folder, tiles=(1, 1), dop_resolution=1.0, lidar_density=1.0)
+    return folder
+
+
+def _demo_truth(world, name):
+    with rasterio.open(world / "truth" / f"356_5645_{name}.tif") as src:
+        return src.read(1)
+
+
+def test_demo_tile_matches_plain_gridding_and_truth(demo_world):
+    archive = next((demo_world / "lidar").glob("*.zip"))
+    grid = RasterGrid.for_tile("356_5645", load_catalog().grid)
+    result = dem_stage([archive], grid, fill_distance=0)
+    with zipfile.ZipFile(archive) as zf:
+        (member,) = zf.namelist()
+        las = laspy.read(zf.open(member))
+    first = np.asarray(las.return_number) == 1
+    want, counts = reference_grid(
+        np.asarray(las.x)[first], np.asarray(las.y)[first], np.asarray(las.z)[first], grid
+    )
+    np.testing.assert_allclose(result.array[0], want, rtol=1e-6, equal_nan=True)
+    assert result.report["points_in_grid"] == int(counts.sum())
+    # first returns sample the surface: close to the world's true DSM
+    dsm = _demo_truth(demo_world, "dsm")
+    has = np.isfinite(result.array[0])
+    error = np.abs(result.array[0][has] - dsm[has])
+    assert np.median(error) < 0.1 and np.percentile(error, 90) < 0.25
+
+
+def test_demo_tile_holes_are_water(demo_world):
+    """Water absorbs the laser: cells left empty after filling lie on water in the truth."""
+    archive = next((demo_world / "lidar").glob("*.zip"))
+    grid = RasterGrid.for_tile("356_5645", load_catalog().grid)
+    result = dem_stage([archive], grid)
+    holes = np.isnan(result.array[0])
+    rep = result.report
+    assert rep["holes"] == int(holes.sum()) > 0
+    assert (
+        rep["filled_pixels"] + rep["holes"] == grid.width * grid.height - rep["cells_with_points"]
+    )
+    landcover = _demo_truth(demo_world, "landcover")
+    assert (landcover[holes] == load_catalog().classes.id_of("water")).all()
+
+
+def test_demo_tile_last_returns_min_approximate_the_terrain(demo_world):
+    archive = next((demo_world / "lidar").glob("*.zip"))
+    grid = RasterGrid.for_tile("356_5645", load_catalog().grid)
+    result = dem_stage([archive], grid, returns="last", stat="min", fill_distance=0)
+    dtm = _demo_truth(demo_world, "dtm")
+    has = np.isfinite(result.array[0])
+    assert np.median(np.abs(result.array[0][has] - dtm[has])) < 0.1
