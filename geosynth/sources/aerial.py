@@ -198,13 +198,15 @@ def aerial_stage(
         log.debug("aerial: %s does not intersect the grid; not read", path)
 
     bands = [1, 2, 3, 4] if nir else [1, 2, 3]
-    image = np.zeros((len(bands), grid.height, grid.width), dtype=np.uint8)  # (B, H, W)
-    covered = np.zeros(grid.shape, dtype=bool)  # (H, W)
+    image = covered = None
     for done, source in enumerate(used, start=1):
-        warped = _warp(source, grid, bands)
-        take = (warped[-1] > 0) & ~covered  # first source wins
-        image[:, take] = warped[:-1, take]
-        covered |= take
+        warped = _warp(source, grid, bands)  # (B + 1, H, W), alpha last
+        if image is None:
+            image, covered = warped[:-1], warped[-1] > 0  # (B, H, W), (H, W)
+        else:
+            take = (warped[-1] > 0) & ~covered  # first source wins
+            np.copyto(image, warped[:-1], where=take)
+            covered |= take
         if progress is not None:
             progress(done, len(used))
 
