@@ -287,7 +287,7 @@ def test_no_first_returns_in_grid(tmp_path):
     grid = small_grid()
     x, y, z, _, _ = make_points(50, grid)
     path = write_las(tmp_path / "second.laz", x, y, z, np.full(50, 2), np.full(50, 2))
-    with pytest.raises(DataError, match="no first-return points.*second.laz"):
+    with pytest.raises(DataError, match=r"no points \(first returns\).*second\.laz"):
         dem_stage([path], grid)
 
 

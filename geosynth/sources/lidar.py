@@ -360,7 +360,7 @@ def dem_stage(
     points_in_grid = int(cell_counts.sum())
     if points_in_grid == 0:
         raise DataError(
-            f"no {returns}-return points fall inside the grid {grid.crs} {grid.bounds} "
+            f"no points ({returns} returns) fall inside the grid {grid.crs} {grid.bounds} "
             f"({counts['points_read']} points read from "
             + ", ".join(f.label for f, _, _ in plans)
             + ")"
