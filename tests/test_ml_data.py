@@ -103,6 +103,25 @@ def test_tiles_without_the_output_are_left_out_and_sar_is_scaled(store_path):
     np.testing.assert_allclose(s["sar"][0, :, 5:].numpy(), sar[0, :, 5:] * 2 - 1, atol=1e-6)
 
 
+def test_any_store_of_the_contract_dfc_like_dual_pol_sar(tmp_path):
+    """A DFC2020-like store: 8 classes (ids 1..8), dual-pol SAR, no DEM."""
+    classes = [{"id": i, "key": f"c{i}", "name": f"class {i}", "color": "#000000"}
+               for i in range(1, 9)]  # fmt: skip
+    path = tmp_path / "dfc.zarr"
+    store = create_store(path, [TilePlan("ROIs0000_1", "spring", "test")], tile_shape=(16, 16),
+                         modalities=[modality("seg"), modality("sar", 2)], dataset="dfc2020",
+                         crs=None, classes=classes)  # fmt: skip
+    rng = np.random.default_rng(4)
+    sar = rng.random((2, 16, 16)).astype("float32")
+    store.write_tile("ROIs0000_1", TileData(seg=rng.integers(1, 9, (16, 16), dtype=np.uint8),
+                                            sar=sar))  # fmt: skip
+    s = SynthesisDataset(path, "test", inputs=("seg",), output="sar", crop=None, train=False)[0]
+    assert s["seg"].shape == (9, 16, 16) and s["sar"].shape == (2, 16, 16)
+    assert torch.all(s["seg"][0] == 0)  # no unlabelled pixels
+    np.testing.assert_allclose(s["sar"].numpy(), sar * 2 - 1, atol=1e-6)
+    assert bool(s["sar_valid"].all())
+
+
 def test_epochs_and_seeds_change_windows_reproducibly(store_path):
     a = SynthesisDataset(store_path, "train", crop=8, seed=1)
     b = SynthesisDataset(store_path, "train", crop=8, seed=1)

@@ -7,6 +7,7 @@ configs that are saved with checkpoints:
 >>> g = build_generator(GeneratorConfig(kind="ours", capacity=8))
 """
 
+from geosynth.ml.data import SynthesisDataset
 from geosynth.ml.discriminator import (
     DiscriminatorConfig,
     DiscriminatorOutput,
@@ -34,6 +35,7 @@ __all__ = [
     "Generator",
     "GeneratorConfig",
     "MultiscaleDiscriminator",
+    "SynthesisDataset",
     "UNet",
     "UNetConfig",
     "UNetOutput",

@@ -205,10 +205,8 @@ class SynthesisDataset(Dataset):
         row, col, h, w, flip = self.window(item)
         rows, cols = slice(row, row + h), slice(col, col + w)
         raw = {name: reader.read(index, rows, cols) for name, reader in readers.items()}
-        if flip:
-            raw = {
-                name: values[..., ::-1] for name, values in raw.items()
-            }  # views; converting copies
+        if flip:  # views; the conversions below copy
+            raw = {name: values[..., ::-1] for name, values in raw.items()}
         resize = self.resize is not None and self.resize != (h, w)
         arrays = {name: self._convert(name, raw[name], item, resize) for name in self.modalities}
         if "sar" in self.modalities:
