@@ -481,6 +481,22 @@ def write_report(report: BuildReport, path: str | os.PathLike) -> Path:
 
 def _run(tasks: list[TileTask], workers: int, scheduler: str | None):
     """Yield tile records as they finish: inline, in a process pool, or on dask.distributed."""
+    yield from run_tasks(build_tile, tasks, workers, scheduler)
+
+
+def run_tasks(
+    func: Callable[[Any], dict],
+    tasks: Sequence[Any],
+    workers: int = 1,
+    scheduler: str | None = None,
+):
+    """Yield ``func(task)`` for every task as they finish: inline (``workers=1``), in a
+    spawned process pool, or on a dask.distributed scheduler.
+
+    ``func`` must be a picklable top-level function that never raises for data
+    errors; every task needs a ``tile_id`` (dask keys are named after it).
+    Shared by the region build and the dataset importers.
+    """
     if not tasks:
         return
     if scheduler:
@@ -489,14 +505,14 @@ def _run(tasks: list[TileTask], workers: int, scheduler: str | None):
 
         with Client(scheduler) as client:
             futures = client.map(
-                build_tile, tasks, pure=False, key=[f"geosynth-tile-{t.tile_id}" for t in tasks]
+                func, tasks, pure=False, key=[f"geosynth-tile-{t.tile_id}" for t in tasks]
             )
             for future in dask_completed(futures):
                 yield future.result()
         return
     if workers == 1:
         for task in tasks:
-            yield build_tile(task)
+            yield func(task)
         return
     import multiprocessing
 
@@ -504,6 +520,6 @@ def _run(tasks: list[TileTask], workers: int, scheduler: str | None):
     with ProcessPoolExecutor(
         max_workers=workers, mp_context=multiprocessing.get_context("spawn")
     ) as pool:
-        futures = [pool.submit(build_tile, task) for task in tasks]
+        futures = [pool.submit(func, task) for task in tasks]
         for future in as_completed(futures):
             yield future.result()

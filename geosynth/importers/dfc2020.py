@@ -1,0 +1,374 @@
+"""Import the IEEE GRSS Data Fusion Contest 2020 (DFC2020) patches into a store.
+
+The contest's public layout::
+
+    ROIs0000_validation/s1_validation/ROIs0000_validation_s1_0_p<N>.tif   (2 bands, VV/VH dB)
+    ROIs0000_validation/s2_validation/ROIs0000_validation_s2_0_p<N>.tif   (13 bands, uint16)
+    ROIs0000_validation/dfc_validation/ROIs0000_validation_dfc_0_p<N>.tif (labels 1..10)
+    ROIs0000_test/{s1_0,s2_0,dfc_0}/ROIs0000_test_{s1,s2,dfc}_0_p<N>.tif
+
+986 validation and 5,128 test patches of 256 x 256 px at 10 m, each in its
+own UTM zone. Files are found by name anywhere under the root (other files,
+e.g. the MODIS ``lc`` labels, are ignored). In the store (dataset
+``dfc2020``, tile ids ``ROIs0000_test_p<N>`` / ``ROIs0000_validation_p<N>``,
+region = the ROI folder):
+
+- ``sar`` (2, H, W) float32 = S1 VV/VH clipped to ``s1_db_clip`` dB and
+  scaled to [0, 1]; ``sar_valid`` where both bands are finite;
+- ``rgb`` (3, H, W) uint8 = ``round(255 * clip((DN - lo) / (hi - lo), 0, 1))``
+  of S2 bands ``s2_rgb_bands`` (B4, B3, B2) with ``s2_clip`` = [lo, hi];
+- ``s2`` (13, H, W) uint16 = the full S2 stack as delivered;
+- ``seg`` (H, W) uint8 = the DFC labels with the catalog's DFC2020 class table;
+- each tile's own CRS and transform (read from its S2 file).
+
+Splits (``split_rule``):
+
+- ``paper`` (default): as the paper describes it, the contest's 5,128 test
+  patches train and its 986 validation patches test;
+- ``code``: as the code published with the paper splits, patches whose
+  number ends in 9 are test, from both folders; the rest train.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from affine import Affine
+
+from geosynth.catalog import Catalog, Dfc2020Norm, load_catalog
+from geosynth.errors import DataError, UsageError
+from geosynth.importers.common import (
+    ImportReport,
+    RasterInfo,
+    check_labels,
+    class_table,
+    common_shape,
+    default_report_path,
+    probe_all,
+    read_raster,
+    reopen_for_resume,
+    run_import,
+    tile_record,
+    writable_store,
+)
+
+log = logging.getLogger(__name__)
+
+DATASET = "dfc2020"
+ROIS = ("ROIs0000_test", "ROIs0000_validation")
+MEMBERS = {"s1": 2, "s2": 13, "dfc": 1}  # kind -> band count
+S1_BANDS = ("VV", "VH")
+S2_BANDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12")
+_FILE = re.compile(
+    r"^(?P<roi>ROIs0000_(?:test|validation))_(?P<kind>s1|s2|dfc)_0_p(?P<num>\d+)\.tiff?$",
+    re.IGNORECASE,
+)
+ALIGN_TOLERANCE = 1e-6  # of a pixel: members must share their grid
+
+
+def _paper_split(roi: str, number: int) -> str:
+    return "train" if roi == "ROIs0000_test" else "test"
+
+
+def _code_split(roi: str, number: int) -> str:
+    return "test" if number % 10 == 9 else "train"
+
+
+SPLIT_RULES: dict[str, Callable[[str, int], str]] = {"paper": _paper_split, "code": _code_split}
+
+
+def tile_id(roi: str, number: int) -> str:
+    return f"{roi}_p{number}"
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+@dataclass
+class Patch:
+    roi: str
+    number: int
+    files: dict[str, str]
+
+    @property
+    def tile_id(self) -> str:
+        return tile_id(self.roi, self.number)
+
+
+def discover_dfc2020(root: str | os.PathLike) -> list[Patch]:
+    """The patches under ``root`` by file name, sorted by ROI and number."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"DFC2020 folder {root} does not exist")
+    patches: dict[tuple[str, int], Patch] = {}
+    for path in sorted(root.rglob("ROIs0000_*")):
+        match = _FILE.match(path.name)
+        if not match or not path.is_file():
+            continue
+        roi = next(r for r in ROIS if r.lower() == match["roi"].lower())
+        key = (roi, int(match["num"]))
+        patch = patches.setdefault(key, Patch(roi, key[1], {}))
+        kind = match["kind"].lower()
+        if kind in patch.files:
+            raise DataError(f"{path}: a second {kind} file for patch {patch.tile_id}")
+        patch.files[kind] = str(path)
+    if not patches:
+        raise DataError(
+            f"no DFC2020 patches (ROIs0000_test_s2_0_p<N>.tif, ...) under {root}; expected "
+            "ROIs0000_validation/{s1,s2,dfc}_validation/ and ROIs0000_test/{s1,s2,dfc}_0/"
+        )
+    return [patches[k] for k in sorted(patches)]
+
+
+def _aligned(a: RasterInfo, b: RasterInfo) -> bool:
+    if a.crs != b.crs or a.shape != b.shape or (a.transform is None) != (b.transform is None):
+        return False
+    if a.transform is None:
+        return True
+    pixel = max(abs(a.transform[0]), abs(a.transform[4]), 1e-12)
+    return np.allclose(a.transform, b.transform, rtol=0, atol=ALIGN_TOLERANCE * pixel)
+
+
+def check_patch(patch: Patch, infos: Mapping[str, RasterInfo | str]) -> str | None:
+    """Why a patch cannot be imported (missing member, band count, grid), or None."""
+    missing = [k for k in MEMBERS if k not in patch.files]
+    if missing:
+        return (
+            f"{patch.tile_id}: missing {', '.join(missing)} (have {', '.join(sorted(patch.files))})"
+        )
+    for kind, bands in MEMBERS.items():
+        info = infos[patch.files[kind]]
+        if isinstance(info, str):
+            return info
+        if info.count != bands:
+            return f"{info.path}: {info.count} band(s), a DFC2020 {kind} file has {bands}"
+    s2 = infos[patch.files["s2"]]
+    for kind in ("s1", "dfc"):
+        other = infos[patch.files[kind]]
+        if not _aligned(s2, other):
+            return (
+                f"{patch.tile_id}: {kind} and s2 lie on different grids "
+                f"({other.shape} {other.crs} vs. {s2.shape} {s2.crs})"
+            )
+    return None
+
+
+# --------------------------------------------------------------------------- one tile
+
+
+@dataclass(frozen=True)
+class Dfc2020Task:
+    """What a worker needs to import one patch (picklable)."""
+
+    store: str
+    tile_id: str
+    files: tuple[tuple[str, str], ...]  # (kind, path)
+    shape: tuple[int, int]
+    transform: tuple[float, ...] | None
+    crs: str
+    norm: Dfc2020Norm
+    num_classes: int
+
+
+def s1_to_sar(db: np.ndarray, clip: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """S1 dB (2, H, W) -> [0, 1] float32 (2, H, W) and valid (H, W) where both bands are finite."""
+    lo, hi = clip
+    valid = np.isfinite(db).all(axis=0)  # (H, W)
+    with np.errstate(invalid="ignore"):
+        sar = np.clip((db.astype(np.float64) - lo) / (hi - lo), 0.0, 1.0)
+    sar[:, ~valid] = 0.0
+    return sar.astype(np.float32), valid
+
+
+def s2_to_rgb(s2: np.ndarray, bands: tuple[int, ...], clip: tuple[float, float]) -> np.ndarray:
+    """S2 DN (13, H, W) -> uint8 (3, H, W): ``round(255 * clip((DN - lo) / (hi - lo), 0, 1))``."""
+    lo, hi = clip
+    picked = s2[[b - 1 for b in bands]].astype(np.float64)  # (3, H, W)
+    scaled = np.clip((picked - lo) / (hi - lo), 0.0, 1.0)
+    return np.rint(scaled * 255.0).astype(np.uint8)
+
+
+def _s2(values: np.ndarray, path: str) -> np.ndarray:
+    if values.dtype == np.uint16:
+        return values
+    if np.issubdtype(values.dtype, np.integer) and values.min() >= 0 and values.max() <= 65535:
+        return values.astype(np.uint16)
+    raise DataError(f"{path}: S2 of type {values.dtype} does not fit uint16 DN")
+
+
+def import_dfc2020_tile(task: Dfc2020Task) -> dict:
+    """Read one patch's S1, S2 and label files, convert them and write the tile."""
+    from geosynth.store import TileData
+
+    def work(record: dict) -> None:
+        files = dict(task.files)
+        arrays = {}
+        for kind, path in files.items():
+            values = read_raster(path)  # (C, H, W)
+            if values.shape[1:] != task.shape:
+                raise DataError(f"{path}: shape {values.shape[1:]} differs from {task.shape}")
+            arrays[kind] = values
+        s2 = _s2(arrays["s2"], files["s2"])
+        sar, valid = s1_to_sar(arrays["s1"], task.norm.s1_db_clip)
+        if not valid.any():
+            record["notes"].append("no finite S1 pixel")
+        data = TileData(
+            rgb=s2_to_rgb(s2, task.norm.s2_rgb_bands, task.norm.s2_clip),
+            seg=check_labels(arrays["dfc"][0], task.num_classes - 1, files["dfc"]),
+            sar=sar,
+            sar_valid=valid,
+            extras={"s2": s2},
+            transform=None if task.transform is None else Affine(*task.transform),
+            crs=task.crs,
+            sources={"files": files},
+        )
+        writable_store(task.store).write_tile(task.tile_id, data)
+
+    return tile_record(task.tile_id, work)
+
+
+# --------------------------------------------------------------------------- the import
+
+
+def import_dfc2020(
+    root: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    split_rule: str = "paper",
+    workers: int = 1,
+    catalog: Catalog | None = None,
+    report_path: str | os.PathLike | None = None,
+    progress: Callable[[dict], None] | None = None,
+    on_plan: Callable[[int], None] | None = None,
+) -> ImportReport:
+    """Import (or resume importing) the DFC2020 folder ``root`` into the store ``out``."""
+    from geosynth.store import TilePlan, create_store, modality
+
+    catalog = catalog or load_catalog()
+    if split_rule not in SPLIT_RULES:
+        raise UsageError(f"unknown split rule {split_rule!r}; choose from {', '.join(SPLIT_RULES)}")
+    if workers < 1:
+        raise UsageError("--workers must be at least 1")
+    out = Path(out)
+    norm = catalog.dfc2020
+    patches = discover_dfc2020(root)
+    infos = probe_all(
+        [p for patch in patches for p in patch.files.values()], threads=max(4, workers)
+    )
+    excluded: dict[str, str] = {}
+    good = []
+    for patch in patches:
+        reason = check_patch(patch, infos)
+        if reason:
+            excluded[patch.tile_id] = reason
+        else:
+            good.append(patch)
+    if not good:
+        raise DataError(
+            f"no complete DFC2020 patch under {root} ({len(excluded)} excluded, e.g. "
+            f"{next(iter(excluded.values()), '-')})"
+        )
+    shape = common_shape([infos[p.files["s2"]].shape for p in good])
+    for patch in [p for p in good if infos[p.files["s2"]].shape != shape]:
+        excluded[patch.tile_id] = (
+            f"{patch.tile_id}: {infos[patch.files['s2']].shape} px, the import's patches are {shape}"
+        )
+        good.remove(patch)
+    rule = SPLIT_RULES[split_rule]
+    plans = []
+    for patch in good:
+        s2 = infos[patch.files["s2"]]
+        plans.append(
+            TilePlan(
+                patch.tile_id, patch.roi, rule(patch.roi, patch.number), s2.affine, s2.crs or ""
+            )
+        )
+    modalities = ["rgb", "seg", "sar", "s2"]
+    if out.exists():
+        store = reopen_for_resume(out, DATASET, [p.tile_id for p in plans], modalities, catalog)
+        if store.provenance.get("parameters", {}).get("split_rule") != split_rule:
+            raise UsageError(
+                f"store {out} was imported with another split rule; import into a new store"
+            )
+    else:
+        lo, hi = norm.s1_db_clip
+        s2_lo, s2_hi = norm.s2_clip
+        store = create_store(
+            out,
+            plans,
+            tile_shape=shape,
+            modalities=[
+                modality("rgb"),
+                modality("seg"),
+                modality("sar", channels=2, bands=S1_BANDS),
+                modality("s2", channels=13, dtype="uint16", bands=S2_BANDS),
+            ],
+            dataset=DATASET,
+            crs=None,  # every tile has its own UTM zone: see the crs array
+            classes=class_table(norm.classes),
+            normalisation={
+                "sar": {
+                    "rule": f"clip((dB - ({lo})) / ({hi} - ({lo})), 0, 1)",
+                    "s1_db_clip": [lo, hi],
+                    "bands": list(S1_BANDS),
+                    "valid": "finite in both bands; invalid pixels hold 0",
+                },
+                "rgb": {
+                    "rule": f"round(255 * clip((DN - {s2_lo}) / ({s2_hi} - {s2_lo}), 0, 1))",
+                    "s2_bands": list(norm.s2_rgb_bands),
+                    "s2_clip": [s2_lo, s2_hi],
+                    "dtype": "uint8",
+                },
+                "s2": "Sentinel-2 DN as delivered (uint16, 13 bands)",
+                "seg": "DFC2020 labels as delivered (1..10; 0 = unlabelled)",
+            },
+            provenance={
+                "imported_from": "DFC2020 (IEEE GRSS Data Fusion Contest 2020)",
+                "parameters": {"root": str(Path(root)), "split_rule": split_rule},
+            },
+        )
+    report = ImportReport(
+        region=DATASET,
+        store=str(out),
+        tiles_planned=len(plans),
+        dataset=DATASET,
+        source=str(root),
+        excluded=excluded,
+        notes=[f"split rule {split_rule!r}: {_rule_text(split_rule)}"],
+    )
+    patches_by_id = {p.tile_id: p for p in good}
+    tasks = [
+        Dfc2020Task(
+            store=str(out),
+            tile_id=plan.tile_id,
+            files=tuple(sorted(patches_by_id[plan.tile_id].files.items())),
+            shape=shape,
+            transform=None if plan.transform is None else tuple(plan.transform)[:6],
+            crs=plan.crs,
+            norm=norm,
+            num_classes=store.num_classes,
+        )
+        for plan in plans
+    ]
+    return run_import(
+        report,
+        store,
+        tasks,
+        import_dfc2020_tile,
+        workers=workers,
+        report_path=Path(report_path) if report_path else default_report_path(out),
+        progress=progress,
+        on_plan=on_plan,
+    )
+
+
+def _rule_text(rule: str) -> str:
+    if rule == "paper":
+        return "contest test patches train, validation patches test (the paper)"
+    return "patches whose number ends in 9 are test, from both folders (the published code)"
