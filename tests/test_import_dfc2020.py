@@ -175,7 +175,7 @@ def test_split_of_the_published_code(tmp_path):
     # numbers ending in 9, from both folders
     assert test == ["ROIs0000_test_p19", "ROIs0000_test_p9", "ROIs0000_validation_p29"]
     assert "ends in 9" in report.notes[0]
-    with pytest.raises(UsageError, match="another split rule"):
+    with pytest.raises(UsageError, match="holds tile ROIs0000_test_p9 in split 'test', this"):
         import_dfc2020(root, tmp_path / "code.zarr", split_rule="paper")
     with pytest.raises(UsageError, match="unknown split rule"):
         import_dfc2020(root, tmp_path / "x.zarr", split_rule="random")

@@ -233,6 +233,8 @@ def test_bad_tiles_are_reported_and_the_rest_imports(tmp_path):
     store = open_store(tmp_path / "h.zarr")
     i = store.index("330_5730")
     assert (store.regions[i], store.splits[i]) == ("wesel", "test")
+    with pytest.raises(UsageError, match="holds tile 330_5730 in split 'test'"):
+        import_geonrw(root, tmp_path / "h.zarr", assign={"wesel": "train"})
     with pytest.raises(UsageError, match="split must be train or test"):
         import_geonrw(root, tmp_path / "x.zarr", assign={"wesel": "val"})
     with pytest.raises(DataError, match="no GeoNRW files"):

@@ -178,9 +178,10 @@ def writable_store(path: str):
 
 
 def reopen_for_resume(
-    out: Path, dataset: str, tile_ids: Sequence[str], modalities: Sequence[str], catalog: Catalog
+    out: Path, dataset: str, plans: Sequence[Any], modalities: Sequence[str], catalog: Catalog
 ):
-    """Reopen an existing store after checking it was planned for this import."""
+    """Reopen an existing store after checking it was planned for this import: same dataset,
+    catalog, tiles (``plans``: :class:`~geosynth.store.TilePlan`) in the same splits."""
     from geosynth.store import open_store
 
     store = open_store(out, mode="r+")
@@ -192,12 +193,20 @@ def reopen_for_resume(
             f"store {out} was written with another catalog version (sha256 "
             f"{str(built_with)[:12]}, this catalog {catalog.sha256[:12]}); import into a new store"
         )
+    tile_ids = [p.tile_id for p in plans]
     missing = sorted(set(tile_ids) - set(store.tile_ids))
     if missing:
         raise UsageError(
             f"store {out} was planned without tile(s) {', '.join(missing[:5])}"
             f"{' ...' if len(missing) > 5 else ''}; import into a new store"
         )
+    for plan in plans:
+        stored = store.splits[store.index(plan.tile_id)]
+        if stored != plan.split:
+            raise UsageError(
+                f"store {out} holds tile {plan.tile_id} in split {stored!r}, this import puts "
+                f"it in {plan.split!r}; import into a new store"
+            )
     extra = [m for m in modalities if m not in store.modalities]
     if extra:
         raise UsageError(

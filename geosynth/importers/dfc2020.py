@@ -291,11 +291,7 @@ def import_dfc2020(
         )
     modalities = ["rgb", "seg", "sar", "s2"]
     if out.exists():
-        store = reopen_for_resume(out, DATASET, [p.tile_id for p in plans], modalities, catalog)
-        if store.provenance.get("parameters", {}).get("split_rule") != split_rule:
-            raise UsageError(
-                f"store {out} was imported with another split rule; import into a new store"
-            )
+        store = reopen_for_resume(out, DATASET, plans, modalities, catalog)
     else:
         lo, hi = norm.s1_db_clip
         s2_lo, s2_hi = norm.s2_clip

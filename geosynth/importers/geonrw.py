@@ -489,9 +489,11 @@ def import_geonrw(
     )
     modalities = [*MEMBERS, SAR_MEMBER] if with_sar else list(MEMBERS)
     notes = _plan_notes(plans, sources.unknown_cities, catalog.grid.crs)
-    tile_list = [p.tile_id for p in plans]
+    tile_plans = [
+        TilePlan(p.tile_id, p.region, p.split, p.georef.transform, p.georef.crs) for p in plans
+    ]
     if out.exists():
-        store = reopen_for_resume(out, DATASET, tile_list, modalities, catalog)
+        store = reopen_for_resume(out, DATASET, tile_plans, modalities, catalog)
     else:
         specs = [modality(m) for m in MEMBERS]
         if with_sar:
@@ -500,10 +502,7 @@ def import_geonrw(
         sar = catalog.sar
         store = create_store(
             out,
-            [
-                TilePlan(p.tile_id, p.region, p.split, p.georef.transform, p.georef.crs)
-                for p in plans
-            ],
+            tile_plans,
             tile_shape=tile_shape,
             modalities=specs,
             dataset=DATASET,
