@@ -25,7 +25,7 @@ def info(store: str, as_json: bool) -> None:
     names.setdefault("0", "unlabelled")
     click.echo(
         f"{summary['path']}: {summary['dataset']} store v{summary['store_version']}, "
-        f"CRS {summary['crs']}, tiles {summary['tile_shape'][0]} x {summary['tile_shape'][1]} px"
+        f"CRS {summary['crs'] or 'per tile'}, tiles {summary['tile_shape'][0]} x {summary['tile_shape'][1]} px"
     )
     click.echo("tiles: " + ", ".join(f"{v} {k}" for k, v in summary["states"].items()))
     click.echo(
