@@ -6,9 +6,9 @@ DataLoader worker, the same seeded tiles for every contender:
 (a) ``SynthesisDataset`` over a Zarr store, for several store layouts
     (chunk edge x Zstandard level, or no compression);
 (b) what the code published with the paper does per sample: decode the
-    tile's ``rgb.jp2`` (lossless JPEG2000 written by GDAL, its ``colr`` box
-    patched from greyscale to sRGB so that PIL accepts it) and its two
-    GeoTIFFs with PIL, then crop;
+    tile's ``rgb.jp2`` (JPEG2000 written by GDAL, lossless unless
+    ``--jp2-quality`` says otherwise; its ``colr`` box patched from greyscale
+    to sRGB so that PIL accepts it) and its two GeoTIFFs with PIL, then crop;
 (c) the ceiling: crops copied from arrays already in memory.
 
 All three turn their crops into the same tensors (one-hot labels, scaled
@@ -82,16 +82,21 @@ def make_tile(seed: int) -> dict[str, np.ndarray]:
     return {"rgb": rgb.clip(0, 255).astype(np.uint8), "dem": dem, "seg": seg}
 
 
-def write_files(tile: dict, folder: Path, name: str) -> None:
-    """The GeoNRW file layout: ``<E>_<N>_rgb.jp2``, ``_dem.tif``, ``_seg.tif``."""
+def write_files(tile: dict, folder: Path, name: str, jp2_quality: int = 100) -> None:
+    """The GeoNRW file layout: ``<E>_<N>_rgb.jp2``, ``_dem.tif``, ``_seg.tif``.
+
+    ``jp2_quality`` 100 writes lossless (reversible) JPEG2000, less is lossy.
+    """
     import rasterio
     from rasterio.transform import from_origin
 
     common = dict(width=TILE, height=TILE, crs="EPSG:25832",
                   transform=from_origin(356000, 5646000, 1, 1))  # fmt: skip
     jp2 = folder / f"{name}_rgb.jp2"
-    with rasterio.open(jp2, "w", driver="JP2OpenJPEG", count=3, dtype="uint8",
-                       QUALITY=100, REVERSIBLE="YES", **common) as dst:  # fmt: skip
+    lossless = {"QUALITY": 100, "REVERSIBLE": "YES"} if jp2_quality >= 100 else {}
+    options = lossless or {"QUALITY": jp2_quality}
+    with rasterio.open(jp2, "w", driver="JP2OpenJPEG", count=3, dtype="uint8", **options,
+                       **common) as dst:  # fmt: skip
         dst.write(tile["rgb"])
     data = bytearray(jp2.read_bytes())
     at = data.find(b"colr")  # 'colr', METH, PREC, APPROX, EnumCS (4 bytes, big endian)
@@ -257,6 +262,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=800, help="samples per store measurement")
     parser.add_argument("--baseline-samples", type=int, default=16)
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--jp2-quality", type=int, default=100,
+                        help="GDAL JPEG2000 QUALITY for (b); 100 = lossless (default)")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=3, help="interleaved; medians reported")
     parser.add_argument("--layouts", default="64:1,128:1,128:3,250:1,500:1,256:0",
                         help="chunk:zstd_level,... (level 0: no compression)")  # fmt: skip
@@ -274,7 +281,7 @@ def main() -> None:
         files.mkdir(exist_ok=True)
         names = [f"{356 + i}_5645" for i in range(args.tiles)]
         for tile, name in zip(tiles, names, strict=True):
-            write_files(tile, files, name)
+            write_files(tile, files, name, args.jp2_quality)
         paper = Contender(
             "(b) paper's files (PIL jp2 + 2 tif)",
             PaperFiles(files, names, args.crop),

@@ -107,8 +107,8 @@ class WindowReader:
     def _chunk(self, path: str) -> np.ndarray | None:
         """One decoded chunk ``(C, ch, cw)`` / ``(ch, cw)``, a view of the reused buffer."""
         try:
-            with open(path, "rb") as f:
-                data = f.read()
+            with open(path, "rb", buffering=0) as f:  # one read, no Python-level buffer
+                data = f.readall()
         except FileNotFoundError:
             return None
         if self.zstd is not None:
