@@ -14,12 +14,21 @@ from torch.utils.data import DataLoader
 from geosynth.catalog import load_catalog
 from geosynth.errors import DataError, UsageError
 from geosynth.ml.chunks import WindowReader
-from geosynth.ml.data import SynthesisDataset
+from geosynth.ml.data import SynthesisDataset, generator_inputs
 from geosynth.store import StoreLayout, TileData, TilePlan, create_store, modality, open_store
 
 SIZE = 48  # tile edge in pixels
 CROP = 32
 LAYOUT = StoreLayout(chunk=20, zstd_level=1)  # partial chunks at the tile edge
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny tensors: one thread is faster, and much faster on a CPU shared with other jobs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _classes():
@@ -90,6 +99,21 @@ def test_sample_values_match_the_store_in_the_shared_window(store_path):
         dem = _stored(store_path, s["tile"], "dem")[(slice(None), *cut)]
         assert same(s["dem"], dem)  # metres as stored
     assert flips == {True, False}  # seed 3 flips some of the four samples, not all
+
+
+def test_batches_feed_a_generator_built_from_the_dataset_channels(store_path):
+    from geosynth.ml import build_generator, generator_config_for
+
+    ds = SynthesisDataset(store_path, "train", inputs=("seg", "dem", "sar"), output="rgb", crop=32)
+    assert ds.generator_channels == (11, 2, 3)
+    batch = next(iter(DataLoader(ds, batch_size=2)))
+    labels, raster = generator_inputs(batch, ds.inputs)
+    assert labels.shape == (2, 11, 32, 32) and raster.shape == (2, 2, 32, 32)
+    assert torch.equal(raster[:, 1:], batch["sar"]) and torch.equal(raster[:, :1], batch["dem"])
+    g = build_generator(generator_config_for("ours", *ds.generator_channels, capacity=2,
+                                             spade_hidden=4, n_sampling=2, n_blocks=1))  # fmt: skip
+    with torch.no_grad():
+        assert g(labels, raster).shape == batch["rgb"].shape
 
 
 def test_tiles_without_the_output_are_left_out_and_sar_is_scaled(store_path):

@@ -7,7 +7,7 @@ configs that are saved with checkpoints:
 >>> g = build_generator(GeneratorConfig(kind="ours", capacity=8))
 """
 
-from geosynth.ml.data import SynthesisDataset
+from geosynth.ml.data import SynthesisDataset, generator_inputs
 from geosynth.ml.discriminator import (
     DiscriminatorConfig,
     DiscriminatorOutput,
@@ -46,6 +46,7 @@ __all__ = [
     "default_num_scales",
     "generator_condition",
     "generator_config_for",
+    "generator_inputs",
     "on_meta",
     "parts",
 ]

@@ -147,6 +147,13 @@ class SynthesisDataset(Dataset):
         self._pid: int | None = None
         self._tile_stats: dict[int, tuple[float, float]] = {}
 
+    @property
+    def generator_channels(self) -> tuple[int, int, int]:
+        """``(label, raster, output)`` channel counts, as :class:`GeneratorConfig` takes them."""
+        labels = self.channels[LABELS] if LABELS in self.inputs else 0
+        raster = sum(self.channels[name] for name in self.inputs if name != LABELS)
+        return labels, raster, self.channels[self.output]
+
     # ------------------------------------------------------------------ process safety
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -251,6 +258,21 @@ class SynthesisDataset(Dataset):
             std = float(np.nanstd(tile)) if np.isfinite(tile).any() else 1.0
             self._tile_stats[index] = (mean, max(std, STD_FLOOR))
         return self._tile_stats[index]
+
+
+def generator_inputs(
+    sample: dict, inputs: Sequence[str]
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """``(labels, raster)`` for ``G(labels, raster)`` from a sample or a batch.
+
+    ``labels``: the one-hot ``seg`` (None when not an input); ``raster``: the
+    other inputs concatenated along the channels in the order of ``inputs``
+    (None when there are none).
+    """
+    labels = sample[LABELS] if LABELS in inputs else None
+    rasters = [sample[name] for name in inputs if name != LABELS]
+    raster = None if not rasters else rasters[0] if len(rasters) == 1 else torch.cat(rasters, -3)
+    return labels, raster
 
 
 def to_network(name: str, values: np.ndarray, num_classes: int, one_hot: bool = True) -> np.ndarray:
