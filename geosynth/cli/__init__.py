@@ -33,6 +33,8 @@ COMMANDS = {
     "aerial": ("geosynth.cli.aerial_cmd", "aerial"),
     "dem": ("geosynth.cli.aerial_cmd", "dem"),
     "demo-world": ("geosynth.cli.demo_cmd", "demo_world"),
+    "train": ("geosynth.cli.train_cmd", "train"),
+    "train-unet": ("geosynth.cli.train_cmd", "train_unet"),
     "import-geonrw": ("geosynth.cli.import_cmd", "import_geonrw"),
     "import-dfc2020": ("geosynth.cli.import_cmd", "import_dfc2020"),
 }

@@ -1,0 +1,252 @@
+"""``geosynth train`` and ``geosynth train-unet``: resolve the configuration, run the library.
+
+Options default to "not given": the value comes from the command line, else
+the ``--config`` YAML file, else the resumed run's ``config.yaml`` or the
+defaults of :mod:`geosynth.ml.config` (shown in ``--help``; reading them
+imports torch, so only a command's own ``--help`` does).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import click
+
+from geosynth.cli.options import progress_enabled
+
+CONFIG_MODULE = "geosynth.ml.config"
+
+
+class ConfigOption(click.Option):
+    """An option whose default lives in a config dataclass, shown in ``--help`` only."""
+
+    def __init__(self, *args, config_class: str, **kwargs):
+        kwargs.setdefault("default", None)
+        super().__init__(*args, **kwargs)
+        self.config_class = config_class
+
+    def get_help_record(self, ctx):
+        record = super().get_help_record(ctx)
+        if record is None:
+            return None
+        import importlib
+
+        module = importlib.import_module(CONFIG_MODULE)
+        try:
+            default = module.default_of(getattr(module, self.config_class), self.name)
+        except KeyError:
+            return record
+        if default is None or default == "":
+            return record
+        if isinstance(default, tuple):
+            default = ",".join(str(v) for v in default)
+        if isinstance(default, bool) and self.secondary_opts:
+            default = (self.opts if default else self.secondary_opts)[0].lstrip("-")
+        return record[0], f"{record[1]}  [default: {default}]"
+
+
+def _options(config_class: str, specs) -> callable:
+    """Decorate a command with ``(flags, help, click kwargs)`` options of ``config_class``."""
+
+    def decorate(func):
+        for flags, help_text, kwargs in reversed(specs):
+            func = click.option(
+                *flags, cls=ConfigOption, config_class=config_class, help=help_text, **kwargs
+            )(func)
+        return func
+
+    return decorate
+
+
+POS = click.IntRange(1)
+COMMON = [
+    (("--store",), "Zarr store to train on.", {"type": click.Path()}),
+    (("--out",), "Run folder (config, checkpoints, samples, TensorBoard).", {"type": click.Path()}),
+    (("--split",), "Store split to train on.", {}),
+    (("--crop",), "Random crop edge in pixels.", {"type": click.IntRange(16)}),
+    (("--resize",), "Resize crops to this edge.", {"type": click.IntRange(16)}),
+    (("--batch-size",), "Global batch, split across processes.", {"type": POS}),
+    (("--epochs",), "Epochs to train.", {"type": POS}),
+    (("--max-steps",), "Stop after this many steps in total.", {"type": POS}),
+    (("--seed",), "Seed of initialisation, crops and order.", {"type": int}),
+    (("--workers",), "DataLoader worker processes.", {"type": click.IntRange(0)}),
+    (("--device",), "auto: CUDA when available.", {"type": click.Choice(["auto", "cpu", "cuda"])}),
+    (("--amp/--no-amp",), "bf16 autocast on CUDA.", {}),
+    (("--channels-last/--no-channels-last",), "channels-last memory layout.", {}),
+    (("--compile/--no-compile",), "torch.compile the networks.", {}),
+    (("--deterministic/--no-deterministic",), "Deterministic kernels.", {}),
+    (("--checkpoint-every",), "Checkpoint every N steps (0: epoch ends only).", {"type": click.IntRange(0)}),
+    (("--keep-checkpoints",), "Step checkpoints kept.", {"type": POS}),
+    (("--log-every",), "TensorBoard scalars every N steps.", {"type": click.IntRange(0)}),
+    (("--image-every",), "TensorBoard image grid every N steps.", {"type": click.IntRange(0)}),
+    (("--samples",), "Rows of the sample grids.", {"type": click.IntRange(0)}),
+    (("--tensorboard/--no-tensorboard",), "Write TensorBoard events.", {}),
+]  # fmt: skip
+GAN = [
+    (("--inputs",), "Generator inputs, comma-separated (seg, dem, sar, rgb).", {}),
+    (("--output",), "Image to synthesize.", {"type": click.Choice(["rgb", "sar"])}),
+    (("--generator",), "ours, spade, pix2pix, concat or merge.",
+     {"type": click.Choice(["ours", "spade", "pix2pix", "concat", "merge"])}),
+    (("--cap",), "Generator capacity (width of its first layer).", {"type": POS}),
+    (("--d-cap",), "Discriminator capacity [default: --cap].", {"type": POS}),
+    (("--d-scales",), "Discriminator scales [default: 2 below 512 px, else 3].", {"type": POS}),
+    (("--spectral-norm",), "Spectral norm placement.",
+     {"type": click.Choice(["all", "reference", "none"])}),
+    (("--dem-norm",), "DEM normalisation.", {"type": click.Choice(["none", "tile", "crop"])}),
+    (("--lr-g",), "Generator learning rate.", {"type": float}),
+    (("--lr-d",), "Discriminator learning rate.", {"type": float}),
+    (("--lambda-fm",), "Weight of the feature-matching loss.", {"type": float}),
+]  # fmt: skip
+UNET = [
+    (("--input",), "Image to segment.", {"type": click.Choice(["rgb", "sar"])}),
+    (("--lr",), "Learning rate.", {"type": float}),
+    (("--weight-decay",), "Adam weight decay.", {"type": float}),
+    (("--base-channels",), "U-Net width.", {"type": POS}),
+    (("--val-split",), "Split scored after each epoch ('none': no validation).", {}),
+    (("--val-crop",), "Centre crop of validation tiles [default: largest multiple of 16].",
+     {"type": click.IntRange(16)}),
+]  # fmt: skip
+RUN_OPTIONS = [
+    click.option(
+        "--config", "config_file", type=click.Path(dir_okay=False), help="YAML file of options."
+    ),
+    click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt."),
+    click.option(
+        "--nproc",
+        type=POS,
+        default=None,
+        help="Launch N processes with torchrun (one per GPU; gloo processes on CPU).",
+    ),
+]
+
+
+def _run_options(func):
+    for option in reversed(RUN_OPTIONS):
+        func = option(func)
+    return func
+
+
+def _given(params: dict) -> dict:
+    """The options given on the command line (not None), keyed as in the config."""
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def _resolve(config_class_name: str, params: dict, config_file, resume: bool):
+    """1. command line, 2. --config file, 3. the resumed run's config.yaml or the defaults."""
+    from pathlib import Path
+
+    from geosynth.errors import UsageError
+    from geosynth.ml import config as cfg_module
+    from geosynth.ml.checkpoint import RunFolder
+
+    cls = getattr(cfg_module, config_class_name)
+    cli = _given(params)
+    if cli.get("val_split") in ("none", ""):
+        cli["val_split"] = None
+    base = None
+    if resume:
+        out = cli.get("out")
+        if not out and config_file:
+            out = cfg_module.read_yaml(config_file).get("out")
+        if not out:
+            raise UsageError("--resume needs --out (the run folder to continue)")
+        folder = RunFolder(Path(out))
+        if not folder.config_path.is_file():
+            raise UsageError(f"--resume: {out} holds no run (no config.yaml) to resume")
+        base = folder.saved_config()
+    return cfg_module.resolve_config(cls, cli, config_file, base=base)
+
+
+def _launch(nproc: int) -> None:
+    """Re-run this command line under torchrun with ``nproc`` processes (without --nproc)."""
+    from geosynth.ml.distributed import strip_option, torchrun_command
+
+    command = torchrun_command(nproc, strip_option(sys.argv[1:], "--nproc"))
+    click.echo(f"launching: {' '.join(command)}", err=True)
+    code = subprocess.call(command)
+    if code:
+        raise click.exceptions.Exit(code)
+
+
+class _Bar:
+    """A tqdm bar for :class:`~geosynth.ml.trainer.Progress` events (rank 0)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.bar = None
+
+    def __call__(self, info) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        if info.kind == "start":
+            self.bar = tqdm(
+                total=info.total_steps, initial=info.step, unit="step", dynamic_ncols=True
+            )
+        elif info.kind == "step" and self.bar is not None:
+            shown = {k: f"{v:.3f}" for k, v in info.values.items()}
+            self.bar.set_postfix(**shown, img_s=f"{info.images_per_s:.1f}", refresh=False)
+            self.bar.set_description(f"epoch {info.epoch + 1}/{info.epochs}")
+            self.bar.update(1)
+        elif info.kind == "epoch" and self.bar is not None and info.values:
+            metrics = ", ".join(f"{k} {v:.4f}" for k, v in info.values.items())
+            self.bar.write(f"epoch {info.epoch + 1}: {metrics}")
+        elif info.kind == "end" and self.bar is not None:
+            self.bar.close()
+
+
+def _train(config_class: str, params: dict, config_file, resume: bool, nproc) -> None:
+    config = _resolve(config_class, params, config_file, resume)  # usage errors before launching
+    if nproc is not None:
+        if config.batch_size % nproc:
+            raise click.BadParameter(
+                f"--batch-size {config.batch_size} does not split evenly across {nproc} processes",
+                param_hint="--nproc",
+            )
+        _launch(nproc)
+        return
+    if config.task == "gan":
+        from geosynth.ml.train import train_gan as run
+    else:
+        from geosynth.ml.train_unet import train_unet as run
+    result = run(config, resume=resume, progress=_Bar(progress_enabled()))
+    if result.checkpoint is not None:
+        click.echo(f"{result.step} steps; checkpoint {result.checkpoint}", err=True)
+
+
+@click.command("train")
+@_run_options
+@_options("GanConfig", COMMON + GAN)
+def train(config_file, resume, nproc, **params) -> None:
+    """Train a generator and its discriminator on a store (the paper's GAN recipe).
+
+    Adam (0, 0.9), learning rates 1e-4 (G) and 4e-4 (D), hinge loss, L1
+    feature matching (--lambda-fm 5), spectral norm everywhere. Example:
+
+        geosynth train --store geonrw.zarr --inputs seg,dem --output rgb
+        --generator ours --cap 64 --crop 256 --batch-size 32 --epochs 200
+        --out runs/ours_dem
+
+    Every option can also come from --config FILE.yaml (the command line
+    wins). An existing run folder is continued with --resume, never
+    overwritten. Distributed: --nproc N, or torchrun --nproc_per_node N -m
+    geosynth train ...
+    """
+    _train("GanConfig", params, config_file, resume, nproc)
+
+
+@click.command("train-unet")
+@_run_options
+@_options("UNetRunConfig", COMMON + UNET)
+def train_unet(config_file, resume, nproc, **params) -> None:
+    """Train the U-Net scorer that segments real or synthesized images (rgb or sar).
+
+    Adam (0.9, 0.999), learning rate 2e-4, cross entropy with class 0
+    (unlabelled) ignored, 100 epochs; validation mIoU after each epoch.
+    Checkpoints, --resume, --config and --nproc as in ``geosynth train``.
+
+        geosynth train-unet --store geonrw.zarr --input rgb --out runs/unet_rgb
+    """
+    _train("UNetRunConfig", params, config_file, resume, nproc)

@@ -1,0 +1,223 @@
+"""``geosynth train``: the GAN of the paper, one generator step and one discriminator step per batch.
+
+The recipe (Baier et al. 2021, after SPADE): Adam with betas (0, 0.9),
+learning rates 1e-4 for G and 4e-4 for D, hinge loss, L1 feature matching on
+D's intermediate features with weight ``lambda_fm`` (5), spectral norm in
+every convolution of G and D.
+
+One step on a batch (``labels``, ``raster`` -> ``real``)::
+
+    fake = G(labels, raster)                          one G forward
+    G step: D frozen, D(cat[cond, cond], cat[fake, real])
+            loss_G = hinge_G(fake part) + lambda * L1(D-features fake, real.detach())
+    D step: D(cat[cond, cond], cat[fake.detach(), real])
+            loss_D = hinge(real part) + hinge(fake part)
+
+D sees fake and real in ONE forward (as SPADE does). During the G step its
+parameters do not require gradients, so G's backward computes no weight
+gradients for D and D's DDP wrapper stays out of it (the frozen D is the
+plain module); the D step reuses the fake of the same G forward, taken
+before G's update, as pix2pixHD does. G and D are separate DDP modules.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from geosynth.errors import UsageError
+from geosynth.ml.config import GanConfig
+from geosynth.ml.data import SynthesisDataset
+from geosynth.ml.discriminator import (
+    DiscriminatorConfig,
+    build_discriminator,
+    default_num_scales,
+    generator_condition,
+)
+from geosynth.ml.distributed import DistContext, prepare, wrap_ddp
+from geosynth.ml.generators import KIND_INPUTS, build_generator, generator_config_for
+from geosynth.ml.losses import feature_matching_loss, hinge_d_loss, hinge_g_loss
+from geosynth.ml.trainer import (
+    ProgressCallback,
+    Task,
+    TrainResult,
+    adam,
+    autocast,
+    maybe_compile,
+    prepare_network,
+    run_training,
+    to_device,
+)
+from geosynth.ml.visual import colorize, grid, image_to_uint8, palette, raster_to_uint8
+from geosynth.store import open_store
+
+log = logging.getLogger(__name__)
+
+LABELS = "seg"
+
+
+def check_inputs(kind: str, inputs: tuple[str, ...]) -> None:
+    """The generator kind consumes exactly the given inputs (labels and/or rasters)."""
+    uses_labels, uses_raster = KIND_INPUTS[kind]
+    rasters = [n for n in inputs if n != LABELS]
+    if uses_labels != (LABELS in inputs) or uses_raster != bool(rasters):
+        needs = " and ".join(
+            what
+            for what, used in (("seg", uses_labels), ("a raster (dem, sar, rgb)", uses_raster))
+            if used
+        )
+        raise UsageError(f"--generator {kind} takes {needs} only; got --inputs {','.join(inputs)}")
+
+
+class GanTask(Task):
+    """Generator and discriminator of one run, their optimizers and the step above."""
+
+    name = "gan"
+
+    def __init__(self, config: GanConfig, ctx: DistContext):
+        super().__init__(config, ctx)
+        check_inputs(config.generator, config.inputs)
+        store = open_store(config.store)
+        self.colors = palette(store.classes, store.num_classes)
+        self.rasters = [n for n in config.inputs if n != LABELS]
+        self.dataset = self._dataset(train=True)
+        ch = self.dataset.channels
+        self.g_config = generator_config_for(
+            config.generator,
+            ch.get(LABELS, 0),
+            sum(ch[n] for n in self.rasters),
+            ch[config.output],
+            capacity=config.cap,
+            spectral_norm=config.spectral_norm,
+        )
+        multiple = self.g_config.size_multiple
+        if config.size % multiple:
+            raise UsageError(
+                f"--crop/--resize {config.size} must be a multiple of {multiple} for the generator"
+            )
+        self.d_config = DiscriminatorConfig.for_generator(
+            self.g_config,
+            num_scales=config.d_scales or default_num_scales(config.size),
+            capacity=config.d_cap or config.cap,
+            spectral_norm=config.spectral_norm,
+        )
+        # plain networks (checkpointed), then layout, DDP and compile for the step
+        self.g_net = prepare(build_generator(self.g_config), ctx, sync_bn=True)
+        self.d_net = prepare(build_discriminator(self.d_config), ctx)
+        g_run = prepare_network(self.g_net, config)
+        d_run = prepare_network(self.d_net, config)
+        self.g = maybe_compile(wrap_ddp(g_run, ctx), config.compile)
+        self.d = maybe_compile(wrap_ddp(d_run, ctx), config.compile)
+        self.d_frozen = maybe_compile(d_run, config.compile)  # G step: no DDP, no D gradients
+        self.opt_g = adam(self.g_net.parameters(), config.lr_g, config.betas, ctx)
+        self.opt_d = adam(self.d_net.parameters(), config.lr_d, config.betas, ctx)
+        self._last: tuple | None = None
+
+    def _dataset(self, train: bool) -> SynthesisDataset:
+        cfg = self.config
+        return SynthesisDataset(
+            cfg.store,
+            cfg.split,
+            inputs=cfg.inputs,
+            output=cfg.output,
+            crop=cfg.crop,
+            resize=cfg.resize,
+            flip=train,
+            seed=cfg.seed,
+            train=train,
+            dem_norm=cfg.dem_norm,
+        )
+
+    # ------------------------------------------------------------------ Task
+    def train_dataset(self) -> SynthesisDataset:
+        return self.dataset
+
+    def sample_dataset(self) -> SynthesisDataset:
+        return self._dataset(train=False)
+
+    def models(self) -> dict:
+        return {
+            "generator": (self.g_config.to_dict(), self.g_net),
+            "discriminator": (self.d_config.to_dict(), self.d_net),
+        }
+
+    def optimizers(self) -> dict:
+        return {"generator": self.opt_g, "discriminator": self.opt_d}
+
+    def _inputs(self, batch: dict) -> tuple:
+        cl = self.config.channels_last
+        labels = to_device(batch[LABELS], self.ctx, cl) if LABELS in batch else None
+        raster = None
+        if self.rasters:
+            parts = [batch[n] for n in self.rasters]
+            raster = to_device(parts[0] if len(parts) == 1 else torch.cat(parts, 1), self.ctx, cl)
+        real = to_device(batch[self.config.output], self.ctx, cl)
+        return labels, raster, real  # (B, L, H, W), (B, R, H, W), (B, C_out, H, W)
+
+    def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
+        cfg, amp = self.config, self.config.amp
+        labels, raster, real = self._inputs(batch)
+        n = real.shape[0]
+        cond = generator_condition(labels, raster)  # (B, C_cond, H, W)
+        cond2 = torch.cat([cond, cond])  # (2B, C_cond, H, W): fake half, real half
+        with autocast(self.ctx, amp):
+            fake = self.g(labels, raster)  # (B, C_out, H, W)
+
+        # generator step: D frozen, one forward on fake and real
+        self.d_net.requires_grad_(False)
+        with autocast(self.ctx, amp):
+            out = self.d_frozen(cond2, torch.cat([fake, real]))
+            g_adv = hinge_g_loss(out, n)
+            g_fm = feature_matching_loss(out, n) if cfg.lambda_fm else torch.zeros_like(g_adv)
+            g_loss = g_adv + cfg.lambda_fm * g_fm
+        self.opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.opt_g.step()
+        self.d_net.requires_grad_(True)
+
+        # discriminator step on the same fake, detached
+        with autocast(self.ctx, amp):
+            out = self.d(cond2, torch.cat([fake.detach(), real]))
+            d_real, d_fake = hinge_d_loss(out, n)
+        self.opt_d.zero_grad(set_to_none=True)
+        (d_real + d_fake).backward()
+        self.opt_d.step()
+
+        if self.ctx.is_main and cfg.image_every and cfg.samples:
+            k = min(cfg.samples, n)
+            self._last = tuple(
+                None if t is None else t[:k].detach() for t in (labels, raster, fake, real)
+            )
+        losses = {"g_adv": g_adv, "g_fm": g_fm, "d_real": d_real, "d_fake": d_fake}
+        return {k: v.detach() for k, v in losses.items()}
+
+    def _grid(self, labels, raster, fake, real) -> torch.Tensor:
+        columns = []
+        if labels is not None:
+            columns.append(colorize(labels, self.colors))
+        if raster is not None:
+            columns.append(raster_to_uint8(raster))
+        columns += [image_to_uint8(fake), image_to_uint8(real)]
+        return grid(columns)
+
+    def step_images(self) -> torch.Tensor | None:
+        return None if self._last is None else self._grid(*self._last)
+
+    @torch.no_grad()
+    def sample_grid(self, batch: dict) -> torch.Tensor:
+        labels, raster, real = self._inputs(batch)
+        self.g_net.eval()
+        try:
+            with autocast(self.ctx, self.config.amp):
+                fake = self.g_net(labels, raster)
+        finally:
+            self.g_net.train()
+        return self._grid(labels, raster, fake, real)
+
+
+def train_gan(
+    config: GanConfig, *, resume: bool = False, progress: ProgressCallback | None = None
+) -> TrainResult:
+    """Train a generator and its discriminator as ``config`` says (under torchrun: distributed)."""
+    return run_training(config, GanTask, resume=resume, progress=progress)

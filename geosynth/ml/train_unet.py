@@ -1,0 +1,208 @@
+"""``geosynth train-unet``: the U-Net that scores synthesized images by segmenting them.
+
+Adam with betas (0.9, 0.999), learning rate 2e-4 (weight decay 5e-4 as in the
+code published with the paper), cross entropy over the GeoNRW classes with
+class 0 (unlabelled) ignored, 100 epochs. After every epoch the validation
+split is segmented (centre crops) and its mIoU reported: the IoU of every
+class 1..K-1 that occurs in the target or the prediction, averaged. The
+prediction never picks class 0. Distribution, checkpoints, resuming and
+progress are the shared machinery of :mod:`geosynth.ml.trainer`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from geosynth.ml.config import UNetRunConfig
+from geosynth.ml.data import SynthesisDataset
+from geosynth.ml.distributed import (
+    DistContext,
+    ShardSampler,
+    all_reduce,
+    per_rank_batch,
+    prepare,
+    wrap_ddp,
+)
+from geosynth.ml.trainer import (
+    ProgressCallback,
+    Task,
+    TrainResult,
+    adam,
+    autocast,
+    maybe_compile,
+    prepare_network,
+    run_training,
+    to_device,
+)
+from geosynth.ml.unet import UNetConfig, build_unet
+from geosynth.ml.visual import colorize, grid, image_to_uint8, palette
+from geosynth.store import open_store
+
+log = logging.getLogger(__name__)
+
+TARGET = "seg"
+IGNORE = 0  # unlabelled
+
+
+def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """``(K, K)`` int64 counts, rows = target class, columns = predicted; target 0 is left out."""
+    valid = target != IGNORE
+    index = target[valid].long() * num_classes + pred[valid].long()
+    return torch.bincount(index, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def mean_iou(confusion: torch.Tensor) -> tuple[float, torch.Tensor]:
+    """mIoU over classes 1..K-1 that occur in target or prediction; and the per-class IoU (NaN: absent)."""
+    conf = confusion.double()
+    inter = conf.diag()
+    union = conf.sum(0) + conf.sum(1) - inter
+    iou = torch.where(union > 0, inter / union.clamp_min(1), torch.full_like(inter, float("nan")))
+    present = iou[1:][~torch.isnan(iou[1:])]
+    return (float(present.mean()) if len(present) else float("nan")), iou
+
+
+def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross entropy ignoring class 0; 0 (not NaN) for a batch without labelled pixels."""
+    total = F.cross_entropy(logits.float(), target, ignore_index=IGNORE, reduction="sum")
+    return total / (target != IGNORE).sum().clamp_min(1)
+
+
+class UNetTask(Task):
+    """One U-Net, its optimizer, a cross-entropy step and the validation mIoU."""
+
+    name = "unet"
+
+    def __init__(self, config: UNetRunConfig, ctx: DistContext):
+        super().__init__(config, ctx)
+        store = open_store(config.store)
+        self.num_classes = store.num_classes
+        self.colors = palette(store.classes, store.num_classes)
+        self.dataset = self._dataset(config.split, train=True, crop=config.crop)
+        self.val_crop = config.val_crop or (min(store.tile_shape) // 16) * 16
+        self.val_dataset = None
+        if config.val_split:
+            self.val_dataset = self._dataset(config.val_split, train=False, crop=self.val_crop)
+        self.u_config = UNetConfig(
+            in_channels=self.dataset.channels[config.input],
+            num_classes=self.num_classes,
+            base_channels=config.base_channels,
+        )
+        self.net_plain = prepare(build_unet(self.u_config), ctx)
+        run = prepare_network(self.net_plain, config)
+        self.net = maybe_compile(wrap_ddp(run, ctx), config.compile)
+        self.opt = adam(
+            self.net_plain.parameters(), config.lr, config.betas, ctx, config.weight_decay
+        )
+        self._last: tuple | None = None
+
+    def _dataset(self, split: str, train: bool, crop: int) -> SynthesisDataset:
+        cfg = self.config
+        return SynthesisDataset(
+            cfg.store,
+            split,
+            inputs=(cfg.input,),
+            output=TARGET,
+            crop=crop,
+            resize=cfg.resize if train else None,
+            flip=train,
+            seed=cfg.seed,
+            train=train,
+            one_hot=False,
+        )
+
+    # ------------------------------------------------------------------ Task
+    def train_dataset(self) -> SynthesisDataset:
+        return self.dataset
+
+    def sample_dataset(self) -> SynthesisDataset:
+        return self.val_dataset or self._dataset(self.config.split, train=False, crop=self.val_crop)
+
+    def models(self) -> dict:
+        return {"unet": (self.u_config.to_dict(), self.net_plain)}
+
+    def optimizers(self) -> dict:
+        return {"unet": self.opt}
+
+    def _inputs(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        x = to_device(batch[self.config.input], self.ctx, self.config.channels_last)
+        return x, batch[TARGET].to(self.ctx.device)  # (B, C, H, W), (B, H, W) int64
+
+    def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
+        x, target = self._inputs(batch)
+        with autocast(self.ctx, self.config.amp):
+            logits = self.net(x).logits  # (B, K, H, W)
+        loss = masked_cross_entropy(logits, target)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        if self.ctx.is_main and self.config.image_every and self.config.samples:
+            k = min(self.config.samples, x.shape[0])
+            self._last = (x[:k].detach(), logits[:k].detach(), target[:k])
+        return {"ce": loss.detach()}
+
+    def _predict(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits[:, 1:].argmax(1) + 1  # (B, H, W), never the unlabelled class
+
+    def _grid(self, x, logits, target) -> torch.Tensor:
+        columns = [image_to_uint8(x), colorize(self._predict(logits), self.colors)]
+        return grid([*columns, colorize(target, self.colors)])
+
+    def step_images(self) -> torch.Tensor | None:
+        return None if self._last is None else self._grid(*self._last)
+
+    @torch.no_grad()
+    def sample_grid(self, batch: dict) -> torch.Tensor:
+        x, target = self._inputs(batch)
+        self.net_plain.eval()
+        try:
+            with autocast(self.ctx, self.config.amp):
+                logits = self.net_plain(x).logits
+        finally:
+            self.net_plain.train()
+        return self._grid(x, logits, target)
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """mIoU, pixel accuracy and loss of the validation split, sharded over the ranks."""
+        if self.val_dataset is None:
+            return {}
+        loader = DataLoader(
+            self.val_dataset,
+            batch_size=per_rank_batch(self.config.batch_size, self.ctx),
+            sampler=ShardSampler(len(self.val_dataset), self.ctx),
+            num_workers=self.config.workers,
+        )
+        k = self.num_classes
+        conf = torch.zeros(k, k, dtype=torch.int64, device=self.ctx.device)
+        loss_sum = torch.zeros(2, dtype=torch.float64, device=self.ctx.device)  # sum, pixels
+        self.net_plain.eval()
+        try:
+            for batch in loader:
+                x, target = self._inputs(batch)
+                with autocast(self.ctx, self.config.amp):
+                    logits = self.net_plain(x).logits.float()
+                conf += confusion_matrix(self._predict(logits), target, k)
+                ce = F.cross_entropy(logits, target, ignore_index=IGNORE, reduction="sum")
+                loss_sum += torch.stack([ce.double(), (target != IGNORE).sum().double()])
+        finally:
+            self.net_plain.train()
+        all_reduce(conf, self.ctx)
+        all_reduce(loss_sum, self.ctx)
+        miou, _ = mean_iou(conf)
+        correct, total = float(conf.diag().sum()), float(conf.sum())
+        return {
+            "miou": miou,
+            "pixel_acc": correct / total if total else float("nan"),
+            "loss": float(loss_sum[0] / loss_sum[1].clamp_min(1)),
+        }
+
+
+def train_unet(
+    config: UNetRunConfig, *, resume: bool = False, progress: ProgressCallback | None = None
+) -> TrainResult:
+    """Train the U-Net scorer as ``config`` says (under torchrun: distributed)."""
+    return run_training(config, UNetTask, resume=resume, progress=progress)

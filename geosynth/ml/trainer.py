@@ -1,0 +1,429 @@
+"""The training machinery shared by ``train`` (GAN) and ``train-unet``: one loop, two tasks.
+
+:func:`run_training` does everything that does not depend on the networks:
+joining the process group, the run folder (refuse or resume), seeding and
+determinism, the distributed sampler (``set_epoch``; a resumed epoch skips
+the batches it already trained on), the step loop with NaN/inf detection,
+images/s, TensorBoard scalars and image grids, ``log.jsonl``, checkpoints
+every N steps and at each epoch end, and the PNG sample grid per epoch.
+
+A :class:`Task` supplies the rest: its datasets, networks and optimizers, one
+training step, the images to show and an optional validation after each
+epoch (:mod:`geosynth.ml.train` and :mod:`geosynth.ml.train_unet`).
+
+Only rank 0 logs, reports progress and writes files; every rank checks the
+same all-reduced losses, so a diverged run stops everywhere at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, default_collate
+
+from geosynth.errors import DataError, GeosynthError
+from geosynth.ml.checkpoint import RunFolder, load_checkpoint, rng_state, set_rng_state
+from geosynth.ml.config import RunConfig
+from geosynth.ml.distributed import (
+    DistContext,
+    SkipSampler,
+    all_reduce,
+    distributed_context,
+    make_sampler,
+    per_rank_batch,
+    unwrap,
+)
+from geosynth.ml.visual import save_png
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDiverged(GeosynthError):
+    """A loss became NaN or infinite; the message names the step and the last good checkpoint."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a progress callback receives (rank 0 only).
+
+    ``kind``: ``"start"`` (``step`` = where the run starts), ``"step"`` after
+    every optimisation step, ``"epoch"`` after each epoch (``values`` holds the
+    validation metrics, if any) and ``"end"``.
+    """
+
+    kind: str
+    step: int
+    total_steps: int
+    epoch: int
+    epochs: int
+    values: dict[str, float] = field(default_factory=dict)
+    images_per_s: float = 0.0
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass
+class TrainResult:
+    """The end of a run: steps done, the newest checkpoint, the last values, the networks."""
+
+    step: int
+    epoch: int
+    checkpoint: Path | None
+    values: dict[str, float]
+    models: dict[str, nn.Module]
+
+
+class Task(ABC):
+    """The network-specific half of a training run (built on every rank)."""
+
+    name: str = ""
+
+    def __init__(self, config: RunConfig, ctx: DistContext):
+        self.config = config
+        self.ctx = ctx
+
+    @abstractmethod
+    def train_dataset(self) -> Dataset:
+        """Training samples (random crops; ``set_epoch`` is called each epoch)."""
+
+    @abstractmethod
+    def sample_dataset(self) -> Dataset:
+        """Deterministic samples for the epoch-end PNG grid."""
+
+    @abstractmethod
+    def models(self) -> dict[str, tuple[dict, nn.Module]]:
+        """``{name: (network config dict, unwrapped network)}`` to checkpoint."""
+
+    @abstractmethod
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """``{name: optimizer}``, the same names as :meth:`models`."""
+
+    @abstractmethod
+    def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
+        """One optimisation step; returns detached scalar losses."""
+
+    @abstractmethod
+    def step_images(self) -> torch.Tensor | None:
+        """A ``(3, H, W)`` uint8 grid of the last step's inputs and outputs (rank 0)."""
+
+    @abstractmethod
+    def sample_grid(self, batch: dict) -> torch.Tensor:
+        """A ``(3, H, W)`` uint8 grid of the networks applied to ``batch`` in eval mode."""
+
+    def learning_rates(self) -> dict[str, float]:
+        return {name: opt.param_groups[0]["lr"] for name, opt in self.optimizers().items()}
+
+    def evaluate(self) -> dict[str, float]:
+        """Validation metrics after an epoch (on every rank); none by default."""
+        return {}
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict[str, Any]:
+        return {
+            "models": {n: {"config": c, "state": unwrap(m).state_dict()} for n, (c, m) in self.models().items()},
+            "optimizers": {n: o.state_dict() for n, o in self.optimizers().items()},
+        }  # fmt: skip
+
+    def load_state(self, payload: dict[str, Any], source: Path) -> None:
+        for name, (cfg, module) in self.models().items():
+            entry = payload["models"].get(name)
+            if entry is None or entry["config"] != cfg:
+                raise DataError(f"{source}: the {name} network differs from this run's config")
+            unwrap(module).load_state_dict(entry["state"])
+        for name, opt in self.optimizers().items():
+            opt.load_state_dict(payload["optimizers"][name])
+
+
+# --------------------------------------------------------------------------- helpers for tasks
+
+
+def autocast(ctx: DistContext, enabled: bool):
+    """bf16 autocast on CUDA when ``enabled``; a no-op on the CPU."""
+    if enabled and ctx.cuda:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def adam(params, lr: float, betas: tuple[float, float], ctx: DistContext, weight_decay=0.0):
+    """Adam with the fused kernel (one kernel for all tensors) on CPU and CUDA."""
+    return torch.optim.Adam(
+        params,
+        lr=lr,
+        betas=betas,
+        weight_decay=weight_decay,
+        fused=ctx.device.type in ("cpu", "cuda"),
+    )
+
+
+def to_device(x: torch.Tensor, ctx: DistContext, channels_last: bool) -> torch.Tensor:
+    """Move a ``(B, C, H, W)`` batch tensor; channels-last memory layout when asked."""
+    x = x.to(ctx.device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last and x.ndim == 4 else x
+
+
+def prepare_network(module: nn.Module, config: RunConfig) -> nn.Module:
+    """The channels-last memory layout when configured (the module is already on its device)."""
+    if config.channels_last:
+        module = module.to(memory_format=torch.channels_last)
+    return module
+
+
+def maybe_compile(module: nn.Module, enabled: bool) -> nn.Module:
+    """``torch.compile(module)`` when ``enabled`` (wrap DDP first, then compile)."""
+    return torch.compile(module) if enabled else module
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+@contextlib.contextmanager
+def _determinism(enabled: bool, ctx: DistContext) -> Iterator[None]:
+    """Deterministic kernels while training when ``enabled``; cudnn autotuning otherwise."""
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+        torch.backends.cudnn.deterministic,
+    )
+    if enabled:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = ctx.cuda and not enabled
+    torch.backends.cudnn.deterministic = enabled
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = before[2:]
+
+
+@contextlib.contextmanager
+def _only_main_logs(ctx: DistContext) -> Iterator[None]:
+    root = logging.getLogger("geosynth")
+    level = root.level
+    if not ctx.is_main:
+        root.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def _seed(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _barrier(ctx: DistContext) -> None:
+    if ctx.distributed:
+        dist.barrier()
+
+
+class _Logger:
+    """Rank 0's outputs: TensorBoard, ``log.jsonl``, sample grids (no-ops elsewhere)."""
+
+    def __init__(self, folder: RunFolder, config: RunConfig, ctx: DistContext, start_step: int):
+        self.folder = folder
+        self.on = ctx.is_main
+        self.tb = None
+        if self.on and config.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(folder.tensorboard), purge_step=start_step or None)
+
+    def scalars(self, step: int, values: dict[str, float], record: dict[str, Any]) -> None:
+        if not self.on:
+            return
+        if self.tb is not None:
+            for name, value in values.items():
+                self.tb.add_scalar(name, value, step)
+        self.folder.append_log(record)
+
+    def image(self, tag: str, image: torch.Tensor | None, step: int) -> None:
+        if self.on and self.tb is not None and image is not None:
+            self.tb.add_image(tag, image, step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _sample_batch(task: Task, count: int) -> dict | None:
+    if count < 1:
+        return None
+    dataset = task.sample_dataset()
+    items = [dataset[i] for i in range(min(count, len(dataset)))]
+    return default_collate(items) if items else None
+
+
+def _check_finite(values: dict[str, float], step: int, epoch: int, last: tuple | None) -> None:
+    bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+    if bad:
+        where = f"{last[0]} (step {last[1]})" if last else "none (no checkpoint was written yet)"
+        names = ", ".join(f"{k} = {v}" for k, v in bad.items())
+        raise TrainingDiverged(
+            f"training diverged at step {step} (epoch {epoch + 1}): {names}. Last good "
+            f"checkpoint: {where}; continue from it with --resume (perhaps with lower "
+            "learning rates in a new run)"
+        )
+
+
+def run_training(
+    config: RunConfig,
+    task_factory: Callable[[RunConfig, DistContext], Task],
+    *,
+    resume: bool = False,
+    progress: ProgressCallback | None = None,
+) -> TrainResult:
+    """Train ``config`` with the task built by ``task_factory`` on this process's rank."""
+    with distributed_context(config.device) as ctx, _only_main_logs(ctx):
+        folder = RunFolder(Path(config.out))
+        start_from = folder.check_start(resume)
+        _barrier(ctx)  # every rank has looked at the folder before rank 0 writes to it
+        with _determinism(config.deterministic, ctx):
+            return _train(config, task_factory, ctx, folder, start_from, progress)
+
+
+def _train(config, task_factory, ctx, folder, start_from, progress) -> TrainResult:
+    _seed(config.seed)
+    task = task_factory(config, ctx)
+    dataset = task.train_dataset()
+    batch = per_rank_batch(config.batch_size, ctx)
+    sampler = make_sampler(dataset, ctx, shuffle=True, seed=config.seed, drop_last=True)
+    steps_per_epoch = len(sampler) // batch
+    if steps_per_epoch == 0:
+        raise DataError(
+            f"store {config.store}: split {config.split!r} has {len(dataset)} usable tiles, fewer "
+            f"than the batch size {config.batch_size}; lower --batch-size"
+        )
+    skipper = SkipSampler(sampler)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch,
+        sampler=skipper,
+        num_workers=config.workers,
+        drop_last=True,
+        pin_memory=ctx.cuda,
+        persistent_workers=config.workers > 0,
+    )
+    step, epoch, epoch_step, last = 0, 0, 0, None
+    if start_from is not None:
+        payload = load_checkpoint(start_from, map_location=ctx.device)
+        if payload.get("task") != task.name:
+            raise DataError(f"{start_from} holds a {payload.get('task')!r} run, not {task.name!r}")
+        task.load_state(payload, start_from)
+        step, epoch, epoch_step = payload["step"], payload["epoch"], payload["epoch_step"]
+        set_rng_state(payload["rng"])
+        last = (start_from, step)
+        log.info("resuming %s from %s at step %d", folder.root, start_from.name, step)
+    if epoch_step >= steps_per_epoch:
+        epoch, epoch_step = epoch + 1, 0
+    total = config.epochs * steps_per_epoch
+    if config.max_steps is not None:
+        total = min(total, config.max_steps)
+    if ctx.is_main:
+        folder.write_config(config)
+    logger = _Logger(folder, config, ctx, step)
+    samples = _sample_batch(task, config.samples) if ctx.is_main else None
+    report = progress if (progress is not None and ctx.is_main) else (lambda info: None)
+    report(Progress("start", step, total, epoch, config.epochs))
+    log.info(
+        "%s: %d tiles, %d steps per epoch, global batch %d on %d process(es), %s",
+        folder.root, len(dataset), steps_per_epoch, config.batch_size, ctx.world_size, ctx.device,
+    )  # fmt: skip
+    values: dict[str, float] = {}
+    sums: dict[str, float] = {}
+    window = [0, 0.0]  # steps and seconds since the last log line
+
+    def save(step_file: bool, metrics: dict[str, float]) -> None:
+        nonlocal last
+        if ctx.is_main:
+            payload = {
+                "task": task.name, "step": step, "epoch": epoch, "epoch_step": epoch_step,
+                "config": config.to_dict(), "rng": rng_state(), "metrics": metrics, **task.state(),
+            }  # fmt: skip
+            path = folder.save(payload, step_file=step_file, keep=config.keep_checkpoints)
+            last = (path, step)
+        _barrier(ctx)
+
+    try:
+        while step < total and epoch < config.epochs:
+            sampler.set_epoch(epoch)
+            if hasattr(dataset, "set_epoch"):
+                dataset.set_epoch(epoch)
+            skipper.skip = epoch_step * batch
+            tick = time.perf_counter()
+            for data in loader:
+                losses = task.train_step(data)
+                step, epoch_step = step + 1, epoch_step + 1
+                reduced = all_reduce(torch.stack([v.float() for v in losses.values()]), ctx, "mean")
+                values = dict(zip(losses, reduced.tolist(), strict=True))
+                _check_finite(values, step, epoch, last)
+                now = time.perf_counter()
+                window[0], window[1] = window[0] + 1, window[1] + (now - tick)
+                ips = config.batch_size / max(now - tick, 1e-9)
+                tick = now
+                for k, v in values.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                report(Progress("step", step, total, epoch, config.epochs, values, ips))
+                if config.log_every and step % config.log_every == 0:
+                    rate = window[0] * config.batch_size / max(window[1], 1e-9)
+                    means = {k: v / window[0] for k, v in sums.items()}
+                    scalars = {**{f"loss/{k}": v for k, v in means.items()},
+                               **{f"lr/{k}": v for k, v in task.learning_rates().items()},
+                               "perf/images_per_s": rate}  # fmt: skip
+                    record = {"step": step, "epoch": epoch + 1, **means, "images_per_s": rate}
+                    logger.scalars(step, scalars, record)
+                    sums, window = {}, [0, 0.0]
+                if config.image_every and step % config.image_every == 0 and ctx.is_main:
+                    logger.image("train/inputs_output_target", task.step_images(), step)
+                at_epoch_end = epoch_step == steps_per_epoch
+                if (
+                    config.checkpoint_every
+                    and step % config.checkpoint_every == 0
+                    and not at_epoch_end
+                ):
+                    save(step_file=True, metrics=values)
+                if step >= total:
+                    break
+            if epoch_step == steps_per_epoch:  # the epoch is complete
+                metrics = task.evaluate()
+                if ctx.is_main:
+                    if samples is not None:
+                        save_png(
+                            folder.samples / f"epoch_{epoch + 1:04d}.png", task.sample_grid(samples)
+                        )
+                    logger.scalars(step, {f"val/{k}": v for k, v in metrics.items()},
+                                   {"step": step, "epoch": epoch + 1, "end_of_epoch": True, **metrics})  # fmt: skip
+                    if metrics:
+                        log.info(
+                            "epoch %d: %s",
+                            epoch + 1,
+                            ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()),
+                        )
+                report(Progress("epoch", step, total, epoch, config.epochs, metrics))
+                every = config.checkpoint_every
+                save(step_file=bool(every) and step % every == 0, metrics={**values, **metrics})
+                epoch, epoch_step = epoch + 1, 0
+            elif step >= total:  # stopped by max_steps in the middle of an epoch
+                save(step_file=False, metrics=values)
+    finally:
+        logger.close()
+    report(Progress("end", step, total, epoch, config.epochs, values))
+    nets = {name: unwrap(module) for name, (_, module) in task.models().items()}
+    return TrainResult(step, epoch, last[0] if last else None, values, nets)
