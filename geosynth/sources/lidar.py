@@ -34,6 +34,7 @@ Rules, in order:
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -70,10 +71,13 @@ class PointGridder:
     """Accumulates one statistic of point heights per cell of a north-up grid.
 
     Cells follow rule 4 of the module docstring (closed west and south
-    edges). Internally the grid is padded by one cell on every side: points
-    outside the grid are clipped into the padding and dropped at the end, so
-    the hot loop needs no boolean masks. Mean uses ``np.bincount`` on linear
-    cell indices; max and min use ``np.maximum.at`` / ``np.minimum.at``.
+    edges); points outside the grid, or with a NaN coordinate, are dropped.
+    :meth:`add` runs a numba kernel in two passes over the points: the cell
+    of every point (``floor``, bounds check), then the accumulation, in point
+    order: sum and count for mean, running max or min (a NaN height wins, as
+    with ``np.maximum``) plus count. Splitting the passes keeps many cache
+    misses of the scattered accumulation in flight at once. The kernels are
+    compiled on first use and cached on disk (numba ``cache=True``).
     """
 
     def __init__(self, grid: RasterGrid, stat: str = "mean"):
@@ -84,78 +88,128 @@ class PointGridder:
             raise UsageError(f"the dem stage needs a north-up grid, got transform {tuple(t)[:6]}")
         self.grid = grid
         self.stat = stat
-        self._res_x, self._res_y = t.a, -t.e
+        self._res_x, self._res_y = float(t.a), float(-t.e)
         left, bottom, _, _ = grid.bounds
-        # origin of the padded grid: one cell west and south of the grid
-        self._x0 = left - self._res_x
-        self._y0 = bottom - self._res_y
-        self._h, self._w = grid.height, grid.width
-        self._buffers: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        size = (self._h + 2) * (self._w + 2)
-        self._counts = np.zeros(size, dtype=np.int64)
-        if stat == "mean":
-            self._acc = np.zeros(size, dtype=np.float64)
-        else:
-            fill = -np.inf if stat == "max" else np.inf
-            self._acc = np.full(size, fill, dtype=np.float64)
-
-    def _scratch(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Work buffers reused across chunks (fresh allocations cost more than the arithmetic)."""
-        if self._buffers is None or self._buffers[0].size < n:
-            size = max(n, 1024)
-            self._buffers = (np.empty(size), np.empty(size, np.intp), np.empty(size, np.intp))
-        u, col, index = self._buffers
-        return u[:n], col[:n], index[:n]
-
-    def cell_index(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Linear indices into the padded (H + 2, W + 2) grid, row 0 at the north.
-
-        The returned array is a view of a work buffer, valid until the next call.
-        """
-        u, col, index = self._scratch(len(x))
-        np.subtract(x, self._x0, out=u)
-        np.divide(u, self._res_x, out=u)
-        np.clip(u, 0, self._w + 1, out=u)  # west / east padding columns 0 and W + 1
-        np.copyto(col, u, casting="unsafe")  # truncation = floor for u >= 0
-        np.subtract(y, self._y0, out=u)
-        np.divide(u, self._res_y, out=u)
-        np.clip(u, 0, self._h + 1, out=u)  # counted from the south
-        np.copyto(index, u, casting="unsafe")
-        np.subtract(self._h + 1, index, out=index)  # padded row, from the north
-        index *= self._w + 2
-        index += col
-        return index
+        self._left, self._bottom = float(left), float(bottom)
+        self._kernels = _kernels()
+        size = grid.width * grid.height
+        fill = {"mean": 0.0, "max": -np.inf, "min": np.inf}[stat]
+        self._count = np.zeros(size, dtype=np.int64)  # (H * W,) points per cell
+        self._acc = np.full(size, fill, dtype=np.float64)  # (H * W,) sum, max or min
+        self._index = np.empty(0, dtype=np.int64)  # cell index per point, reused across chunks
 
     def add(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> None:
         """Add points (1-D arrays in the grid's CRS, heights in metres)."""
-        if len(x) == 0:
+        x, y, z = (np.ascontiguousarray(a, dtype=np.float64) for a in (x, y, z))
+        if not (x.ndim == y.ndim == z.ndim == 1 and len(x) == len(y) == len(z)):
+            raise ValueError(
+                f"x, y, z must be 1-D of one length, got {x.shape} {y.shape} {z.shape}"
+            )
+        n = len(x)
+        if n == 0:
             return
-        index = self.cell_index(x, y)
-        size = self._counts.size
-        self._counts += np.bincount(index, minlength=size)
-        if self.stat == "mean":
-            self._acc += np.bincount(index, weights=z, minlength=size)
-        elif self.stat == "max":
-            np.maximum.at(self._acc, index, z)
-        else:
-            np.minimum.at(self._acc, index, z)
-
-    def _inner(self, flat: np.ndarray) -> np.ndarray:
-        return flat.reshape(self._h + 2, self._w + 2)[1:-1, 1:-1]
+        if self._index.size < n:
+            self._index = np.empty(max(n, 1024), dtype=np.int64)
+        cells = self._index[:n]
+        h, w = self.grid.height, self.grid.width
+        self._kernels["cells"](
+            x, y, self._left, self._bottom, self._res_x, self._res_y, h, w, cells
+        )
+        self._kernels[self.stat](cells, z, self._count, self._acc)
 
     @property
     def counts(self) -> np.ndarray:
-        """Points per cell, (H, W) int64."""
-        return self._inner(self._counts)
+        """Points per cell, (H, W) int64 (a view, updated by :meth:`add`)."""
+        return self._count.reshape(self.grid.shape)
 
     def values(self) -> np.ndarray:
         """The statistic per cell, (H, W) float32, NaN where a cell has no point."""
-        counts = self.counts
-        acc = self._inner(self._acc)
-        out = np.full(counts.shape, np.nan, dtype=np.float32)
-        has = counts > 0
-        out[has] = acc[has] / counts[has] if self.stat == "mean" else acc[has]
-        return out
+        out = np.empty(self._count.size, dtype=np.float32)
+        self._kernels["values"](self._count, self._acc, self.stat == "mean", out)
+        return out.reshape(self.grid.shape)
+
+
+# The kernels, plain Python until _kernels() compiles them. cells[i] is the
+# linear index (row * W + col, row 0 at the north) of point i, or -1 outside.
+# (u, v) are the cell coordinates from the west and south edges; the float
+# comparisons u >= 0 and u < W equal floor(u) in [0, W) and also drop NaN;
+# int() truncates, which is floor for u >= 0.
+
+
+def _cell_pass(x, y, left, bottom, res_x, res_y, h, w, cells):  # pragma: no cover (numba)
+    for i in range(x.shape[0]):
+        u = (x[i] - left) / res_x
+        v = (y[i] - bottom) / res_y
+        if u >= 0.0 and u < w and v >= 0.0 and v < h:
+            cells[i] = (h - 1 - int(v)) * w + int(u)
+        else:
+            cells[i] = -1
+
+
+def _mean_pass(cells, z, counts, acc):  # pragma: no cover (numba)
+    for i in range(cells.shape[0]):
+        c = cells[i]
+        if c >= 0:
+            counts[c] += 1
+            acc[c] += z[i]
+
+
+def _max_pass(cells, z, counts, acc):  # pragma: no cover (numba)
+    for i in range(cells.shape[0]):
+        c = cells[i]
+        if c >= 0:
+            counts[c] += 1
+            value = z[i]
+            if value > acc[c] or value != value:  # a NaN wins, as in np.maximum
+                acc[c] = value
+
+
+def _min_pass(cells, z, counts, acc):  # pragma: no cover (numba)
+    for i in range(cells.shape[0]):
+        c = cells[i]
+        if c >= 0:
+            counts[c] += 1
+            value = z[i]
+            if value < acc[c] or value != value:  # a NaN wins, as in np.minimum
+                acc[c] = value
+
+
+def _values_pass(counts, acc, mean, out):  # pragma: no cover (numba)
+    for c in range(counts.shape[0]):
+        n = counts[c]
+        if n == 0:
+            out[c] = np.nan
+        elif mean:
+            out[c] = acc[c] / n
+        else:
+            out[c] = acc[c]
+
+
+@functools.cache
+def _kernels() -> dict[str, Callable]:
+    """The compiled kernels; numba is imported here, on first use, not with the module.
+
+    ``cache=True`` keeps the machine code next to this file (``__pycache__``)
+    or, where that is read-only, in numba's user cache dir (``NUMBA_CACHE_DIR``
+    or ``~/.cache/numba``); with no writable place at all it compiles each run.
+    Compilation itself is lazy: a kernel compiles (or loads) on its first call.
+    """
+    import numba
+
+    def jit(func):
+        try:
+            return numba.njit(cache=True, nogil=True)(func)
+        except RuntimeError as exc:  # "cannot cache function ...: no locator available"
+            log.debug("numba cannot cache %s (%s); compiling without a cache", func.__name__, exc)
+            return numba.njit(nogil=True)(func)
+
+    return {
+        "cells": jit(_cell_pass),
+        "mean": jit(_mean_pass),
+        "max": jit(_max_pass),
+        "min": jit(_min_pass),
+        "values": jit(_values_pass),
+    }
 
 
 # --------------------------------------------------------------------------- files
