@@ -28,7 +28,7 @@ import torch
 
 from geosynth.errors import UsageError
 from geosynth.ml.config import GanConfig
-from geosynth.ml.data import SynthesisDataset
+from geosynth.ml.data import SynthesisDataset, generator_inputs
 from geosynth.ml.discriminator import (
     DiscriminatorConfig,
     build_discriminator,
@@ -80,14 +80,10 @@ class GanTask(Task):
         check_inputs(config.generator, config.inputs)
         store = open_store(config.store)
         self.colors = palette(store.classes, store.num_classes)
-        self.rasters = [n for n in config.inputs if n != LABELS]
         self.dataset = self._dataset(train=True)
-        ch = self.dataset.channels
         self.g_config = generator_config_for(
             config.generator,
-            ch.get(LABELS, 0),
-            sum(ch[n] for n in self.rasters),
-            ch[config.output],
+            *self.dataset.generator_channels,  # labels, raster, output
             capacity=config.cap,
             spectral_norm=config.spectral_norm,
         )
@@ -147,11 +143,10 @@ class GanTask(Task):
 
     def _inputs(self, batch: dict) -> tuple:
         cl = self.config.channels_last
-        labels = to_device(batch[LABELS], self.ctx, cl) if LABELS in batch else None
-        raster = None
-        if self.rasters:
-            parts = [batch[n] for n in self.rasters]
-            raster = to_device(parts[0] if len(parts) == 1 else torch.cat(parts, 1), self.ctx, cl)
+        labels, raster = generator_inputs(batch, self.config.inputs)
+        labels, raster = (
+            None if t is None else to_device(t, self.ctx, cl) for t in (labels, raster)
+        )
         real = to_device(batch[self.config.output], self.ctx, cl)
         return labels, raster, real  # (B, L, H, W), (B, R, H, W), (B, C_out, H, W)
 

@@ -296,134 +296,166 @@ def run_training(
         start_from = folder.check_start(resume)
         _barrier(ctx)  # every rank has looked at the folder before rank 0 writes to it
         with _determinism(config.deterministic, ctx):
-            return _train(config, task_factory, ctx, folder, start_from, progress)
+            _seed(config.seed)
+            task = task_factory(config, ctx)
+            return _Run(config, task, ctx, folder, progress).run(start_from)
 
 
-def _train(config, task_factory, ctx, folder, start_from, progress) -> TrainResult:
-    _seed(config.seed)
-    task = task_factory(config, ctx)
-    dataset = task.train_dataset()
-    batch = per_rank_batch(config.batch_size, ctx)
-    sampler = make_sampler(dataset, ctx, shuffle=True, seed=config.seed, drop_last=True)
-    steps_per_epoch = len(sampler) // batch
-    if steps_per_epoch == 0:
-        raise DataError(
-            f"store {config.store}: split {config.split!r} has {len(dataset)} usable tiles, fewer "
-            f"than the batch size {config.batch_size}; lower --batch-size"
+class _Run:
+    """The state of one training loop on one rank: position, last checkpoint, logging window."""
+
+    def __init__(self, config, task: Task, ctx: DistContext, folder: RunFolder, progress):
+        self.config, self.task, self.ctx, self.folder = config, task, ctx, folder
+        self.report = progress if (progress is not None and ctx.is_main) else (lambda info: None)
+        self.step = self.epoch = self.epoch_step = 0
+        self.last: tuple[Path, int] | None = None  # newest checkpoint and its step
+        self.values: dict[str, float] = {}
+        self._sums: dict[str, float] = {}
+        self._window = [0, 0.0]  # steps and seconds since the last log record
+        # data: this rank's share of every epoch, resumable in the middle of one
+        self.dataset = task.train_dataset()
+        self.batch = per_rank_batch(config.batch_size, ctx)
+        self.sampler = make_sampler(
+            self.dataset, ctx, shuffle=True, seed=config.seed, drop_last=True
         )
-    skipper = SkipSampler(sampler)
-    loader = DataLoader(
-        dataset,
-        batch_size=batch,
-        sampler=skipper,
-        num_workers=config.workers,
-        drop_last=True,
-        pin_memory=ctx.cuda,
-        persistent_workers=config.workers > 0,
-    )
-    step, epoch, epoch_step, last = 0, 0, 0, None
-    if start_from is not None:
-        payload = load_checkpoint(start_from, map_location=ctx.device)
-        if payload.get("task") != task.name:
-            raise DataError(f"{start_from} holds a {payload.get('task')!r} run, not {task.name!r}")
-        task.load_state(payload, start_from)
-        step, epoch, epoch_step = payload["step"], payload["epoch"], payload["epoch_step"]
+        self.steps_per_epoch = len(self.sampler) // self.batch
+        if self.steps_per_epoch == 0:
+            raise DataError(
+                f"store {config.store}: split {config.split!r} has {len(self.dataset)} usable "
+                f"tiles, fewer than the batch size {config.batch_size}; lower --batch-size"
+            )
+        self.skipper = SkipSampler(self.sampler)
+        self.loader = DataLoader(
+            self.dataset,
+            batch_size=self.batch,
+            sampler=self.skipper,
+            num_workers=config.workers,
+            drop_last=True,
+            pin_memory=ctx.cuda,
+            persistent_workers=config.workers > 0,
+        )
+
+    # ------------------------------------------------------------------ checkpoints
+    def resume_from(self, path: Path) -> None:
+        payload = load_checkpoint(path, map_location=self.ctx.device)
+        if payload.get("task") != self.task.name:
+            raise DataError(f"{path} holds a {payload.get('task')!r} run, not {self.task.name!r}")
+        self.task.load_state(payload, path)
+        self.step, self.epoch, self.epoch_step = (
+            payload["step"], payload["epoch"], payload["epoch_step"],
+        )  # fmt: skip
         set_rng_state(payload["rng"])
-        last = (start_from, step)
-        log.info("resuming %s from %s at step %d", folder.root, start_from.name, step)
-    if epoch_step >= steps_per_epoch:
-        epoch, epoch_step = epoch + 1, 0
-    total = config.epochs * steps_per_epoch
-    if config.max_steps is not None:
-        total = min(total, config.max_steps)
-    if ctx.is_main:
-        folder.write_config(config)
-    logger = _Logger(folder, config, ctx, step)
-    samples = _sample_batch(task, config.samples) if ctx.is_main else None
-    report = progress if (progress is not None and ctx.is_main) else (lambda info: None)
-    report(Progress("start", step, total, epoch, config.epochs))
-    log.info(
-        "%s: %d tiles, %d steps per epoch, global batch %d on %d process(es), %s",
-        folder.root, len(dataset), steps_per_epoch, config.batch_size, ctx.world_size, ctx.device,
-    )  # fmt: skip
-    values: dict[str, float] = {}
-    sums: dict[str, float] = {}
-    window = [0, 0.0]  # steps and seconds since the last log line
+        self.last = (path, self.step)
+        log.info("resuming %s from %s at step %d", self.folder.root, path.name, self.step)
 
-    def save(step_file: bool, metrics: dict[str, float]) -> None:
-        nonlocal last
-        if ctx.is_main:
+    def save(self, step_file: bool, metrics: dict[str, float]) -> None:
+        """Rank 0 writes a checkpoint; every rank waits for it."""
+        if self.ctx.is_main:
             payload = {
-                "task": task.name, "step": step, "epoch": epoch, "epoch_step": epoch_step,
-                "config": config.to_dict(), "rng": rng_state(), "metrics": metrics, **task.state(),
+                "task": self.task.name, "step": self.step, "epoch": self.epoch,
+                "epoch_step": self.epoch_step, "config": self.config.to_dict(),
+                "rng": rng_state(), "metrics": metrics, **self.task.state(),
             }  # fmt: skip
-            path = folder.save(payload, step_file=step_file, keep=config.keep_checkpoints)
-            last = (path, step)
-        _barrier(ctx)
+            keep = self.config.keep_checkpoints
+            self.last = (self.folder.save(payload, step_file=step_file, keep=keep), self.step)
+        _barrier(self.ctx)
 
-    try:
-        while step < total and epoch < config.epochs:
-            sampler.set_epoch(epoch)
-            if hasattr(dataset, "set_epoch"):
-                dataset.set_epoch(epoch)
-            skipper.skip = epoch_step * batch
-            tick = time.perf_counter()
-            for data in loader:
-                losses = task.train_step(data)
-                step, epoch_step = step + 1, epoch_step + 1
-                reduced = all_reduce(torch.stack([v.float() for v in losses.values()]), ctx, "mean")
-                values = dict(zip(losses, reduced.tolist(), strict=True))
-                _check_finite(values, step, epoch, last)
-                now = time.perf_counter()
-                window[0], window[1] = window[0] + 1, window[1] + (now - tick)
-                ips = config.batch_size / max(now - tick, 1e-9)
-                tick = now
-                for k, v in values.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                report(Progress("step", step, total, epoch, config.epochs, values, ips))
-                if config.log_every and step % config.log_every == 0:
-                    rate = window[0] * config.batch_size / max(window[1], 1e-9)
-                    means = {k: v / window[0] for k, v in sums.items()}
-                    scalars = {**{f"loss/{k}": v for k, v in means.items()},
-                               **{f"lr/{k}": v for k, v in task.learning_rates().items()},
-                               "perf/images_per_s": rate}  # fmt: skip
-                    record = {"step": step, "epoch": epoch + 1, **means, "images_per_s": rate}
-                    logger.scalars(step, scalars, record)
-                    sums, window = {}, [0, 0.0]
-                if config.image_every and step % config.image_every == 0 and ctx.is_main:
-                    logger.image("train/inputs_output_target", task.step_images(), step)
-                at_epoch_end = epoch_step == steps_per_epoch
-                if (
-                    config.checkpoint_every
-                    and step % config.checkpoint_every == 0
-                    and not at_epoch_end
-                ):
-                    save(step_file=True, metrics=values)
-                if step >= total:
-                    break
-            if epoch_step == steps_per_epoch:  # the epoch is complete
-                metrics = task.evaluate()
-                if ctx.is_main:
-                    if samples is not None:
-                        save_png(
-                            folder.samples / f"epoch_{epoch + 1:04d}.png", task.sample_grid(samples)
-                        )
-                    logger.scalars(step, {f"val/{k}": v for k, v in metrics.items()},
-                                   {"step": step, "epoch": epoch + 1, "end_of_epoch": True, **metrics})  # fmt: skip
-                    if metrics:
-                        log.info(
-                            "epoch %d: %s",
-                            epoch + 1,
-                            ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()),
-                        )
-                report(Progress("epoch", step, total, epoch, config.epochs, metrics))
-                every = config.checkpoint_every
-                save(step_file=bool(every) and step % every == 0, metrics={**values, **metrics})
-                epoch, epoch_step = epoch + 1, 0
-            elif step >= total:  # stopped by max_steps in the middle of an epoch
-                save(step_file=False, metrics=values)
-    finally:
-        logger.close()
-    report(Progress("end", step, total, epoch, config.epochs, values))
-    nets = {name: unwrap(module) for name, (_, module) in task.models().items()}
-    return TrainResult(step, epoch, last[0] if last else None, values, nets)
+    # ------------------------------------------------------------------ phases
+    def after_step(self, losses: dict[str, torch.Tensor], seconds: float, total: int) -> None:
+        """Reduce and check the losses; report, log, show images and checkpoint as configured."""
+        cfg = self.config
+        reduced = all_reduce(torch.stack([v.float() for v in losses.values()]), self.ctx, "mean")
+        self.values = dict(zip(losses, reduced.tolist(), strict=True))
+        _check_finite(self.values, self.step, self.epoch, self.last)
+        self._window[0] += 1
+        self._window[1] += seconds
+        for k, v in self.values.items():
+            self._sums[k] = self._sums.get(k, 0.0) + v
+        ips = cfg.batch_size / max(seconds, 1e-9)
+        self.report(Progress("step", self.step, total, self.epoch, cfg.epochs, self.values, ips))
+        if cfg.log_every and self.step % cfg.log_every == 0:
+            self.log_window()
+        if cfg.image_every and self.step % cfg.image_every == 0 and self.ctx.is_main:
+            self.logger.image("train/inputs_output_target", self.task.step_images(), self.step)
+        at_epoch_end = self.epoch_step == self.steps_per_epoch  # that checkpoint comes next
+        if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and not at_epoch_end:
+            self.save(step_file=True, metrics=self.values)
+
+    def log_window(self) -> None:
+        """Mean losses and images/s since the last record: TensorBoard and ``log.jsonl``."""
+        n, seconds = self._window
+        rate = n * self.config.batch_size / max(seconds, 1e-9)
+        means = {k: v / n for k, v in self._sums.items()}
+        scalars = {f"loss/{k}": v for k, v in means.items()}
+        scalars.update({f"lr/{k}": v for k, v in self.task.learning_rates().items()})
+        scalars["perf/images_per_s"] = rate
+        record = {"step": self.step, "epoch": self.epoch + 1, **means, "images_per_s": rate}
+        self.logger.scalars(self.step, scalars, record)
+        self._sums, self._window = {}, [0, 0.0]
+
+    def end_of_epoch(self, samples: dict | None, total: int) -> None:
+        """Validation, the PNG sample grid, the epoch record and a checkpoint."""
+        metrics = self.task.evaluate()
+        epoch = self.epoch + 1
+        if self.ctx.is_main:
+            if samples is not None:
+                grid_image = self.task.sample_grid(samples)
+                save_png(self.folder.samples / f"epoch_{epoch:04d}.png", grid_image)
+            record = {"step": self.step, "epoch": epoch, "end_of_epoch": True, **metrics}
+            self.logger.scalars(self.step, {f"val/{k}": v for k, v in metrics.items()}, record)
+            if metrics:
+                shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+                log.info("epoch %d: %s", epoch, shown)
+        self.report(Progress("epoch", self.step, total, self.epoch, self.config.epochs, metrics))
+        every = self.config.checkpoint_every
+        self.save(
+            step_file=bool(every) and self.step % every == 0, metrics={**self.values, **metrics}
+        )
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, start_from: Path | None) -> TrainResult:
+        cfg, ctx = self.config, self.ctx
+        if start_from is not None:
+            self.resume_from(start_from)
+        if self.epoch_step >= self.steps_per_epoch:  # resumed at an epoch end
+            self.epoch, self.epoch_step = self.epoch + 1, 0
+        total = cfg.epochs * self.steps_per_epoch
+        if cfg.max_steps is not None:
+            total = min(total, cfg.max_steps)
+        if ctx.is_main:
+            self.folder.write_config(cfg)
+        self.logger = _Logger(self.folder, cfg, ctx, self.step)
+        samples = _sample_batch(self.task, cfg.samples) if ctx.is_main else None
+        self.report(Progress("start", self.step, total, self.epoch, cfg.epochs))
+        log.info(
+            "%s: %d tiles, %d steps per epoch, global batch %d on %d process(es), %s",
+            self.folder.root, len(self.dataset), self.steps_per_epoch, cfg.batch_size,
+            ctx.world_size, ctx.device,
+        )  # fmt: skip
+        try:
+            while self.step < total and self.epoch < cfg.epochs:
+                self.sampler.set_epoch(self.epoch)
+                if hasattr(self.dataset, "set_epoch"):
+                    self.dataset.set_epoch(self.epoch)
+                self.skipper.skip = self.epoch_step * self.batch
+                tick = time.perf_counter()
+                for data in self.loader:
+                    losses = self.task.train_step(data)
+                    self.step, self.epoch_step = self.step + 1, self.epoch_step + 1
+                    now = time.perf_counter()
+                    self.after_step(losses, now - tick, total)
+                    tick = now
+                    if self.step >= total:
+                        break
+                if self.epoch_step == self.steps_per_epoch:
+                    self.end_of_epoch(samples, total)
+                    self.epoch, self.epoch_step = self.epoch + 1, 0
+                elif self.step >= total:  # stopped by max_steps inside an epoch
+                    self.save(step_file=False, metrics=self.values)
+        finally:
+            self.logger.close()
+        self.report(Progress("end", self.step, total, self.epoch, cfg.epochs, self.values))
+        nets = {name: unwrap(module) for name, (_, module) in self.task.models().items()}
+        return TrainResult(
+            self.step, self.epoch, self.last[0] if self.last else None, self.values, nets
+        )
