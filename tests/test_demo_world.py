@@ -429,6 +429,14 @@ def test_same_seed_gives_the_same_bytes(tmp_path, world_dir, manifest):
     assert (again / "world.json").read_bytes() == (world_dir / "world.json").read_bytes()
 
 
+@pytest.mark.slow  # two spawned workers import everything and rebuild the world (~14 s)
+def test_worker_processes_write_the_same_bytes(tmp_path):
+    tiny = {"tiles": (2, 1), "dop_resolution": 5.0, "lidar_density": 0.2}
+    one = generate_world(tmp_path / "one", **tiny, workers=1)
+    two = generate_world(tmp_path / "two", **tiny, workers=2)
+    assert one["files"] == two["files"]  # sizes and sha256 of every file
+
+
 def test_ensure_world_reuses_a_complete_world_and_regenerates_a_broken_one(tmp_path):
     tiny = {"tiles": (1, 1), "dop_resolution": 5.0, "lidar_density": 0.2}
     folder = tmp_path / "cache"
@@ -444,7 +452,7 @@ def test_ensure_world_reuses_a_complete_world_and_regenerates_a_broken_one(tmp_p
 
 def test_a_failed_generation_leaves_nothing_behind(tmp_path):
     def fail_midway(done, total):
-        if done == 3:
+        if done >= 2:  # after the layout, during the first tile's files
             raise RuntimeError("killed")
 
     with pytest.raises(RuntimeError, match="killed"):

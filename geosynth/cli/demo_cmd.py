@@ -72,9 +72,23 @@ def _origin(ctx, param, value):
     help="Also draw all modalities side by side into this PNG.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace the folder if it holds files.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Processes rendering tiles (default 1; each needs about 1 GB).",
+)
 @json_option
 def demo_world(
-    out_dir, tiles, seed, origin, dop_resolution, lidar_density, preview, overwrite, as_json
+    out_dir,
+    tiles,
+    seed,
+    origin,
+    dop_resolution,
+    lidar_density,
+    preview,
+    overwrite,
+    workers,
+    as_json,
 ):
     """Generate the demo world: a procedural NRW-like region written as the providers' raw files.
 
@@ -113,6 +127,7 @@ def demo_world(
             lidar_density=lidar_density,
             progress=progress,
             overwrite=overwrite,
+            workers=workers,
         )
     seconds = time.perf_counter() - started
     if preview:

@@ -76,11 +76,14 @@ def generate_world(
     lidar_density: float = 4.0,
     progress: Progress | None = None,
     overwrite: bool = False,
+    workers: int | None = None,
 ) -> dict:
     """Generate the demo world's raw files in ``out_dir``; returns the manifest (also ``world.json``).
 
     ``out_dir`` must not exist or be empty unless ``overwrite``. Generation
     happens in a hidden sibling folder that replaces ``out_dir`` at the end.
+    ``workers`` > 1 renders tiles in that many processes (about 1 GB each at
+    the default resolution); the files are the same whatever the number.
     """
     params = world_params(tiles, seed, origin, dop_resolution, lidar_density)
     out = check_out_dir(out_dir, overwrite)
@@ -88,10 +91,13 @@ def generate_world(
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     trash = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
     try:
-        from geosynth.demo.generate import generate_into
+        from geosynth.demo.generate import forget_worlds, generate_into
 
         tmp.mkdir()
-        manifest = generate_into(tmp, params, progress=progress)
+        try:
+            manifest = generate_into(tmp, params, progress=progress, workers=workers)
+        finally:
+            forget_worlds()
         if out.exists():
             os.replace(out, trash)
         os.replace(tmp, out)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import shutil
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from geosynth import __version__
@@ -15,6 +17,7 @@ from geosynth.grid import RasterGrid, TileId
 
 log = logging.getLogger(__name__)
 
+
 NOTE = (
     "Synthetic data made by geosynth demo-world for offline use and tests. "
     "It imitates the formats of NRW open data (DOP, 3D-Messdaten, ATKIS Basis-DLM), "
@@ -23,22 +26,33 @@ NOTE = (
 
 
 def generate_into(
-    root: Path, params: WorldParams, progress: Callable[[int, int], None] | None = None
+    root: Path,
+    params: WorldParams,
+    progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
 ) -> dict:
-    """Write the world of ``params`` into the (empty) folder ``root``; returns the manifest."""
+    """Write the world of ``params`` into the (empty) folder ``root``; returns the manifest.
+
+    With ``workers`` > 1, tiles are rendered by that many spawned processes
+    (each rebuilds the latent world) while this process writes the SAR scenes
+    and the vectors; every tile's files depend on the seed only, so the bytes
+    do not depend on ``workers``.
+    """
     from geosynth.demo.sar import scene_specs
+    from geosynth.demo.writers import TRUTH_README
 
     catalog = load_catalog()
     region = catalog.region("demo")
     tiles = params.tile_ids()
+    workers = 1 if workers is None else max(1, int(workers))
     done = 0
-    world = build_world(params)
+    world = world_of(params)
     scenes = scene_specs(world)
     total = 1 + 3 * len(tiles) + len(scenes) + 2
 
-    def step(what: str) -> None:
+    def step(what: str, count: int = 1) -> None:
         nonlocal done
-        done += 1
+        done += count
         log.debug("demo world: %s (%d/%d)", what, done, total)
         if progress is not None:
             progress(done, total)
@@ -46,7 +60,31 @@ def generate_into(
     step("layout")
     staging = root / ".staging"
     staging.mkdir()
-    tile_records = [_write_tile(root, staging, world, tile, catalog, step) for tile in tiles]
+    (root / "truth").mkdir()
+    (root / "truth" / "README.txt").write_text(TRUTH_README)
+    if workers == 1:
+        tile_records = []
+        for tile in tiles:
+            tile_records.append(_tile_job(root, staging, params, str(tile)))
+            step(f"tile {tile}", 3)
+        sar_records = _write_sar(root, world, scenes, step)
+        vectors = _write_vectors(root, world, region, catalog, step)
+    else:
+        # spawn, not fork: a forked child inherits thread pools (lazrs, GDAL) it cannot use
+        context = multiprocessing.get_context("spawn")
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+        try:
+            futures = [pool.submit(_tile_job, root, staging, params, str(t)) for t in tiles]
+            sar_records = _write_sar(root, world, scenes, step)
+            vectors = _write_vectors(root, world, region, catalog, step)
+            by_tile = {}
+            for future in as_completed(futures):
+                record = future.result()
+                by_tile[record["id"]] = record
+                step(f"tile {record['id']}", 3)
+            tile_records = [by_tile[str(t)] for t in tiles]
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     from geosynth.demo.writers import write_zip
     from geosynth.sources.names import package_name
@@ -58,9 +96,6 @@ def generate_into(
     write_zip(dop_zip, [(r["dop_member"], staging / r["dop_member"]) for r in tile_records])
     write_zip(lidar_zip, [(r["lidar_member"], staging / r["lidar_member"]) for r in tile_records])
     shutil.rmtree(staging)
-
-    sar_records = _write_sar(root, world, scenes, step)
-    vectors = _write_vectors(root, world, region, catalog, step)
     manifest = {
         "generator": "geosynth demo-world",
         "generator_version": _generator_version(),
@@ -110,9 +145,28 @@ def _rel(root: Path, path: Path) -> str:
     return path.relative_to(root).as_posix()
 
 
-def _write_tile(
-    root: Path, staging: Path, world: World, tile: TileId, catalog: Catalog, step
-) -> dict:
+_WORLDS: dict[WorldParams, World] = {}
+
+
+def world_of(params: WorldParams) -> World:
+    """The latent world of ``params``, built once per process."""
+    if params not in _WORLDS:
+        _WORLDS.clear()
+        _WORLDS[params] = build_world(params)
+    return _WORLDS[params]
+
+
+def forget_worlds() -> None:
+    """Drop the cached latent worlds of this process."""
+    _WORLDS.clear()
+
+
+def _tile_job(root: Path, staging: Path, params: WorldParams, tile_id: str) -> dict:
+    """Render one tile (runs in a worker process)."""
+    return _write_tile(root, staging, world_of(params), TileId.parse(tile_id), load_catalog())
+
+
+def _write_tile(root: Path, staging: Path, world: World, tile: TileId, catalog: Catalog) -> dict:
     """Orthophoto, lidar and truth of one tile (files into ``staging`` and ``root/truth``)."""
     from geosynth.demo.dop import render_dop, tile_grid
     from geosynth.demo.lidar import SURFACE_RES_M, simulate_lidar
@@ -127,7 +181,6 @@ def _write_tile(
     dop_member = member_name("dop", tile, campaign.year, catalog)
     write_jp2(staging / dop_member, image, tile_grid(tile, res))
     del image
-    step(f"orthophoto {tile}")
 
     if abs(res - SURFACE_RES_M) < 1e-9:
         surface = crop_surface(surface, margin)
@@ -139,7 +192,6 @@ def _write_tile(
     write_laz(staging / lidar_member, cloud, tile)
     points = len(cloud)
     del cloud
-    step(f"lidar {tile}")
 
     grid = RasterGrid.for_tile(tile, catalog.grid)
     truth_surface = render_surface(world, grid)
@@ -147,7 +199,6 @@ def _write_tile(
     paths = write_truth(
         root / "truth", tile, landcover, truth_surface.dsm, truth_surface.terrain, grid
     )
-    step(f"truth {tile}")
     region = catalog.region("demo")
     return {
         "id": str(tile),

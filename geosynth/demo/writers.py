@@ -280,9 +280,6 @@ def write_truth(
     from geosynth.io import write_geotiff
 
     folder.mkdir(parents=True, exist_ok=True)
-    readme = folder / "README.txt"
-    if not readme.exists():
-        readme.write_text(TRUTH_README)
     return [
         write_geotiff(
             folder / f"{tile}_landcover.tif", landcover, grid, descriptions=("class id",)
