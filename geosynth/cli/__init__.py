@@ -37,6 +37,7 @@ COMMANDS = {
     "train-unet": ("geosynth.cli.train_cmd", "train_unet"),
     "import-geonrw": ("geosynth.cli.import_cmd", "import_geonrw"),
     "import-dfc2020": ("geosynth.cli.import_cmd", "import_dfc2020"),
+    "evaluate": ("geosynth.cli.eval_cmd", "evaluate"),
 }
 
 

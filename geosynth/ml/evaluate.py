@@ -1,0 +1,498 @@
+"""``geosynth evaluate``: score a generator with the U-Net trained on real images (Table III, Fig. 5).
+
+For every tile of a split (its centre window, the same for every run, so
+results are deterministic and comparable), the generator synthesizes the
+image from the tile's inputs and the U-Net segments the real and the
+synthesized image. Three blocks, as in the paper:
+
+- ``real_gt``: the real image's segmentation vs the ground truth (how good
+  the scorer is; the ceiling of the next block);
+- ``fake_gt``: the synthesized image's segmentation vs the ground truth;
+- ``fake_real``: the synthesized image's segmentation vs the real one's.
+
+All three count the same pixels: those labelled in the ground truth (class
+0 is unlabelled) and, for SAR, those with SAR data. The Frechet distance is
+taken between the U-Net encoder features (global average pool per level,
+concatenated) of the real and of the synthesized images, one vector per
+tile (:mod:`geosynth.ml.metrics`). Synthesized RGB is rounded to 8 bits
+first, as ``geosynth synthesize`` writes it.
+
+The output folder (``--out eval/NAME``)::
+
+    metrics.json        everything: runs, store, window, tiles, the three blocks (mIoU,
+                        pixel accuracy, per-class IoU, confusion matrix), Frechet distance
+    metrics.csv         one header and one row (per-class IoU as columns): cat them
+    table_row.md        one Markdown row of Table III (header: TABLE_HEADER)
+    iou_per_class.png   per-class IoU of the three blocks as bars
+
+Each file is written atomically; ``metrics.json`` comes last, so a folder
+with it is complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import logging
+import math
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from geosynth import __version__
+from geosynth.errors import DataError, UsageError
+from geosynth.io import atomic_path
+from geosynth.ml.checkpoint import find_checkpoint, load_generator, load_unet
+from geosynth.ml.data import SynthesisDataset, generator_inputs
+from geosynth.ml.metrics import (
+    ConfusionMatrix,
+    FeatureStats,
+    frechet_distance_of,
+    pooled_features,
+    predict_classes,
+    segmentation_scores,
+)
+from geosynth.store import GeoStore, open_store
+
+log = logging.getLogger(__name__)
+
+LABELS = "seg"
+DEVICES = ("auto", "cpu", "cuda")
+# block key -> (reference, title); the order of the paper's Table III
+BLOCKS = {
+    "real_gt": ("ground truth", "real vs ground truth"),
+    "fake_gt": ("ground truth", "synthesized vs ground truth"),
+    "fake_real": ("segmentation of the real image", "synthesized vs real segmentation"),
+}
+METRICS_JSON = "metrics.json"
+METRICS_CSV = "metrics.csv"
+TABLE_ROW = "table_row.md"
+IOU_PNG = "iou_per_class.png"
+TABLE_HEADER = (
+    "| run | generator | inputs | real mIoU | real acc | fake mIoU | fake acc "
+    "| fake-vs-real mIoU | fake-vs-real acc | FD |\n"
+    "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"
+)
+
+ProgressCallback = Callable[[int, int], None]  # (batches done, batches in all)
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """The output folder and what ``metrics.json`` holds."""
+
+    out: Path
+    metrics: dict[str, Any]
+
+
+# --------------------------------------------------------------------------- setup
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when available), ``cpu`` or ``cuda``."""
+    if name not in DEVICES:
+        raise UsageError(f"--device must be one of {', '.join(DEVICES)}, not {name!r}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda was asked for, but torch sees no CUDA device")
+    return torch.device("cuda" if name != "cpu" and torch.cuda.is_available() else "cpu")
+
+
+def _role(name: str, gan, generator_run: str) -> str:
+    if name == gan.output:
+        return f"the output of {generator_run}"
+    if name in gan.inputs:
+        return f"an input of {generator_run}"
+    return "the ground truth"
+
+
+def check_compatible(
+    generator_run: str, generator, gan, unet_run: str, unet, ucfg, store: GeoStore
+) -> None:
+    """Refuse a generator, U-Net and store that do not fit together, naming what differs.
+
+    ``generator``/``gan`` and ``unet``/``ucfg``: the networks and run configs
+    of :func:`~geosynth.ml.checkpoint.load_generator` and ``load_unet``.
+    """
+    if gan.output != ucfg.input:
+        raise UsageError(
+            f"the generator {generator_run} synthesizes {gan.output!r} but the U-Net {unet_run} "
+            f"segments {ucfg.input!r}; score it with a U-Net trained with --input {gan.output}"
+        )
+    for name in dict.fromkeys((*gan.inputs, gan.output, LABELS)):
+        if name not in store.modalities:
+            raise UsageError(
+                f"store {store.path} has no {name!r} ({_role(name, gan, generator_run)}); "
+                f"it has {', '.join(store.modalities)}"
+            )
+    k = store.num_classes
+    gcfg, netcfg = generator.config, unet.config
+    if netcfg.num_classes != k:
+        raise DataError(
+            f"the U-Net {unet_run} has {netcfg.num_classes} classes, store {store.path} {k}"
+        )
+    if LABELS in gan.inputs and gcfg.label_channels != k:
+        raise DataError(
+            f"the generator {generator_run} takes {gcfg.label_channels} classes, "
+            f"store {store.path} has {k}"
+        )
+    out_channels = store.modality_spec(gan.output).channels
+    for what, channels in (
+        (f"the generator {generator_run} writes", gcfg.output_channels),
+        (f"the U-Net {unet_run} reads", netcfg.in_channels),
+    ):
+        if channels != out_channels:
+            raise DataError(
+                f"{what} {channels} {gan.output} band(s); store {store.path} has {out_channels}"
+            )
+    raster = sum(store.modality_spec(n).channels for n in gan.inputs if n != LABELS)
+    if raster != gcfg.raster_channels:
+        raise DataError(
+            f"the generator {generator_run} takes {gcfg.raster_channels} raster band(s); "
+            f"its inputs {','.join(gan.inputs)} in store {store.path} have {raster}"
+        )
+
+
+def eval_window(crop: int | None, tile_shape: tuple[int, int], multiple: int) -> tuple[int, int]:
+    """The centre window ``(h, w)``: ``crop`` square, or the largest that fits (None).
+
+    Both networks need edges that are multiples of ``multiple``.
+    """
+    th, tw = tile_shape
+    if crop is None:
+        h, w = th // multiple * multiple, tw // multiple * multiple
+        if not (h and w):
+            raise DataError(f"tiles of {th} x {tw} px are smaller than the networks' {multiple} px")
+        if (h, w) != (th, tw):
+            log.info("scoring the centre %d x %d px of the %d x %d px tiles", h, w, th, tw)
+        return h, w
+    if crop % multiple:
+        raise UsageError(f"--crop {crop} must be a multiple of {multiple} (the networks' stride)")
+    if crop > min(th, tw):
+        raise UsageError(f"--crop {crop} is larger than the tiles ({th} x {tw} px)")
+    return crop, crop
+
+
+@contextlib.contextmanager
+def _deterministic_kernels(device: torch.device) -> Iterator[None]:
+    """cuDNN without autotuning and with deterministic algorithms, restored afterwards."""
+    before = torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = before
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+class _Scores:
+    """The three confusion matrices and the real and synthesized features of one evaluation."""
+
+    def __init__(self, num_classes: int):
+        self.blocks = {key: ConfusionMatrix(num_classes) for key in BLOCKS}
+        self.real = FeatureStats()
+        self.fake = FeatureStats()
+
+    def update(self, gt, pred_real, pred_fake, mask, feats_real, feats_fake) -> None:
+        self.blocks["real_gt"].update(pred_real, gt, mask)
+        self.blocks["fake_gt"].update(pred_fake, gt, mask)
+        # the real segmentation is the target; pixels unlabelled in the ground truth stay out
+        labelled = (gt != 0) if mask is None else (gt != 0) & mask
+        self.blocks["fake_real"].update(pred_fake, pred_real, labelled)
+        self.real.update(feats_real)
+        self.fake.update(feats_fake)
+
+
+def _to_8bit(image: torch.Tensor) -> torch.Tensor:
+    """A network image in [-1, 1] rounded to the 256 levels of an 8-bit file."""
+    return torch.round((image.clamp(-1, 1) + 1) * 127.5) / 127.5 - 1
+
+
+@torch.inference_mode()
+def _score_batch(batch: dict, generator, unet, gan, device: torch.device, scores: _Scores) -> None:
+    labels, raster = generator_inputs(batch, gan.inputs)  # (B, K, H, W), (B, R, H, W)
+    labels, raster = (None if t is None else t.to(device) for t in (labels, raster))
+    real = batch[gan.output].to(device)  # (B, C, H, W) in [-1, 1]
+    gt = batch[LABELS].argmax(1).to(device)  # (B, H, W) class ids from the one-hot
+    mask = batch["sar_valid"][:, 0].to(device) if gan.output == "sar" else None  # (B, H, W)
+    fake = generator(labels, raster).float()  # (B, C, H, W)
+    fake = _to_8bit(fake) if gan.output == "rgb" else fake.clamp(-1, 1)
+    out_real, out_fake = unet(real), unet(fake)
+    scores.update(
+        gt,
+        predict_classes(out_real.logits),
+        predict_classes(out_fake.logits),
+        mask,
+        pooled_features(out_real.features),  # (B, D)
+        pooled_features(out_fake.features),
+    )
+
+
+def evaluate(
+    generator_run: str | os.PathLike,
+    unet_run: str | os.PathLike,
+    store: str | os.PathLike,
+    split: str | None,
+    out: str | os.PathLike,
+    *,
+    crop: int | None = None,
+    batch_size: int = 4,
+    device: str = "auto",
+    workers: int = 0,
+    name: str | None = None,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+) -> EvalResult:
+    """Score the generator of ``generator_run`` on ``split`` of ``store`` with ``unet_run``'s U-Net.
+
+    ``crop``: edge of the centre window scored in every tile (None: the
+    largest window that fits, a multiple of the networks' stride);
+    ``name``: the run's name in the table (default: the folder name of
+    ``out``). An ``out`` that already holds results is refused unless
+    ``overwrite``. See the module docstring for what is written.
+    """
+    out = Path(out)
+    if (out / METRICS_JSON).exists() and not overwrite:
+        raise UsageError(f"{out} already holds an evaluation ({METRICS_JSON}); pass --overwrite")
+    if batch_size < 1 or workers < 0:
+        raise UsageError(
+            f"--batch-size must be >= 1 and --workers >= 0, got {batch_size}, {workers}"
+        )
+    generator_run, unet_run = str(generator_run), str(unet_run)
+    dev = resolve_device(device)
+    generator, gan = load_generator(generator_run, map_location=dev)
+    unet, ucfg = load_unet(unet_run, map_location=dev)
+    opened = open_store(store)
+    check_compatible(generator_run, generator, gan, unet_run, unet, ucfg, opened)
+    for run, cfg in ((generator_run, gan), (unet_run, ucfg)):
+        if cfg.resize:
+            log.warning(
+                "%s was trained on crops resized to %d px; scoring at the store's scale",
+                run,
+                cfg.resize,
+            )
+    multiple = math.lcm(generator.config.size_multiple, 2**unet.config.depth)
+    window = eval_window(crop, opened.tile_shape, multiple)
+    inputs = gan.inputs if LABELS in gan.inputs else (LABELS, *gan.inputs)  # + ground truth
+    dataset = SynthesisDataset(
+        opened, split, inputs=inputs, output=gan.output, crop=window, flip=False,
+        train=False, dem_norm=gan.dem_norm,
+    )  # fmt: skip
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
+    log.info(
+        "evaluating %s (%s, %s -> %s) on %d tiles of split %r, %d x %d px, on %s",
+        generator_run, gan.generator, ",".join(gan.inputs), gan.output, len(dataset), split,
+        *window, dev,
+    )  # fmt: skip
+    scores = _Scores(opened.num_classes)
+    with _deterministic_kernels(dev):
+        for done, batch in enumerate(loader, start=1):
+            _score_batch(batch, generator, unet, gan, dev, scores)
+            if progress is not None:
+                progress(done, len(loader))
+    metrics = _metrics(
+        scores, opened, dataset, window, generator_run, gan, generator, unet_run, ucfg
+    )
+    metrics["name"] = name or out.resolve().name
+    write_reports(out, metrics)
+    log.info("%s", _summary(metrics))
+    return EvalResult(out, metrics)
+
+
+# --------------------------------------------------------------------------- results
+
+
+def _class_names(store: GeoStore) -> list[dict]:
+    """``[{"id", "key", "name"}]`` of the classes 1..K-1 (keys from the store's class table)."""
+    table = {int(c["id"]): c for c in store.classes}
+    return [
+        {
+            "id": i,
+            "key": str(table.get(i, {}).get("key", f"class{i}")),
+            "name": str(table.get(i, {}).get("name", f"class {i}")),
+        }
+        for i in range(1, store.num_classes)
+    ]
+
+
+def _finite(value: float) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def _metrics(scores, store, dataset, window, generator_run, gan, generator, unet_run, ucfg) -> dict:
+    classes = _class_names(store)
+    blocks = {}
+    for key, (reference, title) in BLOCKS.items():
+        counts = scores.blocks[key].counts
+        s = segmentation_scores(counts)
+        blocks[key] = {
+            "title": title,
+            "reference": reference,
+            "miou": _finite(s["miou"]),
+            "pixel_acc": _finite(s["pixel_acc"]),
+            "pixels": s["pixels"],
+            "iou": {c["key"]: _finite(s["iou"][c["id"]]) for c in classes},
+            "confusion": counts.tolist(),
+        }
+    real, fake = scores.real.features, scores.fake.features
+    return {
+        "format": "geosynth-eval/1",
+        "generator": {
+            "run": generator_run,
+            "checkpoint": str(find_checkpoint(generator_run)),
+            "kind": gan.generator,
+            "inputs": list(gan.inputs),
+            "output": gan.output,
+            "capacity": generator.config.capacity,
+            "dem_norm": gan.dem_norm,
+        },
+        "unet": {
+            "run": unet_run,
+            "checkpoint": str(find_checkpoint(unet_run)),
+            "input": ucfg.input,
+            "base_channels": ucfg.base_channels,
+        },
+        "store": str(store.path),
+        "split": dataset.split,
+        "window": list(window),
+        "tiles": list(dataset.tile_ids),
+        "classes": classes,
+        "blocks": blocks,
+        "frechet_distance": _finite(frechet_distance_of(real, fake)),
+        "feature_dim": int(real.shape[1]),
+        "fd_samples": int(real.shape[0]),
+        "fd_reliable": bool(real.shape[0] > real.shape[1]),
+        "geosynth_version": __version__,
+    }
+
+
+def _summary(m: dict) -> str:
+    b = m["blocks"]
+    return (
+        f"{m['name']}: mIoU real {_pct(b['real_gt']['miou'])}, fake {_pct(b['fake_gt']['miou'])}, "
+        f"fake vs real {_pct(b['fake_real']['miou'])}; FD {_num(m['frechet_distance'])}"
+    )
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}"
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def table_row(metrics: dict) -> str:
+    """One Markdown row of Table III (mIoU and accuracy in %); see :data:`TABLE_HEADER`."""
+    b = metrics["blocks"]
+    g = metrics["generator"]
+    cells = [
+        metrics["name"], g["kind"], "+".join(g["inputs"]),
+        _pct(b["real_gt"]["miou"]), _pct(b["real_gt"]["pixel_acc"]),
+        _pct(b["fake_gt"]["miou"]), _pct(b["fake_gt"]["pixel_acc"]),
+        _pct(b["fake_real"]["miou"]), _pct(b["fake_real"]["pixel_acc"]),
+        _num(metrics["frechet_distance"]),
+    ]  # fmt: skip
+    return "| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |"
+
+
+def markdown_table(metrics: Sequence[dict]) -> str:
+    """Table III from several evaluations' ``metrics.json`` contents, in the given order."""
+    return "\n".join([TABLE_HEADER, *(table_row(m) for m in metrics)]) + "\n"
+
+
+def csv_columns(metrics: dict) -> dict[str, Any]:
+    """The row of ``metrics.csv``: scores of the three blocks, FD, then per-class IoU."""
+    g = metrics["generator"]
+    row: dict[str, Any] = {
+        "name": metrics["name"],
+        "generator": g["kind"],
+        "inputs": "+".join(g["inputs"]),
+        "output": g["output"],
+        "split": metrics["split"],
+        "tiles": len(metrics["tiles"]),
+    }
+    for key, block in metrics["blocks"].items():
+        row[f"{key}_miou"] = block["miou"]
+        row[f"{key}_acc"] = block["pixel_acc"]
+    row["fd"] = metrics["frechet_distance"]
+    row["fd_samples"] = metrics["fd_samples"]
+    row["feature_dim"] = metrics["feature_dim"]
+    for key, block in metrics["blocks"].items():
+        for cls, value in block["iou"].items():
+            row[f"{key}_iou_{cls}"] = value
+    return row
+
+
+def _csv_text(row: dict[str, Any]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(row), lineterminator="\n")
+    writer.writeheader()
+    writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    return buffer.getvalue()
+
+
+def plot_iou(metrics: dict, path: str | os.PathLike) -> Path:
+    """Per-class IoU of the three blocks as grouped bars, written atomically as PNG."""
+    from matplotlib.figure import Figure
+
+    classes = metrics["classes"]
+    x = np.arange(len(classes))
+    width = 0.8 / len(BLOCKS)
+    fig = Figure(figsize=(max(6.0, 0.8 * len(classes) + 2), 4.0), dpi=100)
+    ax = fig.add_subplot()
+    for i, block in enumerate(metrics["blocks"].values()):
+        values = [block["iou"][c["key"]] for c in classes]
+        heights = [np.nan if v is None else v for v in values]  # absent classes: no bar
+        label = f"{block['title']} (mIoU {_pct(block['miou'])})"
+        ax.bar(x + (i - (len(BLOCKS) - 1) / 2) * width, heights, width, label=label)
+    ax.set_xticks(x, [c["name"] for c in classes], rotation=30, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("IoU")
+    ax.set_title(
+        f"{metrics['name']}: per-class IoU ({len(metrics['tiles'])} tiles, {metrics['split']})"
+    )
+    ax.legend(fontsize="small", loc="upper right")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return path
+
+
+def write_reports(out: str | os.PathLike, metrics: dict) -> None:
+    """The four files of an evaluation folder, each atomically, ``metrics.json`` last."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    plot_iou(metrics, out / IOU_PNG)
+    for filename, text in (
+        (METRICS_CSV, _csv_text(csv_columns(metrics))),
+        (TABLE_ROW, table_row(metrics) + "\n"),
+        (METRICS_JSON, json.dumps(metrics, indent=2, allow_nan=False) + "\n"),
+    ):
+        with atomic_path(out / filename) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+
+
+def read_metrics(path: str | os.PathLike) -> dict:
+    """An evaluation's ``metrics.json`` (a folder or the file); errors name the path."""
+    path = Path(path)
+    path = path / METRICS_JSON if path.is_dir() else path
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path} is not a readable evaluation: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != "geosynth-eval/1":
+        raise DataError(f"{path} is not a geosynth evaluation (format geosynth-eval/1)")
+    return data

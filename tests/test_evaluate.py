@@ -1,0 +1,210 @@
+"""geosynth evaluate on a tiny real store with networks trained for one step by the library."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from geosynth.cli import cli
+from geosynth.errors import UsageError
+from geosynth.ml.checkpoint import load_generator, load_unet
+from geosynth.ml.config import GanConfig, UNetRunConfig
+from geosynth.ml.data import to_network
+from geosynth.ml.evaluate import TABLE_HEADER, evaluate, markdown_table, read_metrics
+from geosynth.ml.metrics import frechet_distance_of, pooled_features, predict_classes
+from geosynth.ml.train import train_gan
+from geosynth.ml.train_unet import train_unet
+from geosynth.store import TileData, TilePlan, create_store, modality, open_store
+
+SIZE = 64  # tile edge
+TINY = dict(crop=32, batch_size=2, workers=0, tensorboard=False, deterministic=True, max_steps=1,
+            samples=0, image_every=0, log_every=0)  # fmt: skip
+
+
+def make_store(path, classes, modalities=("rgb", "dem", "seg", "sar"), seed=0):
+    """2 train and 3 test tiles: class-coloured RGB, a DEM ramp, SAR with an invalid strip."""
+    plans = [TilePlan(f"{356 + i}_5645", "demo", "train" if i < 2 else "test") for i in range(5)]
+    store = create_store(
+        path, plans, tile_shape=(SIZE, SIZE), modalities=[modality(m) for m in modalities],
+        dataset="test", crs="EPSG:25832", classes=classes,
+    )  # fmt: skip
+    colors = np.array([[int(c["color"][k : k + 2], 16) for k in (1, 3, 5)] for c in classes])
+    rng = np.random.default_rng(seed)
+    for plan in plans:
+        blocks = rng.integers(0, len(classes), (SIZE // 8, SIZE // 8))  # some unlabelled blocks
+        seg = np.kron(blocks, np.ones((8, 8), dtype=np.int64)).astype(np.uint8)  # (H, W)
+        rgb = np.clip(colors[seg].transpose(2, 0, 1) + rng.normal(0, 8, (3, SIZE, SIZE)), 0, 255)
+        dem = np.linspace(100, 130, SIZE, dtype=np.float32)[None, None, :] + rng.random()
+        valid = np.ones((SIZE, SIZE), dtype=bool)
+        valid[:, :6] = False
+        data = {
+            "rgb": rgb.astype(np.uint8),
+            "dem": np.broadcast_to(dem, (1, SIZE, SIZE)).astype(np.float32),
+            "seg": seg,
+            "sar": (seg[None] / len(classes)).astype(np.float32) * valid,
+            "sar_valid": valid,
+        }
+        keep = {
+            k: v
+            for k, v in data.items()
+            if k in modalities or (k == "sar_valid" and "sar" in modalities)
+        }
+        store.write_tile(plan.tile_id, TileData(**keep))
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A store, generators to RGB and SAR and U-Nets on RGB and SAR, each trained one step."""
+    from geosynth.catalog import load_catalog
+
+    classes = [{"id": c.id, "key": c.key, "name": c.name, "color": c.color}
+               for c in load_catalog().classes.classes]  # fmt: skip
+    root = tmp_path_factory.mktemp("eval")
+    store = make_store(root / "s.zarr", classes)
+    runs = {}
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # module fixtures run before the function-scoped _one_thread
+    for output in ("rgb", "sar"):
+        runs[f"g_{output}"] = root / f"g_{output}"
+        train_gan(GanConfig(store=str(store), out=str(runs[f"g_{output}"]), output=output, cap=4,
+                            **TINY))  # fmt: skip
+        runs[f"u_{output}"] = root / f"u_{output}"
+        train_unet(UNetRunConfig(store=str(store), out=str(runs[f"u_{output}"]), input=output,
+                                 base_channels=4, val_split=None, **TINY))  # fmt: skip
+    torch.set_num_threads(before)
+    return {"store": store, "classes": classes, "root": root, **runs}
+
+
+def _direct(world, output: str):
+    """Confusions and features computed tile by tile without the evaluation code."""
+    store = open_store(world["store"])
+    g, gan = load_generator(world[f"g_{output}"])
+    u, _ = load_unet(world[f"u_{output}"])
+    k = store.num_classes
+    conf = {b: np.zeros((k, k), dtype=np.int64) for b in ("real_gt", "fake_gt", "fake_real")}
+    feats_real, feats_fake = [], []
+    for i in store.tiles("test"):
+        seg = store.read("seg", i).astype(np.int64)  # (H, W)
+        labels = torch.from_numpy(to_network("seg", store.read("seg", i), k))[None]
+        dem = torch.from_numpy(store.read("dem", i))[None]  # (1, 1, H, W)
+        real = torch.from_numpy(to_network(output, store.read(output, i), k))[None]
+        keep = seg != 0
+        if output == "sar":
+            valid = store.read("sar_valid", i)
+            real[0][:, ~valid] = -1.0
+            keep &= valid
+        with torch.no_grad():
+            fake = g(labels, dem).clamp(-1, 1)
+            if output == "rgb":
+                fake = torch.round((fake + 1) * 127.5) / 127.5 - 1
+            out_real, out_fake = u(real), u(fake)
+        p_real = predict_classes(out_real.logits)[0].numpy()
+        p_fake = predict_classes(out_fake.logits)[0].numpy()
+        for key, pred, ref in (("real_gt", p_real, seg), ("fake_gt", p_fake, seg),
+                               ("fake_real", p_fake, p_real)):  # fmt: skip
+            for t, p in zip(ref[keep], pred[keep], strict=True):
+                conf[key][t, p] += 1
+        feats_real.append(pooled_features(out_real.features).double().numpy())
+        feats_fake.append(pooled_features(out_fake.features).double().numpy())
+    return conf, np.concatenate(feats_real), np.concatenate(feats_fake)
+
+
+@pytest.mark.parametrize("output", ["rgb", "sar"])
+def test_evaluation_equals_a_direct_computation(world, tmp_path, output, caplog):
+    out = tmp_path / f"eval_{output}"
+    with caplog.at_level(logging.WARNING, logger="geosynth.ml.metrics"):
+        result = evaluate(world[f"g_{output}"], world[f"u_{output}"], world["store"], "test", out,
+                          batch_size=2, device="cpu")  # fmt: skip
+    m = result.metrics
+    assert m["tiles"] == ["358_5645", "359_5645", "360_5645"] and m["window"] == [SIZE, SIZE]
+    conf, real, fake = _direct(world, output)
+    for key, counts in conf.items():
+        block = m["blocks"][key]
+        assert np.array_equal(np.array(block["confusion"]), counts), key
+        assert block["pixels"] == counts.sum() > 0
+        assert block["pixel_acc"] == pytest.approx(np.trace(counts) / counts.sum())
+    assert m["blocks"]["real_gt"]["pixels"] == m["blocks"]["fake_real"]["pixels"]
+    # 3 samples in 60 dimensions: singular covariances amplify float32 rounding of the features
+    assert m["frechet_distance"] == pytest.approx(frechet_distance_of(real, fake), rel=1e-4)
+    assert m["feature_dim"] == 4 + 8 + 16 + 32 and m["fd_samples"] == 3 and not m["fd_reliable"]
+    assert "3 samples do not exceed the feature dimension 60" in caplog.text
+    assert read_metrics(out) == json.loads((out / "metrics.json").read_text())
+
+
+def test_reports_are_written_and_deterministic(world, tmp_path):
+    args = (world["g_rgb"], world["u_rgb"], world["store"], "test")
+    first = evaluate(*args, tmp_path / "ours", crop=32, batch_size=3, device="cpu").metrics
+    assert first["window"] == [32, 32] and first["name"] == "ours"
+    again = evaluate(*args, tmp_path / "again", crop=32, batch_size=3, device="cpu", name="ours")
+    assert again.metrics == first  # bit for bit (batch sizes only move the FD's last bits)
+    out = tmp_path / "ours"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "iou_per_class.png", "metrics.csv", "metrics.json", "table_row.md",
+    ]  # fmt: skip
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert len(rows) == 1 and rows[0]["name"] == "ours" and rows[0]["inputs"] == "seg+dem"
+    assert float(rows[0]["real_gt_miou"]) == pytest.approx(first["blocks"]["real_gt"]["miou"])
+    assert float(rows[0]["fd"]) == pytest.approx(first["frechet_distance"])
+    forest = first["blocks"]["fake_gt"]["iou"]["forest"]
+    assert rows[0]["fake_gt_iou_forest"] == ("" if forest is None else str(forest))
+    row = (out / "table_row.md").read_text().strip()
+    real_miou = f"{100 * first['blocks']['real_gt']['miou']:.1f}"
+    assert row.startswith(f"| ours | ours | seg+dem | {real_miou} |") and row.count("|") == 11
+    table = markdown_table([first, first])
+    assert table.startswith(TABLE_HEADER) and table.count("\n") == 4
+    from PIL import Image
+
+    with Image.open(out / "iou_per_class.png") as im:
+        assert im.format == "PNG" and im.size[0] >= 600
+    with pytest.raises(UsageError, match="already holds an evaluation"):
+        evaluate(*args, out, device="cpu")
+    assert not list(out.glob(".*tmp*"))  # nothing half-written
+
+
+@pytest.mark.parametrize("crop, message", [(24, "must be a multiple of 16"), (80, "larger than")])
+def test_bad_crops_are_refused(world, tmp_path, crop, message):
+    with pytest.raises(UsageError, match=message):
+        evaluate(world["g_rgb"], world["u_rgb"], world["store"], "test", tmp_path / "e", crop=crop)
+    assert not (tmp_path / "e").exists()
+
+
+def test_cli_scores_and_refuses_mismatches(world, tmp_path):
+    runner = CliRunner()
+    base = ["-q", "evaluate", "--store", str(world["store"]), "--device", "cpu"]
+    ok = runner.invoke(cli, [*base, "--generator", str(world["g_rgb"]), "--unet",
+                             str(world["u_rgb"]), "--out", str(tmp_path / "ok"), "--crop", "32"])  # fmt: skip
+    assert ok.exit_code == 0, ok.output
+    assert "real vs ground truth: mIoU" in ok.output and "Frechet distance:" in ok.output
+    assert read_metrics(tmp_path / "ok")["window"] == [32, 32]
+
+    mismatch = runner.invoke(cli, [*base, "--generator", str(world["g_sar"]), "--unet",
+                                   str(world["u_rgb"]), "--out", str(tmp_path / "bad")])  # fmt: skip
+    assert mismatch.exit_code == 2
+    assert "synthesizes 'sar' but the U-Net" in mismatch.output and "--input sar" in mismatch.output
+    assert not (tmp_path / "bad").exists()
+
+    no_dem = make_store(tmp_path / "no_dem.zarr", world["classes"], modalities=("rgb", "seg"))
+    missing = runner.invoke(cli, ["-q", "evaluate", "--store", str(no_dem), "--generator",
+                                  str(world["g_rgb"]), "--unet", str(world["u_rgb"]),
+                                  "--out", str(tmp_path / "m")])  # fmt: skip
+    assert missing.exit_code == 2
+    assert "no_dem.zarr has no 'dem' (an input of" in missing.output
+
+    not_a_run = runner.invoke(cli, [*base, "--generator", str(world["u_rgb"]), "--unet",
+                                    str(world["u_rgb"]), "--out", str(tmp_path / "x")])  # fmt: skip
+    assert not_a_run.exit_code == 1 and "holds a 'unet' run, not a 'gan' run" in not_a_run.output
