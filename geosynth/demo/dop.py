@@ -16,7 +16,7 @@ import numpy as np
 from affine import Affine
 
 from geosynth.demo.noise import grid_noise, hash_uniform, rng_for
-from geosynth.demo.render import cast_shadow, expanded, render_surface, shading
+from geosynth.demo.render import cast_shadow, crop_surface, expanded, render_surface, shading
 from geosynth.demo.scene import CROPS, Campaign, Material, World
 from geosynth.demo.terrain import pixel_centres
 from geosynth.grid import RasterGrid, TileId
@@ -100,71 +100,76 @@ def render_dop(world: World, tile: TileId, resolution: float):
     """The orthophoto of one tile: ((4, H, W) uint8 R, G, B, NIR; the expanded Surface; margin)."""
     grid = tile_grid(tile, resolution)
     margin = shadow_margin_px(world, resolution)
-    ext = expanded(grid, margin)
-    surface = render_surface(world, ext)
+    surface = render_surface(world, expanded(grid, margin))
     dsm = surface.dsm
     az, el = world.sun_azimuth, world.sun_elevation
-    shadow = cast_shadow(dsm, resolution, az, el, world.max_object_height)
-    shade = shading(dsm, resolution, az, el)
-    campaign = world.campaign_of(tile)
-    colour = base_colours(world, surface, campaign)  # (4, H, W) float32
-
-    xs, ys = pixel_centres(ext)
-    seed = world.params.seed
-    fine = grid_noise(xs, ys, 3.0, seed * 101 + 1) - 0.5
-    mid = grid_noise(xs, ys, 23.0, seed * 101 + 2) - 0.5
-    amp = np.zeros((len(Material), 2), dtype=np.float32)
-    for m, (a, g) in TEXTURE.items():
-        amp[m] = (a, g)
-    ground_amp = amp[surface.material]  # (H, W, 2)
-    texture = 1.0 + 2.0 * ground_amp[..., 0] * (0.6 * fine + 0.4 * mid)
-    grain_sigma = np.where(surface.canopy, 10.0, ground_amp[..., 1]).astype(np.float32)
-    texture = np.where(surface.canopy, 1.0 + 0.5 * fine, texture)
-    colour *= np.asarray(campaign.tint, dtype=np.float32)[:, None, None]
-    colour *= (texture * shade)[None]
-    colour[:, shadow] *= SHADOW_GAIN[:, None]
-    rng = rng_for(seed, S_DOP, tile.e_km, tile.n_km)
-    grain = rng.standard_normal(grid.shape, dtype=np.float32)
     inner = (slice(margin, margin + grid.height), slice(margin, margin + grid.width))
-    colour = colour[:, inner[0], inner[1]] + (grain * grain_sigma[inner])[None]
-    image = np.clip(np.round(colour), 1, 255).astype(np.uint8)  # (4, H, W)
+    shadow = cast_shadow(dsm, resolution, az, el, world.max_object_height)[inner]
+    shade = shading(dsm, resolution, az, el)[inner]
+    del dsm
+    s = crop_surface(surface, margin)  # colours are needed inside the tile only
+    campaign = world.campaign_of(tile)
+
+    xs, ys = pixel_centres(grid)
+    seed = world.params.seed
+    fine = grid_noise(xs, ys, 3.0, seed * 101 + 1) - np.float32(0.5)
+    mid = grid_noise(xs, ys, 23.0, seed * 101 + 2) - np.float32(0.5)
+    amp, grain_lut = np.zeros(len(Material), np.float32), np.zeros(len(Material), np.float32)
+    for m, (a, g) in TEXTURE.items():
+        amp[m], grain_lut[m] = a, g
+    texture = np.where(s.canopy, 1 + 0.5 * fine, 1 + 2 * amp[s.material] * (0.6 * fine + 0.4 * mid))
+    factor = texture * shade  # (H, W)
+    grain_sigma = np.where(s.canopy, np.float32(10), grain_lut[s.material])
+    rng = rng_for(seed, S_DOP, tile.e_km, tile.n_km)
+    grain = rng.standard_normal(grid.shape, dtype=np.float32) * grain_sigma
+    del fine, mid, texture, shade, grain_sigma
+
+    image = np.empty((4, *grid.shape), dtype=np.uint8)  # (4, H, W)
+    for band, colour in enumerate(base_colours(world, s, campaign)):
+        colour *= factor * np.float32(campaign.tint[band])
+        colour[shadow] *= SHADOW_GAIN[band]
+        colour += grain
+        np.clip(np.round(colour, out=colour), 1, 255, out=colour)
+        image[band] = colour
     return image, surface, margin
 
 
-def base_colours(world: World, s, campaign: Campaign) -> np.ndarray:
-    """Untextured colours of every pixel: ground, crops, roofs, crowns; (4, H, W) float32."""
-    lut = np.zeros((len(Material), 4), dtype=np.float32)
-    for m, c in GROUND.items():
-        lut[m] = c
-    colour = lut[s.material]  # (H, W, 4)
+def base_colours(world: World, s, campaign: Campaign):
+    """Untextured colours, one (H, W) float32 band at a time (R, G, B, NIR).
+
+    Ground materials, then per field the crop of the flight's year (or the
+    meadow's seasonal tone), per building its roof colour, per crown its tone.
+    """
     season = campaign.season
-    parcel_vary = (
-        0.9
-        + 0.2 * hash_uniform(np.arange(int(s.parcel.max()) + 1), campaign.year, world.params.seed)
-    ).astype(np.float32)
-
-    arable = s.material == Material.ARABLE
-    if arable.any():
-        crops = world.crops[campaign.year]
-        crop_lut = np.array([CROP_COLOURS[season][c] for c in CROPS], dtype=np.float32)
-        parcels = s.parcel[arable]
-        colour[arable] = crop_lut[crops[parcels]] * parcel_vary[parcels, None]
-    grass = (s.material == Material.GRASS) & (s.parcel > 0)
-    if grass.any():
-        parcels = s.parcel[grass]
-        colour[grass] *= np.asarray(GRASS_SEASON[season], np.float32) * parcel_vary[parcels, None]
-
+    n_parcels = int(s.parcel.max()) + 1
+    vary = 0.9 + 0.2 * hash_uniform(np.arange(n_parcels), campaign.year, world.params.seed)
+    kinds = np.zeros(n_parcels, dtype=np.uint8)  # the material each parcel is painted with
+    for area in world.areas:
+        if area.parcel and area.parcel < n_parcels:
+            kinds[area.parcel] = Material.ARABLE if area.kind == "arable" else Material.GRASS
+    is_field = (s.parcel > 0) & (s.material == kinds[s.parcel])
+    crops = world.crops[campaign.year][:n_parcels]
     roofs = (s.building > 0) & ~s.canopy
-    if roofs.any():
-        ids = s.building[roofs] - 1
-        tone = np.array([b.tone for b in world.buildings], dtype=np.float32)[ids][:, None]
-        gable = np.array([b.rise > 0 for b in world.buildings])[ids][:, None]
-        g0, g1 = (np.asarray(c, np.float32) for c in ROOF_GABLE)
-        f0, f1 = (np.asarray(c, np.float32) for c in ROOF_FLAT)
-        colour[roofs] = np.where(gable, g0 + (g1 - g0) * tone, f0 + (f1 - f0) * tone)
-
-    if s.canopy.any():
-        d, c = (np.asarray(v, np.float32) for v in CROWN[season])
-        tone = s.tree_tone[s.canopy][:, None]
-        colour[s.canopy] = d + (c - d) * tone
-    return np.ascontiguousarray(colour.transpose(2, 0, 1))
+    tone = np.array([0.0] + [b.tone for b in world.buildings], dtype=np.float32)
+    gable = np.array([False] + [b.rise > 0 for b in world.buildings])
+    for band in range(4):
+        lut = np.zeros(len(Material), dtype=np.float32)
+        for m, c in GROUND.items():
+            lut[m] = c[band]
+        field = (
+            np.where(  # colour of every parcel in this band
+                kinds == Material.ARABLE,
+                np.array([CROP_COLOURS[season][c][band] for c in CROPS], np.float32)[crops],
+                GROUND[Material.GRASS][band] * GRASS_SEASON[season][band],
+            )
+            * vary
+        )
+        g0, g1 = ROOF_GABLE[0][band], ROOF_GABLE[1][band]
+        f0, f1 = ROOF_FLAT[0][band], ROOF_FLAT[1][band]
+        roof = np.where(gable, g0 + (g1 - g0) * tone, f0 + (f1 - f0) * tone).astype(np.float32)
+        d, c = CROWN[season][0][band], CROWN[season][1][band]
+        colour = lut[s.material]
+        colour = np.where(is_field, field.astype(np.float32)[s.parcel], colour)
+        colour = np.where(roofs, roof[s.building], colour)
+        colour = np.where(s.canopy, np.float32(d) + np.float32(c - d) * s.tree_tone, colour)
+        yield colour

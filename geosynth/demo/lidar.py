@@ -77,77 +77,99 @@ class PointCloud:
 
 
 def simulate_lidar(world: World, tile: TileId, density: float, surface: Surface) -> PointCloud:
-    """The point cloud of one 1 km tile; ``surface`` covers the tile at :data:`SURFACE_RES_M`."""
+    """The point cloud of one 1 km tile; ``surface`` covers the tile at :data:`SURFACE_RES_M`.
+
+    Terrain heights come from ``surface.terrain`` (the nearest surface
+    pixel: within a few cm of the exact terrain on the demo world's gentle slopes).
+    """
     rng = rng_for(world.params.seed, S_LIDAR, tile.e_km, tile.n_km)
     left, top = tile.e_km * 1000.0, (tile.n_km + 1) * 1000.0
     per_side = max(1, int(round(1000.0 * math.sqrt(density))))
     spacing = 1000.0 / per_side
-    # scan lines run west-east, one after the other from north to south
-    line = np.repeat(np.arange(per_side), per_side)
-    k = np.tile(np.arange(per_side), per_side)
-    reverse = (line % 2) == 1
+    # scan lines run west-east, one after the other from north to south, alternating direction
+    line = np.repeat(np.arange(per_side, dtype=np.int32), per_side)
+    k = np.tile(np.arange(per_side, dtype=np.int32), per_side)
+    reverse = (line & 1).astype(bool)
     col = np.where(reverse, per_side - 1 - k, k)
-    x = left + (col + 0.5 + rng.uniform(-PULSE_JITTER, PULSE_JITTER, col.size)) * spacing
-    y = top - (line + 0.5 + rng.uniform(-PULSE_JITTER, PULSE_JITTER, col.size)) * spacing
-    edge = ((k == 0) | (k == per_side - 1)).astype(np.uint8)
+    jitter = rng.random((2, line.size), dtype=np.float32) * np.float32(2 * PULSE_JITTER)
+    x = left + (col + (0.5 - PULSE_JITTER) + jitter[0]) * spacing  # (pulses,) float64
+    y = top - (line + (0.5 - PULSE_JITTER) + jitter[1]) * spacing
+    edge = (k == 0) | (k == per_side - 1)
+    del jitter, col, k, line
 
-    s_left, s_top = surface.grid.transform.c, surface.grid.transform.f
-    res = surface.grid.transform.a
-    r = np.clip(((s_top - y) / res).astype(np.int64), 0, surface.grid.height - 1)
-    c = np.clip(((x - s_left) / res).astype(np.int64), 0, surface.grid.width - 1)
-    material = surface.material[r, c]
-    objects = surface.objects[r, c].astype(np.float64)
-    canopy = surface.canopy[r, c]
-    roof = (surface.building[r, c] > 0) & ~canopy
-    ground_z = world.terrain.sample(x, y).astype(np.float64)
-
-    keep = ~((material == Material.WATER) & ~canopy & ~roof)  # water absorbs the pulse
+    t = surface.grid.transform
+    height, width = surface.grid.shape
+    rows = np.minimum(((t.f - y) / t.a).astype(np.int32), height - 1)
+    cols = np.minimum(((x - t.c) / t.a).astype(np.int32), width - 1)
+    flat = rows.astype(np.int64) * width + cols
+    del rows, cols
+    material = surface.material.ravel()[flat]
+    canopy = surface.canopy.ravel()[flat]
+    roof = (surface.building.ravel()[flat] > 0) & ~canopy
+    keep = (material != Material.WATER) | canopy | roof  # water absorbs the pulse
     pulse = np.flatnonzero(keep)
+    flat, material, canopy, roof = flat[pulse], material[pulse], canopy[pulse], roof[pulse]
+    objects = surface.objects.ravel()[flat]
+    ground = surface.terrain.ravel()[flat]
     n_ret = np.ones(pulse.size, dtype=np.uint8)
-    in_crown = canopy[pulse]
-    n_ret[in_crown] = rng.choice(CANOPY_RETURNS, size=int(in_crown.sum()), p=CANOPY_RETURN_P)
+    n_ret[canopy] = rng.choice(CANOPY_RETURNS, size=int(canopy.sum()), p=CANOPY_RETURN_P)
 
-    owner = np.repeat(pulse, n_ret)  # pulse index of every return
-    count = np.repeat(n_ret, n_ret)
-    first = np.concatenate([[0], np.cumsum(n_ret)[:-1]])
-    number = (np.arange(owner.size) - np.repeat(first, n_ret) + 1).astype(np.uint8)
-    # height fraction of the object where each return happens: 1 on top, 0 on the ground
-    frac = np.where(count > 1, 1.0 - (number - 1) / np.maximum(count - 1, 1), 1.0)
-    inner = (number > 1) & (number < count)
-    frac[inner] *= rng.uniform(0.8, 1.1, int(inner.sum()))
-    top_drop = np.where((number == 1) & canopy[owner], rng.uniform(0.0, 0.4, owner.size), 0.0)
-    on_object = canopy[owner] | roof[owner]
-    height = np.where(on_object, np.maximum(objects[owner] * frac - top_drop, 0.0), 0.0)
-    z = ground_z[owner] + height + rng.normal(0.0, Z_NOISE_M, owner.size)
+    # every return: its pulse (index into the kept pulses) and its number within the pulse
+    owner = np.repeat(np.arange(pulse.size, dtype=np.int64), n_ret)
+    count = n_ret[owner]
+    starts = np.cumsum(n_ret, dtype=np.int64) - n_ret
+    number = (np.arange(owner.size, dtype=np.int64) - starts[owner] + 1).astype(np.uint8)
+    in_crown = canopy[owner]
+    on_object = in_crown | roof[owner]
+    last_of_many = (number == count) & (count > 1)
 
-    on_ground = ~on_object | ((number == count) & (count > 1))
+    # height above the terrain: the crown top (less a little penetration) for the first
+    # return, the ground for the last, in between for the others
+    above = np.where(on_object, objects[owner], np.float32(0))
+    many = count > 1
+    frac = np.ones(owner.size, dtype=np.float32)
+    frac[many] = 1 - (number[many] - 1) / (count[many] - np.float32(1))
+    inner = many & (number > 1) & ~last_of_many
+    frac[inner] *= rng.uniform(0.8, 1.1, int(inner.sum())).astype(np.float32)
+    above *= frac
+    first_in_crown = in_crown & (number == 1)
+    above[first_in_crown] -= rng.random(int(first_in_crown.sum()), dtype=np.float32) * 0.4
+    np.maximum(above, 0, out=above)
+    noise = rng.standard_normal(owner.size, dtype=np.float32) * np.float32(Z_NOISE_M)
+    z = ground[owner].astype(np.float64) + (above + noise)
+
+    on_ground = ~on_object | last_of_many
     classification = np.where(on_ground, CLASS_GROUND, CLASS_NONGROUND).astype(np.uint8)
-    classification[rng.random(owner.size) < UNCLASSIFIED_SHARE] = CLASS_UNCLASSIFIED
+    classification[rng.random(owner.size, dtype=np.float32) < UNCLASSIFIED_SHARE] = (
+        CLASS_UNCLASSIFIED
+    )
 
-    lut = np.zeros(len(Material), dtype=np.float64)
+    lut = np.zeros(len(Material), dtype=np.float32)
     for m, v in INTENSITY.items():
         lut[m] = v
-    base = np.where(roof[owner], ROOF_INTENSITY, lut[material[owner]])
-    base = np.where(canopy[owner] & ~on_ground, CROWN_INTENSITY, base)
-    base = base / count  # the pulse energy is shared among its returns
-    intensity = np.clip(base * 256 * rng.uniform(0.85, 1.15, owner.size), 0, 65535)
+    per_pulse = np.where(roof, np.float32(ROOF_INTENSITY), lut[material])
+    base = per_pulse[owner]
+    base[in_crown & ~on_ground] = CROWN_INTENSITY
+    gain = rng.uniform(0.85, 1.15, owner.size).astype(np.float32) * np.float32(256)
+    intensity = np.minimum(base * gain / count, 65535).astype(np.uint16)  # energy shared
 
     region_left = world.params.region_bounds[0]
-    strip = np.floor((x[owner] - region_left) / STRIP_WIDTH_M)
-    across = (x[owner] - region_left - (strip + 0.5) * STRIP_WIDTH_M) / (STRIP_WIDTH_M / 2)
+    px = x[pulse]
+    strip = np.floor((px - region_left) / STRIP_WIDTH_M)
+    across = (px - region_left - (strip + 0.5) * STRIP_WIDTH_M) / (STRIP_WIDTH_M / 2)
     t0 = GPS_WEEK_START + (tile.n_km * 1000 + tile.e_km) * 10.0
-    gps = t0 + owner.astype(np.float64) * 2e-6
+    gps = t0 + pulse.astype(np.float64) * 2e-6
     return PointCloud(
-        x=x[owner],
-        y=y[owner],
+        x=px[owner],
+        y=y[pulse][owner],
         z=z,
-        intensity=intensity.astype(np.uint16),
+        intensity=intensity,
         return_number=number,
-        number_of_returns=count.astype(np.uint8),
-        scan_direction_flag=(~reverse[owner]).astype(np.uint8),
-        edge_of_flight_line=edge[owner],
+        number_of_returns=count,
+        scan_direction_flag=(~reverse[pulse]).astype(np.uint8)[owner],
+        edge_of_flight_line=edge[pulse].astype(np.uint8)[owner],
         classification=classification,
-        scan_angle_rank=np.round(across * MAX_SCAN_ANGLE).astype(np.int8),
-        point_source_id=(strip + 1).astype(np.uint16),
-        gps_time=gps,
+        scan_angle_rank=np.round(across * MAX_SCAN_ANGLE).astype(np.int8)[owner],
+        point_source_id=(strip + 1).astype(np.uint16)[owner],
+        gps_time=gps[owner],
     )
