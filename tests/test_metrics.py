@@ -15,6 +15,7 @@ from geosynth.errors import DataError, UsageError
 from geosynth.ml.metrics import (
     ConfusionMatrix,
     FeatureStats,
+    _counts_torch,
     confusion_matrix,
     frechet_distance,
     frechet_distance_of,
@@ -92,6 +93,7 @@ def test_mask_and_batches_accumulate_like_one_call():
         acc.update(pred[i], target[i], mask[i])
     whole = confusion_matrix(pred, target, 5, mask).numpy()
     assert np.array_equal(acc.counts, whole)
+    assert np.array_equal(_counts_torch(pred, target, mask, 5).numpy(), whole)  # the CUDA path
     assert whole.sum() == int(((target != 0) & mask).sum())
     kept = (target != 0) & mask
     assert np.array_equal(whole, confusion_matrix(pred[kept], target[kept], 5).numpy())

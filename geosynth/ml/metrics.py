@@ -62,20 +62,48 @@ def confusion_matrix(
     """``(K, K)`` int64 pixel counts, rows = target class, columns = predicted class.
 
     Pixels whose target is 0 (unlabelled) or where ``mask`` is False are left
-    out. ``pred``, ``target`` and ``mask`` share one shape (any) and device.
+    out. ``pred``, ``target`` and ``mask`` share one shape (any) and device;
+    the counts are on that device. CPU tensors are counted with numpy's
+    ``bincount`` (several times faster than torch's on the CPU; see
+    ``benchmarks/evaluate_metrics.py``).
     """
     if pred.shape != target.shape or (mask is not None and mask.shape != target.shape):
         shapes = [tuple(t.shape) for t in (pred, target, mask) if t is not None]
         raise UsageError(f"prediction, target and mask shapes differ: {shapes}")
+    if pred.device.type == "cpu":
+        return _counts_numpy(pred, target, mask, int(num_classes))
+    return _counts_torch(pred, target, mask, int(num_classes))
+
+
+def _counts_numpy(pred, target, mask, k: int) -> torch.Tensor:
+    p, t = pred.numpy(), target.numpy()
+    _check_ids(p.min(initial=0), p.max(initial=0), t.max(initial=0), k)
+    valid = t != IGNORE
+    if mask is not None:
+        valid &= mask.numpy().astype(bool, copy=False)
+    dump = k * k  # left-out pixels go to one extra bin
+    index = np.where(valid, t.astype(np.int64) * k + p, dump)
+    counts = np.bincount(index.ravel(), minlength=dump + 1)[:dump]
+    return torch.from_numpy(counts.astype(np.int64).reshape(k, k))
+
+
+def _counts_torch(pred, target, mask, k: int) -> torch.Tensor:
+    """The same on the tensors' device, without boolean indexing (a device sync)."""
+    if pred.numel():
+        low, high = torch.aminmax(pred)
+        _check_ids(low, high, target.max(), k)
     valid = target != IGNORE
     if mask is not None:
         valid &= mask.bool()
-    t, p = target[valid].long(), pred[valid].long()
-    if t.numel() and (max(int(t.max()), int(p.max())) >= num_classes or int(p.min()) < 0):
+    dump = k * k
+    index = torch.where(valid, target.long() * k + pred.long(), dump)
+    counts = torch.bincount(index.reshape(-1), minlength=dump + 1)[:dump]
+    return counts.to(torch.int64).reshape(k, k)
+
+
+def _check_ids(pred_low, pred_high, target_high, num_classes: int) -> None:
+    if int(pred_low) < 0 or max(int(pred_high), int(target_high)) >= num_classes:
         raise DataError(f"class ids must lie in 0..{num_classes - 1}")
-    return torch.bincount(t * num_classes + p, minlength=num_classes**2).reshape(
-        num_classes, num_classes
-    )
 
 
 class ConfusionMatrix:
