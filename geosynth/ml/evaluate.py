@@ -454,7 +454,7 @@ def plot_iou(metrics: dict, path: str | os.PathLike) -> Path:
     for i, block in enumerate(metrics["blocks"].values()):
         values = [block["iou"][c["key"]] for c in classes]
         heights = [np.nan if v is None else v for v in values]  # absent classes: no bar
-        label = f"{block['title']} (mIoU {_pct(block['miou'])})"
+        label = f"{block['title']} (mIoU {_pct(block['miou'])} %)"
         ax.bar(x + (i - (len(BLOCKS) - 1) / 2) * width, heights, width, label=label)
     ax.set_xticks(x, [c["name"] for c in classes], rotation=30, ha="right")
     ax.set_ylim(0, 1)
