@@ -139,7 +139,7 @@ def test_config_precedence_cli_over_yaml_over_defaults(tmp_path):
         ("store: a\nout: b\nlr_d: -1\n", "lr_d must be a finite number > 0"),
         ("- a\n- b\n", "must hold a mapping"),
         ("store: [unclosed\n", "not readable YAML"),
-        ("task: unet\nstore: a\nout: b\n", "is a 'unet' configuration"),
+        ("task: unet\nstore: a\nout: b\n", "a 'unet' configuration, not 'gan'"),
     ],
 )
 def test_bad_config_files_name_the_file_and_key(tmp_path, text, message):
@@ -370,6 +370,8 @@ def test_unet_trains_reports_miou_per_epoch_and_resumes(store_path, tmp_path):
     assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == 9
     with pytest.raises(DataError, match="holds a 'unet' run"):
         load_generator(out)
+    wrong = CliRunner().invoke(cli, ["train", "--out", str(out), "--resume"])
+    assert wrong.exit_code == 2 and "resume it with train-unet" in wrong.output
 
 
 @pytest.mark.slow

@@ -155,6 +155,9 @@ def _resolve(config_class_name: str, params: dict, config_file, resume: bool):
         if not folder.config_path.is_file():
             raise UsageError(f"--resume: {out} holds no run (no config.yaml) to resume")
         base = folder.saved_config()
+        if base.get("task") != cls.task:
+            command = {"gan": "train", "unet": "train-unet"}.get(base.get("task"), "?")
+            raise UsageError(f"{out} is a {base.get('task')!r} run; resume it with {command}")
     return cfg_module.resolve_config(cls, cli, config_file, base=base)
 
 

@@ -119,21 +119,21 @@ class RunConfig:
         return out
 
     @classmethod
-    def from_dict(cls: type[C], data: Mapping[str, Any], source: str = "config") -> C:
-        """A config from plain values; unknown keys and a foreign ``task`` name ``source``."""
+    def from_dict(cls: type[C], data: Mapping[str, Any], source: str = "") -> C:
+        """A config from plain values; errors are prefixed with ``source`` (e.g. a file name)."""
         data = dict(data)
         task = data.pop("task", cls.task)
         if task != cls.task:
-            raise UsageError(f"{source} is a {task!r} configuration, not {cls.task!r}")
+            raise UsageError(_where(source, f"a {task!r} configuration, not {cls.task!r}"))
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise UsageError(f"{source}: unknown key(s) {', '.join(unknown)}")
+            raise UsageError(_where(source, f"unknown key(s) {', '.join(unknown)}"))
         values = {k: _coerce(cls, k, v, source) for k, v in data.items()}
         try:
             return cls(**values)
         except UsageError as exc:
-            raise UsageError(f"{source}: {exc}") from None
+            raise UsageError(_where(source, str(exc))) from None
 
 
 @dataclass(frozen=True)
@@ -255,7 +255,7 @@ def resolve_config(
     :data:`RESUMABLE_KEYS` may differ from it.
     """
     from_yaml = read_yaml(yaml_path) if yaml_path is not None else {}
-    source = "options" if yaml_path is None else f"options (command line and {yaml_path})"
+    source = "" if yaml_path is None else f"options (command line and {yaml_path})"
     merged: dict[str, Any] = dict(base or {})
     merged.update(from_yaml)
     merged.update(cli)
@@ -296,6 +296,10 @@ def config_from_dict(data: Mapping[str, Any], source: str = "config") -> RunConf
 
 
 # --------------------------------------------------------------------------- checks
+
+
+def _where(source: str, message: str) -> str:
+    return f"{source}: {message}" if source else message
 
 
 def _choice(name: str, value: Any, choices) -> None:

@@ -15,8 +15,9 @@ from geosynth.ml.discriminator import DiscriminatorOutput
 
 
 def split_scores(out: DiscriminatorOutput, n_fake: int) -> tuple[list, list]:
-    """Per-scale patch maps of the fake (first ``n_fake``) and the real samples."""
-    return [f[:n_fake] for f in out.final], [f[n_fake:] for f in out.final]
+    """Per-scale patch maps (in float32, also under bf16 autocast) of the fake and the real samples."""
+    finals = [f.float() for f in out.final]  # (2B, 1, h, w) each
+    return [f[:n_fake] for f in finals], [f[n_fake:] for f in finals]
 
 
 def hinge_d_loss(out: DiscriminatorOutput, n_fake: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from geosynth.errors import DataError
 from geosynth.ml.config import UNetRunConfig
 from geosynth.ml.data import SynthesisDataset
 from geosynth.ml.distributed import (
@@ -85,7 +86,10 @@ class UNetTask(Task):
         self.val_crop = config.val_crop or (min(store.tile_shape) // 16) * 16
         self.val_dataset = None
         if config.val_split:
-            self.val_dataset = self._dataset(config.val_split, train=False, crop=self.val_crop)
+            try:
+                self.val_dataset = self._dataset(config.val_split, train=False, crop=self.val_crop)
+            except DataError as exc:
+                raise DataError(f"validation: {exc}; --val-split none trains without it") from None
         self.u_config = UNetConfig(
             in_channels=self.dataset.channels[config.input],
             num_classes=self.num_classes,
