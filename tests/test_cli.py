@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from geosynth import __version__
 from geosynth.cli import cli
 
-HEAVY = ("torch", "osmnx", "rasterio", "zarr", "geopandas", "xarray", "matplotlib")
+HEAVY = ("torch", "osmnx", "rasterio", "zarr", "geopandas", "xarray", "matplotlib", "numba")
 
 
 def run(*args):

@@ -1,0 +1,79 @@
+"""PNG figures people look at: panels of tiles (labels, DEM, RGB, SAR) with titles.
+
+Library code only: matplotlib is imported inside the functions (Agg backend).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from geosynth.io import atomic_path
+
+
+def colorize_labels(seg: np.ndarray, classes: Sequence[dict]) -> np.ndarray:
+    """(H, W) class ids -> (H, W, 3) uint8 with each class's catalog colour (0: black)."""
+    lut = np.zeros((256, 3), dtype=np.uint8)
+    for c in classes:
+        color = c["color"]
+        lut[int(c["id"])] = [int(color[i : i + 2], 16) for i in (1, 3, 5)]
+    return lut[np.asarray(seg, dtype=np.uint8)]
+
+
+def to_display(
+    kind: str, values: np.ndarray, classes: Sequence[dict] = ()
+) -> tuple[np.ndarray, dict]:
+    """An array as matplotlib shows it, and the imshow keywords."""
+    values = np.asarray(values)
+    if kind == "seg":
+        return colorize_labels(values, classes), {}
+    if kind == "rgb":
+        return np.moveaxis(values[:3], 0, -1), {}
+    if kind == "dem":
+        dem = values[0] if values.ndim == 3 else values
+        lo, hi = np.nanpercentile(dem, [1, 99]) if np.isfinite(dem).any() else (0, 1)
+        return dem, {"cmap": "terrain", "vmin": lo, "vmax": hi if hi > lo else lo + 1}
+    if kind == "sar":
+        sar = values[0] if values.ndim == 3 else values
+        return sar, {"cmap": "gray", "vmin": 0.0, "vmax": 1.0}
+    if kind == "mask":
+        return values.astype(float), {"cmap": "Blues", "vmin": 0, "vmax": 1}
+    raise ValueError(f"unknown panel kind {kind!r}")
+
+
+def save_panel(
+    path: str | os.PathLike,
+    columns: Sequence[tuple[str, str, np.ndarray]],
+    *,
+    classes: Sequence[dict] = (),
+    title: str | None = None,
+    rows: int = 1,
+    size: float = 3.2,
+) -> Path:
+    """Write a grid of titled images: ``columns`` = [(title, kind, array)], filled row-wise."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(columns)
+    cols = int(np.ceil(n / rows))
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(size * cols, size * rows + (0.4 if title else 0)), squeeze=False
+    )
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, (name, kind, values) in zip(axes.ravel(), columns, strict=False):
+        image, kwargs = to_display(kind, values, classes)
+        ax.imshow(image, interpolation="nearest", **kwargs)
+        ax.set_title(name, fontsize=10)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,103 @@
+"""The inputs of one tile, from a store or from a user's own GeoTIFFs.
+
+``synthesize``, ``edit-flood`` and ``edit-classes`` take either ``--store S
+--tile E_N`` or ``--seg seg.tif --dem dem.tif ...``; both give a
+:class:`TileInputs` with the arrays in the store's form (``seg`` (H, W) uint8,
+``dem`` (1, H, W) float32 metres, ``sar`` (C, H, W) in [0, 1], ``rgb``
+(3, H, W) uint8) and the tile's grid.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from geosynth.errors import DataError, UsageError
+from geosynth.grid import RasterGrid
+
+FILE_MODALITIES = ("seg", "dem", "sar", "rgb")
+
+
+@dataclass
+class TileInputs:
+    name: str
+    arrays: dict[str, np.ndarray]
+    grid: RasterGrid | None
+    classes: list[dict] = field(default_factory=list)
+
+    @property
+    def num_classes(self) -> int:
+        return max(int(c["id"]) for c in self.classes) + 1
+
+    def class_id(self, key: str) -> int:
+        for c in self.classes:
+            if c["key"] == key or c["name"] == key:
+                return int(c["id"])
+        names = ", ".join(c["key"] for c in self.classes)
+        raise UsageError(f"unknown class {key!r}; known: {names}")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return next(iter(self.arrays.values())).shape[-2:]
+
+
+def from_store(
+    store_path: str | os.PathLike, tile_id: str, names: tuple[str, ...] = FILE_MODALITIES
+) -> TileInputs:
+    """The modalities ``names`` that the store holds for ``tile_id`` (absent ones are left out)."""
+    from geosynth.store import open_store
+
+    store = open_store(store_path)
+    i = store.index(tile_id)  # unknown tiles: the message lists the nearest
+    if i not in store.tiles():
+        raise DataError(f"tile {tile_id} of {store_path} is not complete")
+    present = dict(zip(store.modalities, store.present()[i], strict=True))
+    arrays = {name: store.read(name, i) for name in names if present.get(name)}
+    if "sar" in arrays:
+        arrays["sar_valid"] = store.read("sar_valid", i)
+    transform, crs = store.transform(i), store.tile_crs(i)
+    h, w = store.tile_shape
+    grid = RasterGrid(crs, transform, w, h) if transform is not None and crs else None
+    return TileInputs(tile_id, arrays, grid, store.classes)
+
+
+def from_files(classes: list[dict], **paths: str | os.PathLike | None) -> TileInputs:
+    """Read ``seg=..., dem=..., sar=..., rgb=...`` GeoTIFFs that share one grid."""
+    import rasterio
+
+    arrays, grid, name = {}, None, None
+    for key, path in paths.items():
+        if path is None:
+            continue
+        if key not in FILE_MODALITIES:
+            raise UsageError(f"unknown input {key!r}")
+        try:
+            with rasterio.open(path) as src:
+                data = src.read()
+                this = RasterGrid(
+                    src.crs.to_string() if src.crs else "", src.transform, src.width, src.height
+                )
+        except rasterio.errors.RasterioIOError as exc:
+            raise DataError(f"{path}: cannot read: {exc}") from exc
+        if grid is None:
+            grid, name = this, os.path.splitext(os.path.basename(str(path)))[0]
+        elif (this.width, this.height, this.transform) != (grid.width, grid.height, grid.transform):
+            raise DataError(
+                f"{path}: its grid differs from the other inputs' "
+                f"({this.width}x{this.height} vs {grid.width}x{grid.height})"
+            )
+        if key == "seg":
+            arrays["seg"] = data[0].astype(np.uint8)
+        elif key == "dem":
+            arrays["dem"] = data[:1].astype(np.float32)
+        elif key == "rgb":
+            arrays["rgb"] = data[:3].astype(np.uint8)
+        else:
+            arrays["sar"] = data.astype(np.float32)
+    if not arrays:
+        raise UsageError("give --store and --tile, or input rasters (--seg, --dem, ...)")
+    if grid is not None and not grid.crs:
+        grid = None
+    return TileInputs(name or "input", arrays, grid, classes)
