@@ -173,7 +173,7 @@ def _launch(nproc: int) -> None:
 
 
 class _Bar:
-    """A tqdm bar for :class:`~geosynth.ml.trainer.Progress` events (rank 0)."""
+    """A tqdm bar of steps with the losses and images/s (rank 0; epoch metrics are logged)."""
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
@@ -193,9 +193,6 @@ class _Bar:
             self.bar.set_postfix(**shown, img_s=f"{info.images_per_s:.1f}", refresh=False)
             self.bar.set_description(f"epoch {info.epoch + 1}/{info.epochs}")
             self.bar.update(1)
-        elif info.kind == "epoch" and self.bar is not None and info.values:
-            metrics = ", ".join(f"{k} {v:.4f}" for k, v in info.values.items())
-            self.bar.write(f"epoch {info.epoch + 1}: {metrics}")
         elif info.kind == "end" and self.bar is not None:
             self.bar.close()
 
@@ -214,7 +211,12 @@ def _train(config_class: str, params: dict, config_file, resume: bool, nproc) ->
         from geosynth.ml.train import train_gan as run
     else:
         from geosynth.ml.train_unet import train_unet as run
-    result = run(config, resume=resume, progress=_Bar(progress_enabled()))
+    import logging
+
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    with logging_redirect_tqdm(loggers=[logging.getLogger("geosynth")]):  # logs above the bar
+        result = run(config, resume=resume, progress=_Bar(progress_enabled()))
     if result.checkpoint is not None:
         click.echo(f"{result.step} steps; checkpoint {result.checkpoint}", err=True)
 

@@ -426,12 +426,12 @@ class _Run:
             self.folder.write_config(cfg)
         self.logger = _Logger(self.folder, cfg, ctx, self.step)
         samples = _sample_batch(self.task, cfg.samples) if ctx.is_main else None
-        self.report(Progress("start", self.step, total, self.epoch, cfg.epochs))
         log.info(
             "%s: %d tiles, %d steps per epoch, global batch %d on %d process(es), %s",
             self.folder.root, len(self.dataset), self.steps_per_epoch, cfg.batch_size,
             ctx.world_size, ctx.device,
         )  # fmt: skip
+        self.report(Progress("start", self.step, total, self.epoch, cfg.epochs))
         try:
             while self.step < total and self.epoch < cfg.epochs:
                 self.sampler.set_epoch(self.epoch)
