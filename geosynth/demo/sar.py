@@ -17,7 +17,7 @@ looking right of the flight direction:
 * multiplicative speckle (gamma-distributed intensity, ``LOOKS`` looks).
 
 Layover is not modelled. The footprints are placed so that some tiles are
-covered by two scenes and the north-east tile by too little (below the
+covered by two scenes and the south-east tile by too little (below the
 catalog's ``min_valid_fraction``).
 """
 
@@ -59,6 +59,7 @@ SIGMA0_DB = {
 ROOF_DB, CROWN_DB, DOUBLE_BOUNCE_DB, SHADOW_DB = -9.0, -6.5, 10.0, -24.0
 CANOPY_CLOSING_PX = 5  # crowns are merged into a closed canopy over this many pixels
 DOUBLE_BOUNCE_PX = 2  # width of the bright line at the wall foot
+SHORT_FRACTION = 0.6  # the south-east tile's coverage by all scenes stays below this
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,9 @@ def _covering_rectangle(must: tuple[float, float, float, float], heading_deg: fl
 
 def scene_specs(world: World) -> list[SceneSpec]:
     """Three scenes over the region: west (ascending), east (descending), south-west (ascending)."""
+    from shapely import union_all
+    from shapely.geometry import box
+
     from geosynth.sources.names import tsx_product_name
 
     left, bottom, right, top = world.params.region_bounds
@@ -123,17 +127,30 @@ def scene_specs(world: World) -> list[SceneSpec]:
         (-60.0, -60.0, (nx - 1) * t + 120.0, height + 60.0),
         (
             east_x0 - 60.0,
-            -60.0,
+            (t + 120.0 if ny > 1 else -60.0),
             (width if ny > 1 else (nx - 1) * t) + 120.0,
-            ((ny - 1) * t if ny > 1 else height) + 120.0,
+            height + 60.0,
         ),
         (-60.0, -60.0, min(t, width) + 60.0, min(t, height) + 60.0),
     ]
+    footprints = [
+        _covering_rectangle((left + m[0], bottom + m[1], left + m[2], bottom + m[3]), a[4])
+        for a, m in zip(_ACQUISITIONS, musts, strict=True)
+    ]
+    if ny > 1:
+        # lift the east scene until the south-east tile is clearly short of data
+        south_east = box(right - t, bottom, right, bottom + t)
+        for _ in range(20):
+            if union_all(footprints).intersection(south_east).area < SHORT_FRACTION * t * t:
+                break
+            m = musts[1] = (musts[1][0], musts[1][1] + 50.0, musts[1][2], musts[1][3])
+            footprints[1] = _covering_rectangle(
+                (left + m[0], bottom + m[1], left + m[2], bottom + m[3]), _ACQUISITIONS[1][4]
+            )
     specs = []
-    for (start, stop, orbit, abs_orbit, heading, incidence, beam), m in zip(
-        _ACQUISITIONS, musts, strict=True
+    for (start, stop, orbit, abs_orbit, heading, incidence, beam), footprint in zip(
+        _ACQUISITIONS, footprints, strict=True
     ):
-        must = (left + m[0], bottom + m[1], left + m[2], bottom + m[3])
         specs.append(
             SceneSpec(
                 tsx_product_name(start, stop),
@@ -144,7 +161,7 @@ def scene_specs(world: World) -> list[SceneSpec]:
                 heading,
                 incidence,
                 beam,
-                _covering_rectangle(must, heading),
+                footprint,
             )
         )
     return specs
