@@ -7,9 +7,10 @@ Which value an option takes (the first match wins):
 3. the dataclass default below (the paper's recipe).
 
 On ``--resume`` the run's own ``config.yaml`` replaces step 3 and steps 1-2
-may only change the keys in :data:`RESUMABLE_KEYS` (how long to train, how
-often to log, how many workers): anything that would change the model or the
-data of a half-trained run is refused, naming the key.
+may only change the keys in :data:`RESUMABLE_KEYS` (paths, how long to
+train, how often to log, workers, device and precision settings): anything
+that would change the model, the data or the recipe of a half-trained run is
+refused, naming the key.
 
 This module imports no torch: the command line builds its ``--help`` from it.
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import MISSING, asdict, dataclass, fields, replace
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -33,9 +34,15 @@ SPECTRAL_MODES = ("all", "reference", "none")  # as in geosynth.ml.layers
 GENERATOR_KINDS = ("ours", "spade", "pix2pix", "concat", "merge")  # geosynth.ml.generators
 MODALITIES = ("seg", "dem", "sar", "rgb")
 UNET_INPUTS = ("rgb", "sar")
-# keys a resumed run may change: length of the run, logging and loading, not the model or data
+# keys a resumed run may change: paths (a run or store may have moved), the length of the
+# run, logging, loading and execution settings; not the model, the data or the recipe
 RESUMABLE_KEYS = frozenset(
     {
+        "store",
+        "out",
+        "amp",
+        "channels_last",
+        "deterministic",
         "epochs",
         "max_steps",
         "workers",
@@ -281,10 +288,6 @@ def default_of(cls: type[RunConfig], name: str) -> Any:
         if f.name == name:
             return None if f.default is MISSING else f.default
     raise KeyError(name)
-
-
-def with_out(config: C, out: str | os.PathLike) -> C:
-    return replace(config, out=str(out))
 
 
 def config_from_dict(data: Mapping[str, Any], source: str = "config") -> RunConfig:
