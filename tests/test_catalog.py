@@ -25,7 +25,8 @@ def test_default_catalog_facts():
     assert sorted(r.name for r in cat.cities("test")) == ["duesseldorf", "herne", "neuss"]
     assert cat.region("Cologne").name == "koeln"
     assert cat.region("demo").generated
-    assert cat.region("demo").split_of("358_5646") == "test"
+    assert cat.region("demo").split_of("358_5645") == "test"
+    assert cat.region("demo").split_of("356_5645") == "train"
     assert cat.sar.min_valid_fraction == 0.7
     assert cat.atkis.by_attribute["AX_Landwirtschaft"].values["Gruenland"] == "grassland"
     koeln = cat.region("koeln")

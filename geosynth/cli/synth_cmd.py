@@ -88,7 +88,9 @@ def load_inputs(store, tile, seg, dem, sar):
 @click.option("--sar", type=click.Path(exists=True, dir_okay=False), help="Your own SAR raster.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--window", type=click.IntRange(min=16), help="Window size (default: training crop).")
-@click.option("--overlap", type=click.IntRange(min=0), help="Window overlap (default: window/4).")
+@click.option(
+    "--overlap", type=click.IntRange(min=0), help="Window overlap (default: window/4, at most 32)."
+)
 @click.option("--sar-db", is_flag=True, help="Write SAR back in dB (20 log10 amplitude).")
 @device_option
 def synthesize(

@@ -100,10 +100,10 @@ def synthesize_array(
 ) -> np.ndarray:
     """Generator output ``(C, H, W)`` in [-1, 1] for prepared ``inputs`` of any size.
 
-    ``window`` defaults to the training crop, ``overlap`` to a quarter of it.
+    ``window`` defaults to the training crop, ``overlap`` to a quarter of it (at most 32 px).
     """
     window = int(window or config.crop)
-    overlap = int(window // 4 if overlap is None else overlap)
+    overlap = int(min(window // 4, 32) if overlap is None else overlap)
     if not 0 <= overlap < window:
         raise UsageError(f"overlap must be in [0, {window}), got {overlap}")
     size = config.resize or window  # the network's input size

@@ -1,0 +1,115 @@
+"""Pipelines: recipes of geosynth commands, skipped when done, stopped on failure."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from geosynth.cli import cli
+from geosynth.errors import DataError, UsageError
+from geosynth.pipeline import bundled_pipeline, load_pipeline, run_pipeline
+from geosynth.store import TileData, TilePlan, create_store, modality
+
+
+@pytest.fixture
+def store(tmp_path, geonrw_classes):
+    path = tmp_path / "s.zarr"
+    s = create_store(
+        path,
+        [TilePlan("1_1", "demo", "train"), TilePlan("2_1", "demo", "test")],
+        tile_shape=(16, 16),
+        modalities=[modality("seg")],
+        dataset="t",
+        crs="EPSG:25832",
+        classes=geonrw_classes,
+    )
+    for t in ("1_1", "2_1"):
+        s.write_tile(t, TileData(seg=np.full((16, 16), 3, np.uint8)))
+    return path
+
+
+def recipe(tmp_path, steps, vars_=None):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {"name": "t", "vars": {"out": str(tmp_path / "out"), **(vars_ or {})}, "steps": steps}
+        )
+    )
+    return path
+
+
+def test_runs_then_skips_then_reruns_a_changed_step(tmp_path, store):
+    steps = [
+        {
+            "name": "stats",
+            "run": f"geosynth -q stats {store} --out {{out}}/a.png",
+            "outputs": ["{out}/a.png"],
+        },
+        {
+            "name": "info",
+            "run": f"geosynth -q stats {store} --out {{out}}/{{name}}.png",
+            "outputs": ["{out}/{name}.png"],
+        },
+    ]
+    path = recipe(tmp_path, steps, {"name": "b"})
+    first = run_pipeline(load_pipeline(path))
+    assert [s.status for s in first.steps] == ["ran", "ran"]
+    assert (tmp_path / "out" / "a.png").exists() and (tmp_path / "out" / "b.csv").exists()
+    again = run_pipeline(load_pipeline(path))
+    assert [s.status for s in again.steps] == ["skipped", "skipped"]
+    changed = run_pipeline(load_pipeline(path, {"name": "c"}))
+    assert [s.status for s in changed.steps] == ["skipped", "ran"]
+    # a deleted output reruns its step
+    (tmp_path / "out" / "a.png").unlink()
+    rerun = run_pipeline(load_pipeline(path, {"name": "c"}))
+    assert [s.status for s in rerun.steps] == ["ran", "skipped"]
+
+
+def test_failure_names_the_step_and_stops(tmp_path):
+    steps = [
+        {"name": "bad", "run": "geosynth info {out}/missing.zarr", "outputs": ["{out}/x"]},
+        {"name": "never", "run": "geosynth catalog", "outputs": ["{out}/y"]},
+    ]
+    with pytest.raises(DataError, match=r"step 'bad' failed \(exit code 1\)"):
+        run_pipeline(load_pipeline(recipe(tmp_path, steps)))
+    steps = [{"name": "noout", "run": "geosynth catalog", "outputs": ["{out}/never.txt"]}]
+    with pytest.raises(DataError, match="did not produce"):
+        run_pipeline(load_pipeline(recipe(tmp_path, steps)))
+
+
+@pytest.mark.parametrize(
+    ("steps", "message"),
+    [
+        ([{"name": "x", "run": "rm -rf /", "outputs": ["a"]}], "may only call geosynth"),
+        ([{"name": "x", "run": "geosynth catalog {nope}", "outputs": ["a"]}], "unknown variable"),
+        ([{"name": "x", "run": "geosynth catalog"}], "outputs"),
+        (
+            [
+                {"name": "x", "run": "geosynth catalog", "outputs": ["a"]},
+                {"name": "x", "run": "geosynth catalog", "outputs": ["b"]},
+            ],
+            "duplicate step",
+        ),
+        ([], "non-empty list"),
+    ],
+)
+def test_bad_recipes(tmp_path, steps, message):
+    with pytest.raises((DataError, UsageError), match=message):
+        load_pipeline(recipe(tmp_path, steps))
+
+
+def test_unknown_override_is_a_usage_error(tmp_path):
+    path = recipe(tmp_path, [{"name": "x", "run": "geosynth catalog", "outputs": ["a"]}])
+    with pytest.raises(UsageError, match="--set cap"):
+        load_pipeline(path, {"cap": "3"})
+    result = CliRunner().invoke(cli, ["pipeline", "run", str(path), "--set", "cap"])
+    assert result.exit_code == 2
+
+
+@pytest.mark.parametrize("name", ["demo", "table3_geonrw", "table3_dfc2020", "sar_geonrw"])
+def test_bundled_recipes_parse(name):
+    p = load_pipeline(bundled_pipeline(name))
+    assert p.steps and all(s.outputs for s in p.steps)
+    assert p.steps[-1].name in ("table", "report")
