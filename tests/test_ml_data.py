@@ -159,6 +159,21 @@ def test_epochs_and_seeds_change_windows_reproducibly(store_path):
     assert [c.window(i) for i in range(len(c))] != windows
 
 
+def test_samples_per_epoch_takes_several_crops_per_tile(store_path):
+    one = SynthesisDataset(store_path, "train", crop=8, seed=1)
+    many = SynthesisDataset(store_path, "train", crop=8, seed=1, samples_per_epoch=3 * len(one))
+    assert len(many) == 3 * len(one)
+    n = len(one)
+    # sample n + k reads tile k again, through another window
+    assert many[n + 1]["tile"] == many[1]["tile"] == one[1]["tile"]
+    assert many.window(n + 1) != many.window(1)
+    assert torch.equal(many[1]["rgb"], one[1]["rgb"])
+    with pytest.raises(IndexError):
+        many[3 * n]
+    with pytest.raises(UsageError, match="samples_per_epoch"):
+        SynthesisDataset(store_path, "train", crop=8, samples_per_epoch=0)
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     seed=st.integers(0, 2**31),

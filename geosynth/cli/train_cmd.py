@@ -81,6 +81,7 @@ COMMON = [
     (("--log-every",), "TensorBoard scalars every N steps.", {"type": click.IntRange(0)}),
     (("--image-every",), "TensorBoard image grid every N steps.", {"type": click.IntRange(0)}),
     (("--samples",), "Rows of the sample grids.", {"type": click.IntRange(0)}),
+    (("--samples-per-epoch",), "Crops per epoch [default: one per tile].", {"type": POS}),
     (("--tensorboard/--no-tensorboard",), "Write TensorBoard events.", {}),
 ]  # fmt: skip
 GAN = [

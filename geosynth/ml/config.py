@@ -93,6 +93,7 @@ class RunConfig:
     log_every: int = 50
     image_every: int = 500
     samples: int = 4
+    samples_per_epoch: int | None = None
     tensorboard: bool = True
 
     def __post_init__(self):
@@ -112,6 +113,8 @@ class RunConfig:
         for name in ("checkpoint_every", "log_every", "image_every", "samples"):
             _at_least(name, getattr(self, name), 0)
         _at_least("keep_checkpoints", self.keep_checkpoints, 1)
+        if self.samples_per_epoch is not None:
+            _at_least("samples_per_epoch", self.samples_per_epoch, 1)
 
     @property
     def size(self) -> int:

@@ -91,6 +91,7 @@ class SynthesisDataset(Dataset):
         train: bool = True,
         dem_norm: str = "none",
         one_hot: bool = True,
+        samples_per_epoch: int | None = None,
     ):
         opened = store if isinstance(store, GeoStore) else open_store(store)
         self.path = Path(opened.path)
@@ -142,6 +143,10 @@ class SynthesisDataset(Dataset):
                 ", ".join(self.modalities),
             )
         self.tile_ids = [opened.tile_ids[i] for i in self.indices]
+        # an epoch is one crop per tile unless set (small stores: several crops per tile)
+        if samples_per_epoch is not None and samples_per_epoch < 1:
+            raise UsageError(f"samples_per_epoch must be >= 1, got {samples_per_epoch}")
+        self.length = int(samples_per_epoch or len(self.indices))
         self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
         self._arrays: dict | None = None
         self._pid: int | None = None
@@ -182,7 +187,7 @@ class SynthesisDataset(Dataset):
         return int(self._epoch[0])
 
     def __len__(self) -> int:
-        return len(self.indices)
+        return self.length
 
     def __repr__(self) -> str:
         mode = "train" if self.train else "eval"
@@ -206,10 +211,11 @@ class SynthesisDataset(Dataset):
 
     def __getitem__(self, item: int) -> dict:
         if not 0 <= item < len(self):
-            raise IndexError(f"sample {item} out of range for {len(self)} tiles")
+            raise IndexError(f"sample {item} out of range for {len(self)} samples")
         readers = self._open()
-        index = self.indices[item]
         row, col, h, w, flip = self.window(item)
+        item = item % len(self.indices)  # sample -> tile position (several crops per tile)
+        index = self.indices[item]
         rows, cols = slice(row, row + h), slice(col, col + w)
         raw = {name: reader.read(index, rows, cols) for name, reader in readers.items()}
         if flip:  # views; the conversions below copy

@@ -123,6 +123,7 @@ class GanTask(Task):
             seed=cfg.seed,
             train=train,
             dem_norm=cfg.dem_norm,
+            samples_per_epoch=cfg.samples_per_epoch if train else None,
         )
 
     # ------------------------------------------------------------------ Task

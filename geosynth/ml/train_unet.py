@@ -116,6 +116,7 @@ class UNetTask(Task):
             seed=cfg.seed,
             train=train,
             one_hot=False,
+            samples_per_epoch=cfg.samples_per_epoch if train else None,
         )
 
     # ------------------------------------------------------------------ Task
@@ -123,7 +124,9 @@ class UNetTask(Task):
         return self.dataset
 
     def sample_dataset(self) -> SynthesisDataset:
-        return self.val_dataset or self._dataset(self.config.split, train=False, crop=self.val_crop)
+        # centre crops of the training size: whole validation tiles would cost seconds per epoch
+        split = self.config.val_split or self.config.split
+        return self._dataset(split, train=False, crop=self.config.crop)
 
     def models(self) -> dict:
         return {"unet": (self.u_config.to_dict(), self.net_plain)}
