@@ -60,7 +60,7 @@ def verdict(evals: list[dict]) -> str:
     fds = {m["name"]: m.get("frechet_distance") for m in evals}
     if all(v is not None for v in fds.values()):
         best_fd = min(fds, key=lambda n: fds[n])
-        parts.append(f" The lowest Frechet distance is {best_fd}'s ({fds[best_fd]:.3g}).")
+        parts.append(f" The lowest Frechet distance: {best_fd} ({fds[best_fd]:.3g}).")
     if any(not m.get("fd_reliable", True) for m in evals):
         parts.append(
             " The Frechet distances rest on fewer samples than feature dimensions and "
