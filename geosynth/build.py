@@ -33,6 +33,7 @@ from typing import Any
 
 from geosynth.catalog import Catalog, Region, load_catalog
 from geosynth.errors import DataError, GeosynthError, StoreError, UsageError
+from geosynth.sources.names import pattern_regex
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +47,6 @@ OSM_SUFFIXES = (".osm", ".osm.bz2", ".osm.xml")
 def default_cache_dir() -> Path:
     """``$GEOSYNTH_CACHE`` or ``~/.cache/geosynth``: where the demo world is generated."""
     return Path(os.environ.get("GEOSYNTH_CACHE", Path.home() / ".cache" / "geosynth"))
-
-
-def _pattern_regex(pattern: str) -> re.Pattern:
-    """``dop10rgbi_32_{e}_{n}_1_nw_{year}.jp2`` -> a regex with named groups e, n, year."""
-    parts = re.split(r"\{(\w+)\}", pattern)
-    regex = "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>\\d+)" for i, p in enumerate(parts))
-    return re.compile(f"^{regex}$", re.IGNORECASE)
 
 
 @dataclass
@@ -89,9 +83,9 @@ def discover_sources(root: str | os.PathLike, catalog: Catalog) -> RegionSources
     if not root.is_dir():
         raise DataError(f"source folder {root} does not exist")
     extract_packages(root)
-    dop_re = _pattern_regex(catalog.sources["dop"].member_pattern or "")
+    dop_re = pattern_regex(catalog.sources["dop"].member_pattern or "")
     las_pattern = catalog.sources["lidar"].member_pattern or ""
-    las_res = [_pattern_regex(las_pattern), _pattern_regex(las_pattern.replace(".laz", ".las"))]
+    las_res = [pattern_regex(las_pattern), pattern_regex(las_pattern.replace(".laz", ".las"))]
     found = RegionSources(root)
     for path in sorted(root.rglob("*")):
         if any(part.startswith(".") for part in path.relative_to(root).parts):
@@ -243,11 +237,16 @@ class BuildReport:
         return not self.failed
 
     def summary(self) -> str:
-        lines = [
+        head = (
             f"{self.region}: {len(self.done)} tile(s) built, {len(self.already_complete)} already "
             f"complete, {len(self.failed)} failed, of {self.tiles_planned} planned "
-            f"({self.seconds:.1f} s) -> {self.store}",
-        ]
+            f"({self.seconds:.1f} s) -> {self.store}"
+        )
+        return "\n".join([head, *self.problem_lines()])
+
+    def problem_lines(self) -> list[str]:
+        """Skipped modalities (counted, with an example reason) and the first failures."""
+        lines: list[str] = []
         by_modality: dict[str, int] = {}
         for reasons in self.skipped.values():
             for name in reasons:
@@ -259,7 +258,7 @@ class BuildReport:
             lines.append(f"  FAILED {tile}: {error}")
         if len(self.failed) > 10:
             lines.append(f"  ... and {len(self.failed) - 10} more failures (see the report)")
-        return "\n".join(lines)
+        return lines
 
 
 def resolve_source_dir(

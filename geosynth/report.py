@@ -106,7 +106,7 @@ def write_report(root: str | os.PathLike, title: str = "geosynth demo") -> tuple
     lines = [f"# {title}", ""]
     timings = root / ".pipeline"
     steps = []
-    for stamp in sorted(timings.glob("*/*.done")):
+    for stamp in sorted(timings.glob("*/*.done"), key=lambda p: p.stat().st_mtime):  # run order
         info = json.loads(stamp.read_text())
         steps.append((stamp.stem, info.get("seconds", 0.0), info.get("command", "")))
     if evals:

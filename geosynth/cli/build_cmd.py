@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import click
 
-from geosynth.cli.options import progress_enabled
-
-
-def _csv(ctx, param, value):
-    if value is None:
-        return None
-    return [v.strip() for v in value.split(",") if v.strip()]
+from geosynth.cli.options import comma_list, progress_enabled
 
 
 @click.command("build-geonrw")
@@ -34,10 +28,10 @@ def _csv(ctx, param, value):
     help="Local worker processes.",
 )
 @click.option("--scheduler", help="dask.distributed scheduler address (instead of --workers).")
-@click.option("--tiles", callback=_csv, help="Only these tiles, e.g. 356_5645,357_5645.")
+@click.option("--tiles", callback=comma_list, help="Only these tiles, e.g. 356_5645,357_5645.")
 @click.option(
     "--modalities",
-    callback=_csv,
+    callback=comma_list,
     help="Subset of rgb,dem,seg,sar (default: all; sar when SAR scenes exist).",
 )
 @click.option(

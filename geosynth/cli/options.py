@@ -12,6 +12,11 @@ def progress_enabled(ctx: click.Context | None = None) -> bool:
     return obj.get("verbosity", 0) >= 0
 
 
+def comma_list(ctx, param, value):
+    """Callback: ``"a, b,c"`` -> ``["a", "b", "c"]`` (None when the option is absent)."""
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
 store_argument = click.argument("store", type=click.Path(path_type=str))
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import click
 
-from geosynth.cli.options import progress_enabled
-
-
-def _csv(ctx, param, value):
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+from geosynth.cli.options import comma_list, progress_enabled
 
 
 def input_options(func):
@@ -79,7 +75,7 @@ def load_inputs(store, tile, seg, dem, sar):
     help="Run folder or checkpoint of a trained generator.",
 )
 @click.option("--store", type=click.Path(), help="Store to read the inputs from.")
-@click.option("--tiles", callback=_csv, help="Tiles of the store (default: all of --split).")
+@click.option("--tiles", callback=comma_list, help="Tiles of the store (default: all of --split).")
 @click.option(
     "--split", default="test", show_default=True, help="Split used when --tiles is not given."
 )

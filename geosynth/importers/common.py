@@ -247,17 +247,7 @@ class ImportReport(BuildReport):
             lines.append(f"  excluded {tile}: {reason}")
         if len(self.excluded) > 10:
             lines.append(f"  ... and {len(self.excluded) - 10} more excluded (see the report)")
-        by_modality: dict[str, int] = {}
-        for reasons in self.skipped.values():
-            for name in reasons:
-                by_modality[name] = by_modality.get(name, 0) + 1
-        for name, count in sorted(by_modality.items()):
-            example = next(r[name] for r in self.skipped.values() if name in r)
-            lines.append(f"  {name} skipped on {count} tile(s), e.g. {example}")
-        for tile, error in list(self.failed.items())[:10]:
-            lines.append(f"  FAILED {tile}: {error}")
-        if len(self.failed) > 10:
-            lines.append(f"  ... and {len(self.failed) - 10} more failures (see the report)")
+        lines += self.problem_lines()
         return "\n".join(lines)
 
 
