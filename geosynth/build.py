@@ -20,6 +20,7 @@ The flow of :func:`build_region`:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -502,9 +503,11 @@ def run_tasks(
         from dask.distributed import Client
         from dask.distributed import as_completed as dask_completed
 
+        # a dask worker runs one task per thread: each task decodes with one GDAL thread
+        run = functools.partial(_with_gdal_threads, func, 1)
         with Client(scheduler) as client:
             futures = client.map(
-                func, tasks, pure=False, key=[f"geosynth-tile-{t.tile_id}" for t in tasks]
+                run, tasks, pure=False, key=[f"geosynth-tile-{t.tile_id}" for t in tasks]
             )
             for future in dask_completed(futures):
                 yield future.result()
@@ -516,9 +519,17 @@ def run_tasks(
     import multiprocessing
 
     # spawn, not fork: zarr's event loop and thread pool do not survive a fork
+    # GDAL (JPEG2000 decoding) uses every core by default: share the cores out instead
+    run = functools.partial(_with_gdal_threads, func, max(1, (os.cpu_count() or 1) // workers))
     with ProcessPoolExecutor(
         max_workers=workers, mp_context=multiprocessing.get_context("spawn")
     ) as pool:
-        futures = [pool.submit(func, task) for task in tasks]
+        futures = [pool.submit(run, task) for task in tasks]
         for future in as_completed(futures):
             yield future.result()
+
+
+def _with_gdal_threads(func: Callable[[Any], dict], threads: int, task: Any) -> dict:
+    """Run ``func(task)`` with GDAL limited to ``threads`` threads in this worker process."""
+    os.environ["GDAL_NUM_THREADS"] = str(threads)
+    return func(task)
