@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from geosynth.cli.options import comma_list, progress_enabled
+from geosynth.cli.options import comma_list, run_with_tile_bar
 
 
 @click.command("build-geonrw")
@@ -47,8 +47,6 @@ def build_geonrw(ctx, region, out, source_dir, workers, scheduler, tiles, modali
     complete in the store are skipped, so a killed build finishes on rerun.
     Exits 1 when any tile failed (the report names the file and the reason).
     """
-    from tqdm import tqdm
-
     from geosynth.build import build_region
     from geosynth.catalog import load_catalog
     from geosynth.grid import TileId
@@ -60,18 +58,9 @@ def build_geonrw(ctx, region, out, source_dir, workers, scheduler, tiles, modali
     catalog = load_catalog()
     name = catalog.region(region).name
     out = out or f"{name}.zarr"
-    bar = tqdm(desc=f"build {name}", unit="tile", disable=not progress_enabled())
-
-    def on_plan(n):
-        bar.total = n
-        bar.refresh()
-
-    def on_tile(record):
-        bar.update(1)
-        bar.set_postfix_str(f"{record['tile']} {record['status']}")
-
-    try:
-        result = build_region(
+    run_with_tile_bar(
+        f"build {name}",
+        lambda on_tile, on_plan: build_region(
             name,
             out,
             source_dir=source_dir,
@@ -83,12 +72,8 @@ def build_geonrw(ctx, region, out, source_dir, workers, scheduler, tiles, modali
             report_path=report,
             progress=on_tile,
             on_plan=on_plan,
-        )
-    finally:
-        bar.close()
-    click.echo(result.summary())
-    if not result.ok:
-        raise click.ClickException(f"{len(result.failed)} tile(s) failed; see the report")
+        ),
+    )
 
 
 @click.command()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from geosynth.cli.options import progress_enabled
+from geosynth.cli.options import progress_enabled, run_with_tile_bar
 
 workers_option = click.option(
     "--workers",
@@ -36,29 +36,6 @@ def _assignments(ctx, param, values):
             )
         out[city.strip().lower()] = split.strip()
     return out
-
-
-def _run_with_bar(desc: str, run):
-    """Call ``run(progress, on_plan)`` with a tqdm bar (off under -q); print the summary."""
-    from tqdm import tqdm
-
-    bar = tqdm(desc=desc, unit="tile", disable=not progress_enabled())
-
-    def on_plan(n):
-        bar.total = n
-        bar.refresh()
-
-    def on_tile(record):
-        bar.update(1)
-        bar.set_postfix_str(f"{record['tile']} {record['status']}")
-
-    try:
-        result = run(on_tile, on_plan)
-    finally:
-        bar.close()
-    click.echo(result.summary())
-    if not result.ok:
-        raise click.ClickException(f"{len(result.failed)} tile(s) failed; see the report")
 
 
 @click.command("import-geonrw")
@@ -108,7 +85,7 @@ def import_geonrw(root, out, with_sar, assign, download, workers, report):
                 bar.update(done - bar.n)
 
             root = str(download_geonrw(dest, progress=on_bytes))
-    _run_with_bar(
+    run_with_tile_bar(
         "import geonrw",
         lambda progress, on_plan: import_geonrw(
             root,
@@ -145,7 +122,7 @@ def import_dfc2020(root, out, split_rule, workers, report):
     """
     from geosynth.importers.dfc2020 import import_dfc2020 as run
 
-    _run_with_bar(
+    run_with_tile_bar(
         "import dfc2020",
         lambda progress, on_plan: run(
             root,

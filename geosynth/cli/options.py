@@ -58,3 +58,26 @@ def resolve_grid(tile, like):
     if tile is not None:
         return RasterGrid.for_tile(tile, load_catalog().grid)
     return RasterGrid.like(like)
+
+
+def run_with_tile_bar(desc: str, run):
+    """Call ``run(progress, on_plan)`` with a tqdm bar (off under -q); print the summary."""
+    from tqdm import tqdm
+
+    bar = tqdm(desc=desc, unit="tile", disable=not progress_enabled())
+
+    def on_plan(n):
+        bar.total = n
+        bar.refresh()
+
+    def on_tile(record):
+        bar.update(1)
+        bar.set_postfix_str(f"{record['tile']} {record['status']}")
+
+    try:
+        result = run(on_tile, on_plan)
+    finally:
+        bar.close()
+    click.echo(result.summary())
+    if not result.ok:
+        raise click.ClickException(f"{len(result.failed)} tile(s) failed; see the report")
