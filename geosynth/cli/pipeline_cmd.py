@@ -98,7 +98,7 @@ def report(folder, title):
 @set_option
 @click.option("--force", is_flag=True, help="Rerun steps whose outputs exist.")
 def demo(out, overrides, force):
-    """The whole system on the offline demo world, on CPU, in about 15 minutes on 2 cores.
+    """The whole system on the offline demo world, on CPU, in about 10 minutes on 2 cores.
 
     Generates the demo world, builds its store, trains a short U-Net and three
     short generators (label-only, DEM-only, ours), evaluates them (Table III),
