@@ -503,8 +503,8 @@ def run_tasks(
         from dask.distributed import Client
         from dask.distributed import as_completed as dask_completed
 
-        # a dask worker runs one task per thread: each task decodes with one GDAL thread
-        run = functools.partial(_with_gdal_threads, func, 1)
+        # a dask worker runs one task per thread: each task gets one thread per library
+        run = functools.partial(_with_threads, func, 1)
         with Client(scheduler) as client:
             futures = client.map(
                 run, tasks, pure=False, key=[f"geosynth-tile-{t.tile_id}" for t in tasks]
@@ -519,8 +519,8 @@ def run_tasks(
     import multiprocessing
 
     # spawn, not fork: zarr's event loop and thread pool do not survive a fork
-    # GDAL (JPEG2000 decoding) uses every core by default: share the cores out instead
-    run = functools.partial(_with_gdal_threads, func, max(1, (os.cpu_count() or 1) // workers))
+    # GDAL, lazrs and zarr use every core by default: share the cores out instead
+    run = functools.partial(_with_threads, func, max(1, (os.cpu_count() or 1) // workers))
     with ProcessPoolExecutor(
         max_workers=workers, mp_context=multiprocessing.get_context("spawn")
     ) as pool:
@@ -529,7 +529,15 @@ def run_tasks(
             yield future.result()
 
 
-def _with_gdal_threads(func: Callable[[Any], dict], threads: int, task: Any) -> dict:
-    """Run ``func(task)`` with GDAL limited to ``threads`` threads in this worker process."""
+def _with_threads(func: Callable[[Any], dict], threads: int, task: Any) -> dict:
+    """Run ``func(task)`` with this worker's libraries limited to ``threads`` threads each.
+
+    GDAL (JPEG2000 decoding), lazrs (LAZ decompression, a rayon pool sized at
+    first use) and zarr (chunk compression) would each use every core.
+    """
+    import zarr
+
     os.environ["GDAL_NUM_THREADS"] = str(threads)
+    os.environ.setdefault("RAYON_NUM_THREADS", str(threads))
+    zarr.config.set({"threading.max_workers": threads})
     return func(task)
