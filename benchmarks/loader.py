@@ -227,11 +227,11 @@ def du(path: Path) -> int:
 
 
 def parse_layouts(text: str) -> list[StoreLayout]:
-    """``"128:1,256:0"``: chunk edge and Zstandard level (0 = no compression)."""
+    """``"128:blosc-lz4:5,128:zstd:1,256:none:0"``: chunk edge, codec and level."""
     out = []
     for item in text.split(","):
-        chunk, level = item.split(":")
-        out.append(StoreLayout(chunk=int(chunk), zstd_level=int(level)))
+        chunk, codec, level = item.split(":")
+        out.append(StoreLayout(chunk=int(chunk), codec=codec, level=int(level)))
     return out
 
 
@@ -265,8 +265,10 @@ def main() -> None:
     parser.add_argument("--jp2-quality", type=int, default=100,
                         help="GDAL JPEG2000 QUALITY for (b); 100 = lossless (default)")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=3, help="interleaved; medians reported")
-    parser.add_argument("--layouts", default="64:1,128:1,128:3,250:1,500:1,256:0",
-                        help="chunk:zstd_level,... (level 0: no compression)")  # fmt: skip
+    parser.add_argument("--layouts",
+                        default="128:blosc-lz4:5,64:blosc-lz4:5,256:blosc-lz4:5,128:blosc-zstd:1,"
+                                "128:zstd:1,250:zstd:1,256:none:0",
+                        help="chunk:codec:level,... (codecs: blosc-lz4, blosc-zstd, zstd, none)")  # fmt: skip
     parser.add_argument("--workdir", type=Path, default=None, help="default: a temporary folder")
     args = parser.parse_args()
     if not features.check("jpg_2000"):
@@ -292,11 +294,9 @@ def main() -> None:
         contenders = [paper, Contender("(c) in-memory ceiling", InMemory(tiles, args.crop),
                                        args.samples, args.batch)]  # fmt: skip
         for layout in parse_layouts(args.layouts):
-            path = work / f"store-{layout.chunk}-{layout.zstd_level}.zarr"
-            if layout.zstd_level == 0:
-                layout = _Uncompressed(chunk=layout.chunk, zstd_level=0)
+            path = work / f"store-{layout.chunk}-{layout.codec}-{layout.level}.zarr"
             write_store(tiles, path, layout)
-            codec = f"zstd {layout.zstd_level}" if layout.zstd_level else "no compression"
+            codec = f"{layout.codec} {layout.level}" if layout.codec != "none" else "no compression"
             ds = SynthesisDataset(path, "train", crop=args.crop, seed=0)
             contenders.append(Contender(f"(a) store, chunk {layout.chunk}, {codec}", ds,
                                         args.samples, args.batch, du(path)))  # fmt: skip
@@ -321,7 +321,7 @@ def main() -> None:
             mib = f"{c.size / 2**20:7.1f}" if c.size is not None else ""
             print(f"{c.label:<38}{w:9.1f} {w / base[0]:6.0f}x {lo:9.1f} {lo / base[1]:6.0f}x {mib}")
         default = next(c for c in contenders if c.label.startswith(
-            f"(a) store, chunk {STORE_LAYOUT.chunk}, zstd {STORE_LAYOUT.zstd_level}"))  # fmt: skip
+            f"(a) store, chunk {STORE_LAYOUT.chunk}, {STORE_LAYOUT.codec} {STORE_LAYOUT.level}"))  # fmt: skip
         print(f"default layout {STORE_LAYOUT}: (a)/(b) = {default.rates[0] / base[0]:.0f}x per "
               f"worker, {default.rates[1] / base[1]:.0f}x through the DataLoader "
               f"(target 100x); ceiling (c)/(b) = {contenders[1].rates[1] / base[1]:.0f}x "
@@ -329,13 +329,6 @@ def main() -> None:
     finally:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
-
-
-class _Uncompressed(StoreLayout):
-    """A layout without a compressor (level 0), for comparison only."""
-
-    def compressors(self) -> tuple:
-        return ()
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 import zarr
 from affine import Affine
-from zarr.codecs import ZstdCodec
+from zarr.codecs import BloscCodec, ZstdCodec
 
 from geosynth import __version__
 from geosynth.errors import DataError, StoreError, UsageError
@@ -67,20 +67,37 @@ PLANNED, WRITING, COMPLETE = 0, 1, 2
 STATE_NAMES = {PLANNED: "planned", WRITING: "being written", COMPLETE: "complete"}
 
 
+CODECS = ("blosc-lz4", "blosc-zstd", "zstd", "none")
+
+
 @dataclass(frozen=True)
 class StoreLayout:
     """Chunking and compression of the image arrays: the one named storage setting.
 
     ``chunk`` is the edge of a spatial chunk in pixels (one tile and all bands
-    per chunk); ``zstd_level`` the Zstandard level. Chosen for random
-    256 x 256 training crops; see the README's performance section.
+    per chunk); ``codec`` one of :data:`CODECS` (Blosc with byte shuffle, or
+    plain Zstandard, or none) at ``level``. Chosen for random 256 x 256
+    training crops with ``benchmarks/loader.py``; see the README's performance
+    section.
     """
 
     chunk: int = 128
-    zstd_level: int = 1
+    codec: str = "blosc-lz4"
+    level: int = 5
 
-    def compressors(self) -> tuple:
-        return (ZstdCodec(level=self.zstd_level),)
+    def __post_init__(self):
+        if self.codec not in CODECS:
+            raise UsageError(f"codec must be one of {', '.join(CODECS)}, not {self.codec!r}")
+        if self.chunk < 1:
+            raise UsageError(f"chunk must be positive, got {self.chunk}")
+
+    def compressors(self) -> tuple | None:
+        if self.codec == "none":
+            return None
+        if self.codec == "zstd":
+            return (ZstdCodec(level=self.level),)
+        cname = self.codec.split("-", 1)[1]
+        return (BloscCodec(cname=cname, clevel=self.level, shuffle="shuffle"),)
 
 
 STORE_LAYOUT = StoreLayout()
@@ -340,7 +357,11 @@ def _create(
             "geosynth:classes": [dict(k) for k in classes],
             "geosynth:unlabelled": 0,
             "geosynth:normalisation": dict(normalisation),
-            "geosynth:layout": {"chunk": layout.chunk, "codec": "zstd", "level": layout.zstd_level},
+            "geosynth:layout": {
+                "chunk": layout.chunk,
+                "codec": layout.codec,
+                "level": layout.level,
+            },
             "geosynth:provenance": {
                 "geosynth_version": __version__,
                 "created": _now(),

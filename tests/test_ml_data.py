@@ -19,7 +19,7 @@ from geosynth.store import StoreLayout, TileData, TilePlan, create_store, modali
 
 SIZE = 48  # tile edge in pixels
 CROP = 32
-LAYOUT = StoreLayout(chunk=20, zstd_level=1)  # partial chunks at the tile edge
+LAYOUT = StoreLayout(chunk=20)  # partial chunks at the tile edge
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -298,7 +298,7 @@ def test_unwritten_chunks_read_as_the_fill_value(tmp_path):
         dataset="t",
         crs=None,
         classes=_classes(),
-        layout=StoreLayout(chunk=20),
+        layout=StoreLayout(chunk=20, codec="zstd", level=1),
     )
     seg = np.zeros((40, 40), np.uint8)
     seg[30:, 30:] = 4

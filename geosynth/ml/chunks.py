@@ -5,7 +5,7 @@ pool: for a training crop that touches a few small chunks of three arrays
 that costs several milliseconds, more than decoding the chunks. The arrays
 of a store written by :func:`geosynth.store.create_store` have a simple,
 documented layout (a regular chunk grid of one tile and all bands per chunk,
-default ``c/...`` chunk keys, the ``bytes`` codec and optionally Zstandard),
+default ``c/...`` chunk keys, the ``bytes`` codec and optionally Blosc or Zstandard),
 so :class:`WindowReader` reads those chunk files and decodes them directly,
 synchronously. Anything else (sharding, other codecs or chunkings, remote
 stores) is read through zarr; both paths return the same values (tested).
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 def _direct_layout(array) -> str | None:
     """Why ``array`` cannot be read directly, or None when it can."""
-    from zarr.codecs import BytesCodec, ZstdCodec
+    from zarr.codecs import BloscCodec, BytesCodec, ZstdCodec
     from zarr.core.chunk_grids import RegularChunkGrid
     from zarr.core.chunk_key_encodings import DefaultChunkKeyEncoding
     from zarr.storage import LocalStore
@@ -47,7 +47,7 @@ def _direct_layout(array) -> str | None:
     codecs = list(meta.codecs)
     if not codecs or not isinstance(codecs[0], BytesCodec):
         return "first codec is not 'bytes'"
-    if any(not isinstance(c, ZstdCodec) for c in codecs[1:]) or len(codecs) > 2:
+    if any(not isinstance(c, ZstdCodec | BloscCodec) for c in codecs[1:]) or len(codecs) > 2:
         return f"codecs {[type(c).__name__ for c in codecs]}"
     return None
 
@@ -63,7 +63,8 @@ class WindowReader:
         if not self.direct:
             log.debug("%s: reading through zarr (%s)", array.path, reason)
             return
-        from numcodecs import Zstd
+        from numcodecs import Blosc, Zstd
+        from zarr.codecs import ZstdCodec
 
         meta = array.metadata
         self.chunk = tuple(meta.chunk_grid.chunk_shape)
@@ -75,7 +76,13 @@ class WindowReader:
             )
         self.dtype = dtype
         self.fill = np.asarray(meta.fill_value, dtype=array.dtype)
-        self.zstd = Zstd() if len(meta.codecs) > 1 else None
+        compressor = meta.codecs[1] if len(meta.codecs) > 1 else None
+        # Blosc frames describe themselves; numcodecs decodes them as zarr wrote them
+        self.decoder = (
+            None
+            if compressor is None
+            else (Zstd() if isinstance(compressor, ZstdCodec) else Blosc())
+        )
         self.root = os.path.join(str(array.store_path.store.root), array.store_path.path, "c")
         self._buffer = np.empty(int(np.prod(self.chunk[1:])) * dtype.itemsize, dtype=np.uint8)
 
@@ -111,6 +118,6 @@ class WindowReader:
                 data = f.readall()
         except FileNotFoundError:
             return None
-        if self.zstd is not None:
-            data = self.zstd.decode(data, out=self._buffer)
+        if self.decoder is not None:
+            data = self.decoder.decode(data, out=self._buffer)
         return np.frombuffer(data, dtype=self.dtype).reshape(self.chunk[1:])
