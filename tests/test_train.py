@@ -26,8 +26,9 @@ from geosynth.ml.config import GanConfig, UNetRunConfig, resolve_config
 from geosynth.ml.discriminator import DiscriminatorOutput
 from geosynth.ml.distributed import strip_option, torchrun_command
 from geosynth.ml.losses import feature_matching_loss, hinge_d_loss, hinge_g_loss
+from geosynth.ml.metrics import confusion_matrix, segmentation_scores
 from geosynth.ml.train import train_gan
-from geosynth.ml.train_unet import confusion_matrix, mean_iou, train_unet
+from geosynth.ml.train_unet import train_unet
 from geosynth.ml.trainer import TrainingDiverged
 from geosynth.store import TileData, TilePlan, create_store, modality, open_store
 
@@ -344,7 +345,8 @@ def test_miou_on_a_known_confusion():
     pred = torch.tensor([[2, 1, 2, 2], [2, 1, 3, 3]])
     conf = confusion_matrix(pred, target, 4)
     assert conf.sum() == 6  # class 0 pixels left out
-    miou, iou = mean_iou(conf)
+    scores = segmentation_scores(conf.numpy())
+    miou, iou = scores["miou"], scores["iou"]
     # class 1: inter 1, union 2+2-1=3; class 2: inter 2, union 3+3-2=4; class 3: 1/1
     assert iou[1:].tolist() == pytest.approx([1 / 3, 2 / 4, 1.0])
     assert miou == pytest.approx((1 / 3 + 0.5 + 1) / 3)

@@ -28,6 +28,7 @@ from geosynth.ml.distributed import (
     prepare,
     wrap_ddp,
 )
+from geosynth.ml.metrics import confusion_matrix, segmentation_scores
 from geosynth.ml.trainer import (
     ProgressCallback,
     Task,
@@ -47,23 +48,6 @@ log = logging.getLogger(__name__)
 
 TARGET = "seg"
 IGNORE = 0  # unlabelled
-
-
-def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """``(K, K)`` int64 counts, rows = target class, columns = predicted; target 0 is left out."""
-    valid = target != IGNORE
-    index = target[valid].long() * num_classes + pred[valid].long()
-    return torch.bincount(index, minlength=num_classes**2).reshape(num_classes, num_classes)
-
-
-def mean_iou(confusion: torch.Tensor) -> tuple[float, torch.Tensor]:
-    """mIoU over classes 1..K-1 that occur in target or prediction; and the per-class IoU (NaN: absent)."""
-    conf = confusion.double()
-    inter = conf.diag()
-    union = conf.sum(0) + conf.sum(1) - inter
-    iou = torch.where(union > 0, inter / union.clamp_min(1), torch.full_like(inter, float("nan")))
-    present = iou[1:][~torch.isnan(iou[1:])]
-    return (float(present.mean()) if len(present) else float("nan")), iou
 
 
 def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -199,11 +183,10 @@ class UNetTask(Task):
             self.net_plain.train()
         all_reduce(conf, self.ctx)
         all_reduce(loss_sum, self.ctx)
-        miou, _ = mean_iou(conf)
-        correct, total = float(conf.diag().sum()), float(conf.sum())
+        scores = segmentation_scores(conf.cpu().numpy())
         return {
-            "miou": miou,
-            "pixel_acc": correct / total if total else float("nan"),
+            "miou": scores["miou"],
+            "pixel_acc": scores["pixel_acc"],
             "loss": float(loss_sum[0] / loss_sum[1].clamp_min(1)),
         }
 
