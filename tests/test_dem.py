@@ -22,6 +22,7 @@ from geosynth.catalog import load_catalog
 from geosynth.cli import cli
 from geosynth.errors import DataError, UsageError
 from geosynth.grid import RasterGrid
+from geosynth.io import write_geotiff
 from geosynth.sources import lidar
 from geosynth.sources.lidar import PointGridder, dem_stage
 
@@ -342,19 +343,7 @@ def test_bad_options():
 
 def test_cli_like_reproduces_the_reference_grid(tmp_path, laz):
     path, grid, _ = laz
-    ref = tmp_path / "ref.tif"
-    with rasterio.open(
-        ref,
-        "w",
-        driver="GTiff",
-        width=grid.width,
-        height=grid.height,
-        count=1,
-        dtype="uint8",
-        crs=grid.crs,
-        transform=grid.transform,
-    ) as dst:
-        dst.write(np.zeros((1, *grid.shape), np.uint8))
+    ref = write_geotiff(tmp_path / "ref.tif", np.zeros(grid.shape, np.uint8), grid)
     out = tmp_path / "dem.tif"
     result = CliRunner().invoke(
         cli, ["-q", "dem", str(path), "--like", str(ref), "--out", str(out), "--fill-distance", "0"]

@@ -25,6 +25,7 @@ from geosynth.catalog import load_catalog
 from geosynth.cli import cli
 from geosynth.errors import DataError, UsageError
 from geosynth.grid import RasterGrid
+from geosynth.io import write_geotiff
 from geosynth.sources.landcover import burn, landcover_stage
 
 CRS = "EPSG:25832"
@@ -58,19 +59,7 @@ def rect(x, y, w, h) -> Polygon:
 
 
 def write_ref(path, grid: RasterGrid):
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=grid.width,
-        height=grid.height,
-        count=1,
-        dtype="uint8",
-        crs=grid.crs,
-        transform=grid.transform,
-    ) as dst:
-        dst.write(np.zeros(grid.shape, np.uint8), 1)
-    return path
+    return write_geotiff(path, np.zeros(grid.shape, np.uint8), grid)
 
 
 # --------------------------------------------------------------------------- ATKIS vectors
