@@ -262,9 +262,7 @@ class BuildReport:
         return lines
 
 
-def resolve_source_dir(
-    region: Region, source_dir: str | os.PathLike | None, progress: Callable | None = None
-) -> Path:
+def resolve_source_dir(region: Region, source_dir: str | os.PathLike | None) -> Path:
     """The folder with the region's raw files; for a generated region, generate it when absent."""
     if source_dir is not None:
         path = Path(source_dir)

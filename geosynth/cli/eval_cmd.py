@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from geosynth.cli.options import progress_enabled
+from geosynth.cli.options import device_option, progress_enabled
 
 
 class _Bar:
@@ -76,13 +76,7 @@ class _Bar:
     show_default=True,
     help="DataLoader worker processes.",
 )
-@click.option(
-    "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    default="auto",
-    show_default=True,
-    help="auto: CUDA when available.",
-)
+@device_option
 @click.option(
     "--name", default=None, help="Row name in the table [default: the --out folder name]."
 )

@@ -81,3 +81,12 @@ def run_with_tile_bar(desc: str, run):
     click.echo(result.summary())
     if not result.ok:
         raise click.ClickException(f"{len(result.failed)} tile(s) failed; see the report")
+
+
+device_option = click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="auto: CUDA when available.",
+)

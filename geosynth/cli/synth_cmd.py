@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from geosynth.cli.options import comma_list, progress_enabled
+from geosynth.cli.options import comma_list, device_option, progress_enabled
 
 
 def input_options(func):
@@ -32,12 +32,6 @@ def input_options(func):
     ):
         func = option(func)
     return func
-
-
-def device_option(func):
-    return click.option(
-        "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
-    )(func)
 
 
 def _device(name: str) -> str:
@@ -113,18 +107,14 @@ def synthesize(
         names = tiles or [s.tile_ids[i] for i in s.tiles(split)]
         if not names:
             raise click.UsageError(f"store {store} has no complete tile in split {split!r}")
-        sources = [("store", store, t) for t in names]
+        sources = [(store, t) for t in names]
     else:
-        sources = [("files", None, None)]
+        sources = [(None, None)]  # the user's own rasters
     with tqdm(
         total=len(sources), desc="synthesize", unit="tile", disable=not progress_enabled()
     ) as bar:
-        for kind, path, tile in sources:
-            inputs = (
-                load_inputs(path, tile, seg, dem, sar)
-                if kind == "store"
-                else load_inputs(None, None, seg, dem, sar)
-            )
+        for path, tile in sources:
+            inputs = load_inputs(path, tile, seg, dem, sar)
             files = run_synthesis(
                 synth,
                 inputs,

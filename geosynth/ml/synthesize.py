@@ -195,21 +195,17 @@ def write_cog(
     import rasterio
 
     profile = {
-        "driver": "COG",
         "width": array.shape[-1],
         "height": array.shape[-2],
         "count": array.shape[0],
         "dtype": array.dtype.name,
-        "compress": "deflate",
         "nodata": nodata,
-        "blocksize": 256,
     }
     if grid is not None:
         profile.update(crs=grid.crs, transform=grid.transform)
     # the COG driver copies from a source: write a plain GeoTIFF in memory first
     with atomic_path(path) as tmp, rasterio.MemoryFile() as mem:
-        mem_profile = {k: v for k, v in profile.items() if k not in ("driver", "blocksize")}
-        with mem.open(driver="GTiff", **mem_profile) as dst:
+        with mem.open(driver="GTiff", **profile) as dst:
             dst.write(array)
             for i, d in enumerate(descriptions, 1):
                 dst.set_band_description(i, d)
