@@ -22,7 +22,7 @@ from pathlib import Path
 
 CHILD = """
 import json, resource, sys, time
-from geosynth.build import build_region
+from geosynth.ingest.nrw import build_region
 t0 = time.perf_counter()
 report = build_region("demo", sys.argv[1], source_dir=sys.argv[2], tiles=sys.argv[3].split(","))
 assert report.ok, report.failed
@@ -44,7 +44,7 @@ def peak_rss(world: Path, tiles: list[str], out: Path) -> dict:
 def dask_time(world: Path, tiles: list[str], out: Path, workers: int) -> float:
     from dask.distributed import LocalCluster
 
-    from geosynth.build import build_region
+    from geosynth.ingest.nrw import build_region
 
     with LocalCluster(
         n_workers=workers,
@@ -79,9 +79,9 @@ def main() -> None:
     try:
         world = args.world
         if world is None:
-            from geosynth.build import discover_sources
             from geosynth.catalog import load_catalog
             from geosynth.demo import generate_world
+            from geosynth.ingest.nrw import discover_sources
 
             world = tmp / "world"
             t0 = time.perf_counter()

@@ -30,9 +30,9 @@ import rasterio
 from affine import Affine
 from scipy.ndimage import gaussian_filter, zoom
 
-from geosynth.importers.common import folder_bytes
-from geosynth.importers.dfc2020 import import_dfc2020
-from geosynth.importers.geonrw import import_geonrw
+from geosynth.ingest.dfc2020 import import_dfc2020
+from geosynth.ingest.geonrw import import_geonrw
+from geosynth.io import folder_bytes
 
 
 def smooth(rng, shape, scale, low, high):

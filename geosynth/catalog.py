@@ -80,6 +80,20 @@ class ClassTable:
     def id_of(self, key: str) -> int:
         return self.by_key(key).id
 
+    def lookup(self, key_or_name: str) -> ClassDef:
+        """The class with this key or name (as the edit commands accept either)."""
+        for c in self.classes:
+            if key_or_name in (c.key, c.name):
+                return c
+        raise UsageError(f"unknown class {key_or_name!r}; known: {', '.join(self.keys)}")
+
+    def name_of(self, class_id: int) -> str:
+        """The name of a class id; ``unlabelled`` for 0, ``class <id>`` for ids not in the table."""
+        for c in self.classes:
+            if c.id == class_id:
+                return c.name
+        return "unlabelled" if class_id == self.unlabelled else f"class {class_id}"
+
     def palette(self) -> list[tuple[int, int, int]]:
         """RGB colour per class id 0..num_classes-1 (black for unlabelled)."""
         pal = [(0, 0, 0)] * self.num_classes
@@ -129,6 +143,17 @@ class SarNorm:
     clip: tuple[float, float]
     nodata: float
     min_valid_fraction: float
+
+    def to_attrs(self) -> dict[str, Any]:
+        """The store's ``geosynth:normalisation`` entry for SAR."""
+        return {
+            "rule": self.rule,
+            "db_factor": self.db_factor,
+            "divisor": self.divisor,
+            "clip": list(self.clip),
+            "nodata": self.nodata,
+            "min_valid_fraction": self.min_valid_fraction,
+        }
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,13 @@ inverse-distance interpolation inwards from the mask's border
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from geosynth.errors import DataError, UsageError
+from geosynth.grid import RasterGrid
 
 RAISED_CLASSES = ("forest", "buildings")  # classes whose DEM carries object heights
 
@@ -160,3 +162,30 @@ def swap_classes(
     if lower_dem and mask.any():
         new_dem[mask] = ground_estimate(dem, mask)[mask]
     return EditResult(new_seg, new_dem, mask)
+
+
+def area_mask(
+    path: str | os.PathLike, grid: RasterGrid | None, name: str = "the tile"
+) -> np.ndarray:
+    """Rasterise the polygons of a vector file (GeoJSON, GeoPackage, ...) on ``grid``.
+
+    A file without a CRS is read as WGS 84 (GeoJSON's default). ``name``
+    names the tile in the error for an ungeoreferenced one.
+    """
+    import geopandas as gpd
+    from rasterio.features import rasterize
+
+    if grid is None:
+        raise UsageError(f"--where needs a georeferenced tile; {name} has no transform")
+    try:
+        frame = gpd.read_file(path)
+    except Exception as exc:
+        raise DataError(f"{path}: cannot read polygons: {exc}") from exc
+    if frame.crs is None:
+        frame = frame.set_crs("EPSG:4326")  # GeoJSON's default
+    frame = frame.to_crs(grid.crs)
+    shapes = [(g, 1) for g in frame.geometry if g is not None and not g.is_empty]
+    if not shapes:
+        raise DataError(f"{path}: no polygons")
+    mask = rasterize(shapes, out_shape=grid.shape, transform=grid.transform, fill=0, dtype="uint8")
+    return mask.astype(bool)

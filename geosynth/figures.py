@@ -11,20 +11,19 @@ from pathlib import Path
 
 import numpy as np
 
+from geosynth.catalog import ClassTable
 from geosynth.io import atomic_path
 
 
-def colorize_labels(seg: np.ndarray, classes: Sequence[dict]) -> np.ndarray:
-    """(H, W) class ids -> (H, W, 3) uint8 with each class's catalog colour (0: black)."""
+def colorize_labels(seg: np.ndarray, classes: ClassTable) -> np.ndarray:
+    """(H, W) class ids -> (H, W, 3) uint8 with each class's colour (0 and unknown ids: black)."""
     lut = np.zeros((256, 3), dtype=np.uint8)
-    for c in classes:
-        color = c["color"]
-        lut[int(c["id"])] = [int(color[i : i + 2], 16) for i in (1, 3, 5)]
+    lut[: classes.num_classes] = classes.palette()
     return lut[np.asarray(seg, dtype=np.uint8)]
 
 
 def to_display(
-    kind: str, values: np.ndarray, classes: Sequence[dict] = ()
+    kind: str, values: np.ndarray, classes: ClassTable | None = None
 ) -> tuple[np.ndarray, dict]:
     """An array as matplotlib shows it, and the imshow keywords."""
     values = np.asarray(values)
@@ -48,7 +47,7 @@ def save_panel(
     path: str | os.PathLike,
     columns: Sequence[tuple[str, str, np.ndarray]],
     *,
-    classes: Sequence[dict] = (),
+    classes: ClassTable | None = None,
     title: str | None = None,
     rows: int = 1,
     size: float = 3.2,

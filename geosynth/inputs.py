@@ -10,33 +10,28 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
+from geosynth.catalog import ClassTable
 from geosynth.errors import DataError, UsageError
 from geosynth.grid import RasterGrid
-
-FILE_MODALITIES = ("seg", "dem", "sar", "rgb")
+from geosynth.names import NETWORK_MODALITIES
 
 
 @dataclass
 class TileInputs:
+    """One tile's arrays in the store's form, its grid (None: not georeferenced), its classes."""
+
     name: str
     arrays: dict[str, np.ndarray]
     grid: RasterGrid | None
-    classes: list[dict] = field(default_factory=list)
+    classes: ClassTable
 
     @property
     def num_classes(self) -> int:
-        return max(int(c["id"]) for c in self.classes) + 1
-
-    def class_id(self, key: str) -> int:
-        for c in self.classes:
-            if c["key"] == key or c["name"] == key:
-                return int(c["id"])
-        names = ", ".join(c["key"] for c in self.classes)
-        raise UsageError(f"unknown class {key!r}; known: {names}")
+        return self.classes.num_classes
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -44,7 +39,7 @@ class TileInputs:
 
 
 def from_store(
-    store_path: str | os.PathLike, tile_id: str, names: tuple[str, ...] = FILE_MODALITIES
+    store_path: str | os.PathLike, tile_id: str, names: tuple[str, ...] = NETWORK_MODALITIES
 ) -> TileInputs:
     """The modalities ``names`` that the store holds for ``tile_id`` (absent ones are left out)."""
     from geosynth.store import open_store
@@ -63,7 +58,7 @@ def from_store(
     return TileInputs(tile_id, arrays, grid, store.classes)
 
 
-def from_files(classes: list[dict], **paths: str | os.PathLike | None) -> TileInputs:
+def from_files(classes: ClassTable, **paths: str | os.PathLike | None) -> TileInputs:
     """Read ``seg=..., dem=..., sar=..., rgb=...`` GeoTIFFs that share one grid."""
     import rasterio
 
@@ -71,7 +66,7 @@ def from_files(classes: list[dict], **paths: str | os.PathLike | None) -> TileIn
     for key, path in paths.items():
         if path is None:
             continue
-        if key not in FILE_MODALITIES:
+        if key not in NETWORK_MODALITIES:
             raise UsageError(f"unknown input {key!r}")
         try:
             with rasterio.open(path) as src:

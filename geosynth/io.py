@@ -1,77 +1,132 @@
-"""Small I/O helpers shared by the stages: atomic output files and GeoTIFF writing."""
+"""Small I/O helpers: the cache folder, atomic output files and the one GeoTIFF writer.
+
+Every file the package writes goes through :func:`atomic_path` (or the
+helpers built on it): the content is written under a temporary name beside
+the target and renamed into place only when complete, so nothing
+half-written is ever left at the target.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
 
 from geosynth.grid import RasterGrid
 
+#: Tiling of every GeoTIFF the package writes (and of COG overviews).
+BLOCK = 256
+
+
+def cache_dir() -> Path:
+    """``$GEOSYNTH_CACHE`` or ``~/.cache/geosynth``: the demo world, Overpass answers, downloads."""
+    return Path(os.environ.get("GEOSYNTH_CACHE") or Path.home() / ".cache" / "geosynth")
+
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, tag: str = "tmp") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds.
 
-    Nothing half-written is ever left at ``path``: on an exception the
-    temporary file (or folder) is removed.
+    Works for files and folders. Nothing half-written is ever left at
+    ``path``: on an exception the temporary file (or folder) is removed.
+    ``tag`` names the temporary (``.<name>.<tag>-<random>``).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp = path.with_name(f".{path.name}.{tag}-{uuid.uuid4().hex[:8]}")
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
-        if tmp.exists():
-            if tmp.is_dir():
-                import shutil
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists() or tmp.is_symlink():
+            tmp.unlink()
 
-                shutil.rmtree(tmp, ignore_errors=True)
-            else:
-                tmp.unlink()
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write a UTF-8 text file atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def folder_bytes(path: str | os.PathLike) -> int:
+    """Total size of the files under ``path``."""
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
 
 
 def write_geotiff(
     path: str | os.PathLike,
     array: np.ndarray,
-    grid: RasterGrid,
+    grid: RasterGrid | None,
     *,
     nodata: float | int | None = None,
     descriptions: tuple[str, ...] = (),
-    compress: str = "deflate",
-    tags: dict | None = None,
+    mask: np.ndarray | None = None,
+    colormap: Mapping[int, tuple[int, ...]] | None = None,
+    photometric: str | None = None,
+    tags: Mapping[str, object] | None = None,
+    cog: bool = False,
 ) -> Path:
-    """Write ``array`` ((bands, H, W) or (H, W)) as a tiled GeoTIFF on ``grid``, atomically."""
+    """Write ``array`` ((bands, H, W) or (H, W)) on ``grid`` as a tiled, deflated GeoTIFF, atomically.
+
+    ``mask``: (H, W) valid pixels, written as an internal GDAL mask band (for
+    rasters where every value is data, e.g. normalised SAR); ``colormap``: a
+    colour table for band 1 (class maps); ``cog``: a Cloud-Optimised GeoTIFF
+    (GDAL's COG driver, with overviews). ``grid`` None writes no CRS or transform.
+    """
     import rasterio
 
     data = array[None] if array.ndim == 2 else array
-    if data.shape[1:] != grid.shape:
+    if data.dtype == bool:
+        data = data.astype("uint8")
+    if grid is not None and data.shape[1:] != grid.shape:
         raise ValueError(f"array of shape {data.shape[1:]} does not match grid {grid.shape}")
     profile = {
         "driver": "GTiff",
-        "width": grid.width,
-        "height": grid.height,
+        "width": data.shape[2],
+        "height": data.shape[1],
         "count": data.shape[0],
-        "dtype": data.dtype.name if data.dtype != bool else "uint8",
-        "crs": grid.crs,
-        "transform": grid.transform,
+        "dtype": data.dtype.name,
         "nodata": nodata,
-        "compress": compress,
+        "compress": "deflate",
         "tiled": True,
-        "blockxsize": 256,
-        "blockysize": 256,
+        "blockxsize": BLOCK,
+        "blockysize": BLOCK,
     }
-    if data.dtype == bool:
-        data = data.astype("uint8")
-    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+    if grid is not None:
+        profile.update(crs=grid.crs, transform=grid.transform)
+    if photometric:
+        profile["photometric"] = photometric
+
+    def fill(dst) -> None:
         dst.write(data)
         for i, desc in enumerate(descriptions, start=1):
             dst.set_band_description(i, desc)
+        if colormap is not None:
+            dst.write_colormap(1, dict(colormap))
         if tags:
             dst.update_tags(**{k: str(v) for k, v in tags.items()})
+        if mask is not None:
+            dst.write_mask(np.asarray(mask).astype(np.uint8) * 255)
+
+    with atomic_path(path) as tmp, rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+        if not cog:
+            with rasterio.open(tmp, "w", **profile) as dst:
+                fill(dst)
+        else:
+            from rasterio.shutil import copy as rio_copy
+
+            # the COG driver copies from a source: write a plain GeoTIFF in memory first
+            with rasterio.MemoryFile() as mem:
+                with mem.open(**profile) as dst:
+                    fill(dst)
+                with mem.open() as src:
+                    rio_copy(src, tmp, driver="COG", compress="deflate", blocksize=BLOCK)
     return Path(path)

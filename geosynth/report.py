@@ -24,7 +24,7 @@ def _rel(path: Path, root: Path) -> str:
 
 
 def _load_evals(root: Path) -> list[dict]:
-    from geosynth.ml.evaluate import read_metrics
+    from geosynth.ml.results import read_metrics
 
     evals = []
     for path in sorted((root / "eval").glob("*/metrics.json")):
@@ -99,7 +99,7 @@ def _level(path: Path) -> float:
 
 def write_report(root: str | os.PathLike, title: str = "geosynth demo") -> tuple[Path, Path]:
     """Write ``report.md`` and ``report.html`` into ``root``; returns both paths."""
-    from geosynth.ml.evaluate import markdown_table
+    from geosynth.ml.results import markdown_table
 
     root = Path(root)
     evals = _load_evals(root)
@@ -143,7 +143,7 @@ def write_report(root: str | os.PathLike, title: str = "geosynth demo") -> tuple
 
 
 def _html(title, evals, images, steps, root: Path) -> str:
-    from geosynth.ml.evaluate import TABLE_HEADER, table_row
+    from geosynth.ml.results import TABLE_HEADER, table_row
 
     e = html.escape
     out = [

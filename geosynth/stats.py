@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from geosynth.catalog import ClassTable
 from geosynth.io import atomic_path
 from geosynth.store import GeoStore
 
@@ -28,9 +29,8 @@ def class_shares(store: GeoStore) -> dict[str, np.ndarray]:
 
 
 def write_shares_csv(
-    shares: dict[str, np.ndarray], classes: list[dict], path: str | os.PathLike
+    shares: dict[str, np.ndarray], classes: ClassTable, path: str | os.PathLike
 ) -> Path:
-    names = {int(c["id"]): c["name"] for c in classes}
     splits = list(shares)
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
@@ -38,21 +38,20 @@ def write_shares_csv(
         n = len(next(iter(shares.values()))) if shares else 0
         for k in range(n):
             writer.writerow(
-                [k + 1, names.get(k + 1, str(k + 1)), *(f"{shares[s][k]:.6f}" for s in splits)]
+                [k + 1, classes.name_of(k + 1), *(f"{shares[s][k]:.6f}" for s in splits)]
             )
     return Path(path)
 
 
 def plot_class_shares(
-    shares: dict[str, np.ndarray], classes: list[dict], path: str | os.PathLike
+    shares: dict[str, np.ndarray], classes: ClassTable, path: str | os.PathLike
 ) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = {int(c["id"]): c["name"] for c in classes}
-    colors = {int(c["id"]): c["color"] for c in classes}
+    colors = {c.id: c.color for c in classes.classes}
     splits = list(shares)
     n = len(next(iter(shares.values()))) if shares else 0
     fig, ax = plt.subplots(figsize=(9, 4.5))
@@ -69,7 +68,7 @@ def plot_class_shares(
             hatch=None if j == 0 else "//",
             alpha=1.0 if j == 0 else 0.7,
         )
-    ax.set_xticks(x, [names.get(k + 1, str(k + 1)) for k in range(n)], rotation=35, ha="right")
+    ax.set_xticks(x, [classes.name_of(k + 1) for k in range(n)], rotation=35, ha="right")
     ax.set_ylabel("share of labelled pixels (%)")
     ax.set_title("class distribution by split")
     ax.legend(title="split (hatched: second)")

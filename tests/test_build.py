@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from geosynth.build import build_region, discover_sources
 from geosynth.catalog import load_catalog
 from geosynth.cli import cli
+from geosynth.ingest.nrw import build_region, discover_sources
 from geosynth.store import open_store, verify
 
 TILES = ["356_5645", "357_5645"]

@@ -21,10 +21,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from geosynth.catalog import load_catalog
-from geosynth.demo import ensure_world, generate_world, read_manifest, world_problems
+from geosynth.demo import (
+    ensure_world,
+    generate_world,
+    read_manifest,
+    world_params,
+    world_problems,
+)
+from geosynth.demo.layout import build_world
 from geosynth.demo.noise import grid_noise, point_noise
 from geosynth.demo.render import cast_shadow
-from geosynth.demo.scene import WorldParams, build_world
+from geosynth.demo.scene import WorldParams
 from geosynth.errors import UsageError
 from geosynth.sources.names import package_name, parse_nrw_name, parse_tsx_name
 
@@ -46,7 +53,7 @@ def manifest(world_dir) -> dict:
 
 @pytest.fixture(scope="module")
 def world():
-    return build_world(WorldParams(**SMALL))
+    return build_world(world_params(**SMALL))
 
 
 @pytest.fixture(scope="module")

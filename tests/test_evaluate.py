@@ -15,9 +15,10 @@ from geosynth.cli import cli
 from geosynth.errors import UsageError
 from geosynth.ml.checkpoint import load_generator, load_unet
 from geosynth.ml.config import GanConfig, UNetRunConfig
-from geosynth.ml.data import to_network
-from geosynth.ml.evaluate import TABLE_HEADER, evaluate, markdown_table, read_metrics
+from geosynth.ml.evaluate import evaluate
+from geosynth.ml.inputs import to_network
 from geosynth.ml.metrics import frechet_distance_of, pooled_features, predict_classes
+from geosynth.ml.results import TABLE_HEADER, markdown_table, read_metrics
 from geosynth.ml.train import train_gan
 from geosynth.ml.train_unet import train_unet
 from geosynth.store import TileData, TilePlan, create_store, modality, open_store

@@ -16,7 +16,7 @@ from pyproj import CRS
 from geosynth.catalog import load_catalog
 from geosynth.cli import cli
 from geosynth.errors import UsageError
-from geosynth.importers.dfc2020 import import_dfc2020, s1_to_sar, s2_to_rgb
+from geosynth.ingest.dfc2020 import import_dfc2020, s1_to_sar, s2_to_rgb
 from geosynth.store import open_store, verify
 
 SIZE = 256  # the contest's patch size
@@ -100,7 +100,7 @@ def test_patches_land_in_the_store_contract(imported):
     assert sorted(store.tile_ids) == sorted(expected)
     catalog = load_catalog()
     norm = catalog.dfc2020
-    assert [c["key"] for c in store.classes] == [c.key for c in norm.classes]
+    assert store.classes.keys == tuple(c.key for c in norm.classes)
     assert store.modality_spec("s2").dtype == "uint16" and store.modality_spec("s2").channels == 13
     assert store.modality_spec("sar").bands == ("VV", "VH")
     attrs = store.attrs["geosynth:normalisation"]

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from geosynth.catalog import default_catalog_path, load_catalog, parse_catalog
 from geosynth.cli import cli
 from geosynth.errors import DataError, UsageError
-from geosynth.importers.geonrw import import_geonrw, transform_from_name
+from geosynth.ingest.geonrw import import_geonrw, transform_from_name
 from geosynth.sources.sar import normalise
 from geosynth.store import WRITING, open_store, summarize, verify
 

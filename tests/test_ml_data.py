@@ -13,9 +13,16 @@ from torch.utils.data import DataLoader
 
 from geosynth.catalog import load_catalog
 from geosynth.errors import DataError, UsageError
-from geosynth.ml.chunks import WindowReader
 from geosynth.ml.data import SynthesisDataset, generator_inputs
-from geosynth.store import StoreLayout, TileData, TilePlan, create_store, modality, open_store
+from geosynth.store import (
+    StoreLayout,
+    TileData,
+    TilePlan,
+    WindowReader,
+    create_store,
+    modality,
+    open_store,
+)
 
 SIZE = 48  # tile edge in pixels
 CROP = 32

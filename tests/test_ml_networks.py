@@ -269,12 +269,6 @@ def test_generator_rejects_wrong_channels_and_sizes():
 # ----------------------------------------------------------------------------- CLI
 
 
-def test_model_info_offers_exactly_the_generator_kinds():
-    from geosynth.cli import ml_cmd
-
-    assert ml_cmd.KINDS == GENERATOR_KINDS  # the CLI keeps a torch-free copy
-
-
 def test_model_info_prints_parts_and_totals():
     result = CliRunner().invoke(
         cli, ["model-info", "--generator", "ours", "--inputs", "seg,dem", "--output", "rgb",

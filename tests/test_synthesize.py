@@ -11,7 +11,8 @@ from click.testing import CliRunner
 
 from geosynth.cli import cli
 from geosynth.ml.config import GanConfig
-from geosynth.ml.synthesize import synthesize_array, to_stored
+from geosynth.ml.inputs import to_stored
+from geosynth.ml.synthesize import synthesize_array
 from geosynth.ml.train import train_gan
 from geosynth.store import TileData, TilePlan, create_store, modality
 
@@ -102,17 +103,18 @@ def test_windows_blend_without_seams():
     g = PointwiseGenerator()
     config = GanConfig(store="x", out="y", crop=32, inputs=("seg", "dem"))
     rng = np.random.default_rng(1)
-    labels = np.eye(11, dtype=np.float32)[rng.integers(0, 11, (70, 90))].transpose(2, 0, 1)
+    ids = rng.integers(0, 11, (70, 90)).astype(np.uint8)  # stored labels
+    labels = np.eye(11, dtype=np.float32)[ids].transpose(2, 0, 1)  # the one-hot G takes
     dem = rng.normal(size=(1, 70, 90)).astype(np.float32)
-    inputs = {"seg": labels, "dem": dem}
-    out = synthesize_array(g, config, inputs, window=32, overlap=8, batch_size=3)
+    inputs = {"seg": ids, "dem": dem}
+    out = synthesize_array(g, config, inputs, 11, window=32, overlap=8, batch_size=3)
     with torch.no_grad():
         direct = g(torch.from_numpy(labels)[None], torch.from_numpy(dem)[None])[0].numpy()
     assert out.shape == (3, 70, 90)
     np.testing.assert_allclose(out, direct, atol=1e-5)
     # a tile smaller than one window is padded, then cropped back
     small = synthesize_array(
-        g, config, {"seg": labels[:, :20, :20], "dem": dem[:, :20, :20]}, window=32, overlap=8
+        g, config, {"seg": ids[:20, :20], "dem": dem[:, :20, :20]}, 11, window=32, overlap=8
     )
     np.testing.assert_allclose(small, direct[:, :20, :20], atol=1e-5)
 

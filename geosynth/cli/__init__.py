@@ -1,6 +1,8 @@
 """The ``geosynth`` command line: a thin click layer over the library.
 
-Commands live in one module per group (``catalog``, ``store``, ...). Heavy
+Commands live in one module per group, named after its commands
+(``stages_cmd``: aerial, dem, landcover, sar; ``ingest_cmd``: download,
+build-geonrw, import-*; ``store_cmd``: info, verify, stats; ...). Heavy
 imports (rasterio, zarr, torch, osmnx) happen inside command bodies so that
 ``geosynth --help`` stays instant. Domain errors (:mod:`geosynth.errors`) are
 turned into exit codes here and only here: usage errors exit 2, data and
@@ -19,32 +21,32 @@ from geosynth.errors import GeosynthError
 
 log = logging.getLogger("geosynth")
 
-# command name -> (module, attribute); imported when the group is built
+# command name -> (module, attribute); one module per group of commands, named after them
 COMMANDS = {
     "catalog": ("geosynth.cli.catalog_cmd", "catalog"),
+    "demo-world": ("geosynth.cli.demo_cmd", "demo_world"),
+    "demo": ("geosynth.cli.demo_cmd", "demo"),
+    "download": ("geosynth.cli.ingest_cmd", "download"),
+    "build-geonrw": ("geosynth.cli.ingest_cmd", "build_geonrw"),
+    "import-geonrw": ("geosynth.cli.ingest_cmd", "import_geonrw"),
+    "import-dfc2020": ("geosynth.cli.ingest_cmd", "import_dfc2020"),
+    "aerial": ("geosynth.cli.stages_cmd", "aerial"),
+    "dem": ("geosynth.cli.stages_cmd", "dem"),
+    "landcover": ("geosynth.cli.stages_cmd", "landcover"),
+    "sar": ("geosynth.cli.stages_cmd", "sar"),
     "info": ("geosynth.cli.store_cmd", "info"),
     "verify": ("geosynth.cli.store_cmd", "verify"),
-    "model-info": ("geosynth.cli.ml_cmd", "model_info"),
-    "download": ("geosynth.cli.download_cmd", "download"),
-    "build-geonrw": ("geosynth.cli.build_cmd", "build_geonrw"),
-    "stats": ("geosynth.cli.build_cmd", "stats"),
-    "synthesize": ("geosynth.cli.synth_cmd", "synthesize"),
-    "edit-flood": ("geosynth.cli.synth_cmd", "edit_flood"),
-    "edit-classes": ("geosynth.cli.synth_cmd", "edit_classes"),
-    "pipeline": ("geosynth.cli.pipeline_cmd", "pipeline"),
-    "table": ("geosynth.cli.pipeline_cmd", "table"),
-    "report": ("geosynth.cli.pipeline_cmd", "report"),
-    "demo": ("geosynth.cli.pipeline_cmd", "demo"),
-    "landcover": ("geosynth.cli.landcover_cmd", "landcover"),
-    "sar": ("geosynth.cli.landcover_cmd", "sar"),
-    "aerial": ("geosynth.cli.aerial_cmd", "aerial"),
-    "dem": ("geosynth.cli.aerial_cmd", "dem"),
-    "demo-world": ("geosynth.cli.demo_cmd", "demo_world"),
+    "stats": ("geosynth.cli.store_cmd", "stats"),
+    "model-info": ("geosynth.cli.model_info_cmd", "model_info"),
     "train": ("geosynth.cli.train_cmd", "train"),
     "train-unet": ("geosynth.cli.train_cmd", "train_unet"),
-    "import-geonrw": ("geosynth.cli.import_cmd", "import_geonrw"),
-    "import-dfc2020": ("geosynth.cli.import_cmd", "import_dfc2020"),
-    "evaluate": ("geosynth.cli.eval_cmd", "evaluate"),
+    "evaluate": ("geosynth.cli.evaluate_cmd", "evaluate"),
+    "table": ("geosynth.cli.evaluate_cmd", "table"),
+    "synthesize": ("geosynth.cli.synthesize_cmd", "synthesize"),
+    "edit-flood": ("geosynth.cli.edit_cmd", "edit_flood"),
+    "edit-classes": ("geosynth.cli.edit_cmd", "edit_classes"),
+    "pipeline": ("geosynth.cli.pipeline_cmd", "pipeline"),
+    "report": ("geosynth.cli.pipeline_cmd", "report"),
 }
 
 

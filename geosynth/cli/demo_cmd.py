@@ -1,4 +1,5 @@
-"""``geosynth demo-world``: generate the procedural demo region as the providers' raw files."""
+"""``geosynth demo-world`` and ``geosynth demo``: the procedural demo region, and the whole
+system run on it."""
 
 from __future__ import annotations
 
@@ -6,29 +7,29 @@ import json
 
 import click
 
-from geosynth.cli.options import json_option, progress_enabled
+from geosynth.cli.options import json_option, progress_bar
+from geosynth.cli.pipeline_cmd import run_recipe, set_option
 
 
-def _pair(text: str, sep: str, ctx, param) -> tuple[int, int]:
-    parts = text.lower().replace(" ", "").split(sep)
-    try:
-        if len(parts) != 2:
-            raise ValueError
-        return int(parts[0]), int(parts[1])
-    except ValueError:
-        raise click.BadParameter(
-            f"expected two integers as A{sep}B, e.g. {'3x2' if sep == 'x' else '356,5645'}; got {text!r}",
-            ctx=ctx,
-            param=param,
-        ) from None
+def _pair(sep: str, example: str):
+    """Callback parsing ``A<sep>B`` into two integers (None when absent)."""
 
+    def parse(ctx, param, text):
+        if text is None:
+            return None
+        parts = text.lower().replace(" ", "").split(sep)
+        try:
+            if len(parts) != 2:
+                raise ValueError
+            return int(parts[0]), int(parts[1])
+        except ValueError:
+            raise click.BadParameter(
+                f"expected two integers as A{sep}B, e.g. {example}; got {text!r}",
+                ctx=ctx,
+                param=param,
+            ) from None
 
-def _tiles(ctx, param, value):
-    return None if value is None else _pair(value, "x", ctx, param)
-
-
-def _origin(ctx, param, value):
-    return None if value is None else _pair(value, ",", ctx, param)
+    return parse
 
 
 @click.command("demo-world")
@@ -41,7 +42,7 @@ def _origin(ctx, param, value):
 )
 @click.option(
     "--tiles",
-    callback=_tiles,
+    callback=_pair("x", "3x2"),
     help="W x H tiles of 1 km, e.g. 3x2 (default: the catalog's demo region).",
 )
 @click.option(
@@ -53,7 +54,7 @@ def _origin(ctx, param, value):
 )
 @click.option(
     "--origin",
-    callback=_origin,
+    callback=_pair(",", "356,5645"),
     help="E,N of the south-west tile in km, e.g. 356,5645 (default: the catalog's).",
 )
 @click.option(
@@ -79,78 +80,67 @@ def _origin(ctx, param, value):
 )
 @json_option
 def demo_world(
-    out_dir,
-    tiles,
-    seed,
-    origin,
-    dop_resolution,
-    lidar_density,
-    preview,
-    overwrite,
-    workers,
+    out_dir, tiles, seed, origin, dop_resolution, lidar_density, preview, overwrite, workers,
     as_json,
-):
+):  # fmt: skip
     """Generate the demo world: a procedural NRW-like region written as the providers' raw files.
 
     Orthophotos (JPEG2000, R G B NIR) and lidar (LAZ, LAS 1.2) zipped like
     NRW's packages, ATKIS-like land-cover areas (GeoPackage), OpenStreetMap
     XML and TerraSAR-X EEC scenes, all rendered from one latent scene, plus
     its ground truth under truth/ and a manifest world.json. The default
-    world (3 x 2 tiles, 0.5 m, 4 pts/m^2) takes well under a minute.
-    `geosynth build-geonrw --region demo` generates it on its own when needed.
+    world (the catalog's demo region: 3 x 2 tiles, 0.5 m, 4 pts/m^2) takes
+    well under a minute. `geosynth build-geonrw --region demo` generates it
+    on its own when needed.
     """
     import time
 
-    from tqdm import tqdm
+    from geosynth.demo import check_out_dir, generate_world, world_params, world_summary
 
-    from geosynth.catalog import load_catalog
-    from geosynth.demo import check_out_dir, generate_world, world_params
-
-    region = load_catalog().region("demo")
-    tiles = tiles or tuple(region.tiles or (3, 2))
-    origin = origin or tuple(region.origin_km or (356, 5645))
-    world_params(tiles, seed, origin, dop_resolution, lidar_density)  # bad values exit 2 now
+    params = world_params(tiles, seed, origin, dop_resolution, lidar_density)  # bad values: exit 2
     check_out_dir(out_dir, overwrite)
     started = time.perf_counter()
-    with tqdm(desc="demo world", unit="step", disable=not progress_enabled(), leave=False) as bar:
-
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
+    with progress_bar("demo world", "step", leave=False) as progress:
         manifest = generate_world(
-            out_dir,
-            tiles=tiles,
-            seed=seed,
-            origin=origin,
-            dop_resolution=dop_resolution,
-            lidar_density=lidar_density,
-            progress=progress,
-            overwrite=overwrite,
-            workers=workers,
-        )
-    seconds = time.perf_counter() - started
+            out_dir, params.tiles, seed, params.origin, dop_resolution, lidar_density,
+            progress=progress, overwrite=overwrite, workers=workers,
+        )  # fmt: skip
     if preview:
         from geosynth.demo.preview import draw_preview
 
         draw_preview(out_dir, preview)
-    size = sum(f["bytes"] for f in manifest["files"].values())
-    summary = {
-        "out": str(out_dir),
-        "tiles": [t["id"] for t in manifest["tiles"]],
-        "test_tiles": [t["id"] for t in manifest["tiles"] if t["split"] == "test"],
-        "files": len(manifest["files"]),
-        "bytes": size,
-        "seconds": round(seconds, 1),
-        "preview": str(preview) if preview else None,
-    }
+    s = world_summary(manifest, out_dir, time.perf_counter() - started, preview)
     if as_json:
-        click.echo(json.dumps(summary, indent=2))
+        click.echo(json.dumps(s, indent=2))
         return
-    nx, ny = manifest["params"]["tiles"]
+    nx, ny = params.tiles
     click.echo(
-        f"demo world: {nx} x {ny} tiles from {summary['tiles'][0]}, "
-        f"{summary['files']} files, {size / 1e6:.0f} MB in {out_dir} ({seconds:.1f} s)"
+        f"demo world: {nx} x {ny} tiles from {s['tiles'][0]}, {s['files']} files, "
+        f"{s['bytes'] / 1e6:.0f} MB in {out_dir} ({s['seconds']:.1f} s)"
     )
     if preview:
         click.echo(f"preview: {preview}")
+
+
+@click.command()
+@click.option(
+    "--out",
+    default="demo-run",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder for everything the demo makes.",
+)
+@set_option
+@click.option("--force", is_flag=True, help="Rerun steps whose outputs exist.")
+def demo(out, overrides, force):
+    """The whole system on the offline demo world, on CPU, in about 10 minutes on 2 cores.
+
+    Generates the demo world, builds its store, trains a short U-Net and three
+    short generators (label-only, DEM-only, ours), evaluates them (Table III),
+    synthesizes the test tiles, floods one and writes OUT/report.md and
+    OUT/report.html. Rerunning skips finished steps.
+    """
+    from geosynth.pipeline import bundled_pipeline
+
+    run_recipe(bundled_pipeline("demo"), {"out": out, **overrides}, force, None, False)
+    click.echo(f"report: {out}/report.md (and report.html)")

@@ -1,8 +1,17 @@
-"""Options shared by several commands, defined once."""
+"""Options and helpers shared by several commands, defined once.
+
+Choices come from :mod:`geosynth.names` (torch- and numpy-free), so that
+``geosynth --help`` imports nothing heavy.
+"""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
+
 import click
+
+from geosynth.names import DEVICES
 
 
 def progress_enabled(ctx: click.Context | None = None) -> bool:
@@ -12,6 +21,23 @@ def progress_enabled(ctx: click.Context | None = None) -> bool:
     return obj.get("verbosity", 0) >= 0
 
 
+@contextlib.contextmanager
+def progress_bar(desc: str, unit: str, **kwargs) -> Iterator[Callable[[int, int | None], None]]:
+    """A tqdm bar (hidden under -q) as a ``progress(done, total)`` callback for the library."""
+    from tqdm import tqdm
+
+    bar = tqdm(desc=desc, unit=unit, disable=not progress_enabled(), **kwargs)
+
+    def update(done: int, total: int | None) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        yield update
+    finally:
+        bar.close()
+
+
 def comma_list(ctx, param, value):
     """Callback: ``"a, b,c"`` -> ``["a", "b", "c"]`` (None when the option is absent)."""
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
@@ -19,6 +45,37 @@ def comma_list(ctx, param, value):
 
 store_argument = click.argument("store", type=click.Path(path_type=str))
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+device_option = click.option(
+    "--device",
+    type=click.Choice(DEVICES),
+    default="auto",
+    show_default=True,
+    help="auto: CUDA when available.",
+)
+
+
+def out_file_option(help_text: str = "Output GeoTIFF (written atomically; replaced if it exists)."):
+    return click.option(
+        "--out", "out", required=True, type=click.Path(dir_okay=False), help=help_text
+    )
+
+
+def out_folder_option(help_text: str = "Output folder."):
+    return click.option("--out", required=True, type=click.Path(file_okay=False), help=help_text)
+
+
+def workers_option(help_text: str = "Local worker processes."):
+    return click.option(
+        "--workers", type=click.IntRange(min=1), default=1, show_default=True, help=help_text
+    )
+
+
+scheduler_option = click.option(
+    "--scheduler", help="dask.distributed scheduler address (instead of --workers)."
+)
+report_option = click.option(
+    "--report", type=click.Path(dir_okay=False), help="JSON report (default: <out>.report.json)."
+)
 
 
 def _tile_callback(ctx, param, value):
@@ -60,8 +117,16 @@ def resolve_grid(tile, like):
     return RasterGrid.like(like)
 
 
+def check_workers_or_scheduler(ctx: click.Context, scheduler: str | None) -> None:
+    if scheduler and ctx.get_parameter_source("workers").name != "DEFAULT":
+        raise click.UsageError("give --workers or --scheduler, not both")
+
+
 def run_with_tile_bar(desc: str, run):
-    """Call ``run(progress, on_plan)`` with a tqdm bar (off under -q); print the summary."""
+    """Call ``run(progress, on_plan)`` with a tqdm bar of tiles (off under -q); print the summary.
+
+    A run with failed tiles exits 1.
+    """
     from tqdm import tqdm
 
     bar = tqdm(desc=desc, unit="tile", disable=not progress_enabled())
@@ -81,12 +146,3 @@ def run_with_tile_bar(desc: str, run):
     click.echo(result.summary())
     if not result.ok:
         raise click.ClickException(f"{len(result.failed)} tile(s) failed; see the report")
-
-
-device_option = click.option(
-    "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    default="auto",
-    show_default=True,
-    help="auto: CUDA when available.",
-)

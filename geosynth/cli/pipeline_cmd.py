@@ -1,4 +1,4 @@
-"""``geosynth pipeline run``, ``table``, ``report`` and ``demo``."""
+"""``geosynth pipeline run`` and ``geosynth report``: recipes of geosynth commands."""
 
 from __future__ import annotations
 
@@ -25,17 +25,15 @@ set_option = click.option(
 )
 
 
-def _run(path, overrides, force, step, dry_run):
+def run_recipe(path, overrides, force, step, dry_run):
+    """Run a recipe, printing each step's status; returns the pipeline."""
     from geosynth.pipeline import load_pipeline, run_pipeline
 
     pipeline = load_pipeline(path, overrides)
 
     def on_step(s, status):
-        click.echo(
-            f"[{pipeline.name}] {s.name}: {status}"
-            + (f"  ({s.command})" if status in ("running", "dry-run") else ""),
-            err=True,
-        )
+        shown = f"  ({s.command})" if status in ("running", "dry-run") else ""
+        click.echo(f"[{pipeline.name}] {s.name}: {status}{shown}", err=True)
 
     result = run_pipeline(pipeline, force=force, only=step, dry_run=dry_run, on_step=on_step)
     ran = sum(s.status == "ran" for s in result.steps)
@@ -57,23 +55,7 @@ def pipeline():
 @click.option("--dry-run", is_flag=True, help="Print the steps without running them.")
 def pipeline_run(recipe, overrides, force, step, dry_run):
     """Run RECIPE step by step; a step whose outputs exist from a successful run is skipped."""
-    _run(recipe, overrides, force, step, dry_run)
-
-
-@click.command()
-@click.argument("evals", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Markdown file.")
-def table(evals, out):
-    """Assemble Table III (Markdown) from evaluation folders (their metrics.json), in order."""
-    from pathlib import Path
-
-    from geosynth.io import atomic_path
-    from geosynth.ml.evaluate import markdown_table, read_metrics
-
-    text = markdown_table([read_metrics(Path(e) / "metrics.json") for e in evals])
-    with atomic_path(out) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    click.echo(text, nl=False)
+    run_recipe(recipe, overrides, force, step, dry_run)
 
 
 @click.command()
@@ -85,28 +67,3 @@ def report(folder, title):
 
     md, page = write_report(folder, title=title)
     click.echo(f"wrote {md} and {page}")
-
-
-@click.command()
-@click.option(
-    "--out",
-    default="demo-run",
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Folder for everything the demo makes.",
-)
-@set_option
-@click.option("--force", is_flag=True, help="Rerun steps whose outputs exist.")
-def demo(out, overrides, force):
-    """The whole system on the offline demo world, on CPU, in about 10 minutes on 2 cores.
-
-    Generates the demo world, builds its store, trains a short U-Net and three
-    short generators (label-only, DEM-only, ours), evaluates them (Table III),
-    synthesizes the test tiles, floods one and writes OUT/report.md and
-    OUT/report.html. Rerunning skips finished steps.
-    """
-    from geosynth.pipeline import bundled_pipeline
-
-    overrides = {"out": out, **overrides}
-    _run(bundled_pipeline("demo"), overrides, force, None, False)
-    click.echo(f"report: {out}/report.md (and report.html)")

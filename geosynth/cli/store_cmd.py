@@ -1,4 +1,4 @@
-"""``geosynth info`` and ``geosynth verify``: inspect a store."""
+"""``geosynth info``, ``verify`` and ``stats``: inspect a store."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import click
 
-from geosynth.cli.options import json_option, progress_enabled, store_argument
+from geosynth.cli.options import json_option, progress_bar, store_argument
 
 
 @click.command()
@@ -15,52 +15,46 @@ from geosynth.cli.options import json_option, progress_enabled, store_argument
 def info(store: str, as_json: bool) -> None:
     """Counts per split, region and modality, and the class histogram of STORE."""
     from geosynth.store import open_store, summarize
+    from geosynth.store.inspect import summary_lines
 
     s = open_store(store)
     summary = summarize(s)
-    if as_json:
-        click.echo(json.dumps(summary, indent=2))
-        return
-    names = {str(c["id"]): c["name"] for c in s.classes}
-    names.setdefault("0", "unlabelled")
-    click.echo(
-        f"{summary['path']}: {summary['dataset']} store v{summary['store_version']}, "
-        f"CRS {summary['crs'] or 'per tile'}, tiles {summary['tile_shape'][0]} x {summary['tile_shape'][1]} px"
-    )
-    click.echo("tiles: " + ", ".join(f"{v} {k}" for k, v in summary["states"].items()))
-    click.echo(
-        "splits: " + (", ".join(f"{k} {v}" for k, v in sorted(summary["splits"].items())) or "-")
-    )
-    click.echo(
-        "regions: " + (", ".join(f"{k} {v}" for k, v in sorted(summary["regions"].items())) or "-")
-    )
-    click.echo("modalities: " + ", ".join(f"{k} {v}" for k, v in summary["modalities"].items()))
-    if summary["without_transform"]:
-        n = len(summary["without_transform"])
-        click.echo(
-            f"without georeferencing: {n} tile(s): {', '.join(summary['without_transform'][:10])}"
-        )
-    total = sum(summary["class_hist"].values())
-    click.echo("classes (share of labelled pixels of complete tiles):")
-    for cid, count in summary["class_hist"].items():
-        share = count / total if total else 0.0
-        click.echo(f"  {cid:>3} {names.get(cid, '?'):<36} {share:7.2%} {count:>14,}")
+    click.echo(json.dumps(summary, indent=2) if as_json else "\n".join(summary_lines(s, summary)))
 
 
 @click.command()
 @store_argument
 def verify(store: str) -> None:
     """Check STORE against the store contract; exits 1 listing every problem."""
-    from tqdm import tqdm
-
     from geosynth.store import open_store
     from geosynth.store import verify as verify_store
 
     s = open_store(store)
-    with tqdm(total=len(s), desc="verify", unit="tile", disable=not progress_enabled()) as bar:
-        problems = verify_store(s, progress=lambda i, n: bar.update(i - bar.n))
+    with progress_bar("verify", "tile", total=len(s)) as update:
+        problems = verify_store(s, progress=lambda i, n: update(i, n))
     if problems:
         for p in problems:
             click.echo(str(p), err=True)
         raise click.ClickException(f"{len(problems)} problem(s) in {store}")
     click.echo(f"{store}: {len(s)} tiles, all complete and consistent")
+
+
+@click.command()
+@store_argument
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default="stats.png",
+    show_default=True,
+    help="PNG figure; the table goes beside it as .csv.",
+)
+def stats(store, out):
+    """Per-class pixel shares by split (the paper's Fig. 2), as a PNG and a CSV."""
+    from geosynth.stats import class_shares, plot_class_shares, write_shares_csv
+    from geosynth.store import open_store
+
+    s = open_store(store)
+    shares = class_shares(s)
+    png = plot_class_shares(shares, s.classes, out)
+    csv = write_shares_csv(shares, s.classes, png.with_suffix(".csv"))
+    click.echo(f"wrote {png} and {csv}")

@@ -14,6 +14,14 @@ import sys
 import click
 
 from geosynth.cli.options import progress_enabled
+from geosynth.names import (
+    DEM_NORMS,
+    DEVICES,
+    GENERATOR_KINDS,
+    IMAGE_OUTPUTS,
+    NETWORK_MODALITIES,
+    SPECTRAL_MODES,
+)
 
 CONFIG_MODULE = "geosynth.ml.config"
 
@@ -71,7 +79,7 @@ COMMON = [
     (("--max-steps",), "Stop after this many steps in total.", {"type": POS}),
     (("--seed",), "Seed of initialisation, crops and order.", {"type": int}),
     (("--workers",), "DataLoader worker processes.", {"type": click.IntRange(0)}),
-    (("--device",), "auto: CUDA when available.", {"type": click.Choice(["auto", "cpu", "cuda"])}),
+    (("--device",), "auto: CUDA when available.", {"type": click.Choice(DEVICES)}),
     (("--amp/--no-amp",), "bf16 autocast on CUDA.", {}),
     (("--channels-last/--no-channels-last",), "channels-last memory layout.", {}),
     (("--compile/--no-compile",), "torch.compile the networks.", {}),
@@ -85,22 +93,21 @@ COMMON = [
     (("--tensorboard/--no-tensorboard",), "Write TensorBoard events.", {}),
 ]  # fmt: skip
 GAN = [
-    (("--inputs",), "Generator inputs, comma-separated (seg, dem, sar, rgb).", {}),
-    (("--output",), "Image to synthesize.", {"type": click.Choice(["rgb", "sar"])}),
-    (("--generator",), "ours, spade, pix2pix, concat or merge.",
-     {"type": click.Choice(["ours", "spade", "pix2pix", "concat", "merge"])}),
+    (("--inputs",), f"Generator inputs, comma-separated ({', '.join(NETWORK_MODALITIES)}).", {}),
+    (("--output",), "Image to synthesize.", {"type": click.Choice(IMAGE_OUTPUTS)}),
+    (("--generator",), "ours, spade (labels only), pix2pix (raster only), concat or merge.",
+     {"type": click.Choice(GENERATOR_KINDS)}),
     (("--cap",), "Generator capacity (width of its first layer).", {"type": POS}),
     (("--d-cap",), "Discriminator capacity [default: --cap].", {"type": POS}),
     (("--d-scales",), "Discriminator scales [default: 2 below 512 px, else 3].", {"type": POS}),
-    (("--spectral-norm",), "Spectral norm placement.",
-     {"type": click.Choice(["all", "reference", "none"])}),
-    (("--dem-norm",), "DEM normalisation.", {"type": click.Choice(["none", "tile", "crop"])}),
+    (("--spectral-norm",), "Spectral norm placement.", {"type": click.Choice(SPECTRAL_MODES)}),
+    (("--dem-norm",), "DEM normalisation.", {"type": click.Choice(DEM_NORMS)}),
     (("--lr-g",), "Generator learning rate.", {"type": float}),
     (("--lr-d",), "Discriminator learning rate.", {"type": float}),
     (("--lambda-fm",), "Weight of the feature-matching loss.", {"type": float}),
 ]  # fmt: skip
 UNET = [
-    (("--input",), "Image to segment.", {"type": click.Choice(["rgb", "sar"])}),
+    (("--input",), "Image to segment.", {"type": click.Choice(IMAGE_OUTPUTS)}),
     (("--lr",), "Learning rate.", {"type": float}),
     (("--weight-decay",), "Adam weight decay.", {"type": float}),
     (("--base-channels",), "U-Net width.", {"type": POS}),

@@ -46,13 +46,28 @@ __all__ = [
     "generate_world",
     "read_manifest",
     "world_params",
+    "world_summary",
 ]
 
 
-def world_params(tiles, seed, origin, dop_resolution, lidar_density):
-    """Validated :class:`~geosynth.demo.scene.WorldParams` (a bad value is a UsageError naming it)."""
+def world_params(
+    tiles: tuple[int, int] | None = None,
+    seed: int = 0,
+    origin: tuple[int, int] | None = None,
+    dop_resolution: float = 0.5,
+    lidar_density: float = 4.0,
+):
+    """Validated :class:`~geosynth.demo.scene.WorldParams` (a bad value is a UsageError naming it).
+
+    ``tiles`` and ``origin`` default to the extent of the catalog's region ``demo``.
+    """
+    from geosynth.catalog import load_catalog
     from geosynth.demo.scene import WorldParams
 
+    if tiles is None or origin is None:
+        region = load_catalog().region("demo")
+        tiles = region.tiles if tiles is None else tiles
+        origin = region.origin_km if origin is None else origin
     try:
         tiles = (int(tiles[0]), int(tiles[1]))
         origin = (int(origin[0]), int(origin[1]))
@@ -69,9 +84,9 @@ def world_params(tiles, seed, origin, dop_resolution, lidar_density):
 
 def generate_world(
     out_dir: str | os.PathLike,
-    tiles: tuple[int, int] = (3, 2),
+    tiles: tuple[int, int] | None = None,
     seed: int = 0,
-    origin: tuple[int, int] = (356, 5645),
+    origin: tuple[int, int] | None = None,
     dop_resolution: float = 0.5,
     lidar_density: float = 4.0,
     progress: Progress | None = None,
@@ -80,32 +95,43 @@ def generate_world(
 ) -> dict:
     """Generate the demo world's raw files in ``out_dir``; returns the manifest (also ``world.json``).
 
+    ``tiles`` and ``origin`` default to the catalog's region ``demo``.
     ``out_dir`` must not exist or be empty unless ``overwrite``. Generation
     happens in a hidden sibling folder that replaces ``out_dir`` at the end.
     ``workers`` > 1 renders tiles in that many processes (about 1 GB each at
     the default resolution); the files are the same whatever the number.
     """
+    from geosynth.demo.generate import forget_worlds, generate_into
+    from geosynth.io import atomic_path
+
     params = world_params(tiles, seed, origin, dop_resolution, lidar_density)
     out = check_out_dir(out_dir, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     trash = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
     try:
-        from geosynth.demo.generate import forget_worlds, generate_into
-
-        tmp.mkdir()
-        try:
-            manifest = generate_into(tmp, params, progress=progress, workers=workers)
-        finally:
-            forget_worlds()
-        if out.exists():
-            os.replace(out, trash)
-        os.replace(tmp, out)
+        with atomic_path(out) as tmp:
+            tmp.mkdir()
+            try:
+                manifest = generate_into(tmp, params, progress=progress, workers=workers)
+            finally:
+                forget_worlds()
+            if out.exists():  # os.replace cannot replace a folder that holds files
+                os.replace(out, trash)
     finally:
-        for leftover in (tmp, trash):
-            if leftover.exists():
-                shutil.rmtree(leftover, ignore_errors=True)
+        shutil.rmtree(trash, ignore_errors=True)
     return manifest
+
+
+def world_summary(manifest: dict, out_dir, seconds: float, preview=None) -> dict:
+    """What ``geosynth demo-world`` reports about a generated world (``--json``)."""
+    return {
+        "out": str(out_dir),
+        "tiles": [t["id"] for t in manifest["tiles"]],
+        "test_tiles": [t["id"] for t in manifest["tiles"] if t["split"] == "test"],
+        "files": len(manifest["files"]),
+        "bytes": sum(f["bytes"] for f in manifest["files"].values()),
+        "seconds": round(seconds, 1),
+        "preview": str(preview) if preview else None,
+    }
 
 
 def check_out_dir(out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -148,9 +174,9 @@ def world_problems(
 
 def ensure_world(
     cache_dir: str | os.PathLike,
-    tiles: tuple[int, int] = (3, 2),
+    tiles: tuple[int, int] | None = None,
     seed: int = 0,
-    origin: tuple[int, int] = (356, 5645),
+    origin: tuple[int, int] | None = None,
     dop_resolution: float = 0.5,
     lidar_density: float = 4.0,
     progress: Progress | None = None,

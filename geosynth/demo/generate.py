@@ -12,7 +12,8 @@ from pathlib import Path
 
 from geosynth import __version__
 from geosynth.catalog import Catalog, load_catalog
-from geosynth.demo.scene import World, WorldParams, build_world
+from geosynth.demo.layout import build_world
+from geosynth.demo.scene import World, WorldParams
 from geosynth.grid import RasterGrid, TileId
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ import numpy as np
 import shapely
 from affine import Affine
 from shapely import affinity
-from shapely.geometry import LineString, MultiPolygon, Point, Polygon, box
+from shapely.geometry import LineString, Point, Polygon, box
 
 from geosynth.demo.noise import grid_fbm, rng_for
 from geosynth.demo.scene import (
@@ -28,44 +28,15 @@ from geosynth.demo.scene import (
     World,
     WorldParams,
 )
+from geosynth.demo.shapes import lines, polygons, rotated_box
 from geosynth.demo.terrain import build_terrain
+from geosynth.demo.town import build_town
+from geosynth.demo.vegetation import plant_trees
 
 # random streams of the layout (each part draws from its own generator)
 S_RIVER, S_TOWN, S_ROADS, S_FOREST, S_FIELDS, S_BUILDINGS, S_TREES, S_CROPS = range(1, 9)
 ATKIS_TOLERANCE_M = 2.5  # Douglas-Peucker generalisation of the land-cover vectors
 FOREST_FRACTION = 0.24
-
-
-def polygons(geom) -> list[Polygon]:
-    """The non-empty polygons of any geometry."""
-    if geom is None or geom.is_empty:
-        return []
-    if isinstance(geom, Polygon):
-        return [geom]
-    if isinstance(geom, MultiPolygon):
-        return list(geom.geoms)
-    return [g for g in getattr(geom, "geoms", []) if isinstance(g, Polygon) and not g.is_empty]
-
-
-def lines(geom) -> list[LineString]:
-    if geom is None or geom.is_empty:
-        return []
-    if isinstance(geom, LineString):
-        return [geom]
-    out = []
-    for g in getattr(geom, "geoms", []):
-        out.extend(lines(g))
-    return out
-
-
-def rotated_box(cx: float, cy: float, length: float, width: float, angle: float) -> Polygon:
-    """A rectangle ``length`` along direction ``angle`` (radians from east), ``width`` across."""
-    return affinity.rotate(
-        box(cx - length / 2, cy - width / 2, cx + length / 2, cy + width / 2),
-        angle,
-        origin=(cx, cy),
-        use_radians=True,
-    )
 
 
 # --------------------------------------------------------------------------- river
@@ -345,10 +316,8 @@ def atkis_features(areas: list[Area], tolerance: float = ATKIS_TOLERANCE_M) -> l
 # --------------------------------------------------------------------------- the whole world
 
 
-def make_layout(params: WorldParams) -> World:
-    """Build the latent world of ``params``."""
-    from geosynth.demo.town import build_town
-    from geosynth.demo.vegetation import plant_trees
+def build_world(params: WorldParams) -> World:
+    """Lay out the latent scene of ``params`` (deterministic in ``params.seed``)."""
 
     seed = params.seed
     domain = box(*params.domain_bounds)

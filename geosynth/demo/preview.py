@@ -17,7 +17,6 @@ import numpy as np
 from geosynth.errors import DataError
 
 PREVIEW_CELL_M = 4.0  # resolution of the raster panels
-MAX_BYTES = 400_000  # the README picture must stay small
 
 
 def _grid(bounds, cell: float):

@@ -1,6 +1,7 @@
 """The latent scene of the demo world: one truth that every provider file is rendered from.
 
-:func:`build_world` lays out, from one seed, a river with its floodplain
+This module holds the scene's types and parameters;
+:func:`geosynth.demo.layout.build_world` lays out, from one seed, a river with its floodplain
 and an oxbow lake, rolling hills with forest, fields and meadows with hedges
 and single trees, a town with streets, houses, apartment blocks and
 industrial halls, a motorway, main roads, farm tracks and a double-track
@@ -92,10 +93,15 @@ CAMPAIGNS = (
 
 @dataclass(frozen=True)
 class WorldParams:
-    """The parameters that fix a demo world (with the seed: every byte of it)."""
+    """The parameters that fix a demo world (with the seed: every byte of it).
 
-    tiles: tuple[int, int] = (3, 2)
-    origin: tuple[int, int] = (356, 5645)
+    ``tiles`` (W x H) and ``origin`` (E, N of the south-west tile in km) have
+    no defaults here: the default extent is the catalog's region ``demo``
+    (:func:`geosynth.demo.world_params`).
+    """
+
+    tiles: tuple[int, int]
+    origin: tuple[int, int]
     seed: int = 0
     dop_resolution: float = 0.5
     lidar_density: float = 4.0
@@ -261,10 +267,3 @@ class World:
         i, _ = self.params.tile_index(tile)
         nx = self.params.tiles[0]
         return CAMPAIGNS[0] if nx == 1 or i < math.ceil(nx / 2) else CAMPAIGNS[1]
-
-
-def build_world(params: WorldParams, progress=None) -> World:
-    """Lay out the latent scene of ``params`` (deterministic in ``params.seed``)."""
-    from geosynth.demo.layout import make_layout
-
-    return make_layout(params)

@@ -23,8 +23,8 @@ import shapely
 from shapely.geometry import LineString, Polygon
 from shapely.geometry.polygon import orient
 
-from geosynth.demo.layout import polygons, rotated_box
 from geosynth.demo.scene import Area, Building, Road, WorldParams
+from geosynth.demo.shapes import lines, polygons, rotated_box
 
 STREET_WIDTH = {"residential": 5.5, "service": 4.5}
 SIDEWALK_M = 2.5
@@ -115,19 +115,13 @@ def _street_grid(
         for off in offsets:
             base = c + across * (off + rng.uniform(-8, 8))
             line = LineString([base - along * reach, base + along * reach])
-            for piece in _lines(line.intersection(town)):
+            for piece in lines(line.intersection(town)):
                 if piece.length < 40:
                     continue
                 mid = piece.interpolate(0.5, normalized=True)
                 kind = "service" if industrial.contains(mid) else "residential"
                 streets.append(Road(piece, kind, STREET_WIDTH[kind]))
     return streets
-
-
-def _lines(geom) -> list[LineString]:
-    from geosynth.demo.layout import lines
-
-    return lines(geom)
 
 
 def _fits(candidate: Polygon, block: Polygon, placed: list[Building], gap: float) -> bool:

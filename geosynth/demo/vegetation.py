@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 import shapely
 
-from geosynth.demo.layout import lines
 from geosynth.demo.noise import point_noise
 from geosynth.demo.scene import TREE_KINDS, Trees, WorldParams
+from geosynth.demo.shapes import lines
 
 KIND = {name: i for i, name in enumerate(TREE_KINDS)}
 

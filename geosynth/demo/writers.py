@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from geosynth.demo.lidar import PointCloud
-from geosynth.demo.scene import Campaign, World
+from geosynth.demo.scene import World
 from geosynth.grid import RasterGrid, TileId
 
 WORLD_CRS = "EPSG:25832"
@@ -297,7 +297,3 @@ def write_truth(
             descriptions=("terrain height (m)",),
         ),
     ]
-
-
-def campaign_date(campaign: Campaign) -> dt.date:
-    return dt.date(campaign.year, campaign.month, campaign.day)

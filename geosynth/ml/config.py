@@ -13,6 +13,7 @@ that would change the model, the data or the recipe of a half-trained run is
 refused, naming the key.
 
 This module imports no torch: the command line builds its ``--help`` from it.
+The allowed values of every choice come from :mod:`geosynth.names`.
 """
 
 from __future__ import annotations
@@ -27,13 +28,16 @@ from typing import Any, ClassVar, TypeVar
 import yaml
 
 from geosynth.errors import UsageError
+from geosynth.names import (
+    DEM_NORMS,
+    DEVICES,
+    GENERATOR_KINDS,
+    IMAGE_OUTPUTS,
+    NETWORK_MODALITIES,
+    SPECTRAL_MODES,
+    generator_input_problem,
+)
 
-DEVICES = ("auto", "cpu", "cuda")
-DEM_NORMS = ("none", "tile", "crop")  # as in geosynth.ml.data (not imported: torch)
-SPECTRAL_MODES = ("all", "reference", "none")  # as in geosynth.ml.layers
-GENERATOR_KINDS = ("ours", "spade", "pix2pix", "concat", "merge")  # geosynth.ml.generators
-MODALITIES = ("seg", "dem", "sar", "rgb")
-UNET_INPUTS = ("rgb", "sar")
 # keys a resumed run may change: paths (a run or store may have moved), the length of the
 # run, logging, loading and execution settings; not the model, the data or the recipe
 RESUMABLE_KEYS = frozenset(
@@ -176,13 +180,16 @@ class GanConfig(RunConfig):
         object.__setattr__(self, "inputs", _names(self.inputs, "inputs"))
         object.__setattr__(self, "betas", _betas(self.betas))
         for name in self.inputs:
-            _choice("inputs", name, MODALITIES)
-        _choice("output", self.output, ("rgb", "sar"))
+            _choice("inputs", name, NETWORK_MODALITIES)
+        _choice("output", self.output, IMAGE_OUTPUTS)
         if self.output in self.inputs:
             raise UsageError(
                 f"output {self.output} cannot also be an input (inputs {','.join(self.inputs)})"
             )
         _choice("generator", self.generator, GENERATOR_KINDS)
+        problem = generator_input_problem(self.generator, self.inputs)
+        if problem:
+            raise UsageError(problem)
         _choice("spectral_norm", self.spectral_norm, SPECTRAL_MODES)
         _choice("dem_norm", self.dem_norm, DEM_NORMS)
         _at_least("cap", self.cap, 1)
@@ -221,7 +228,7 @@ class UNetRunConfig(RunConfig):
     def __post_init__(self):
         super().__post_init__()
         object.__setattr__(self, "betas", _betas(self.betas))
-        _choice("input", self.input, UNET_INPUTS)
+        _choice("input", self.input, IMAGE_OUTPUTS)
         _positive("lr", self.lr)
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise UsageError(f"weight_decay must be >= 0, got {self.weight_decay}")

@@ -1,21 +1,11 @@
 """Torch datasets over geosynth stores (GeoNRW, DFC2020, demo: any store of the contract).
 
-A sample is a dict of float32 tensors, one per requested modality, cut from
-one tile with one window shared by all modalities:
-
-- ``seg``: one-hot ``(K, h, w)`` with ``K`` the store's class count including
-  the unlabelled id 0 (11 for GeoNRW); or class ids ``(h, w)`` int64 with
-  ``one_hot=False`` (segmentation targets);
-- ``dem``: heights in metres ``(1, h, w)`` as stored (the network learns the
-  normalisation, as in the paper); ``dem_norm="tile"`` or ``"crop"``
-  standardises by the tile's / crop's mean and standard deviation. No-data
-  (NaN) pixels take the crop's median height;
-- ``rgb``: ``(3, h, w)`` scaled from 0..255 to [-1, 1] (the generators' tanh);
-- ``sar``: ``(C, h, w)`` from [0, 1] to [-1, 1], plus ``sar_valid``
-  ``(1, h, w)`` bool; pixels without SAR read -1;
-- other (extra) modalities: float32 as stored;
-- ``tile``: the tile id and ``window``: ``(row, col, height, width)`` of the
-  crop in tile pixels.
+A sample is a dict of tensors, one per requested modality, cut from one
+tile with one window shared by all modalities and prepared by
+:func:`geosynth.ml.inputs.prepare_window` (one-hot ``seg`` or class ids, DEM
+in metres or standardised per tile or crop with holes filled, ``rgb`` and
+``sar`` in [-1, 1] with ``sar_valid``), plus ``tile`` (the tile id) and
+``window`` (``(row, col, height, width)`` of the crop in tile pixels).
 
 Training mode draws a random window and a random horizontal flip from a
 generator seeded with ``(seed, epoch, tile)``: every sample is reproducible
@@ -28,9 +18,9 @@ of size ``crop``, or the whole tile when ``crop`` is None; no flips.
 
 The store is opened lazily in every process (zarr's event loop and thread
 pool do not survive ``fork``); the dataset pickles without it, so DataLoader
-workers work under ``fork`` and ``spawn``. Windows are read straight from the
-chunk files (:mod:`geosynth.ml.chunks`), about 3x faster than through zarr's
-asyncio machinery; see ``benchmarks/loader.py``.
+workers work under ``fork`` and ``spawn``. Windows are read by the store's
+window reader (:class:`geosynth.store.WindowReader`), straight from the chunk
+files of a local store; see ``benchmarks/loader.py``.
 """
 
 from __future__ import annotations
@@ -42,18 +32,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from geosynth.errors import DataError, UsageError
-from geosynth.ml.chunks import WindowReader
-from geosynth.store import GeoStore, open_store
+from geosynth.ml.inputs import dem_stats, generator_inputs, prepare_window
+from geosynth.names import DEM_NORMS, LABELS
+from geosynth.store import GeoStore, WindowReader, open_store
 
 log = logging.getLogger(__name__)
 
-DEM_NORMS = ("none", "tile", "crop")
-LABELS = "seg"
-STD_FLOOR = 1e-3  # metres: a flat tile is centred, not blown up
+__all__ = ["SynthesisDataset", "generator_inputs"]
 
 
 def _size2(value: int | Sequence[int] | None, option: str) -> tuple[int, int] | None:
@@ -167,13 +155,13 @@ class SynthesisDataset(Dataset):
         return state
 
     def _open(self) -> dict[str, WindowReader]:
-        """Readers of this process's zarr arrays, (re)opened after a fork or unpickling."""
+        """Readers of this process's arrays, (re)opened after a fork or unpickling."""
         if self._arrays is None or self._pid != os.getpid():
-            group = open_store(self.path).group
+            store = open_store(self.path)
             names = list(self.modalities)
             if "sar" in self.modalities:
                 names.append("sar_valid")
-            self._arrays = {name: WindowReader(group[name]) for name in names}
+            self._arrays = {name: store.reader(name) for name in names}
             self._pid = os.getpid()
         return self._arrays
 
@@ -218,102 +206,25 @@ class SynthesisDataset(Dataset):
         index = self.indices[item]
         rows, cols = slice(row, row + h), slice(col, col + w)
         raw = {name: reader.read(index, rows, cols) for name, reader in readers.items()}
-        if flip:  # views; the conversions below copy
+        if flip:  # views; the preparation copies
             raw = {name: values[..., ::-1] for name, values in raw.items()}
-        resize = self.resize is not None and self.resize != (h, w)
-        arrays = {name: self._convert(name, raw[name], item, resize) for name in self.modalities}
-        if "sar" in self.modalities:
-            valid = np.array(raw["sar_valid"], dtype=bool, order="C")[None]  # (1, h, w)
-            arrays["sar"][np.broadcast_to(~valid, arrays["sar"].shape)] = -1.0
-            arrays["sar_valid"] = valid
-        sample = {name: torch.from_numpy(values) for name, values in arrays.items()}
-        if resize:
-            sample = {k: _resize(v, self.resize) for k, v in sample.items()}
-            if LABELS in sample and self.one_hot:
-                sample[LABELS] = _one_hot(sample[LABELS], self.num_classes)
+        sample: dict = prepare_window(
+            raw,
+            self.modalities,
+            self.num_classes,
+            dem_norm=self.dem_norm,
+            dem_stats=self._tile_dem_stats(index) if self.dem_norm == "tile" else None,
+            one_hot=self.one_hot,
+            resize=self.resize,
+            where=f"tile {self.tile_ids[item]} of {self.path}",
+        )
         sample["tile"] = self.tile_ids[item]
         sample["window"] = torch.tensor([row, col, h, w])
         return sample
 
-    def _convert(self, name: str, values: np.ndarray, item: int, resize: bool) -> np.ndarray:
-        """Check labels, convert with :func:`to_network` (ids when resized), normalise the DEM."""
-        if name == LABELS and values.max(initial=0) >= self.num_classes:
-            raise DataError(
-                f"tile {self.tile_ids[item]} of {self.path}: "
-                f"class id {int(values.max())} >= {self.num_classes}"
-            )
-        out = to_network(name, values, self.num_classes, one_hot=self.one_hot and not resize)
-        return self._dem(out, self.indices[item]) if name == "dem" else out
-
-    def _dem(self, dem: np.ndarray, index: int) -> np.ndarray:
-        nan = np.isnan(dem)
-        if nan.any():
-            dem[nan] = float(np.nanmedian(dem)) if not nan.all() else 0.0
-        if self.dem_norm == "crop":
-            return (dem - dem.mean()) / max(float(dem.std()), STD_FLOOR)
-        if self.dem_norm == "tile":
-            mean, std = self._tile_dem_stats(index)
-            return (dem - mean) / std
-        return dem
-
     def _tile_dem_stats(self, index: int) -> tuple[float, float]:
-        """Mean and standard deviation of the whole tile's DEM, read once per process."""
+        """:func:`~geosynth.ml.inputs.dem_stats` of the whole tile's DEM, read once per process."""
         if index not in self._tile_stats:
             tile = self._open()["dem"].read(index, slice(None), slice(None))
-            mean = float(np.nanmean(tile)) if np.isfinite(tile).any() else 0.0
-            std = float(np.nanstd(tile)) if np.isfinite(tile).any() else 1.0
-            self._tile_stats[index] = (mean, max(std, STD_FLOOR))
+            self._tile_stats[index] = dem_stats(tile)
         return self._tile_stats[index]
-
-
-def generator_inputs(
-    sample: dict, inputs: Sequence[str]
-) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """``(labels, raster)`` for ``G(labels, raster)`` from a sample or a batch.
-
-    ``labels``: the one-hot ``seg`` (None when not an input); ``raster``: the
-    other inputs concatenated along the channels in the order of ``inputs``
-    (None when there are none).
-    """
-    labels = sample[LABELS] if LABELS in inputs else None
-    rasters = [sample[name] for name in inputs if name != LABELS]
-    raster = None if not rasters else rasters[0] if len(rasters) == 1 else torch.cat(rasters, -3)
-    return labels, raster
-
-
-def to_network(name: str, values: np.ndarray, num_classes: int, one_hot: bool = True) -> np.ndarray:
-    """Stored pixels (possibly a flipped view) -> a new C-ordered array in the network's range.
-
-    ``seg``: one-hot float32 ``(K, h, w)``, or int64 class ids ``(h, w)`` when
-    not ``one_hot``; ``rgb`` 0..255 and ``sar`` 0..1 -> float32 in [-1, 1];
-    anything else (``dem`` in metres, extras): float32 as stored.
-    """
-    if name == LABELS:
-        if one_hot:
-            classes = np.arange(num_classes, dtype=values.dtype)[:, None, None]
-            return np.equal(values[None], classes).astype(np.float32, order="C")  # (K, h, w)
-        return values.astype(np.int64, order="C")  # (h, w)
-    if name in ("rgb", "sar"):
-        scale = 1 / 127.5 if name == "rgb" else 2.0
-        out = np.empty(values.shape, dtype=np.float32)  # (C, h, w)
-        np.multiply(values, np.float32(scale), out=out, casting="unsafe")
-        out -= 1.0
-        return out
-    return np.array(values, dtype=np.float32, order="C")
-
-
-def _resize(value: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Nearest for labels and masks, bilinear (antialiased when shrinking) for images."""
-    if value.dtype in (torch.int64, torch.bool):
-        x = value.reshape(1, -1, *value.shape[-2:]).float()
-        out = F.interpolate(x, size=size, mode="nearest").to(value.dtype)
-        return out.reshape(*value.shape[:-2], *size)
-    x = value[None]  # (1, C, h, w)
-    shrink = size[0] < value.shape[-2] or size[1] < value.shape[-1]
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)[0]
-
-
-def _one_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """(h, w) class ids -> (K, h, w) float32 one-hot."""
-    classes = torch.arange(num_classes, dtype=labels.dtype)[:, None, None]
-    return (labels[None] == classes).to(torch.float32)

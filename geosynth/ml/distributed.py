@@ -30,6 +30,7 @@ from torch import nn
 from torch.utils.data import DistributedSampler, Sampler
 
 from geosynth.errors import UsageError
+from geosynth.names import DEVICES
 
 log = logging.getLogger(__name__)
 
@@ -66,17 +67,25 @@ def _env_int(name: str, default: int) -> int:
         raise UsageError(f"environment variable {name} must be an integer, got {value!r}") from None
 
 
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when available), ``cpu`` or ``cuda`` (refused when torch sees no GPU)."""
+    if name not in DEVICES:
+        raise UsageError(f"--device must be one of {', '.join(DEVICES)}, not {name!r}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda was asked for, but torch sees no CUDA device")
+    return torch.device("cuda" if name != "cpu" and torch.cuda.is_available() else "cpu")
+
+
 def init_distributed(device: str = "auto") -> DistContext:
     """Pick the device and, under torchrun (``WORLD_SIZE`` > 1), join the process group.
 
-    ``device``: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+    ``device``: ``auto`` (CUDA when available), ``cpu`` or ``cuda``; each
+    process takes the GPU of its ``LOCAL_RANK``.
     """
     world = _env_int("WORLD_SIZE", 1)
     rank = _env_int("RANK", 0)
     local_rank = _env_int("LOCAL_RANK", rank)
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda was asked for, but torch sees no CUDA device")
-    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    use_cuda = resolve_device(device).type == "cuda"
     if use_cuda:
         if local_rank >= torch.cuda.device_count():
             raise UsageError(
@@ -197,15 +206,6 @@ def all_reduce(tensor: torch.Tensor, ctx: DistContext, op: str = "sum") -> torch
         if op == "mean":
             tensor /= ctx.world_size
     return tensor
-
-
-def broadcast_flag(flag: bool, ctx: DistContext) -> bool:
-    """Rank 0's ``flag`` on every rank (e.g. "stop now")."""
-    if not ctx.distributed:
-        return flag
-    t = torch.tensor([int(flag)], device=ctx.device)
-    dist.broadcast(t, src=0)
-    return bool(t.item())
 
 
 # --------------------------------------------------------------------------- launching

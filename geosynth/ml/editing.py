@@ -18,48 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from geosynth.edit import EditResult, flood, swap_classes
+from geosynth.edit import RAISED_CLASSES, EditResult, flood, swap_classes
 from geosynth.errors import UsageError
 from geosynth.figures import save_panel
 from geosynth.inputs import TileInputs
 from geosynth.io import atomic_path, write_geotiff
+from geosynth.ml.synthesize import Synthesizer, band_descriptions
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Synthesizer:
-    """A loaded generator and its run config, with the check that it fits an edit."""
-
-    generator: object
-    config: object
-    run: str
-
-    @classmethod
-    def load(cls, run: str | os.PathLike, device: str = "cpu") -> Synthesizer:
-        from geosynth.ml.checkpoint import load_generator
-
-        generator, config = load_generator(run, map_location=device)
-        return cls(generator, config, str(run))
-
-    def check(self, edited: Sequence[str], available: Sequence[str]) -> None:
-        inputs = tuple(self.config.inputs)
-        lacking = [name for name in edited if name not in inputs]
-        if lacking:
-            raise UsageError(
-                f"generator {self.run} was trained on {','.join(inputs)} without "
-                f"{', '.join(lacking)}: it cannot show this edit (it changes {', '.join(edited)})"
-            )
-        missing = [name for name in inputs if name not in available]
-        if missing:
-            raise UsageError(
-                f"generator {self.run} needs {', '.join(missing)}, which the tile lacks"
-            )
-
-    def __call__(self, arrays: dict[str, np.ndarray], num_classes: int, device: str) -> np.ndarray:
-        from geosynth.ml.synthesize import synthesize_tile
-
-        return synthesize_tile(self.generator, self.config, arrays, num_classes, device=device)
 
 
 @dataclass
@@ -112,19 +78,15 @@ def _write_images(
     inputs: TileInputs,
     report: EditReport,
 ) -> None:
-    from geosynth.ml.synthesize import write_cog
-
     for kind, image in images.items():
-        report.files.append(
-            str(
-                write_cog(
-                    out / f"{name}_{kind}_{tag}.tif",
-                    image,
-                    inputs.grid,
-                    descriptions=(kind,) * image.shape[0],
-                )
-            )
+        path = write_geotiff(
+            out / f"{name}_{kind}_{tag}.tif",
+            image,
+            inputs.grid,
+            descriptions=band_descriptions(kind, image.shape[0]),
+            cog=True,
         )
+        report.files.append(str(path))
 
 
 def _panel(
@@ -172,7 +134,7 @@ def flood_run(
             raise UsageError(f"the flood edit needs {name}; {inputs.name} has none")
     for s in synths:
         s.check(("seg", "dem"), tuple(inputs.arrays))
-    water = inputs.class_id("water")
+    water = inputs.classes.id_of("water")
     seg, dem = inputs.arrays["seg"], inputs.arrays["dem"][0]
     lo, hi = float(np.nanmin(dem)), float(np.nanmax(dem))
     outside = [h for h in levels if not lo < h <= hi]
@@ -259,13 +221,11 @@ def classes_run(
     out.mkdir(parents=True, exist_ok=True)
     for s in synths:
         s.check(("seg",), tuple(inputs.arrays))
-    from_id, to_id = inputs.class_id(from_key), inputs.class_id(to_key)
+    source, target = inputs.classes.lookup(from_key), inputs.classes.lookup(to_key)
+    from_id, to_id = source.id, target.id
     seg, dem = inputs.arrays["seg"], inputs.arrays["dem"][0]
-    from geosynth.edit import RAISED_CLASSES
-
-    keys = {int(c["id"]): c["key"] for c in inputs.classes}
     result = swap_classes(
-        seg, dem, from_id, to_id, area=area, lower_dem=keys.get(from_id) in RAISED_CLASSES
+        seg, dem, from_id, to_id, area=area, lower_dem=source.key in RAISED_CLASSES
     )
     if not result.mask.any():
         raise UsageError(
@@ -314,28 +274,3 @@ def classes_run(
         report,
     )
     return report
-
-
-def area_mask(path: str | os.PathLike, inputs: TileInputs) -> np.ndarray:
-    """Rasterise the polygons of a vector file (GeoJSON, GeoPackage, ...) on the tile's grid."""
-    import geopandas as gpd
-    from rasterio.features import rasterize
-
-    from geosynth.errors import DataError
-
-    if inputs.grid is None:
-        raise UsageError(f"--where needs a georeferenced tile; {inputs.name} has no transform")
-    try:
-        frame = gpd.read_file(path)
-    except Exception as exc:
-        raise DataError(f"{path}: cannot read polygons: {exc}") from exc
-    if frame.crs is None:
-        frame = frame.set_crs("EPSG:4326")  # GeoJSON's default
-    frame = frame.to_crs(inputs.grid.crs)
-    shapes = [(g, 1) for g in frame.geometry if g is not None and not g.is_empty]
-    if not shapes:
-        raise DataError(f"{path}: no polygons")
-    mask = rasterize(
-        shapes, out_shape=inputs.grid.shape, transform=inputs.grid.transform, fill=0, dtype="uint8"
-    )
-    return mask.astype(bool)

@@ -15,43 +15,31 @@ All three count the same pixels: those labelled in the ground truth (class
 taken between the U-Net encoder features (global average pool per level,
 concatenated) of the real and of the synthesized images, one vector per
 tile (:mod:`geosynth.ml.metrics`). Synthesized RGB is rounded to 8 bits
-first, as ``geosynth synthesize`` writes it.
-
-The output folder (``--out eval/NAME``)::
-
-    metrics.json        everything: runs, store, window, tiles, the three blocks (mIoU,
-                        pixel accuracy, per-class IoU, confusion matrix), Frechet distance
-    metrics.csv         one header and one row (per-class IoU as columns): cat them
-    table_row.md        one Markdown row of Table III (header: TABLE_HEADER)
-    iou_per_class.png   per-class IoU of the three blocks as bars
-
-Each file is written atomically; ``metrics.json`` comes last, so a folder
-with it is complete.
+first, as ``geosynth synthesize`` writes it. The result files (``metrics.json``,
+``metrics.csv``, ``table_row.md``, ``iou_per_class.png``) are written by
+:mod:`geosynth.ml.results`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
-import json
 import logging
 import math
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from geosynth import __version__
 from geosynth.errors import DataError, UsageError
-from geosynth.io import atomic_path
 from geosynth.ml.checkpoint import find_checkpoint, load_generator, load_unet
-from geosynth.ml.data import SynthesisDataset, generator_inputs
+from geosynth.ml.data import SynthesisDataset
+from geosynth.ml.distributed import resolve_device
+from geosynth.ml.inputs import generator_inputs, quantize
 from geosynth.ml.metrics import (
     ConfusionMatrix,
     FeatureStats,
@@ -60,27 +48,11 @@ from geosynth.ml.metrics import (
     predict_classes,
     segmentation_scores,
 )
+from geosynth.ml.results import BLOCKS, FORMAT, METRICS_JSON, summary, write_reports
+from geosynth.names import LABELS
 from geosynth.store import GeoStore, open_store
 
 log = logging.getLogger(__name__)
-
-LABELS = "seg"
-DEVICES = ("auto", "cpu", "cuda")
-# block key -> (reference, title); the order of the paper's Table III
-BLOCKS = {
-    "real_gt": ("ground truth", "real vs ground truth"),
-    "fake_gt": ("ground truth", "synthesized vs ground truth"),
-    "fake_real": ("segmentation of the real image", "synthesized vs real segmentation"),
-}
-METRICS_JSON = "metrics.json"
-METRICS_CSV = "metrics.csv"
-TABLE_ROW = "table_row.md"
-IOU_PNG = "iou_per_class.png"
-TABLE_HEADER = (
-    "| run | generator | inputs | real mIoU | real acc | fake mIoU | fake acc "
-    "| fake-vs-real mIoU | fake-vs-real acc | FD |\n"
-    "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"
-)
 
 ProgressCallback = Callable[[int, int], None]  # (batches done, batches in all)
 
@@ -94,15 +66,6 @@ class EvalResult:
 
 
 # --------------------------------------------------------------------------- setup
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` (CUDA when available), ``cpu`` or ``cuda``."""
-    if name not in DEVICES:
-        raise UsageError(f"--device must be one of {', '.join(DEVICES)}, not {name!r}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda was asked for, but torch sees no CUDA device")
-    return torch.device("cuda" if name != "cpu" and torch.cuda.is_available() else "cpu")
 
 
 def _role(name: str, gan, generator_run: str) -> str:
@@ -213,11 +176,6 @@ class _Scores:
         self.fake.update(feats_fake)
 
 
-def _to_8bit(image: torch.Tensor) -> torch.Tensor:
-    """A network image in [-1, 1] rounded to the 256 levels of an 8-bit file."""
-    return torch.round((image.clamp(-1, 1) + 1) * 127.5) / 127.5 - 1
-
-
 @torch.inference_mode()
 def _score_batch(batch: dict, generator, unet, gan, device: torch.device, scores: _Scores) -> None:
     labels, raster = generator_inputs(batch, gan.inputs)  # (B, K, H, W), (B, R, H, W)
@@ -226,7 +184,7 @@ def _score_batch(batch: dict, generator, unet, gan, device: torch.device, scores
     gt = batch[LABELS].argmax(1).to(device)  # (B, H, W) class ids from the one-hot
     mask = batch["sar_valid"][:, 0].to(device) if gan.output == "sar" else None  # (B, H, W)
     fake = generator(labels, raster).float()  # (B, C, H, W)
-    fake = _to_8bit(fake) if gan.output == "rgb" else fake.clamp(-1, 1)
+    fake = quantize(gan.output, fake)  # as stored: 8-bit rgb
     out_real, out_fake = unet(real), unet(fake)
     scores.update(
         gt,
@@ -305,7 +263,7 @@ def evaluate(
     )
     metrics["name"] = name or out.resolve().name
     write_reports(out, metrics)
-    log.info("%s", _summary(metrics))
+    log.info("%s", summary(metrics))
     return EvalResult(out, metrics)
 
 
@@ -314,12 +272,12 @@ def evaluate(
 
 def _class_names(store: GeoStore) -> list[dict]:
     """``[{"id", "key", "name"}]`` of the classes 1..K-1 (keys from the store's class table)."""
-    table = {int(c["id"]): c for c in store.classes}
+    table = {c.id: c for c in store.classes.classes}
     return [
         {
             "id": i,
-            "key": str(table.get(i, {}).get("key", f"class{i}")),
-            "name": str(table.get(i, {}).get("name", f"class {i}")),
+            "key": table[i].key if i in table else f"class{i}",
+            "name": table[i].name if i in table else f"class {i}",
         }
         for i in range(1, store.num_classes)
     ]
@@ -346,7 +304,7 @@ def _metrics(scores, store, dataset, window, generator_run, gan, generator, unet
         }
     real, fake = scores.real.features, scores.fake.features
     return {
-        "format": "geosynth-eval/1",
+        "format": FORMAT,
         "generator": {
             "run": generator_run,
             "checkpoint": str(find_checkpoint(generator_run)),
@@ -374,125 +332,3 @@ def _metrics(scores, store, dataset, window, generator_run, gan, generator, unet
         "fd_reliable": bool(real.shape[0] > real.shape[1]),
         "geosynth_version": __version__,
     }
-
-
-def _summary(m: dict) -> str:
-    b = m["blocks"]
-    return (
-        f"{m['name']}: mIoU real {_pct(b['real_gt']['miou'])}, fake {_pct(b['fake_gt']['miou'])}, "
-        f"fake vs real {_pct(b['fake_real']['miou'])}; FD {_num(m['frechet_distance'])}"
-    )
-
-
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}"
-
-
-def _num(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
-
-
-def table_row(metrics: dict) -> str:
-    """One Markdown row of Table III (mIoU and accuracy in %); see :data:`TABLE_HEADER`."""
-    b = metrics["blocks"]
-    g = metrics["generator"]
-    cells = [
-        metrics["name"], g["kind"], "+".join(g["inputs"]),
-        _pct(b["real_gt"]["miou"]), _pct(b["real_gt"]["pixel_acc"]),
-        _pct(b["fake_gt"]["miou"]), _pct(b["fake_gt"]["pixel_acc"]),
-        _pct(b["fake_real"]["miou"]), _pct(b["fake_real"]["pixel_acc"]),
-        _num(metrics["frechet_distance"]),
-    ]  # fmt: skip
-    return "| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |"
-
-
-def markdown_table(metrics: Sequence[dict]) -> str:
-    """Table III from several evaluations' ``metrics.json`` contents, in the given order."""
-    return "\n".join([TABLE_HEADER, *(table_row(m) for m in metrics)]) + "\n"
-
-
-def csv_columns(metrics: dict) -> dict[str, Any]:
-    """The row of ``metrics.csv``: scores of the three blocks, FD, then per-class IoU."""
-    g = metrics["generator"]
-    row: dict[str, Any] = {
-        "name": metrics["name"],
-        "generator": g["kind"],
-        "inputs": "+".join(g["inputs"]),
-        "output": g["output"],
-        "split": metrics["split"],
-        "tiles": len(metrics["tiles"]),
-    }
-    for key, block in metrics["blocks"].items():
-        row[f"{key}_miou"] = block["miou"]
-        row[f"{key}_acc"] = block["pixel_acc"]
-    row["fd"] = metrics["frechet_distance"]
-    row["fd_samples"] = metrics["fd_samples"]
-    row["feature_dim"] = metrics["feature_dim"]
-    for key, block in metrics["blocks"].items():
-        for cls, value in block["iou"].items():
-            row[f"{key}_iou_{cls}"] = value
-    return row
-
-
-def _csv_text(row: dict[str, Any]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(row), lineterminator="\n")
-    writer.writeheader()
-    writer.writerow({k: "" if v is None else v for k, v in row.items()})
-    return buffer.getvalue()
-
-
-def plot_iou(metrics: dict, path: str | os.PathLike) -> Path:
-    """Per-class IoU of the three blocks as grouped bars, written atomically as PNG."""
-    from matplotlib.figure import Figure
-
-    classes = metrics["classes"]
-    x = np.arange(len(classes))
-    width = 0.8 / len(BLOCKS)
-    fig = Figure(figsize=(max(6.0, 0.8 * len(classes) + 2), 4.0), dpi=100)
-    ax = fig.add_subplot()
-    for i, block in enumerate(metrics["blocks"].values()):
-        values = [block["iou"][c["key"]] for c in classes]
-        heights = [np.nan if v is None else v for v in values]  # absent classes: no bar
-        label = f"{block['title']} (mIoU {_pct(block['miou'])} %)"
-        ax.bar(x + (i - (len(BLOCKS) - 1) / 2) * width, heights, width, label=label)
-    ax.set_xticks(x, [c["name"] for c in classes], rotation=30, ha="right")
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("IoU")
-    ax.set_title(
-        f"{metrics['name']}: per-class IoU ({len(metrics['tiles'])} tiles, {metrics['split']})"
-    )
-    ax.legend(fontsize="small", loc="upper right")
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    return path
-
-
-def write_reports(out: str | os.PathLike, metrics: dict) -> None:
-    """The four files of an evaluation folder, each atomically, ``metrics.json`` last."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    plot_iou(metrics, out / IOU_PNG)
-    for filename, text in (
-        (METRICS_CSV, _csv_text(csv_columns(metrics))),
-        (TABLE_ROW, table_row(metrics) + "\n"),
-        (METRICS_JSON, json.dumps(metrics, indent=2, allow_nan=False) + "\n"),
-    ):
-        with atomic_path(out / filename) as tmp:
-            tmp.write_text(text, encoding="utf-8")
-
-
-def read_metrics(path: str | os.PathLike) -> dict:
-    """An evaluation's ``metrics.json`` (a folder or the file); errors name the path."""
-    path = Path(path)
-    path = path / METRICS_JSON if path.is_dir() else path
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path} is not a readable evaluation: {exc}") from None
-    if not isinstance(data, dict) or data.get("format") != "geosynth-eval/1":
-        raise DataError(f"{path} is not a geosynth evaluation (format geosynth-eval/1)")
-    return data

@@ -53,16 +53,8 @@ from geosynth.ml.layers import (
     stem,
     to_image,
 )
+from geosynth.names import GENERATOR_KINDS, KIND_INPUTS
 
-GENERATOR_KINDS = ("ours", "spade", "pix2pix", "concat", "merge")
-# which inputs each kind consumes: (labels, raster)
-KIND_INPUTS = {
-    "ours": (True, True),
-    "spade": (True, False),
-    "pix2pix": (False, True),
-    "concat": (True, True),
-    "merge": (True, True),
-}
 DEFAULT_BLOCKS = {"spade": 2}  # ResNet blocks before the decoder; 9 for the others
 
 

@@ -43,3 +43,53 @@ def on_meta(build: Callable[[Any], nn.Module], config: Any) -> nn.Module:
         config = dataclasses.replace(config, spectral_norm="none")
     with torch.device("meta"):
         return build(config)
+
+
+def network_report(
+    kind: str,
+    inputs: tuple[str, ...],
+    output: str,
+    *,
+    num_classes: int,
+    sar_channels: int = 1,
+    capacity: int = 64,
+    crop: int = 256,
+    scales: int | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Config, parameters per part and total of the generator, discriminator and U-Net scorer
+    for one data combination (``geosynth model-info``); inputs are checked like ``train``'s."""
+    from geosynth.errors import UsageError
+    from geosynth.ml.discriminator import (
+        DiscriminatorConfig,
+        build_discriminator,
+        default_num_scales,
+    )
+    from geosynth.ml.generators import build_generator, generator_config_for
+    from geosynth.ml.unet import UNetConfig, build_unet
+    from geosynth.names import LABELS, generator_input_problem
+
+    if output in inputs:
+        raise UsageError(f"--output {output} cannot also be an input (--inputs {','.join(inputs)})")
+    problem = generator_input_problem(kind, inputs)
+    if problem:
+        raise UsageError(problem)
+    channels = {LABELS: num_classes, "dem": 1, "sar": sar_channels, "rgb": 3}
+    raster = sum(channels[n] for n in inputs if n != LABELS)
+    g_cfg = generator_config_for(kind, num_classes, raster, channels[output], capacity=capacity)
+    d_cfg = DiscriminatorConfig.for_generator(
+        g_cfg, num_scales=scales or default_num_scales(crop), capacity=capacity
+    )
+    u_cfg = UNetConfig(in_channels=channels[output], num_classes=num_classes)
+    report = {}
+    for name, build, cfg in (
+        ("generator", build_generator, g_cfg),
+        ("discriminator", build_discriminator, d_cfg),
+        ("unet", build_unet, u_cfg),
+    ):
+        model = on_meta(build, cfg)
+        report[name] = {
+            "config": cfg.to_dict(),
+            "parts": parts(model, expand=("scales",)),
+            "total": count_parameters(model),
+        }
+    return report

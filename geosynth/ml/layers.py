@@ -29,8 +29,8 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 from geosynth.errors import UsageError
+from geosynth.names import SPECTRAL_MODES
 
-SPECTRAL_MODES = ("all", "reference", "none")
 SPADE_HIDDEN = 128  # width of SPADE's shared MLP layer (Park et al.; the paper's code)
 
 

@@ -7,16 +7,19 @@ the window's border over the overlap, so no seam shows: every pixel is a
 weighted mean of the windows covering it, and the weights of a window are
 highest in its centre, where the generator sees the most context.
 
-Inputs are prepared exactly as :class:`~geosynth.ml.data.SynthesisDataset`
-prepares them for training (one-hot labels, DEM in metres or standardised per
-tile or per window as the run's ``dem_norm`` says, rasters in [-1, 1]).
+Each window is prepared from the stored pixels by
+:func:`geosynth.ml.inputs.prepare_window`, exactly as training prepares its
+crops (one-hot labels, DEM holes filled from the window, DEM in metres or
+standardised per tile or per window as the run's ``dem_norm`` says, rasters
+in [-1, 1]).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,51 +27,58 @@ import torch
 import torch.nn.functional as F
 
 from geosynth.errors import UsageError
-from geosynth.grid import RasterGrid
-from geosynth.io import atomic_path
+from geosynth.io import write_geotiff
 from geosynth.ml.config import GanConfig
-from geosynth.ml.data import LABELS, STD_FLOOR, to_network
+from geosynth.ml.inputs import dem_stats, generator_inputs, prepare_window, to_stored
 
 log = logging.getLogger(__name__)
 
 
-def _fill_nan(dem: np.ndarray) -> np.ndarray:
-    dem = np.array(dem, dtype=np.float32)
-    nan = np.isnan(dem)
-    if nan.any():
-        dem[nan] = float(np.nanmedian(dem)) if not nan.all() else 0.0
-    return dem
+@dataclass
+class Synthesizer:
+    """A loaded generator and its run config, with the check that it fits a tile or an edit."""
 
+    generator: torch.nn.Module
+    config: GanConfig
+    run: str
 
-def _standardise(x: np.ndarray) -> np.ndarray:
-    return (x - x.mean()) / max(float(x.std()), STD_FLOOR)
+    @classmethod
+    def load(cls, run: str | os.PathLike, device: str = "cpu") -> Synthesizer:
+        from geosynth.ml.checkpoint import load_generator
 
+        generator, config = load_generator(run, map_location=device)
+        return cls(generator, config, str(run))
 
-def prepare_inputs(
-    arrays: Mapping[str, np.ndarray], config: GanConfig, num_classes: int
-) -> dict[str, np.ndarray]:
-    """Stored pixels of a whole tile -> network inputs ``(C, H, W)`` (per-window norms later)."""
-    missing = [name for name in config.inputs if name not in arrays]
-    if missing:
-        raise UsageError(
-            f"the generator was trained on {','.join(config.inputs)}; missing {', '.join(missing)}"
+    def check(self, edited: Sequence[str], available: Sequence[str]) -> None:
+        """Refuse an edit of inputs the generator does not take, or a tile lacking its inputs."""
+        inputs = tuple(self.config.inputs)
+        lacking = [name for name in edited if name not in inputs]
+        if lacking:
+            raise UsageError(
+                f"generator {self.run} was trained on {','.join(inputs)} without "
+                f"{', '.join(lacking)}: it cannot show this edit (it changes {', '.join(edited)})"
+            )
+        missing = [name for name in inputs if name not in available]
+        if missing:
+            raise UsageError(
+                f"generator {self.run} needs {', '.join(missing)}, which the tile lacks"
+            )
+
+    def __call__(
+        self, arrays: Mapping[str, np.ndarray], num_classes: int, device: str = "cpu", **kwargs
+    ) -> np.ndarray:
+        """Stored input pixels of one tile -> the synthesized image in the store's form."""
+        image = synthesize_array(
+            self.generator, self.config, arrays, num_classes, device=device, **kwargs
         )
-    out = {}
-    for name in config.inputs:
-        values = np.asarray(arrays[name])
-        if name == "dem":
-            values = _fill_nan(values if values.ndim == 3 else values[None])
-            if config.dem_norm == "tile":
-                values = _standardise(values)
-            out[name] = values.astype(np.float32)
-        elif name == LABELS:
-            if values.max(initial=0) >= num_classes:
-                raise UsageError(f"label map has class id {int(values.max())} >= {num_classes}")
-            out[name] = to_network(name, values, num_classes)
-        else:
-            values = values if values.ndim == 3 else values[None]
-            out[name] = to_network(name, values, num_classes)
-    return out
+        return to_stored(self.config.output, image)
+
+
+def band_descriptions(kind: str, bands: int) -> tuple[str, ...]:
+    """Band names of a synthesized image: red, green, blue for rgb; sar1, sar2, ... for sar."""
+    if kind == "rgb":
+        return ("red", "green", "blue")[:bands]
+    return tuple(f"{kind}{i + 1}" for i in range(bands))
 
 
 def _ramp(size: int, overlap: int) -> np.ndarray:
@@ -86,11 +96,22 @@ def _starts(length: int, window: int, stride: int) -> list[int]:
     return [*starts, length - window]
 
 
+def _padded(arrays: Mapping[str, np.ndarray], window: int) -> dict[str, np.ndarray]:
+    """Tiles smaller than one window, edge-padded to it (the statistics stay alike)."""
+    out = {}
+    for name, values in arrays.items():
+        h, w = values.shape[-2:]
+        pad = [(0, 0)] * (values.ndim - 2) + [(0, max(0, window - h)), (0, max(0, window - w))]
+        out[name] = np.pad(values, pad, mode="edge") if any(p[1] for p in pad[-2:]) else values
+    return out
+
+
 @torch.no_grad()
 def synthesize_array(
     generator: torch.nn.Module,
     config: GanConfig,
-    inputs: Mapping[str, np.ndarray],
+    arrays: Mapping[str, np.ndarray],
+    num_classes: int,
     *,
     window: int | None = None,
     overlap: int | None = None,
@@ -98,10 +119,17 @@ def synthesize_array(
     device: str | torch.device = "cpu",
     progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
-    """Generator output ``(C, H, W)`` in [-1, 1] for prepared ``inputs`` of any size.
+    """Generator output ``(C, H, W)`` in [-1, 1] for the stored input pixels of a tile.
 
+    ``arrays``: the generator's inputs as stored (``seg`` ``(H, W)`` ids, ``dem``
+    ``(1, H, W)`` metres, ``sar`` with ``sar_valid``, ...); any size.
     ``window`` defaults to the training crop, ``overlap`` to a quarter of it (at most 32 px).
     """
+    missing = [name for name in config.inputs if name not in arrays]
+    if missing:
+        raise UsageError(
+            f"the generator was trained on {','.join(config.inputs)}; missing {', '.join(missing)}"
+        )
     window = int(window or config.crop)
     overlap = int(min(window // 4, 32) if overlap is None else overlap)
     if not 0 <= overlap < window:
@@ -110,50 +138,32 @@ def synthesize_array(
     multiple = 2 ** getattr(generator.config, "n_sampling", 4)
     if size % multiple:
         raise UsageError(f"window {size} must be a multiple of {multiple}")
-    first = next(iter(inputs.values()))
-    h, w = first.shape[-2:]
-    # pad small tiles up to one window (reflect keeps the statistics)
-    pad_h, pad_w = max(0, window - h), max(0, window - w)
-    tensors = {}
-    for name, values in inputs.items():
-        t = torch.from_numpy(np.ascontiguousarray(values))[None]  # (1, C, H, W)
-        if pad_h or pad_w:
-            t = F.pad(t, (0, pad_w, 0, pad_h), mode="replicate")
-        tensors[name] = t
-    H, W = h + pad_h, w + pad_w
+    names = [n for n in (*config.inputs, "sar_valid") if n in arrays]
+    h, w = arrays[config.inputs[0]].shape[-2:]
+    stats = dem_stats(arrays["dem"]) if "dem" in config.inputs else None
+    raw = _padded({n: arrays[n] for n in names}, window)
+    H, W = raw[config.inputs[0]].shape[-2:]
     stride = window - overlap
     boxes = [(y, x) for y in _starts(H, window, stride) for x in _starts(W, window, stride)]
     weight = torch.from_numpy(np.outer(_ramp(window, overlap), _ramp(window, overlap))).float()
     out = None
     norm = torch.zeros(H, W)
     generator = generator.to(device).eval()
-    for first_box in range(0, len(boxes), batch_size):
-        batch_boxes = boxes[first_box : first_box + batch_size]
-        labels, rasters = None, []
-        crops = {
-            name: torch.cat([t[..., y : y + window, x : x + window] for y, x in batch_boxes])
-            for name, t in tensors.items()
-        }  # (B, C, win, win)
-        for name in config.inputs:
-            crop = crops[name]
-            if name == "dem" and config.dem_norm == "crop":
-                flat = crop.flatten(1)
-                std = flat.std(dim=1, unbiased=False).clamp_min(STD_FLOOR)
-                crop = (crop - flat.mean(dim=1)[:, None, None, None]) / std[:, None, None, None]
-            if size != window:
-                mode = "nearest" if name == LABELS else "bilinear"
-                crop = F.interpolate(
-                    crop,
-                    size=(size, size),
-                    mode=mode,
-                    **({} if mode == "nearest" else {"align_corners": False}),
-                )
-            if name == LABELS:
-                labels = crop.to(device)
-            else:
-                rasters.append(crop.to(device))
-        raster = torch.cat(rasters, 1) if rasters else None
-        fake = generator(labels, raster).float().cpu()  # (B, C_out, size, size)
+    for first in range(0, len(boxes), batch_size):
+        batch_boxes = boxes[first : first + batch_size]
+        windows = [
+            prepare_window(
+                {n: v[..., y : y + window, x : x + window] for n, v in raw.items()},
+                config.inputs,
+                num_classes,
+                dem_norm=config.dem_norm,
+                dem_stats=stats,
+                resize=(size, size),
+            )
+            for y, x in batch_boxes
+        ]
+        batch = {n: torch.stack([s[n] for s in windows]).to(device) for n in config.inputs}
+        fake = generator(*generator_inputs(batch, config.inputs)).float().cpu()  # (B, C, s, s)
         if size != window:
             fake = F.interpolate(fake, size=(window, window), mode="bilinear", align_corners=False)
         if out is None:
@@ -162,64 +172,13 @@ def synthesize_array(
             out[:, y : y + window, x : x + window] += fake[k] * weight
             norm[y : y + window, x : x + window] += weight
         if progress:
-            progress(min(first_box + batch_size, len(boxes)), len(boxes))
+            progress(min(first + batch_size, len(boxes)), len(boxes))
     result = (out / norm).numpy()[:, :h, :w]
     return np.clip(result, -1.0, 1.0)
 
 
-def to_stored(name: str, values: np.ndarray) -> np.ndarray:
-    """Network output in [-1, 1] -> the store's form: rgb uint8, sar float32 in [0, 1]."""
-    if name == "rgb":
-        return np.round((values + 1.0) * 127.5).clip(0, 255).astype(np.uint8)
-    return ((values + 1.0) / 2.0).clip(0, 1).astype(np.float32)
-
-
-def synthesize_tile(
-    generator, config: GanConfig, arrays: Mapping[str, np.ndarray], num_classes: int, **kwargs
-) -> np.ndarray:
-    """Stored input pixels of one tile -> the synthesized image in the store's form."""
-    prepared = prepare_inputs(arrays, config, num_classes)
-    return to_stored(config.output, synthesize_array(generator, config, prepared, **kwargs))
-
-
-def write_cog(
-    path: str | os.PathLike,
-    array: np.ndarray,
-    grid: RasterGrid | None,
-    *,
-    descriptions: tuple[str, ...] = (),
-    nodata=None,
-    tags: dict | None = None,
-) -> Path:
-    """Write ``(C, H, W)`` as a Cloud-Optimised GeoTIFF (GDAL's COG driver), atomically."""
-    import rasterio
-
-    profile = {
-        "width": array.shape[-1],
-        "height": array.shape[-2],
-        "count": array.shape[0],
-        "dtype": array.dtype.name,
-        "nodata": nodata,
-    }
-    if grid is not None:
-        profile.update(crs=grid.crs, transform=grid.transform)
-    # the COG driver copies from a source: write a plain GeoTIFF in memory first
-    with atomic_path(path) as tmp, rasterio.MemoryFile() as mem:
-        with mem.open(driver="GTiff", **profile) as dst:
-            dst.write(array)
-            for i, d in enumerate(descriptions, 1):
-                dst.set_band_description(i, d)
-            if tags:
-                dst.update_tags(**{k: str(v) for k, v in tags.items()})
-        with mem.open() as src:
-            from rasterio.shutil import copy as rio_copy
-
-            rio_copy(src, tmp, driver="COG", compress="deflate", blocksize=256)
-    return Path(path)
-
-
 def run_synthesis(
-    synth,
+    synth: Synthesizer,
     inputs,
     out: str | os.PathLike,
     *,
@@ -235,42 +194,26 @@ def run_synthesis(
     out.mkdir(parents=True, exist_ok=True)
     synth.check((), tuple(inputs.arrays))
     config = synth.config
-    image = synthesize_tile(
-        synth.generator,
-        config,
-        inputs.arrays,
-        inputs.num_classes,
-        window=window,
-        overlap=overlap,
-        device=device,
-    )
-    written = []
-    data, descriptions = (
-        image,
-        (
-            ("red", "green", "blue")
-            if config.output == "rgb"
-            else tuple(f"sar{i + 1}" for i in range(image.shape[0]))
-        ),
-    )
+    image = synth(inputs.arrays, inputs.num_classes, device, window=window, overlap=overlap)
+    data = image
+    descriptions = band_descriptions(config.output, image.shape[0])
     tags = {"geosynth_generator": synth.run, "geosynth_inputs": ",".join(config.inputs)}
     if config.output == "sar" and sar_db:
         from geosynth.catalog import load_catalog
 
         data = (image * load_catalog().sar.divisor).astype(np.float32)  # 20 log10(A), dB
         tags["units"] = "dB (20 log10 amplitude), clipped to the normalisation range"
-    written.append(
-        write_cog(
+    written = [
+        write_geotiff(
             out / f"{inputs.name}_{config.output}.tif",
             data,
             inputs.grid,
             descriptions=descriptions,
             tags=tags,
+            cog=True,
         )
-    )
-    columns = []
-    for name in config.inputs:
-        columns.append((name, name, inputs.arrays[name]))
+    ]
+    columns = [(name, name, inputs.arrays[name]) for name in config.inputs]
     columns.append((f"synthesized {config.output}", config.output, image))
     if config.output in inputs.arrays:
         columns.append((f"real {config.output}", config.output, inputs.arrays[config.output]))

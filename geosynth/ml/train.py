@@ -28,7 +28,7 @@ import torch
 
 from geosynth.errors import UsageError
 from geosynth.ml.config import GanConfig
-from geosynth.ml.data import SynthesisDataset, generator_inputs
+from geosynth.ml.data import SynthesisDataset
 from geosynth.ml.discriminator import (
     DiscriminatorConfig,
     build_discriminator,
@@ -36,7 +36,8 @@ from geosynth.ml.discriminator import (
     generator_condition,
 )
 from geosynth.ml.distributed import DistContext, prepare, wrap_ddp
-from geosynth.ml.generators import KIND_INPUTS, build_generator, generator_config_for
+from geosynth.ml.generators import build_generator, generator_config_for
+from geosynth.ml.inputs import generator_inputs
 from geosynth.ml.losses import feature_matching_loss, hinge_d_loss, hinge_g_loss
 from geosynth.ml.trainer import (
     ProgressCallback,
@@ -54,21 +55,6 @@ from geosynth.store import open_store
 
 log = logging.getLogger(__name__)
 
-LABELS = "seg"
-
-
-def check_inputs(kind: str, inputs: tuple[str, ...]) -> None:
-    """The generator kind consumes exactly the given inputs (labels and/or rasters)."""
-    uses_labels, uses_raster = KIND_INPUTS[kind]
-    rasters = [n for n in inputs if n != LABELS]
-    if uses_labels != (LABELS in inputs) or uses_raster != bool(rasters):
-        needs = " and ".join(
-            what
-            for what, used in (("seg", uses_labels), ("a raster (dem, sar, rgb)", uses_raster))
-            if used
-        )
-        raise UsageError(f"--generator {kind} takes {needs} only; got --inputs {','.join(inputs)}")
-
 
 class GanTask(Task):
     """Generator and discriminator of one run, their optimizers and the step above."""
@@ -77,9 +63,8 @@ class GanTask(Task):
 
     def __init__(self, config: GanConfig, ctx: DistContext):
         super().__init__(config, ctx)
-        check_inputs(config.generator, config.inputs)
         store = open_store(config.store)
-        self.colors = palette(store.classes, store.num_classes)
+        self.colors = palette(store.classes)
         self.dataset = self._dataset(train=True)
         self.g_config = generator_config_for(
             config.generator,

@@ -65,7 +65,7 @@ class UNetTask(Task):
         super().__init__(config, ctx)
         store = open_store(config.store)
         self.num_classes = store.num_classes
-        self.colors = palette(store.classes, store.num_classes)
+        self.colors = palette(store.classes)
         self.dataset = self._dataset(config.split, train=True, crop=config.crop)
         self.val_crop = config.val_crop or (min(store.tile_shape) // 16) * 16
         self.val_dataset = None

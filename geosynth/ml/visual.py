@@ -13,19 +13,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from geosynth.catalog import ClassTable
 from geosynth.io import atomic_path
+from geosynth.ml.inputs import to_stored
 
 GAP = 2  # pixels between panels
 
 
-def palette(classes: Sequence[dict], num_classes: int) -> torch.Tensor:
-    """``(K, 3)`` uint8 colours by class id from a store's class table (``"#rrggbb"``); grey else."""
-    table = torch.full((num_classes, 3), 128, dtype=torch.uint8)
-    for c in classes:
-        i, color = int(c["id"]), str(c.get("color", ""))
-        if 0 <= i < num_classes and len(color) == 7 and color.startswith("#"):
-            table[i] = torch.tensor([int(color[k : k + 2], 16) for k in (1, 3, 5)])
-    return table
+def palette(classes: ClassTable) -> torch.Tensor:
+    """``(K, 3)`` uint8 colours by class id (the unlabelled 0: black), as in every PNG figure."""
+    return torch.tensor(classes.palette(), dtype=torch.uint8)
 
 
 def colorize(labels: torch.Tensor, colors: torch.Tensor) -> torch.Tensor:
@@ -36,7 +33,7 @@ def colorize(labels: torch.Tensor, colors: torch.Tensor) -> torch.Tensor:
 
 def image_to_uint8(image: torch.Tensor) -> torch.Tensor:
     """A network image in [-1, 1] ``(B, C, H, W)`` -> ``(B, 3, H, W)`` uint8 (grey for 1-2 bands)."""
-    x = image.detach().float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
+    x = to_stored("rgb", image.detach().float())
     return x[:, :3] if x.shape[1] >= 3 else x[:, :1].expand(-1, 3, -1, -1)
 
 

@@ -39,7 +39,6 @@ import numpy as np
 
 from geosynth.errors import DataError
 from geosynth.grid import RasterGrid
-from geosynth.io import atomic_path
 from geosynth.sources import StageResult
 
 log = logging.getLogger(__name__)
@@ -240,32 +239,14 @@ def write_aerial_geotiff(path: str | os.PathLike, result: StageResult) -> Path:
     Uncovered pixels (``result.valid`` False) go into a GDAL mask band, not
     a nodata value.
     """
-    import rasterio
+    from geosynth.io import write_geotiff
 
-    grid = result.grid
     data = result.array  # (B, H, W) uint8
-    profile = {
-        "driver": "GTiff",
-        "width": grid.width,
-        "height": grid.height,
-        "count": data.shape[0],
-        "dtype": "uint8",
-        "crs": grid.crs,
-        "transform": grid.transform,
-        "compress": "deflate",
-        "tiled": True,
-        "blockxsize": 256,
-        "blockysize": 256,
-        "photometric": "RGB" if data.shape[0] == 3 else "MINISBLACK",
-    }
-    with (
-        atomic_path(path) as tmp,
-        rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True),
-        rasterio.open(tmp, "w", **profile) as dst,
-    ):
-        dst.write(data)
-        for i, desc in enumerate(result.descriptions, start=1):
-            dst.set_band_description(i, desc)
-        if result.valid is not None:
-            dst.write_mask(result.valid.astype(np.uint8) * 255)
-    return Path(path)
+    return write_geotiff(
+        path,
+        data,
+        result.grid,
+        descriptions=result.descriptions,
+        mask=result.valid,
+        photometric="RGB" if data.shape[0] == 3 else "MINISBLACK",
+    )

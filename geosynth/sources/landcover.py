@@ -333,32 +333,16 @@ def write_class_map(path: str | os.PathLike, result: StageResult, classes: Class
     """Write a class map as a one-band uint8 GeoTIFF with the catalog's colour table, atomically."""
     import json
 
-    import rasterio
+    from geosynth.io import write_geotiff
 
-    from geosynth.io import atomic_path
-
-    grid = result.grid
-    profile = {
-        "driver": "GTiff",
-        "width": grid.width,
-        "height": grid.height,
-        "count": 1,
-        "dtype": "uint8",
-        "crs": grid.crs,
-        "transform": grid.transform,
-        "nodata": None,
-        "compress": "deflate",
-        "tiled": True,
-        "blockxsize": 256,
-        "blockysize": 256,
-    }
-    colormap = {i: (*rgb, 255) for i, rgb in enumerate(classes.palette())}
-    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
-        dst.write(result.array.astype(np.uint8), 1)
-        dst.write_colormap(1, colormap)
-        dst.set_band_description(1, "land-cover class id")
-        dst.update_tags(
-            classes=json.dumps({c.id: c.key for c in classes.classes}),
-            unlabelled=str(classes.unlabelled),
-        )
-    return Path(path)
+    return write_geotiff(
+        path,
+        result.array.astype(np.uint8),
+        result.grid,
+        descriptions=("land-cover class id",),
+        colormap={i: (*rgb, 255) for i, rgb in enumerate(classes.palette())},
+        tags={
+            "classes": json.dumps({c.id: c.key for c in classes.classes}),
+            "unlabelled": classes.unlabelled,
+        },
+    )

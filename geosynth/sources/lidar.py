@@ -48,13 +48,12 @@ import numpy as np
 
 from geosynth.errors import DataError, UsageError
 from geosynth.grid import RasterGrid
+from geosynth.names import RETURNS, STATS
 from geosynth.sources import StageResult
 from geosynth.sources.aerial import zip_members
 
 log = logging.getLogger(__name__)
 
-RETURNS = ("first", "last", "all")
-STATS = ("mean", "max", "min")
 LIDAR_SUFFIXES = (".las", ".laz")
 #: Default hole-filling distance in output pixels (10 m on the 1 m NRW grid):
 #: bridges gaps between scan lines and under small objects, not lakes.

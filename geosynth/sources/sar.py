@@ -326,38 +326,18 @@ def write_sar_geotiff(path: str | os.PathLike, result: StageResult) -> Path:
     ``src.dataset_mask()`` or ``src.read(1, masked=True)``. No nodata value is
     set, because 0 is a legitimate normalised value.
     """
-    import rasterio
-
-    from geosynth.io import atomic_path
+    from geosynth.io import write_geotiff
 
     if result.array is None or result.valid is None:
         raise ValueError("write_sar_geotiff needs a result with array and valid")
-    grid = result.grid
-    profile = {
-        "driver": "GTiff",
-        "width": grid.width,
-        "height": grid.height,
-        "count": result.array.shape[0],
-        "dtype": "float32",
-        "crs": grid.crs,
-        "transform": grid.transform,
-        "nodata": None,
-        "compress": "deflate",
-        "tiled": True,
-        "blockxsize": 256,
-        "blockysize": 256,
-    }
-    with (
-        rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True),
-        atomic_path(path) as tmp,
-        rasterio.open(tmp, "w", **profile) as dst,
-    ):
-        dst.write(result.array.astype(np.float32))
-        dst.write_mask(result.valid)
-        for i, desc in enumerate(result.descriptions, start=1):
-            dst.set_band_description(i, desc)
-        dst.update_tags(
-            valid_fraction=str(result.report.get("valid_fraction")),
-            rule=str(result.report.get("rule")),
-        )
-    return Path(path)
+    return write_geotiff(
+        path,
+        result.array.astype(np.float32),
+        result.grid,
+        descriptions=result.descriptions,
+        mask=result.valid,
+        tags={
+            "valid_fraction": result.report.get("valid_fraction"),
+            "rule": result.report.get("rule"),
+        },
+    )

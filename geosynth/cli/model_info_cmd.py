@@ -7,18 +7,15 @@ import json
 import click
 
 from geosynth.cli.options import json_option
-
-# generator kinds, defined once in geosynth.ml.generators (not imported here: that imports torch)
-KINDS = ("ours", "spade", "pix2pix", "concat", "merge")
-RASTER_INPUTS = ("dem", "sar", "rgb")
+from geosynth.names import GENERATOR_KINDS, IMAGE_OUTPUTS, LABELS, RASTER_INPUTS
 
 
 def _names(ctx, param, value: str) -> tuple[str, ...]:
     names = tuple(v.strip() for v in value.split(",") if v.strip())
-    unknown = [n for n in names if n not in ("seg", *RASTER_INPUTS)]
+    unknown = [n for n in names if n not in (LABELS, *RASTER_INPUTS)]
     if not names or unknown or len(set(names)) != len(names):
         raise click.BadParameter(
-            f"expected distinct names from seg, {', '.join(RASTER_INPUTS)}, got {value!r}",
+            f"expected distinct names from {LABELS}, {', '.join(RASTER_INPUTS)}, got {value!r}",
             ctx=ctx, param=param,
         )  # fmt: skip
     return names
@@ -28,7 +25,7 @@ def _names(ctx, param, value: str) -> tuple[str, ...]:
 @click.option(
     "--generator",
     "kind",
-    type=click.Choice(KINDS),
+    type=click.Choice(GENERATOR_KINDS),
     default="ours",
     show_default=True,
     help="Generator kind (ours, spade = labels only, pix2pix = raster only, concat, merge).",
@@ -42,7 +39,7 @@ def _names(ctx, param, value: str) -> tuple[str, ...]:
 )
 @click.option(
     "--output",
-    type=click.Choice(["rgb", "sar"]),
+    type=click.Choice(IMAGE_OUTPUTS),
     default="rgb",
     show_default=True,
     help="Image to synthesize.",
@@ -93,62 +90,23 @@ def model_info(
     published with the paper: 240,263,491 / 5,554,050 / 31,032,395.
     """
     from geosynth.catalog import load_catalog
-    from geosynth.errors import UsageError
-    from geosynth.ml import (
-        KIND_INPUTS,
-        DiscriminatorConfig,
-        UNetConfig,
-        build_discriminator,
-        build_generator,
-        build_unet,
-        count_parameters,
-        default_num_scales,
-        generator_config_for,
-        on_meta,
-        parts,
-    )
+    from geosynth.ml.info import network_report
 
-    if num_classes is None:
-        num_classes = load_catalog().classes.num_classes
-    channels = {"seg": num_classes, "dem": 1, "sar": sar_channels, "rgb": 3}
-    if output in inputs:
-        raise UsageError(f"--output {output} cannot also be an input (--inputs {','.join(inputs)})")
-    rasters = [n for n in inputs if n != "seg"]
-    uses_labels, uses_raster = KIND_INPUTS[kind]
-    if uses_labels != ("seg" in inputs) or uses_raster != bool(rasters):
-        needs = " and ".join(
-            w
-            for w, used in (("seg", uses_labels), ("a raster (dem, sar, rgb)", uses_raster))
-            if used
-        )
-        raise UsageError(f"--generator {kind} takes {needs} only; got --inputs {','.join(inputs)}")
-    g_cfg = generator_config_for(
-        kind, num_classes, sum(channels[n] for n in rasters), channels[output], capacity=capacity
-    )
-    d_cfg = DiscriminatorConfig.for_generator(
-        g_cfg, num_scales=scales or default_num_scales(crop), capacity=capacity
-    )
-    u_cfg = UNetConfig(in_channels=channels[output], num_classes=num_classes)
-    report = {}
-    for name, build, cfg in (
-        ("generator", build_generator, g_cfg),
-        ("discriminator", build_discriminator, d_cfg),
-        ("unet", build_unet, u_cfg),
-    ):
-        model = on_meta(build, cfg)
-        report[name] = {
-            "config": cfg.to_dict(),
-            "parts": parts(model, expand=("scales",)),
-            "total": count_parameters(model),
-        }
+    num_classes = num_classes or load_catalog().classes.num_classes
+    report = network_report(
+        kind, inputs, output, num_classes=num_classes, sar_channels=sar_channels,
+        capacity=capacity, crop=crop, scales=scales,
+    )  # fmt: skip
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
+    g, d = report["generator"]["config"], report["discriminator"]["config"]
     titles = {
         "generator": f"generator {kind}: {','.join(inputs)} -> {output} "
-                     f"({channels[output]} ch), capacity {capacity}",
-        "discriminator": f"discriminator: {d_cfg.num_scales} scales, {d_cfg.in_channels} input "
-                         f"channels, capacity {capacity}",
+                     f"({g['output_channels']} ch), capacity {capacity}",
+        "discriminator": f"discriminator: {d['num_scales']} scales, "
+                         f"{d['condition_channels'] + d['output_channels']} input channels, "
+                         f"capacity {capacity}",
         "unet": f"U-Net scorer: {output} -> {num_classes} classes",
     }  # fmt: skip
     for name, info in report.items():

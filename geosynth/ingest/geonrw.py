@@ -24,6 +24,9 @@ contract of :mod:`geosynth.store`:
   shapes is excluded with the reason; the rest imports. Tile ids are the
   names ``<E>_<N>``; names that occur in several cities (the samples' ``0_0``)
   become ``<city>_<E>_<N>``.
+
+The tiles run through the ingest runner (:func:`geosynth.ingest.run.run_ingest`):
+resumable, locally in processes or on a dask scheduler, with a report.
 """
 
 from __future__ import annotations
@@ -41,20 +44,16 @@ from affine import Affine
 
 from geosynth.catalog import Catalog, GridSpec, SarNorm, load_catalog
 from geosynth.errors import DataError, UsageError
-from geosynth.importers.common import (
-    ImportReport,
+from geosynth.ingest.rasters import (
     RasterInfo,
     check_labels,
-    class_table,
     common_shape,
-    default_report_path,
     probe_all,
     read_raster,
-    reopen_for_resume,
-    run_import,
-    tile_record,
-    writable_store,
 )
+from geosynth.ingest.run import IngestReport, Progress, Record, run_ingest, writable_store
+from geosynth.names import SPLITS
+from geosynth.store import TilePlan, open_for_resume
 
 log = logging.getLogger(__name__)
 
@@ -230,61 +229,58 @@ def resolve_georef(
 
 @dataclass(frozen=True)
 class GeoNRWTask:
-    """What a worker needs to import one tile (picklable)."""
+    """One tile to import: its plan and what a worker needs to write it (picklable)."""
 
     store: str
-    tile_id: str
+    plan: TilePlan
     files: tuple[tuple[str, str], ...]  # (kind, path)
     shape: tuple[int, int]
-    transform: tuple[float, ...] | None
-    crs: str
-    georef_note: str
+    georef: Georef
     sar_norm: SarNorm | None
-    sar_note: str | None
+    sar_note: str | None  # why the tile imports without SAR
     num_classes: int
 
+    @property
+    def tile_id(self) -> str:
+        return self.plan.tile_id
 
-def import_geonrw_tile(task: GeoNRWTask) -> dict:
+
+def import_geonrw_tile(task: GeoNRWTask, record: Record) -> None:
     """Read one tile's files, convert them per the module docstring and write the tile."""
     from geosynth.store import TileData
 
-    def work(record: dict) -> None:
-        files = dict(task.files)
-        data = TileData(
-            transform=None if task.transform is None else Affine(*task.transform),
-            crs=task.crs,
-            sources={"files": files, "georeferencing": task.georef_note},
-        )
-        for kind, path in files.items():
-            values = read_raster(path)  # (C, H, W)
-            if values.shape[1:] != task.shape:
-                raise DataError(
-                    f"{path}: shape {values.shape[1:]} differs from the tile's {task.shape}"
-                )
-            if kind == "rgb":
-                data.rgb = _rgb(values, path)
-            elif kind == "dem":
-                data.dem, note = _dem(values, path)
-                if note:
-                    data.sources["dem"] = note
-                if np.isnan(data.dem).any():
-                    record["skipped"]["dem"] = (
-                        f"{path}: {int(np.isnan(data.dem).sum())} no-data pixels"
-                    )
-                    data.dem = None
-            elif kind == "seg":
-                data.seg = check_labels(values[0], task.num_classes - 1, path)
-            elif kind == SAR_MEMBER and task.sar_norm is not None:
-                sar, valid, skipped = _sar(values, path, task.sar_norm)
-                if skipped:
-                    record["skipped"]["sar"] = skipped
-                else:
-                    data.sar, data.sar_valid = sar, valid
-        if task.sar_note:
-            record["skipped"]["sar"] = task.sar_note
-        writable_store(task.store).write_tile(task.tile_id, data)
-
-    return tile_record(task.tile_id, work)
+    files = dict(task.files)
+    data = TileData(
+        transform=task.plan.transform,
+        crs=task.plan.crs,
+        sources={"files": files, "georeferencing": task.georef.note},
+    )
+    for kind, path in files.items():
+        values = read_raster(path)  # (C, H, W)
+        if values.shape[1:] != task.shape:
+            raise DataError(
+                f"{path}: shape {values.shape[1:]} differs from the tile's {task.shape}"
+            )
+        if kind == "rgb":
+            data.rgb = _rgb(values, path)
+        elif kind == "dem":
+            data.dem, note = _dem(values, path)
+            if note:
+                data.sources["dem"] = note
+            if np.isnan(data.dem).any():
+                record["skipped"]["dem"] = f"{path}: {int(np.isnan(data.dem).sum())} no-data pixels"
+                data.dem = None
+        elif kind == "seg":
+            data.seg = check_labels(values[0], task.num_classes - 1, path)
+        elif kind == SAR_MEMBER and task.sar_norm is not None:
+            sar, valid, skipped = _sar(values, path, task.sar_norm)
+            if skipped:
+                record["skipped"]["sar"] = skipped
+            else:
+                data.sar, data.sar_valid = sar, valid
+    if task.sar_note:
+        record["skipped"]["sar"] = task.sar_note
+    writable_store(task.store).write_tile(task.tile_id, data)
 
 
 def _rgb(values: np.ndarray, path: str) -> np.ndarray:
@@ -328,30 +324,20 @@ def _sar(values: np.ndarray, path: str, norm: SarNorm):
 # --------------------------------------------------------------------------- the import
 
 
-@dataclass(frozen=True)
-class PlannedTile:
-    tile_id: str
-    region: str
-    split: str
-    files: dict[str, str]
-    georef: Georef
-    sar_note: str | None = None  # why the tile imports without SAR
-
-
-def _plan_notes(plans: list[PlannedTile], unknown: Mapping[str, int], crs: str) -> list[str]:
+def _plan_notes(tasks: list[GeoNRWTask], unknown: Mapping[str, int], crs: str) -> list[str]:
     """The report's notes on left-out cities and georeferencing, logged as warnings."""
     notes = [
         f"city folder {city!r} ({n} tiles) is not in the catalog: left out; "
         f"give its split with --assign {city}=train|test"
         for city, n in sorted(unknown.items())
     ]
-    derived = sum(1 for p in plans if p.georef.source == "name")
+    derived = sum(1 for t in tasks if t.georef.source == "name")
     if derived:
         notes.append(
             f"{derived} tile(s) carry no georeferencing: transforms derived from their names "
             f"<E>_<N> in km of {crs}"
         )
-    none = sum(1 for p in plans if p.georef.source == "none")
+    none = sum(1 for t in tasks if t.georef.source == "none")
     if none:
         notes.append(f"{none} tile(s) stored without georeferencing (see geosynth info)")
     for note in notes:
@@ -389,13 +375,14 @@ def _sar_problem(info: RasterInfo | str, shape: tuple[int, int], channels: int) 
 
 def plan_geonrw(
     sources: GeoNRWSources,
+    out: str | os.PathLike,
     catalog: Catalog,
     assign: Mapping[str, str],
     with_sar: bool,
     threads: int,
     progress: Callable[[int, int], None] | None = None,
-) -> tuple[list[PlannedTile], dict[str, str], tuple[int, int], int]:
-    """The tiles to import, those excluded (tile -> reason), the tile shape, the SAR bands."""
+) -> tuple[list[GeoNRWTask], dict[str, str], tuple[int, int], int]:
+    """The tiles to import as tasks, those excluded (tile -> reason), the tile shape, SAR bands."""
     folders = sorted({t.city for t in sources.triplets})
     splits, unknown = city_splits(folders, catalog, assign)
     ids = tile_ids(sources.triplets)
@@ -421,17 +408,8 @@ def plan_geonrw(
             f"({len(excluded)} excluded, e.g. {next(iter(excluded.values()), '-')})"
         )
     tile_shape = common_shape(list(shapes.values()))
-    sar_channels = 1
-    if with_sar:
-        counts = [
-            info.count
-            for t in candidates
-            if "sar" in t.files and not isinstance(info := infos[t.files["sar"]], str)
-        ]
-        if not counts:
-            raise DataError(f"--with-sar: no readable <E>_<N>_sar.tif under {sources.root}")
-        sar_channels = max(set(counts), key=counts.count)
-    plans = []
+    sar_channels = _sar_channels(candidates, infos, sources.root) if with_sar else 1
+    tasks = []
     for t in candidates:
         tid = ids[t.city, t.stem]
         if tid not in shapes:
@@ -456,8 +434,31 @@ def plan_geonrw(
             t.stem, {k: infos[t.files[k]] for k in MEMBERS}, tile_shape, catalog.grid
         )
         region, split = splits[t.city]
-        plans.append(PlannedTile(tid, region, split, files, georef, sar_note))
-    return plans, excluded, tile_shape, sar_channels
+        tasks.append(
+            GeoNRWTask(
+                store=str(out),
+                plan=TilePlan(tid, region, split, georef.transform, georef.crs),
+                files=tuple(sorted(files.items())),
+                shape=tile_shape,
+                georef=georef,
+                sar_norm=catalog.sar if with_sar else None,
+                sar_note=sar_note,
+                num_classes=catalog.classes.num_classes,
+            )
+        )
+    return tasks, excluded, tile_shape, sar_channels
+
+
+def _sar_channels(candidates: list[Triplet], infos, root: Path) -> int:
+    """The most frequent band count of the readable ``_sar.tif`` files."""
+    counts = [
+        info.count
+        for t in candidates
+        if "sar" in t.files and not isinstance(info := infos[t.files["sar"]], str)
+    ]
+    if not counts:
+        raise DataError(f"--with-sar: no readable <E>_<N>_sar.tif under {root}")
+    return max(set(counts), key=counts.count)
 
 
 def import_geonrw(
@@ -466,102 +467,81 @@ def import_geonrw(
     *,
     with_sar: bool = False,
     workers: int = 1,
+    scheduler: str | None = None,
     assign: Mapping[str, str] | None = None,
     catalog: Catalog | None = None,
     report_path: str | os.PathLike | None = None,
-    progress: Callable[[dict], None] | None = None,
+    progress: Progress | None = None,
     on_plan: Callable[[int], None] | None = None,
-) -> ImportReport:
+) -> IngestReport:
     """Import (or resume importing) the published GeoNRW folder ``root`` into the store ``out``."""
-    from geosynth.store import TilePlan, create_store, modality
-
     catalog = catalog or load_catalog()
     if workers < 1:
         raise UsageError("--workers must be at least 1")
     assign = dict(assign or {})
     for city, split in assign.items():
-        if split not in ("train", "test"):
+        if split not in SPLITS:
             raise UsageError(f"--assign {city}={split}: the split must be train or test")
     out = Path(out)
     sources = discover_geonrw(root, with_sar)
-    plans, excluded, tile_shape, sar_channels = plan_geonrw(
-        sources, catalog, assign, with_sar, threads=max(4, workers)
+    tasks, excluded, tile_shape, sar_channels = plan_geonrw(
+        sources, out, catalog, assign, with_sar, threads=max(4, workers)
     )
     modalities = [*MEMBERS, SAR_MEMBER] if with_sar else list(MEMBERS)
-    notes = _plan_notes(plans, sources.unknown_cities, catalog.grid.crs)
-    tile_plans = [
-        TilePlan(p.tile_id, p.region, p.split, p.georef.transform, p.georef.crs) for p in plans
-    ]
+    notes = _plan_notes(tasks, sources.unknown_cities, catalog.grid.crs)
+    plans = [t.plan for t in tasks]
     if out.exists():
-        store = reopen_for_resume(out, DATASET, tile_plans, modalities, catalog)
-    else:
-        specs = [modality(m) for m in MEMBERS]
-        if with_sar:
-            bands = ("HH",) if sar_channels == 1 else ()
-            specs.append(modality("sar", channels=sar_channels, bands=bands))
-        sar = catalog.sar
-        store = create_store(
-            out,
-            tile_plans,
-            tile_shape=tile_shape,
-            modalities=specs,
-            dataset=DATASET,
-            crs=catalog.grid.crs,
-            classes=class_table(catalog.classes.classes),
-            normalisation={
-                "sar": {
-                    "rule": sar.rule,
-                    "db_factor": sar.db_factor,
-                    "divisor": sar.divisor,
-                    "clip": list(sar.clip),
-                    "nodata": sar.nodata,
-                    "min_valid_fraction": sar.min_valid_fraction,
-                },
-                "rgb": "uint8 as published",
-                "dem": "metres as published; integer DEMs cast to float32 unchanged",
-            },
-            provenance={
-                "imported_from": "GeoNRW (published release)",
-                "parameters": {
-                    "root": str(Path(root)),
-                    "with_sar": with_sar,
-                    "assign": assign,
-                },
-            },
+        open_for_resume(
+            out, plans, modalities, dataset=DATASET, catalog_sha256=catalog.sha256, verb="import"
         )
-    report = ImportReport(
-        region=DATASET,
-        store=str(out),
-        tiles_planned=len(plans),
+    else:
+        _create(out, plans, tile_shape, with_sar, sar_channels, catalog, root, assign)
+    report = IngestReport(
+        name=DATASET,
         dataset=DATASET,
+        store=str(out),
         source=str(root),
+        tiles_planned=len(tasks),
+        verb="imported",
         excluded=excluded,
         notes=notes,
     )
-    tasks = [
-        GeoNRWTask(
-            store=str(out),
-            tile_id=p.tile_id,
-            files=tuple(sorted(p.files.items())),
-            shape=tile_shape,
-            transform=None if p.georef.transform is None else tuple(p.georef.transform)[:6],
-            crs=p.georef.crs,
-            georef_note=p.georef.note,
-            sar_norm=catalog.sar if with_sar else None,
-            sar_note=p.sar_note,
-            num_classes=store.num_classes,
-        )
-        for p in plans
-    ]
-    return run_import(
+    return run_ingest(
         report,
-        store,
         tasks,
         import_geonrw_tile,
         workers=workers,
-        report_path=Path(report_path) if report_path else default_report_path(out),
+        scheduler=scheduler,
+        report_path=report_path,
         progress=progress,
         on_plan=on_plan,
+    )
+
+
+def _create(out, plans, tile_shape, with_sar, sar_channels, catalog, root, assign):
+    from geosynth.store import create_store, modality
+
+    specs = [modality(m) for m in MEMBERS]
+    if with_sar:
+        bands = ("HH",) if sar_channels == 1 else ()
+        specs.append(modality("sar", channels=sar_channels, bands=bands))
+    create_store(
+        out,
+        plans,
+        tile_shape=tile_shape,
+        modalities=specs,
+        dataset=DATASET,
+        crs=catalog.grid.crs,
+        classes=catalog.classes,
+        normalisation={
+            "sar": catalog.sar.to_attrs(),
+            "rgb": "uint8 as published",
+            "dem": "metres as published; integer DEMs cast to float32 unchanged",
+        },
+        provenance={
+            "imported_from": "GeoNRW (published release)",
+            "parameters": {"root": str(Path(root)), "with_sar": with_sar, "assign": assign},
+        },
     )
 
 

@@ -1,29 +1,10 @@
-"""``geosynth evaluate``: score a trained generator with the U-Net trained on real images."""
+"""``geosynth evaluate`` and ``geosynth table``: Table III of the paper."""
 
 from __future__ import annotations
 
 import click
 
-from geosynth.cli.options import device_option, progress_enabled
-
-
-class _Bar:
-    """A tqdm bar over batches for :func:`geosynth.ml.evaluate.evaluate`."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-        self.bar = None
-
-    def __call__(self, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit="batch", desc="evaluate", dynamic_ncols=True)
-        self.bar.update(done - self.bar.n)
-        if done >= total:
-            self.bar.close()
+from geosynth.cli.options import device_option, progress_bar
 
 
 @click.command("evaluate")
@@ -99,21 +80,26 @@ def evaluate(
         --store geonrw.zarr --split test --out eval/ours
     """
     from geosynth.ml.evaluate import evaluate as run
+    from geosynth.ml.results import block_lines
 
-    result = run(
-        generator_run, unet_run, store, None if split == "all" else split, out,
-        crop=crop, batch_size=batch_size, device=device, workers=workers, name=name,
-        overwrite=overwrite, progress=_Bar(progress_enabled()),
-    )  # fmt: skip
-    b = result.metrics["blocks"]
-    for key in ("real_gt", "fake_gt", "fake_real"):
-        click.echo(
-            f"{b[key]['title']}: mIoU {_pct(b[key]['miou'])}, acc {_pct(b[key]['pixel_acc'])}"
-        )
-    fd = result.metrics["frechet_distance"]
-    click.echo(f"Frechet distance: {'n/a' if fd is None else f'{fd:.3f}'}")
+    with progress_bar("evaluate", "batch", dynamic_ncols=True) as progress:
+        result = run(
+            generator_run, unet_run, store, None if split == "all" else split, out,
+            crop=crop, batch_size=batch_size, device=device, workers=workers, name=name,
+            overwrite=overwrite, progress=progress,
+        )  # fmt: skip
+    click.echo("\n".join(block_lines(result.metrics)))
     click.echo(f"results in {result.out}", err=True)
 
 
-def _pct(value) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f} %"
+@click.command()
+@click.argument("evals", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Markdown file.")
+def table(evals, out):
+    """Assemble Table III (Markdown) from evaluation folders (their metrics.json), in order."""
+    from geosynth.io import write_text
+    from geosynth.ml.results import markdown_table, read_metrics
+
+    text = markdown_table([read_metrics(e) for e in evals])
+    write_text(out, text)
+    click.echo(text, nl=False)

@@ -39,30 +39,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from affine import Affine
 
 from geosynth.catalog import Catalog, Dfc2020Norm, load_catalog
 from geosynth.errors import DataError, UsageError
-from geosynth.importers.common import (
-    ImportReport,
-    RasterInfo,
-    check_labels,
-    class_table,
-    common_shape,
-    default_report_path,
-    probe_all,
-    read_raster,
-    reopen_for_resume,
-    run_import,
-    tile_record,
-    writable_store,
-)
+from geosynth.ingest.rasters import RasterInfo, check_labels, common_shape, probe_all, read_raster
+from geosynth.ingest.run import IngestReport, Progress, Record, run_ingest, writable_store
+from geosynth.names import DFC2020_SPLIT_RULES
+from geosynth.store import TilePlan, open_for_resume
 
 log = logging.getLogger(__name__)
 
 DATASET = "dfc2020"
 ROIS = ("ROIs0000_test", "ROIs0000_validation")
 MEMBERS = {"s1": 2, "s2": 13, "dfc": 1}  # kind -> band count
+MODALITIES = ("rgb", "seg", "sar", "s2")
 S1_BANDS = ("VV", "VH")
 S2_BANDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12")
 _FILE = re.compile(
@@ -80,7 +70,9 @@ def _code_split(roi: str, number: int) -> str:
     return "test" if number % 10 == 9 else "train"
 
 
-SPLIT_RULES: dict[str, Callable[[str, int], str]] = {"paper": _paper_split, "code": _code_split}
+SPLIT_RULES: dict[str, Callable[[str, int], str]] = dict(
+    zip(DFC2020_SPLIT_RULES, (_paper_split, _code_split), strict=True)
+)
 
 
 def tile_id(roi: str, number: int) -> str:
@@ -164,16 +156,18 @@ def check_patch(patch: Patch, infos: Mapping[str, RasterInfo | str]) -> str | No
 
 @dataclass(frozen=True)
 class Dfc2020Task:
-    """What a worker needs to import one patch (picklable)."""
+    """One patch to import: its plan and what a worker needs to write it (picklable)."""
 
     store: str
-    tile_id: str
+    plan: TilePlan
     files: tuple[tuple[str, str], ...]  # (kind, path)
     shape: tuple[int, int]
-    transform: tuple[float, ...] | None
-    crs: str
     norm: Dfc2020Norm
     num_classes: int
+
+    @property
+    def tile_id(self) -> str:
+        return self.plan.tile_id
 
 
 def s1_to_sar(db: np.ndarray, clip: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
@@ -202,35 +196,32 @@ def _s2(values: np.ndarray, path: str) -> np.ndarray:
     raise DataError(f"{path}: S2 of type {values.dtype} does not fit uint16 DN")
 
 
-def import_dfc2020_tile(task: Dfc2020Task) -> dict:
+def import_dfc2020_tile(task: Dfc2020Task, record: Record) -> None:
     """Read one patch's S1, S2 and label files, convert them and write the tile."""
     from geosynth.store import TileData
 
-    def work(record: dict) -> None:
-        files = dict(task.files)
-        arrays = {}
-        for kind, path in files.items():
-            values = read_raster(path)  # (C, H, W)
-            if values.shape[1:] != task.shape:
-                raise DataError(f"{path}: shape {values.shape[1:]} differs from {task.shape}")
-            arrays[kind] = values
-        s2 = _s2(arrays["s2"], files["s2"])
-        sar, valid = s1_to_sar(arrays["s1"], task.norm.s1_db_clip)
-        if not valid.any():
-            record["notes"].append("no finite S1 pixel")
-        data = TileData(
-            rgb=s2_to_rgb(s2, task.norm.s2_rgb_bands, task.norm.s2_clip),
-            seg=check_labels(arrays["dfc"][0], task.num_classes - 1, files["dfc"]),
-            sar=sar,
-            sar_valid=valid,
-            extras={"s2": s2},
-            transform=None if task.transform is None else Affine(*task.transform),
-            crs=task.crs,
-            sources={"files": files},
-        )
-        writable_store(task.store).write_tile(task.tile_id, data)
-
-    return tile_record(task.tile_id, work)
+    files = dict(task.files)
+    arrays = {}
+    for kind, path in files.items():
+        values = read_raster(path)  # (C, H, W)
+        if values.shape[1:] != task.shape:
+            raise DataError(f"{path}: shape {values.shape[1:]} differs from {task.shape}")
+        arrays[kind] = values
+    s2 = _s2(arrays["s2"], files["s2"])
+    sar, valid = s1_to_sar(arrays["s1"], task.norm.s1_db_clip)
+    if not valid.any():
+        record["notes"].append("no finite S1 pixel")
+    data = TileData(
+        rgb=s2_to_rgb(s2, task.norm.s2_rgb_bands, task.norm.s2_clip),
+        seg=check_labels(arrays["dfc"][0], task.num_classes - 1, files["dfc"]),
+        sar=sar,
+        sar_valid=valid,
+        extras={"s2": s2},
+        transform=task.plan.transform,
+        crs=task.plan.crs,
+        sources={"files": files},
+    )
+    writable_store(task.store).write_tile(task.tile_id, data)
 
 
 # --------------------------------------------------------------------------- the import
@@ -242,14 +233,13 @@ def import_dfc2020(
     *,
     split_rule: str = "paper",
     workers: int = 1,
+    scheduler: str | None = None,
     catalog: Catalog | None = None,
     report_path: str | os.PathLike | None = None,
-    progress: Callable[[dict], None] | None = None,
+    progress: Progress | None = None,
     on_plan: Callable[[int], None] | None = None,
-) -> ImportReport:
+) -> IngestReport:
     """Import (or resume importing) the DFC2020 folder ``root`` into the store ``out``."""
-    from geosynth.store import TilePlan, create_store, modality
-
     catalog = catalog or load_catalog()
     if split_rule not in SPLIT_RULES:
         raise UsageError(f"unknown split rule {split_rule!r}; choose from {', '.join(SPLIT_RULES)}")
@@ -258,9 +248,46 @@ def import_dfc2020(
     out = Path(out)
     norm = catalog.dfc2020
     patches = discover_dfc2020(root)
-    infos = probe_all(
-        [p for patch in patches for p in patch.files.values()], threads=max(4, workers)
+    tasks, excluded = plan_dfc2020(patches, out, norm, SPLIT_RULES[split_rule], max(4, workers))
+    if not tasks:
+        raise DataError(
+            f"no complete DFC2020 patch under {root} ({len(excluded)} excluded, e.g. "
+            f"{next(iter(excluded.values()), '-')})"
+        )
+    plans = [t.plan for t in tasks]
+    if out.exists():
+        open_for_resume(
+            out, plans, MODALITIES, dataset=DATASET, catalog_sha256=catalog.sha256, verb="import"
+        )
+    else:
+        _create(out, plans, tasks[0].shape, norm, root, split_rule)
+    report = IngestReport(
+        name=DATASET,
+        dataset=DATASET,
+        store=str(out),
+        source=str(root),
+        tiles_planned=len(tasks),
+        verb="imported",
+        excluded=excluded,
+        notes=[f"split rule {split_rule!r}: {_rule_text(split_rule)}"],
     )
+    return run_ingest(
+        report,
+        tasks,
+        import_dfc2020_tile,
+        workers=workers,
+        scheduler=scheduler,
+        report_path=report_path,
+        progress=progress,
+        on_plan=on_plan,
+    )
+
+
+def plan_dfc2020(
+    patches: list[Patch], out: Path, norm: Dfc2020Norm, rule, threads: int
+) -> tuple[list[Dfc2020Task], dict[str, str]]:
+    """Probe the patches' files; the complete ones of the common shape as tasks, the rest excluded."""
+    infos = probe_all([p for patch in patches for p in patch.files.values()], threads=threads)
     excluded: dict[str, str] = {}
     good = []
     for patch in patches:
@@ -270,97 +297,70 @@ def import_dfc2020(
         else:
             good.append(patch)
     if not good:
-        raise DataError(
-            f"no complete DFC2020 patch under {root} ({len(excluded)} excluded, e.g. "
-            f"{next(iter(excluded.values()), '-')})"
-        )
+        return [], excluded
     shape = common_shape([infos[p.files["s2"]].shape for p in good])
-    for patch in [p for p in good if infos[p.files["s2"]].shape != shape]:
-        excluded[patch.tile_id] = (
-            f"{patch.tile_id}: {infos[patch.files['s2']].shape} px, the import's patches are {shape}"
-        )
-        good.remove(patch)
-    rule = SPLIT_RULES[split_rule]
-    plans = []
+    tasks = []
     for patch in good:
         s2 = infos[patch.files["s2"]]
-        plans.append(
-            TilePlan(
-                patch.tile_id, patch.roi, rule(patch.roi, patch.number), s2.affine, s2.crs or ""
+        if s2.shape != shape:
+            excluded[patch.tile_id] = (
+                f"{patch.tile_id}: {s2.shape} px, the import's patches are {shape}"
+            )
+            continue
+        plan = TilePlan(
+            patch.tile_id, patch.roi, rule(patch.roi, patch.number), s2.affine, s2.crs or ""
+        )
+        tasks.append(
+            Dfc2020Task(
+                store=str(out),
+                plan=plan,
+                files=tuple(sorted(patch.files.items())),
+                shape=shape,
+                norm=norm,
+                num_classes=max(c.id for c in norm.classes) + 1,
             )
         )
-    modalities = ["rgb", "seg", "sar", "s2"]
-    if out.exists():
-        store = reopen_for_resume(out, DATASET, plans, modalities, catalog)
-    else:
-        lo, hi = norm.s1_db_clip
-        s2_lo, s2_hi = norm.s2_clip
-        store = create_store(
-            out,
-            plans,
-            tile_shape=shape,
-            modalities=[
-                modality("rgb"),
-                modality("seg"),
-                modality("sar", channels=2, bands=S1_BANDS),
-                modality("s2", channels=13, dtype="uint16", bands=S2_BANDS),
-            ],
-            dataset=DATASET,
-            crs=None,  # every tile has its own UTM zone: see the crs array
-            classes=class_table(norm.classes),
-            normalisation={
-                "sar": {
-                    "rule": f"clip((dB - ({lo})) / ({hi} - ({lo})), 0, 1)",
-                    "s1_db_clip": [lo, hi],
-                    "bands": list(S1_BANDS),
-                    "valid": "finite in both bands; invalid pixels hold 0",
-                },
-                "rgb": {
-                    "rule": f"round(255 * clip((DN - {s2_lo}) / ({s2_hi} - {s2_lo}), 0, 1))",
-                    "s2_bands": list(norm.s2_rgb_bands),
-                    "s2_clip": [s2_lo, s2_hi],
-                    "dtype": "uint8",
-                },
-                "s2": "Sentinel-2 DN as delivered (uint16, 13 bands)",
-                "seg": "DFC2020 labels as delivered (1..10; 0 = unlabelled)",
-            },
-            provenance={
-                "imported_from": "DFC2020 (IEEE GRSS Data Fusion Contest 2020)",
-                "parameters": {"root": str(Path(root)), "split_rule": split_rule},
-            },
-        )
-    report = ImportReport(
-        region=DATASET,
-        store=str(out),
-        tiles_planned=len(plans),
+    return tasks, excluded
+
+
+def _create(out, plans, shape, norm: Dfc2020Norm, root, split_rule: str) -> None:
+    from geosynth.store import create_store, modality
+
+    lo, hi = norm.s1_db_clip
+    s2_lo, s2_hi = norm.s2_clip
+    create_store(
+        out,
+        plans,
+        tile_shape=shape,
+        modalities=[
+            modality("rgb"),
+            modality("seg"),
+            modality("sar", channels=2, bands=S1_BANDS),
+            modality("s2", channels=13, dtype="uint16", bands=S2_BANDS),
+        ],
         dataset=DATASET,
-        source=str(root),
-        excluded=excluded,
-        notes=[f"split rule {split_rule!r}: {_rule_text(split_rule)}"],
-    )
-    patches_by_id = {p.tile_id: p for p in good}
-    tasks = [
-        Dfc2020Task(
-            store=str(out),
-            tile_id=plan.tile_id,
-            files=tuple(sorted(patches_by_id[plan.tile_id].files.items())),
-            shape=shape,
-            transform=None if plan.transform is None else tuple(plan.transform)[:6],
-            crs=plan.crs,
-            norm=norm,
-            num_classes=store.num_classes,
-        )
-        for plan in plans
-    ]
-    return run_import(
-        report,
-        store,
-        tasks,
-        import_dfc2020_tile,
-        workers=workers,
-        report_path=Path(report_path) if report_path else default_report_path(out),
-        progress=progress,
-        on_plan=on_plan,
+        crs=None,  # every tile has its own UTM zone: see the crs array
+        classes=norm.classes,
+        normalisation={
+            "sar": {
+                "rule": f"clip((dB - ({lo})) / ({hi} - ({lo})), 0, 1)",
+                "s1_db_clip": [lo, hi],
+                "bands": list(S1_BANDS),
+                "valid": "finite in both bands; invalid pixels hold 0",
+            },
+            "rgb": {
+                "rule": f"round(255 * clip((DN - {s2_lo}) / ({s2_hi} - {s2_lo}), 0, 1))",
+                "s2_bands": list(norm.s2_rgb_bands),
+                "s2_clip": [s2_lo, s2_hi],
+                "dtype": "uint8",
+            },
+            "s2": "Sentinel-2 DN as delivered (uint16, 13 bands)",
+            "seg": "DFC2020 labels as delivered (1..10; 0 = unlabelled)",
+        },
+        provenance={
+            "imported_from": "DFC2020 (IEEE GRSS Data Fusion Contest 2020)",
+            "parameters": {"root": str(Path(root)), "split_rule": split_rule},
+        },
     )
 
 

@@ -1,0 +1,201 @@
+"""``geosynth download``, ``build-geonrw``, ``import-geonrw`` and ``import-dfc2020``:
+raw or published files into stores."""
+
+from __future__ import annotations
+
+import contextlib
+
+import click
+
+from geosynth.cli.options import (
+    check_workers_or_scheduler,
+    comma_list,
+    progress_bar,
+    report_option,
+    run_with_tile_bar,
+    scheduler_option,
+    workers_option,
+)
+from geosynth.names import BUILD_MODALITIES, DFC2020_SPLIT_RULES, SPLITS
+
+store_out_option = click.option(
+    "--out",
+    type=click.Path(),
+    required=True,
+    help="Store to write. An existing store is resumed: complete tiles are skipped.",
+)
+
+
+@click.command()
+@click.option("--region", required=True, help="Catalog region (name or alias), e.g. cologne.")
+@click.option(
+    "--dest",
+    type=click.Path(file_okay=False),
+    default="raw",
+    show_default=True,
+    help="Folder for the packages; each source in a subfolder.",
+)
+@click.option("--no-extract", is_flag=True, help="Keep the archives packed.")
+@click.option("--retries", type=click.IntRange(0, 50), default=5, show_default=True)
+def download(region: str, dest: str, no_extract: bool, retries: int) -> None:
+    """Download a region's orthophoto, lidar and land-cover packages from the catalog's URLs.
+
+    Resumes interrupted downloads (HTTP Range), retries with backoff, verifies
+    sizes and checksums where known and extracts archives safely. A rerun
+    skips what is complete.
+    """
+    from geosynth.download import download_region
+
+    with contextlib.ExitStack() as stack:  # one bar per package, all closed at the end
+        records = download_region(
+            region, dest, extract=not no_extract, retries=retries,
+            progress_factory=lambda name: stack.enter_context(
+                progress_bar(name, "B", unit_scale=True)
+            ),
+        )  # fmt: skip
+    for r in records:
+        click.echo(f"{r['source']:<10} {r['archive']} ({r['bytes']:,} bytes)")
+
+
+@click.command("build-geonrw")
+@click.option("--region", required=True, help="Catalog region (name or alias): cologne, demo, ...")
+@click.option(
+    "--out",
+    type=click.Path(),
+    default=None,
+    help="Store to write (default: <region>.zarr). An existing store is resumed.",
+)
+@click.option(
+    "--source-dir",
+    type=click.Path(file_okay=False),
+    help="Folder with the region's raw files (default for demo: the generated demo world).",
+)
+@workers_option()
+@scheduler_option
+@click.option("--tiles", callback=comma_list, help="Only these tiles, e.g. 356_5645,357_5645.")
+@click.option(
+    "--modalities",
+    callback=comma_list,
+    help=f"Subset of {','.join(BUILD_MODALITIES)} (default: all; sar when SAR scenes exist).",
+)
+@report_option
+@click.pass_context
+def build_geonrw(ctx, region, out, source_dir, workers, scheduler, tiles, modalities, report):
+    """Build a region's raw files into a GeoNRW Zarr store, tile by tile, in parallel.
+
+    Runs the aerial, dem, landcover and sar stages per tile; tiles already
+    complete in the store are skipped, so a killed build finishes on rerun.
+    Exits 1 when any tile failed (the report names the file and the reason).
+    """
+    from geosynth.catalog import load_catalog
+    from geosynth.grid import TileId
+    from geosynth.ingest.nrw import build_region
+
+    check_workers_or_scheduler(ctx, scheduler)
+    for t in tiles or []:
+        TileId.parse(t)
+    catalog = load_catalog()
+    name = catalog.region(region).name
+    run_with_tile_bar(
+        f"build {name}",
+        lambda on_tile, on_plan: build_region(
+            name, out or f"{name}.zarr", source_dir=source_dir, workers=workers,
+            scheduler=scheduler, tiles=tiles, modalities=modalities, catalog=catalog,
+            report_path=report, progress=on_tile, on_plan=on_plan,
+        ),
+    )  # fmt: skip
+
+
+def _assignments(ctx, param, values):
+    out = {}
+    for value in values:
+        city, sep, split = value.partition("=")
+        if not sep or not city.strip() or split.strip() not in SPLITS:
+            raise click.BadParameter(
+                f"expected CITY=train or CITY=test, got {value!r}", ctx=ctx, param=param
+            )
+        out[city.strip().lower()] = split.strip()
+    return out
+
+
+@click.command("import-geonrw")
+@click.argument("root", required=False, type=click.Path(file_okay=False))
+@store_out_option
+@click.option("--with-sar", is_flag=True, help="Import <E>_<N>_sar.tif too (normalised).")
+@click.option(
+    "--assign",
+    multiple=True,
+    callback=_assignments,
+    metavar="CITY=SPLIT",
+    help="Split of a city folder the catalog does not know (repeatable), e.g. wesel=train.",
+)
+@click.option(
+    "--download",
+    is_flag=True,
+    help="Fetch and extract the published archive (catalog URL and md5) into ROOT "
+    "(default: $GEOSYNTH_CACHE/geonrw) first.",
+)
+@workers_option()
+@scheduler_option
+@report_option
+@click.pass_context
+def import_geonrw(ctx, root, out, with_sar, assign, download, workers, scheduler, report):
+    """Import the published GeoNRW dataset (ROOT/<city>/<E>_<N>_{rgb.jp2,dem.tif,seg.tif})
+    into a store.
+
+    The city decides the split (catalog regions); pixels are copied
+    bit-exactly (integer DEMs cast to float32 metres); georeferencing comes
+    from the files, else from names <E>_<N> in km, else the tile has none.
+    Incomplete or inconsistent tiles are excluded and reported. Exits 1 when
+    a tile failed.
+    """
+    from geosynth.ingest.geonrw import download_geonrw, import_geonrw
+    from geosynth.io import cache_dir
+
+    check_workers_or_scheduler(ctx, scheduler)
+    if root is None and not download:
+        raise click.UsageError("give ROOT, the GeoNRW folder, or --download")
+    if download:
+        with progress_bar("download", "B", unit_scale=True) as on_bytes:
+            root = str(download_geonrw(root or cache_dir() / "geonrw", progress=on_bytes))
+    run_with_tile_bar(
+        "import geonrw",
+        lambda progress, on_plan: import_geonrw(
+            root, out, with_sar=with_sar, workers=workers, scheduler=scheduler, assign=assign,
+            report_path=report, progress=progress, on_plan=on_plan,
+        ),
+    )  # fmt: skip
+
+
+@click.command("import-dfc2020")
+@click.argument("root", type=click.Path(file_okay=False))
+@store_out_option
+@click.option(
+    "--split-rule",
+    type=click.Choice(DFC2020_SPLIT_RULES),
+    default="paper",
+    show_default=True,
+    help="paper: contest test patches train, validation patches test; code: patches whose "
+    "number ends in 9 are test (the code published with the paper).",
+)
+@workers_option()
+@scheduler_option
+@report_option
+@click.pass_context
+def import_dfc2020(ctx, root, out, split_rule, workers, scheduler, report):
+    """Import the DFC2020 patches (ROOT/ROIs0000_{test,validation}/...) into a store.
+
+    S1 becomes sar (VV, VH in [0, 1]), S2 B4/B3/B2 become rgb (uint8), the
+    full S2 stack is kept as s2 (uint16), the labels become seg; every tile
+    keeps its own UTM CRS. Exits 1 when a patch failed.
+    """
+    from geosynth.ingest.dfc2020 import import_dfc2020 as run
+
+    check_workers_or_scheduler(ctx, scheduler)
+    run_with_tile_bar(
+        "import dfc2020",
+        lambda progress, on_plan: run(
+            root, out, split_rule=split_rule, workers=workers, scheduler=scheduler,
+            report_path=report, progress=progress, on_plan=on_plan,
+        ),
+    )  # fmt: skip

@@ -1,0 +1,258 @@
+"""The one runner of every store producer: plan -> run tile tasks -> record -> report.
+
+The region build (:mod:`~geosynth.ingest.nrw`) and the importers
+(:mod:`~geosynth.ingest.geonrw`, :mod:`~geosynth.ingest.dfc2020`) plan their
+tiles, create or reopen their store (:func:`geosynth.store.open_for_resume`)
+and hand a list of picklable tasks to :func:`run_ingest`, which
+
+1. leaves out the tiles already complete in the store (so every producer
+   resumes: a killed run finishes on rerun);
+2. runs ``work(task, record)`` for the others, inline (``workers=1``), in a
+   spawned local process pool or on a dask.distributed scheduler;
+3. records each tile's outcome (done, failed with the error, skipped
+   modalities with the reason); data errors never stop the other tiles;
+4. writes the JSON report atomically in a ``finally``: an interrupted run
+   reports what it finished (``interrupted: true``).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from geosynth.errors import GeosynthError, UsageError
+
+log = logging.getLogger(__name__)
+
+Record = dict[str, Any]
+Progress = Callable[[Record], None]
+Work = Callable[[Any, Record], None]
+
+
+@dataclass
+class IngestReport:
+    """What a build or import did; written as ``<store>.report.json``.
+
+    ``name``: the region (build) or dataset (import); ``verb``: "built" or
+    "imported"; ``excluded``: tiles the plan left out, with the reason;
+    ``skipped``: per tile, modalities written without, with the reason.
+    """
+
+    name: str
+    dataset: str
+    store: str
+    source: str
+    tiles_planned: int
+    verb: str = "built"
+    done: list[str] = field(default_factory=list)
+    already_complete: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, dict[str, str]] = field(default_factory=dict)
+    excluded: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    interrupted: bool = False
+    seconds: float = 0.0
+    records: list[Record] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.interrupted
+
+    def add(self, record: Record) -> None:
+        self.records.append(record)
+        if record["status"] == "done":
+            self.done.append(record["tile"])
+        else:
+            self.failed[record["tile"]] = record["error"]
+        if record.get("skipped"):
+            self.skipped[record["tile"]] = record["skipped"]
+
+    def summary(self) -> str:
+        excluded = f"; {len(self.excluded)} excluded" if self.excluded else ""
+        lines = [
+            f"{self.name}: {len(self.done)} tile(s) {self.verb}, {len(self.already_complete)} "
+            f"already complete, {len(self.failed)} failed, of {self.tiles_planned} planned"
+            f"{excluded} ({self.seconds:.1f} s) -> {self.store}"
+        ]
+        if self.interrupted:
+            complete = len(self.done) + len(self.already_complete)
+            lines.append(
+                f"  interrupted: {complete} of {self.tiles_planned} tiles complete; rerun to resume"
+            )
+        lines += [f"  note: {n}" for n in self.notes]
+        lines += _first(
+            [f"  excluded {t}: {r}" for t, r in self.excluded.items()], "excluded", "see the report"
+        )
+        by_modality: dict[str, list[str]] = {}
+        for reasons in self.skipped.values():
+            for modality, reason in reasons.items():
+                by_modality.setdefault(modality, []).append(reason)
+        for modality, reasons in sorted(by_modality.items()):
+            lines.append(f"  {modality} skipped on {len(reasons)} tile(s), e.g. {reasons[0]}")
+        lines += _first(
+            [f"  FAILED {t}: {e}" for t, e in self.failed.items()], "failures", "see the report"
+        )
+        return "\n".join(lines)
+
+
+def _first(lines: list[str], what: str, where: str, k: int = 10) -> list[str]:
+    more = [f"  ... and {len(lines) - k} more {what} ({where})"] if len(lines) > k else []
+    return lines[:k] + more
+
+
+def default_report_path(store: str | os.PathLike) -> Path:
+    store = Path(store)
+    return store.with_name(store.name + ".report.json")
+
+
+def write_report(report: IngestReport, path: str | os.PathLike) -> Path:
+    from geosynth.io import write_text
+
+    return write_text(path, json.dumps(asdict(report), indent=2, sort_keys=True))
+
+
+# --------------------------------------------------------------------------- one tile
+
+
+def tile_record(work: Work, task: Any) -> Record:
+    """Run ``work(task, record)`` for one tile; errors become a failed record, never a raise."""
+    started = time.perf_counter()
+    record: Record = {"tile": task.tile_id, "status": "done", "skipped": {}, "notes": []}
+    try:
+        work(task, record)
+    except GeosynthError as exc:
+        record.update(status="failed", error=str(exc))
+    except Exception as exc:  # a bug or an unexpected library error: report it, keep going
+        log.exception("tile %s failed unexpectedly", task.tile_id)
+        record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+    record["seconds"] = round(time.perf_counter() - started, 3)
+    return record
+
+
+_STORES: dict[tuple[str, int, int], Any] = {}
+
+
+def writable_store(path: str):
+    """The store at ``path`` opened for writing, once per process (and per store creation)."""
+    from geosynth.store import open_store
+
+    key = (str(path), os.getpid(), os.stat(path).st_ino)
+    if key not in _STORES:
+        _STORES.clear()
+        _STORES[key] = open_store(path, mode="r+")
+    return _STORES[key]
+
+
+# --------------------------------------------------------------------------- running
+
+
+def run_ingest(
+    report: IngestReport,
+    tasks: Sequence[Any],
+    work: Work,
+    *,
+    workers: int = 1,
+    scheduler: str | None = None,
+    report_path: str | os.PathLike | None = None,
+    progress: Progress | None = None,
+    on_plan: Callable[[int], None] | None = None,
+) -> IngestReport:
+    """Run ``work`` on the tasks of tiles not yet complete in ``report.store``; write the report.
+
+    ``work`` must be a picklable top-level function ``work(task, record)``
+    that writes one tile (it may raise :class:`~geosynth.errors.GeosynthError`
+    for data errors and fill ``record["skipped"]``); every task has a
+    ``tile_id``.
+    """
+    from geosynth.store import open_store
+
+    if workers < 1:
+        raise UsageError("--workers must be at least 1")
+    if scheduler and workers != 1:
+        raise UsageError("give --workers or --scheduler, not both")
+    store = open_store(report.store)
+    complete = {store.tile_ids[i] for i in store.tiles()}
+    report.already_complete = sorted({t.tile_id for t in tasks} & complete)
+    todo = [t for t in tasks if t.tile_id not in complete]
+    if on_plan:
+        on_plan(len(todo))
+    started = time.perf_counter()
+    try:
+        for record in run_tasks(functools.partial(tile_record, work), todo, workers, scheduler):
+            report.add(record)
+            if progress:
+                progress(record)
+    except BaseException:
+        report.interrupted = True
+        raise
+    finally:
+        report.seconds = round(time.perf_counter() - started, 2)
+        report.done.sort()
+        write_report(report, report_path or default_report_path(report.store))
+    return report
+
+
+def run_tasks(
+    func: Callable[[Any], Record],
+    tasks: Sequence[Any],
+    workers: int = 1,
+    scheduler: str | None = None,
+):
+    """Yield ``func(task)`` for every task as they finish: inline (``workers=1``), in a
+    spawned process pool, or on a dask.distributed scheduler.
+
+    ``func`` must be picklable and never raise for data errors; every task
+    needs a ``tile_id`` (dask keys are named after it).
+    """
+    if not tasks:
+        return
+    if scheduler:
+        from dask.distributed import Client
+        from dask.distributed import as_completed as dask_completed
+
+        # a dask worker runs one task per thread: each task gets one thread per library
+        run = functools.partial(_with_threads, func, 1)
+        with Client(scheduler) as client:
+            futures = client.map(
+                run, tasks, pure=False, key=[f"geosynth-tile-{t.tile_id}" for t in tasks]
+            )
+            for future in dask_completed(futures):
+                yield future.result()
+        return
+    if workers == 1:
+        for task in tasks:
+            yield func(task)
+        return
+    import multiprocessing
+
+    # spawn, not fork: zarr's event loop and thread pool do not survive a fork
+    # GDAL, lazrs and zarr use every core by default: share the cores out instead
+    run = functools.partial(_with_threads, func, max(1, (os.cpu_count() or 1) // workers))
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("spawn")
+    ) as pool:
+        futures = [pool.submit(run, task) for task in tasks]
+        for future in as_completed(futures):
+            yield future.result()
+
+
+def _with_threads(func: Callable[[Any], Record], threads: int, task: Any) -> Record:
+    """Run ``func(task)`` with this worker's libraries limited to ``threads`` threads each.
+
+    GDAL (JPEG2000 decoding), lazrs (LAZ decompression, a rayon pool sized at
+    first use) and zarr (chunk compression) would each use every core.
+    """
+    import zarr
+
+    os.environ["GDAL_NUM_THREADS"] = str(threads)
+    os.environ.setdefault("RAYON_NUM_THREADS", str(threads))
+    zarr.config.set({"threading.max_workers": threads})
+    return func(task)

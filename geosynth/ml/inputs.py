@@ -1,0 +1,181 @@
+"""Stored tile pixels -> network tensors, and network outputs -> stored values: the one place.
+
+Every path that feeds a network prepares its window with :func:`prepare_window`:
+the training dataset (:class:`~geosynth.ml.data.SynthesisDataset`), and through
+it ``evaluate``; ``synthesize`` window by window; and ``edit-flood`` /
+``edit-classes`` through ``synthesize``. The same window of the same tile
+therefore reaches the generator as the same tensors, whichever command runs it
+(tested, DEM holes included).
+
+Per modality (``(C, h, w)`` float32 tensors unless said otherwise):
+
+- ``seg``: one-hot ``(K, h, w)`` with ``K`` the store's class count including
+  the unlabelled id 0; or class ids ``(h, w)`` int64 with ``one_hot=False``
+  (segmentation targets); ids >= K are refused;
+- ``dem``: metres as stored; no-data (NaN) pixels take the median of the
+  window's valid heights (0 when it has none). ``dem_norm="crop"``
+  standardises by the window's mean and standard deviation (after filling),
+  ``"tile"`` by the whole tile's, over its valid pixels (:func:`dem_stats`);
+  standard deviations are floored at :data:`STD_FLOOR`;
+- ``rgb``: 0..255 -> [-1, 1]; ``sar``: [0, 1] -> [-1, 1], pixels without SAR
+  read -1, and ``sar_valid`` ``(1, h, w)`` bool comes along when the window has it;
+- anything else (extra modalities): float32 as stored.
+
+With ``resize`` the prepared window is resized: nearest for labels and
+masks, bilinear (antialiased when shrinking) for the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from geosynth.errors import DataError
+from geosynth.names import LABELS
+
+STD_FLOOR = 1e-3  # metres: a flat window is centred, not blown up
+IMAGE_SCALE = {"rgb": 127.5, "sar": 0.5}  # stored = (network + 1) * scale
+
+
+# --------------------------------------------------------------------------- value ranges
+
+
+def to_network(name: str, values: np.ndarray, num_classes: int, one_hot: bool = True) -> np.ndarray:
+    """Stored pixels (possibly a flipped view) -> a new C-ordered array in the network's range.
+
+    ``seg``: one-hot float32 ``(K, h, w)``, or int64 class ids ``(h, w)`` when
+    not ``one_hot``; ``rgb`` 0..255 and ``sar`` 0..1 -> float32 in [-1, 1];
+    anything else (``dem`` in metres, extras): float32 as stored.
+    """
+    if name == LABELS:
+        if one_hot:
+            classes = np.arange(num_classes, dtype=values.dtype)[:, None, None]
+            return np.equal(values[None], classes).astype(np.float32, order="C")  # (K, h, w)
+        return values.astype(np.int64, order="C")  # (h, w)
+    if name in IMAGE_SCALE:
+        out = np.empty(values.shape, dtype=np.float32)  # (C, h, w)
+        np.multiply(values, np.float32(1 / IMAGE_SCALE[name]), out=out, casting="unsafe")
+        out -= 1.0
+        return out
+    return np.array(values, dtype=np.float32, order="C")
+
+
+def to_stored(name: str, values):
+    """Network output in [-1, 1] (numpy array or tensor) -> the store's form.
+
+    ``rgb``: uint8, rounded; ``sar``: float32 in [0, 1].
+    """
+    scaled = (values.clip(-1.0, 1.0) + 1.0) * IMAGE_SCALE[name]
+    if name != "rgb":
+        return scaled.astype(np.float32) if isinstance(scaled, np.ndarray) else scaled.float()
+    rounded = scaled.round()
+    return rounded.astype(np.uint8) if isinstance(rounded, np.ndarray) else rounded.to(torch.uint8)
+
+
+def quantize(name: str, image: torch.Tensor) -> torch.Tensor:
+    """A network image as it reads back after being stored (8 bits for rgb), in [-1, 1]."""
+    if name != "rgb":
+        return image.clamp(-1, 1)
+    return to_stored(name, image).float() / IMAGE_SCALE[name] - 1
+
+
+# --------------------------------------------------------------------------- the DEM
+
+
+def dem_stats(dem: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation (floored) of the valid heights: the ``tile`` normalisation."""
+    if not np.isfinite(dem).any():
+        return 0.0, 1.0
+    return float(np.nanmean(dem)), max(float(np.nanstd(dem)), STD_FLOOR)
+
+
+def _dem(dem: np.ndarray, norm: str, stats: tuple[float, float] | None) -> np.ndarray:
+    """Heights of one window (a new float32 array): holes filled, then normalised."""
+    nan = np.isnan(dem)
+    if nan.any():
+        dem[nan] = float(np.nanmedian(dem)) if not nan.all() else 0.0
+    if norm == "crop":
+        return (dem - dem.mean()) / max(float(dem.std()), STD_FLOOR)
+    if norm == "tile":
+        if stats is None:
+            raise ValueError("dem_norm 'tile' needs the tile's dem_stats")
+        mean, std = stats
+        return (dem - mean) / std
+    return dem
+
+
+# --------------------------------------------------------------------------- one window
+
+
+def prepare_window(
+    raw: Mapping[str, np.ndarray],
+    names: Sequence[str],
+    num_classes: int,
+    *,
+    dem_norm: str = "none",
+    dem_stats: tuple[float, float] | None = None,
+    one_hot: bool = True,
+    resize: tuple[int, int] | None = None,
+    where: str = "input",
+) -> dict[str, torch.Tensor]:
+    """Stored pixels of one window (``raw[name]``: ``(C, h, w)``, ``(h, w)`` for ``seg`` and
+    ``sar_valid``) -> the tensors of ``names`` as the networks take them (module docstring).
+
+    ``where`` names the window in errors (e.g. ``"tile 356_5645 of x.zarr"``).
+    """
+    h, w = raw[names[0]].shape[-2:]
+    resize = None if resize == (h, w) else resize
+    out: dict[str, np.ndarray] = {}
+    for name in names:
+        values = raw[name]
+        if name == LABELS and values.max(initial=0) >= num_classes:
+            raise DataError(f"{where}: class id {int(values.max())} >= {num_classes}")
+        if name == "dem" and values.ndim == 2:
+            values = values[None]
+        converted = to_network(name, values, num_classes, one_hot=one_hot and resize is None)
+        out[name] = _dem(converted, dem_norm, dem_stats) if name == "dem" else converted
+    if "sar" in names and "sar_valid" in raw:
+        valid = np.array(raw["sar_valid"], dtype=bool, order="C")[None]  # (1, h, w)
+        out["sar"][np.broadcast_to(~valid, out["sar"].shape)] = -1.0
+        out["sar_valid"] = valid
+    tensors = {name: torch.from_numpy(values) for name, values in out.items()}
+    if resize is not None:
+        tensors = {k: _resize(v, resize) for k, v in tensors.items()}
+        if LABELS in tensors and one_hot:
+            tensors[LABELS] = _one_hot(tensors[LABELS], num_classes)
+    return tensors
+
+
+def _resize(value: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Nearest for labels and masks, bilinear (antialiased when shrinking) for images."""
+    if value.dtype in (torch.int64, torch.bool):
+        x = value.reshape(1, -1, *value.shape[-2:]).float()
+        out = F.interpolate(x, size=size, mode="nearest").to(value.dtype)
+        return out.reshape(*value.shape[:-2], *size)
+    x = value[None]  # (1, C, h, w)
+    shrink = size[0] < value.shape[-2] or size[1] < value.shape[-1]
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)[0]
+
+
+def _one_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(h, w) class ids -> (K, h, w) float32 one-hot."""
+    classes = torch.arange(num_classes, dtype=labels.dtype)[:, None, None]
+    return (labels[None] == classes).to(torch.float32)
+
+
+def generator_inputs(
+    sample: dict, inputs: Sequence[str]
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """``(labels, raster)`` for ``G(labels, raster)`` from a sample or a batch.
+
+    ``labels``: the one-hot ``seg`` (None when not an input); ``raster``: the
+    other inputs concatenated along the channels in the order of ``inputs``
+    (None when there are none).
+    """
+    labels = sample[LABELS] if LABELS in inputs else None
+    rasters = [sample[name] for name in inputs if name != LABELS]
+    raster = None if not rasters else rasters[0] if len(rasters) == 1 else torch.cat(rasters, -3)
+    return labels, raster

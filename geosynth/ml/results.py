@@ -1,0 +1,185 @@
+"""The files of an evaluation, without torch: ``metrics.json``, Table III rows, CSV, IoU chart.
+
+``geosynth evaluate`` (:mod:`geosynth.ml.evaluate`) computes the scores and
+writes them here; ``geosynth table``, the demo report and anyone's own code
+read and format them without importing torch.
+
+The output folder (``--out eval/NAME``)::
+
+    metrics.json        everything: runs, store, window, tiles, the three blocks (mIoU,
+                        pixel accuracy, per-class IoU, confusion matrix), Frechet distance
+    metrics.csv         one header and one row (per-class IoU as columns): cat them
+    table_row.md        one Markdown row of Table III (header: TABLE_HEADER)
+    iou_per_class.png   per-class IoU of the three blocks as bars
+
+Each file is written atomically; ``metrics.json`` comes last, so a folder
+with it is complete.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geosynth.errors import DataError
+from geosynth.io import atomic_path, write_text
+
+FORMAT = "geosynth-eval/1"
+# block key -> (reference, title); the order of the paper's Table III
+BLOCKS = {
+    "real_gt": ("ground truth", "real vs ground truth"),
+    "fake_gt": ("ground truth", "synthesized vs ground truth"),
+    "fake_real": ("segmentation of the real image", "synthesized vs real segmentation"),
+}
+METRICS_JSON = "metrics.json"
+METRICS_CSV = "metrics.csv"
+TABLE_ROW = "table_row.md"
+IOU_PNG = "iou_per_class.png"
+TABLE_HEADER = (
+    "| run | generator | inputs | real mIoU | real acc | fake mIoU | fake acc "
+    "| fake-vs-real mIoU | fake-vs-real acc | FD |\n"
+    "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"
+)
+
+
+def summary(m: dict) -> str:
+    b = m["blocks"]
+    return (
+        f"{m['name']}: mIoU real {_pct(b['real_gt']['miou'])}, fake {_pct(b['fake_gt']['miou'])}, "
+        f"fake vs real {_pct(b['fake_real']['miou'])}; FD {_num(m['frechet_distance'])}"
+    )
+
+
+def block_lines(metrics: dict) -> list[str]:
+    """The three blocks and the Frechet distance as ``geosynth evaluate`` prints them."""
+    b = metrics["blocks"]
+    lines = [
+        f"{b[key]['title']}: mIoU {_percent(b[key]['miou'])}, acc {_percent(b[key]['pixel_acc'])}"
+        for key in BLOCKS
+    ]
+    fd = metrics["frechet_distance"]
+    return [*lines, f"Frechet distance: {'n/a' if fd is None else f'{fd:.3f}'}"]
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f} %"
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}"
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def table_row(metrics: dict) -> str:
+    """One Markdown row of Table III (mIoU and accuracy in %); see :data:`TABLE_HEADER`."""
+    b = metrics["blocks"]
+    g = metrics["generator"]
+    cells = [
+        metrics["name"], g["kind"], "+".join(g["inputs"]),
+        _pct(b["real_gt"]["miou"]), _pct(b["real_gt"]["pixel_acc"]),
+        _pct(b["fake_gt"]["miou"]), _pct(b["fake_gt"]["pixel_acc"]),
+        _pct(b["fake_real"]["miou"]), _pct(b["fake_real"]["pixel_acc"]),
+        _num(metrics["frechet_distance"]),
+    ]  # fmt: skip
+    return "| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |"
+
+
+def markdown_table(metrics: Sequence[dict]) -> str:
+    """Table III from several evaluations' ``metrics.json`` contents, in the given order."""
+    return "\n".join([TABLE_HEADER, *(table_row(m) for m in metrics)]) + "\n"
+
+
+def csv_columns(metrics: dict) -> dict[str, Any]:
+    """The row of ``metrics.csv``: scores of the three blocks, FD, then per-class IoU."""
+    g = metrics["generator"]
+    row: dict[str, Any] = {
+        "name": metrics["name"],
+        "generator": g["kind"],
+        "inputs": "+".join(g["inputs"]),
+        "output": g["output"],
+        "split": metrics["split"],
+        "tiles": len(metrics["tiles"]),
+    }
+    for key, block in metrics["blocks"].items():
+        row[f"{key}_miou"] = block["miou"]
+        row[f"{key}_acc"] = block["pixel_acc"]
+    row["fd"] = metrics["frechet_distance"]
+    row["fd_samples"] = metrics["fd_samples"]
+    row["feature_dim"] = metrics["feature_dim"]
+    for key, block in metrics["blocks"].items():
+        for cls, value in block["iou"].items():
+            row[f"{key}_iou_{cls}"] = value
+    return row
+
+
+def _csv_text(row: dict[str, Any]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(row), lineterminator="\n")
+    writer.writeheader()
+    writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    return buffer.getvalue()
+
+
+def plot_iou(metrics: dict, path: str | os.PathLike) -> Path:
+    """Per-class IoU of the three blocks as grouped bars, written atomically as PNG."""
+    from matplotlib.figure import Figure
+
+    classes = metrics["classes"]
+    x = np.arange(len(classes))
+    width = 0.8 / len(BLOCKS)
+    fig = Figure(figsize=(max(6.0, 0.8 * len(classes) + 2), 4.0), dpi=100)
+    ax = fig.add_subplot()
+    for i, block in enumerate(metrics["blocks"].values()):
+        values = [block["iou"][c["key"]] for c in classes]
+        heights = [np.nan if v is None else v for v in values]  # absent classes: no bar
+        label = f"{block['title']} (mIoU {_pct(block['miou'])} %)"
+        ax.bar(x + (i - (len(BLOCKS) - 1) / 2) * width, heights, width, label=label)
+    ax.set_xticks(x, [c["name"] for c in classes], rotation=30, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("IoU")
+    ax.set_title(
+        f"{metrics['name']}: per-class IoU ({len(metrics['tiles'])} tiles, {metrics['split']})"
+    )
+    ax.legend(fontsize="small", loc="upper right")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return path
+
+
+def write_reports(out: str | os.PathLike, metrics: dict) -> None:
+    """The four files of an evaluation folder, each atomically, ``metrics.json`` last."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    plot_iou(metrics, out / IOU_PNG)
+    for filename, text in (
+        (METRICS_CSV, _csv_text(csv_columns(metrics))),
+        (TABLE_ROW, table_row(metrics) + "\n"),
+        (METRICS_JSON, json.dumps(metrics, indent=2, allow_nan=False) + "\n"),
+    ):
+        write_text(out / filename, text)
+
+
+def read_metrics(path: str | os.PathLike) -> dict:
+    """An evaluation's ``metrics.json`` (a folder or the file); errors name the path."""
+    path = Path(path)
+    path = path / METRICS_JSON if path.is_dir() else path
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path} is not a readable evaluation: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise DataError(f"{path} is not a geosynth evaluation (format geosynth-eval/1)")
+    return data

@@ -1,0 +1,67 @@
+"""Every list of allowed values the command line offers, in one torch- and numpy-free module.
+
+The modules that act on these values (the lidar stage, the networks, the
+datasets) import them from here, and so does the command line: ``geosynth
+--help`` builds its choices without importing numpy or torch, and no list
+is written twice.
+"""
+
+from __future__ import annotations
+
+# --------------------------------------------------------------------------- data
+
+#: Modalities a region build writes (``build-geonrw --modalities``), in stage order.
+BUILD_MODALITIES = ("rgb", "dem", "seg", "sar")
+#: Modalities the generators and the U-Net take or give.
+NETWORK_MODALITIES = ("seg", "dem", "sar", "rgb")
+#: The label modality: one-hot for the generators, class ids for the U-Net.
+LABELS = "seg"
+#: Rasters a generator can take besides the labels.
+RASTER_INPUTS = ("dem", "sar", "rgb")
+#: Images a generator synthesizes and the U-Net segments.
+IMAGE_OUTPUTS = ("rgb", "sar")
+#: Store splits of the catalog's regions.
+SPLITS = ("train", "test")
+
+#: Lidar returns kept by the dem stage (``--returns``).
+RETURNS = ("first", "last", "all")
+#: Height statistic per cell of the dem stage (``--stat``).
+STATS = ("mean", "max", "min")
+
+#: DFC2020 split rules (``import-dfc2020 --split-rule``).
+DFC2020_SPLIT_RULES = ("paper", "code")
+#: Image-array compression of a store (``StoreLayout.codec``).
+CODECS = ("blosc-lz4", "blosc-zstd", "zstd", "none")
+
+# --------------------------------------------------------------------------- networks
+
+#: Generator kinds: ours, labels only ("Label"), raster only ("DEM"/"SAR"), concatenation, merge.
+GENERATOR_KINDS = ("ours", "spade", "pix2pix", "concat", "merge")
+#: What each generator kind consumes: (labels, raster).
+KIND_INPUTS = {
+    "ours": (True, True),
+    "spade": (True, False),
+    "pix2pix": (False, True),
+    "concat": (True, True),
+    "merge": (True, True),
+}
+#: Spectral-norm placement in G and D.
+SPECTRAL_MODES = ("all", "reference", "none")
+#: DEM normalisation of the datasets: as stored, per tile, per crop.
+DEM_NORMS = ("none", "tile", "crop")
+#: Where networks run (``auto``: CUDA when available).
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def generator_input_problem(kind: str, inputs: tuple[str, ...] | list[str]) -> str | None:
+    """Why generator ``kind`` cannot take ``inputs`` (labels and/or rasters), or None."""
+    uses_labels, uses_raster = KIND_INPUTS[kind]
+    rasters = [n for n in inputs if n != LABELS]
+    if uses_labels == (LABELS in inputs) and uses_raster == bool(rasters):
+        return None
+    needs = " and ".join(
+        what
+        for what, used in ((LABELS, uses_labels), ("a raster (dem, sar, rgb)", uses_raster))
+        if used
+    )
+    return f"--generator {kind} takes {needs} only; got --inputs {','.join(inputs)}"

@@ -1,0 +1,167 @@
+"""The store contract as types: version, tile states, layout, modalities, tile plans, class table.
+
+Pure definitions (numpy only): what a store holds and how its attributes
+read back. Creating, reading and inspecting stores live beside this module
+(:mod:`~geosynth.store.create`, :mod:`~geosynth.store.read`,
+:mod:`~geosynth.store.inspect`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from affine import Affine
+
+from geosynth.catalog import ClassDef, ClassTable
+from geosynth.errors import UsageError
+from geosynth.names import CODECS, LABELS
+
+STORE_VERSION = 1
+PLANNED, WRITING, COMPLETE = 0, 1, 2
+STATE_NAMES = {PLANNED: "planned", WRITING: "being written", COMPLETE: "complete"}
+UNLABELLED = 0  # the class id of unlabelled pixels in every store
+
+#: Per-tile 1-D arrays every store has, besides the image arrays.
+TILE_ARRAYS = ("tile_id", "region", "split", "crs", "sources", "state")
+
+
+@dataclass(frozen=True)
+class StoreLayout:
+    """Chunking and compression of the image arrays: the one named storage setting.
+
+    ``chunk`` is the edge of a spatial chunk in pixels (one tile and all bands
+    per chunk); ``codec`` one of :data:`~geosynth.names.CODECS` (Blosc with
+    byte shuffle, or plain Zstandard, or none) at ``level``. Chosen for random
+    256 x 256 training crops with ``benchmarks/loader.py``; see the README's
+    performance section.
+    """
+
+    chunk: int = 128
+    codec: str = "blosc-lz4"
+    level: int = 5
+
+    def __post_init__(self):
+        if self.codec not in CODECS:
+            raise UsageError(f"codec must be one of {', '.join(CODECS)}, not {self.codec!r}")
+        if self.chunk < 1:
+            raise UsageError(f"chunk must be positive, got {self.chunk}")
+
+    def compressors(self) -> tuple | None:
+        from zarr.codecs import BloscCodec, ZstdCodec
+
+        if self.codec == "none":
+            return None
+        if self.codec == "zstd":
+            return (ZstdCodec(level=self.level),)
+        cname = self.codec.split("-", 1)[1]
+        return (BloscCodec(cname=cname, clevel=self.level, shuffle="shuffle"),)
+
+    def to_attrs(self) -> dict[str, Any]:
+        return {"chunk": self.chunk, "codec": self.codec, "level": self.level}
+
+
+STORE_LAYOUT = StoreLayout()
+
+
+@dataclass(frozen=True)
+class ModalitySpec:
+    """One image array of the store: name, channel count and dtype."""
+
+    name: str
+    channels: int
+    dtype: str
+    bands: tuple[str, ...] = ()
+
+    @property
+    def per_band(self) -> bool:
+        """False for ``seg``, stored without a band axis."""
+        return self.name != LABELS
+
+    def to_attrs(self) -> dict[str, Any]:
+        return {"channels": self.channels, "dtype": self.dtype, "bands": list(self.bands)}
+
+    @classmethod
+    def from_attrs(cls, name: str, attrs: Mapping[str, Any]) -> ModalitySpec:
+        return cls(name, int(attrs["channels"]), str(attrs["dtype"]), tuple(attrs.get("bands", ())))
+
+
+STANDARD_DTYPES = {"rgb": "uint8", "dem": "float32", "seg": "uint8", "sar": "float32"}
+STANDARD_CHANNELS = {"rgb": 3, "dem": 1, "seg": 1}  # sar: 1 (GeoNRW) or 2 (DFC2020)
+STANDARD_BANDS = {"rgb": ("red", "green", "blue"), "dem": ("height",)}
+FILL_VALUES = {"float32": float("nan"), "float64": float("nan")}
+
+
+def modality(
+    name: str, channels: int | None = None, dtype: str | None = None, bands: Sequence[str] = ()
+) -> ModalitySpec:
+    """The spec of a standard modality (``rgb``, ``dem``, ``seg``, ``sar``) or an extra one."""
+    if name in STANDARD_DTYPES:
+        default_channels = STANDARD_CHANNELS.get(name, channels or 1)
+        channels = channels or default_channels
+        if name in STANDARD_CHANNELS and channels != default_channels:
+            raise UsageError(f"modality {name!r} has {default_channels} channel(s), not {channels}")
+        dtype = STANDARD_DTYPES[name]
+        bands = tuple(bands) or STANDARD_BANDS.get(
+            name, tuple(f"band{i + 1}" for i in range(channels))
+        )
+    elif channels is None or dtype is None:
+        raise UsageError(f"extra modality {name!r} needs channels and dtype")
+    return ModalitySpec(name, int(channels), str(np.dtype(dtype)), tuple(bands))
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """One planned tile: id, region (city), split, and georeferencing when known up front."""
+
+    tile_id: str
+    region: str
+    split: str
+    transform: Affine | None = None
+    crs: str = ""
+
+
+@dataclass
+class TileData:
+    """The arrays of one tile to write. Modalities left as None are recorded as absent."""
+
+    rgb: np.ndarray | None = None  # (3, H, W) uint8
+    dem: np.ndarray | None = None  # (1, H, W) or (H, W) float32
+    seg: np.ndarray | None = None  # (H, W) uint8
+    sar: np.ndarray | None = None  # (C, H, W) float32 in [0, 1]
+    sar_valid: np.ndarray | None = None  # (H, W) bool
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    transform: Affine | None = None
+    crs: str | None = None
+    sources: Mapping[str, Any] | None = None
+
+
+# --------------------------------------------------------------------------- class table
+
+
+ClassesLike = ClassTable | Iterable[ClassDef | Mapping[str, Any]]
+
+
+def class_table(classes: ClassesLike) -> ClassTable:
+    """A typed class table from a catalog table, class definitions or the store's attributes."""
+    if isinstance(classes, ClassTable):
+        return classes
+    defs = tuple(
+        c
+        if isinstance(c, ClassDef)
+        else ClassDef(int(c["id"]), str(c["key"]), str(c["name"]), str(c.get("color", "#808080")))
+        for c in classes
+    )
+    if not defs:
+        raise UsageError("a store needs at least one class")
+    return ClassTable(unlabelled=UNLABELLED, classes=defs, burn_order=())
+
+
+def class_attrs(classes: ClassesLike) -> list[dict[str, Any]]:
+    """The ``geosynth:classes`` attribute: ``[{"id", "key", "name", "color"}, ...]``."""
+    return [
+        {"id": c.id, "key": c.key, "name": c.name, "color": c.color}
+        for c in class_table(classes).classes
+    ]

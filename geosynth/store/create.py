@@ -1,0 +1,240 @@
+"""Creating a store (every array sized once, moved into place when complete) and reopening one
+to resume it, with the one set of checks that a resumed build or import fits the store."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geosynth import __version__
+from geosynth.errors import StoreError, UsageError
+from geosynth.io import atomic_path
+from geosynth.store.contract import (
+    FILL_VALUES,
+    PLANNED,
+    STATE_NAMES,
+    STORE_LAYOUT,
+    STORE_VERSION,
+    UNLABELLED,
+    ClassesLike,
+    ModalitySpec,
+    StoreLayout,
+    TilePlan,
+    class_attrs,
+    class_table,
+)
+from geosynth.store.read import GeoStore, open_store
+
+log = logging.getLogger(__name__)
+
+
+def create_store(
+    path: str | os.PathLike,
+    tiles: Sequence[TilePlan],
+    *,
+    tile_shape: tuple[int, int],
+    modalities: Sequence[ModalitySpec],
+    dataset: str,
+    crs: str | None,
+    classes: ClassesLike,
+    normalisation: Mapping[str, Any] | None = None,
+    provenance: Mapping[str, Any] | None = None,
+    layout: StoreLayout = STORE_LAYOUT,
+) -> GeoStore:
+    """Plan a store: create every array at its final size, then move it into place.
+
+    The store is assembled under a temporary name next to ``path`` and renamed
+    when complete, so an interrupted creation leaves nothing at ``path``.
+    """
+    path = Path(path)
+    if path.exists():
+        raise StoreError(f"store {path} already exists; open it to resume, or remove it first")
+    _check_plan(tiles, modalities)
+    table = class_table(classes)
+    with atomic_path(path) as tmp:
+        import zarr
+
+        group = zarr.open_group(tmp, mode="w-")
+        arrays = _ArrayMaker(group, layout, len(tiles), tile_shape)
+        for spec in modalities:
+            arrays.image(spec)
+        arrays.tile_metadata(tiles, modalities, table.num_classes)
+        group.attrs.update(
+            _group_attrs(
+                dataset, crs, tile_shape, modalities, table, normalisation, provenance, layout
+            )
+        )
+    return open_store(path, mode="r+")
+
+
+def _check_plan(tiles: Sequence[TilePlan], modalities: Sequence[ModalitySpec]) -> None:
+    if not tiles:
+        raise UsageError("a store needs at least one tile")
+    ids = [t.tile_id for t in tiles]
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        raise UsageError(f"duplicate tile ids in the plan: {', '.join(dup[:5])}")
+    names = [m.name for m in modalities]
+    if len(set(names)) != len(names) or not names:
+        raise UsageError(f"modalities must be unique and not empty, got {names}")
+
+
+class _ArrayMaker:
+    """Creates the arrays of one store: image arrays chunked for windows, per-tile metadata."""
+
+    def __init__(self, group, layout: StoreLayout, n: int, tile_shape: tuple[int, int]):
+        self.group, self.layout, self.n = group, layout, n
+        self.h, self.w = (int(v) for v in tile_shape)
+
+    def array(self, name, shape, chunks, dtype, dims, fill, compress=False, attrs=None):
+        return self.group.create_array(
+            name,
+            shape=shape,
+            chunks=chunks,
+            dtype=dtype,
+            fill_value=fill,
+            dimension_names=dims,
+            compressors=self.layout.compressors() if compress else None,
+            attributes=attrs or {},
+        )
+
+    def image(self, spec: ModalitySpec) -> None:
+        """One modality: chunks of one tile, all bands and ``layout.chunk`` pixels square."""
+        n, h, w, c = self.n, self.h, self.w, self.layout.chunk
+        plane = (min(c, h), min(c, w))
+        fill = FILL_VALUES.get(spec.dtype, 0)
+        if spec.per_band:
+            self.array(
+                spec.name, (n, spec.channels, h, w), (1, spec.channels, *plane), spec.dtype,
+                ("tile", "band", "y", "x"), fill, compress=True,
+                attrs={"geosynth:bands": list(spec.bands)},
+            )  # fmt: skip
+        else:
+            self.array(
+                spec.name, (n, h, w), (1, *plane), spec.dtype, ("tile", "y", "x"), fill,
+                compress=True,
+            )  # fmt: skip
+        if spec.name == "sar":
+            self.array(
+                "sar_valid", (n, h, w), (1, *plane), "bool", ("tile", "y", "x"), False,
+                compress=True,
+            )  # fmt: skip
+
+    def tile_metadata(
+        self, tiles: Sequence[TilePlan], modalities: Sequence[ModalitySpec], num_classes: int
+    ) -> None:
+        n, m = self.n, len(modalities)
+        # fixed by the plan: one chunk each
+        for name, values in (
+            ("tile_id", [t.tile_id for t in tiles]),
+            ("region", [t.region for t in tiles]),
+            ("split", [t.split for t in tiles]),
+        ):
+            self.array(name, (n,), (n,), str, ("tile",), "")[:] = np.array(values, dtype=object)
+        # written with each tile: one chunk per tile, so writers of different tiles never meet
+        crs = self.array("crs", (n,), (1,), str, ("tile",), "")
+        transform = self.array(
+            "transform", (n, 6), (1, 6), "float64", ("tile", "coefficient"), float("nan"),
+            attrs={"geosynth:order": ["a", "b", "c", "d", "e", "f"]},
+        )  # fmt: skip
+        self.array(
+            "present", (n, m), (1, m), "bool", ("tile", "modality"), False,
+            attrs={"geosynth:modalities": [s.name for s in modalities]},
+        )  # fmt: skip
+        self.array("class_hist", (n, num_classes), (1, num_classes), "int64", ("tile", "class"), 0)
+        self.array("sources", (n,), (1,), str, ("tile",), "")
+        self.array(
+            "state", (n,), (1,), "uint8", ("tile",), PLANNED,
+            attrs={"geosynth:states": {str(k): v for k, v in STATE_NAMES.items()}},
+        )  # fmt: skip
+        # georeferencing known at plan time (builds on the NRW grid know it; imports may not)
+        for i, t in enumerate(tiles):
+            if t.transform is not None:
+                transform[i] = np.array(t.transform[:6], dtype="float64")
+            if t.crs:
+                crs[i] = t.crs
+
+
+def _group_attrs(
+    dataset, crs, tile_shape, modalities, table, normalisation, provenance, layout
+) -> dict[str, Any]:
+    from geosynth.catalog import load_catalog
+
+    try:
+        catalog = load_catalog()
+        catalog_info = {"catalog_version": catalog.version, "catalog_sha256": catalog.sha256}
+    except Exception:  # a store can be written without a readable catalog
+        catalog_info = {}
+    return {
+        "geosynth:store_version": STORE_VERSION,
+        "geosynth:dataset": dataset,
+        "proj:code": crs,
+        "geosynth:tile_shape": [int(v) for v in tile_shape],
+        "geosynth:modalities": {m.name: m.to_attrs() for m in modalities},
+        "geosynth:classes": class_attrs(table),
+        "geosynth:unlabelled": UNLABELLED,
+        "geosynth:normalisation": dict(normalisation or {}),
+        "geosynth:layout": layout.to_attrs(),
+        "geosynth:provenance": {
+            "geosynth_version": __version__,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            **catalog_info,
+            **dict(provenance or {}),
+        },
+    }
+
+
+def open_for_resume(
+    path: str | os.PathLike,
+    plans: Sequence[TilePlan],
+    modalities: Sequence[str],
+    *,
+    dataset: str,
+    catalog_sha256: str,
+    verb: str = "build",
+) -> GeoStore:
+    """Reopen an existing store after checking it was planned for this run: the same dataset,
+    catalog, tiles (a superset of ``plans``) in the same splits, and arrays for ``modalities``.
+
+    Every producer (region build, importers) resumes through this; ``verb`` words the advice.
+    """
+    path = Path(path)
+    store = open_store(path, mode="r+")
+    advice = f"{verb} into a new store"
+    if store.dataset != dataset:
+        raise StoreError(f"store {path} holds dataset {store.dataset!r}, not {dataset!r}")
+    built_with = store.provenance.get("catalog_sha256")
+    if built_with != catalog_sha256:
+        raise StoreError(
+            f"store {path} was written with another catalog version (sha256 "
+            f"{str(built_with)[:12]}, this catalog {catalog_sha256[:12]}); {advice}"
+        )
+    tile_ids = [p.tile_id for p in plans]
+    missing = sorted(set(tile_ids) - set(store.tile_ids))
+    if missing:
+        raise UsageError(
+            f"store {path} was planned without tile(s) {', '.join(missing[:5])}"
+            f"{' ...' if len(missing) > 5 else ''}; {advice}"
+        )
+    for plan in plans:
+        stored = store.splits[store.index(plan.tile_id)]
+        if stored != plan.split:
+            raise UsageError(
+                f"store {path} holds tile {plan.tile_id} in split {stored!r}, this {verb} puts "
+                f"it in {plan.split!r}; {advice}"
+            )
+    extra = [m for m in modalities if m not in store.modalities]
+    if extra:
+        raise UsageError(f"store {path} has no array for {', '.join(extra)}; {advice}")
+    gone = sorted(set(store.tile_ids) - set(tile_ids))
+    if gone:
+        log.warning(
+            "%d tile(s) of %s are not part of this %s, e.g. %s", len(gone), path, verb, gone[0]
+        )
+    return store

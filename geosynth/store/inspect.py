@@ -1,0 +1,223 @@
+"""Looking at a store: its summary (``geosynth info``), the contract check (``geosynth verify``)
+and one tile as a georeferenced :class:`xarray.Dataset`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from geosynth.errors import DataError
+from geosynth.store.contract import (
+    COMPLETE,
+    STANDARD_DTYPES,
+    STATE_NAMES,
+    STORE_VERSION,
+    TILE_ARRAYS,
+)
+from geosynth.store.read import GeoStore
+
+
+def summarize(store: GeoStore) -> dict:
+    """Counts per split, region, modality and state, and the class histogram (of complete tiles)."""
+    states = store.states()
+    complete = states == COMPLETE
+    present = store.present()
+    hist = store.class_hist()[complete].sum(axis=0)
+    by_split: dict[str, int] = {}
+    by_region: dict[str, int] = {}
+    for i in np.flatnonzero(complete):
+        by_split[store.splits[i]] = by_split.get(store.splits[i], 0) + 1
+        by_region[store.regions[i]] = by_region.get(store.regions[i], 0) + 1
+    no_transform = [
+        store.tile_ids[i] for i in np.flatnonzero(complete) if store.transform(int(i)) is None
+    ]
+    return {
+        "path": str(store.path),
+        "dataset": store.dataset,
+        "store_version": STORE_VERSION,
+        "crs": store.crs,
+        "tile_shape": list(store.tile_shape),
+        "tiles": len(store),
+        "states": {STATE_NAMES[s]: int((states == s).sum()) for s in STATE_NAMES},
+        "splits": by_split,
+        "regions": by_region,
+        "modalities": {m: int(present[complete, j].sum()) for j, m in enumerate(store.modalities)},
+        "class_hist": {str(k): int(v) for k, v in enumerate(hist)},
+        "without_transform": no_transform,
+    }
+
+
+def summary_lines(store: GeoStore, summary: dict) -> list[str]:
+    """:func:`summarize` as the lines ``geosynth info`` prints."""
+    names = {str(c.id): c.name for c in store.classes.classes}
+    names.setdefault("0", "unlabelled")
+    h, w = summary["tile_shape"]
+
+    def counts(mapping: dict) -> str:
+        return ", ".join(f"{k} {v}" for k, v in sorted(mapping.items())) or "-"
+
+    lines = [
+        f"{summary['path']}: {summary['dataset']} store v{summary['store_version']}, "
+        f"CRS {summary['crs'] or 'per tile'}, tiles {h} x {w} px",
+        "tiles: " + ", ".join(f"{v} {k}" for k, v in summary["states"].items()),
+        "splits: " + counts(summary["splits"]),
+        "regions: " + counts(summary["regions"]),
+        "modalities: " + ", ".join(f"{k} {v}" for k, v in summary["modalities"].items()),
+    ]
+    missing = summary["without_transform"]
+    if missing:
+        lines.append(f"without georeferencing: {len(missing)} tile(s): {', '.join(missing[:10])}")
+    total = sum(summary["class_hist"].values())
+    lines.append("classes (share of labelled pixels of complete tiles):")
+    for cid, count in summary["class_hist"].items():
+        share = count / total if total else 0.0
+        lines.append(f"  {cid:>3} {names.get(cid, '?'):<36} {share:7.2%} {count:>14,}")
+    return lines
+
+
+@dataclass(frozen=True)
+class Problem:
+    tile: str | None
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.tile}: {self.message}" if self.tile else self.message
+
+
+def verify(store: GeoStore, progress: Callable[[int, int], None] | None = None) -> list[Problem]:
+    """Check a store against the contract; returns the problems found (empty when sound).
+
+    Finds tiles that are not complete, arrays whose shape or dtype break the
+    contract, NaN in the DEM, class ids out of range and valid SAR outside [0, 1].
+    """
+    problems = _array_problems(store)
+    if problems:
+        return problems
+    n = len(store)
+    states = store.states()
+    present = store.present()
+    for i, tile in enumerate(store.tile_ids):
+        if progress:
+            progress(i, n)
+        if states[i] != COMPLETE:
+            problems.append(
+                Problem(tile, f"incomplete ({STATE_NAMES.get(int(states[i]), states[i])})")
+            )
+            continue
+        row = dict(zip(store.modalities, present[i], strict=True))
+        problems += [Problem(tile, m) for m in _pixel_problems(store, i, row)]
+    if progress:
+        progress(n, n)
+    return problems
+
+
+def _array_problems(store: GeoStore) -> list[Problem]:
+    """Shapes and dtypes of the arrays against the group's own attributes."""
+    problems: list[Problem] = []
+    g, n = store.group, len(store)
+    h, w = store.tile_shape
+    for name in store.modalities:
+        spec = store.modality_spec(name)
+        arr = g[name]
+        expected = (n, spec.channels, h, w) if spec.per_band else (n, h, w)
+        if tuple(arr.shape) != expected:
+            problems.append(
+                Problem(None, f"array {name} has shape {tuple(arr.shape)}, expected {expected}")
+            )
+        if str(arr.dtype) != spec.dtype:
+            problems.append(
+                Problem(None, f"array {name} has dtype {arr.dtype}, expected {spec.dtype}")
+            )
+        if name in STANDARD_DTYPES and spec.dtype != STANDARD_DTYPES[name]:
+            problems.append(
+                Problem(None, f"modality {name} must be {STANDARD_DTYPES[name]}, not {spec.dtype}")
+            )
+    for name in TILE_ARRAYS:
+        if g[name].shape != (n,):
+            problems.append(
+                Problem(None, f"array {name} has shape {g[name].shape}, expected {(n,)}")
+            )
+    return problems
+
+
+def _pixel_problems(store: GeoStore, i: int, present: dict[str, bool]) -> list[str]:
+    """NaN in the DEM, class ids out of range, valid SAR outside [0, 1] of one complete tile."""
+    out = []
+    if present.get("dem"):
+        nan = int(np.isnan(store.read("dem", i)).sum())
+        if nan:
+            out.append(f"dem has {nan} NaN pixels")
+    if present.get("seg"):
+        seg = store.read("seg", i)
+        max_class = store.num_classes - 1
+        bad = int((seg > max_class).sum())
+        if bad:
+            out.append(
+                f"seg has {bad} pixels with class ids above {max_class} (max {int(seg.max())})"
+            )
+    if present.get("sar"):
+        sar = store.read("sar", i)
+        valid = np.broadcast_to(store.read("sar_valid", i), sar.shape)
+        values = sar[valid]
+        bad = int(((values < 0) | (values > 1) | ~np.isfinite(values)).sum())
+        if bad:
+            out.append(f"sar has {bad} valid pixels outside [0, 1]")
+    return out
+
+
+def tile_dataset(store: GeoStore, tile_id: str):
+    """One tile as an :class:`xarray.Dataset` with x/y coordinates and its CRS.
+
+    ``x``/``y`` are pixel centres in the tile's CRS (pixel indices when the
+    tile has no transform); the CRS is in the ``spatial_ref`` coordinate
+    (CF ``crs_wkt``, as rioxarray reads it) and the ``proj:code`` attribute.
+    """
+    import xarray as xr
+
+    i = store.index(tile_id)
+    state = int(store.group["state"][i])
+    if state != COMPLETE:
+        raise DataError(f"tile {tile_id} of {store.path} is {STATE_NAMES[state]}, not complete")
+    h, w = store.tile_shape
+    transform = store.transform(i)
+    crs = store.tile_crs(i)
+    if transform is not None:
+        xs = transform.c + transform.a * (np.arange(w) + 0.5)
+        ys = transform.f + transform.e * (np.arange(h) + 0.5)
+    else:
+        xs, ys = np.arange(w, dtype="float64"), np.arange(h, dtype="float64")
+    coords: dict[str, Any] = {"x": xs, "y": ys}
+    present = store.present()[i]
+    data_vars = {}
+    for j, name in enumerate(store.modalities):
+        if not present[j]:
+            continue
+        spec = store.modality_spec(name)
+        values = store.read(name, i)
+        if spec.per_band:
+            coords[f"{name}_band"] = list(spec.bands)
+            data_vars[name] = ((f"{name}_band", "y", "x"), values)
+        else:
+            data_vars[name] = (("y", "x"), values)
+        if name == "sar":
+            data_vars["sar_valid"] = (("y", "x"), store.read("sar_valid", i))
+    attrs = {
+        "tile_id": tile_id,
+        "region": store.regions[i],
+        "split": store.splits[i],
+        "proj:code": crs or "",
+    }
+    if transform is not None:
+        attrs["transform"] = list(transform)[:6]
+    ds = xr.Dataset(data_vars, coords=coords, attrs=attrs)
+    if crs:
+        from pyproj import CRS
+
+        wkt = CRS.from_user_input(crs).to_wkt()
+        ds = ds.assign_coords(spatial_ref=((), 0, {"crs_wkt": wkt, "spatial_ref": wkt}))
+        for name in data_vars:
+            ds[name].attrs["grid_mapping"] = "spatial_ref"
+    return ds

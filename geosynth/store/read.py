@@ -1,0 +1,322 @@
+"""Opening and reading a store: :func:`open_store`, :class:`GeoStore` and the one window reader.
+
+Every read of pixels, by training, evaluation, synthesis, editing or
+inspection, goes through :class:`WindowReader`. zarr-python 3 routes each
+read through its asyncio event loop and thread pool; for a training crop that
+touches a few small chunks that costs several milliseconds, more than
+decoding them. The image arrays this package creates have a simple layout (a
+regular chunk grid of one tile and all bands per chunk, default ``c/...``
+chunk keys, the ``bytes`` codec and optionally Blosc or Zstandard), so on a
+local store the reader opens those chunk files and decodes them directly,
+synchronously. Anything else (sharding, other codecs or chunkings, remote
+stores) is read through zarr; both paths return the same values (tested).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+from affine import Affine
+
+from geosynth.catalog import ClassTable
+from geosynth.errors import DataError, StoreError, UsageError
+from geosynth.store.contract import (
+    COMPLETE,
+    PLANNED,
+    STORE_VERSION,
+    ModalitySpec,
+    class_table,
+)
+
+log = logging.getLogger(__name__)
+
+
+def open_store(path: str | os.PathLike, mode: str = "r") -> GeoStore:
+    """Open a geosynth store for reading (``mode="r"``) or writing tiles (``"r+"``)."""
+    import zarr
+
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"no store at {path}")
+    try:
+        group = zarr.open_group(path, mode=mode)
+    except Exception as exc:  # zarr raises several types for "not a group"
+        raise StoreError(f"{path} is not a Zarr group: {exc}") from exc
+    version = group.attrs.get("geosynth:store_version")
+    if version is None:
+        raise StoreError(
+            f"{path} is a Zarr group but not a geosynth store (no geosynth:store_version)"
+        )
+    if version != STORE_VERSION:
+        raise StoreError(
+            f"{path} has store version {version}; this geosynth reads version {STORE_VERSION}"
+        )
+    return GeoStore(path, group)
+
+
+class GeoStore:
+    """Typed access to a geosynth store. Obtain one with :func:`open_store`."""
+
+    def __init__(self, path: Path, group):
+        self.path = path
+        self.group = group
+        self.attrs = dict(group.attrs)
+        self.tile_ids: list[str] = [str(v) for v in group["tile_id"][:]]
+        self.regions: list[str] = [str(v) for v in group["region"][:]]
+        self.splits: list[str] = [str(v) for v in group["split"][:]]
+        self._index = {t: i for i, t in enumerate(self.tile_ids)}
+        self.modalities: list[str] = list(group["present"].attrs["geosynth:modalities"])
+        self.classes: ClassTable = class_table(self.attrs["geosynth:classes"])
+        self._readers: dict[str, WindowReader] = {}
+
+    # ------------------------------------------------------------------ metadata
+    def __len__(self) -> int:
+        return len(self.tile_ids)
+
+    def __repr__(self) -> str:
+        return f"<GeoStore {self.path} {self.dataset!r}: {len(self)} tiles, {', '.join(self.modalities)}>"
+
+    @property
+    def dataset(self) -> str:
+        return self.attrs["geosynth:dataset"]
+
+    @property
+    def crs(self) -> str | None:
+        return self.attrs.get("proj:code")
+
+    @property
+    def tile_shape(self) -> tuple[int, int]:
+        h, w = self.attrs["geosynth:tile_shape"]
+        return int(h), int(w)
+
+    @property
+    def num_classes(self) -> int:
+        """Class count including the unlabelled id 0 (11 for GeoNRW)."""
+        return self.classes.num_classes
+
+    @property
+    def provenance(self) -> dict:
+        return dict(self.attrs.get("geosynth:provenance", {}))
+
+    def modality_spec(self, name: str) -> ModalitySpec:
+        spec = self.attrs["geosynth:modalities"].get(name)
+        if spec is None:
+            raise UsageError(
+                f"store {self.path} has no modality {name!r} (has: {', '.join(self.modalities)})"
+            )
+        return ModalitySpec.from_attrs(name, spec)
+
+    def index(self, tile_id: str) -> int:
+        """Position of a tile on the tile axis; unknown ids name the nearest tiles."""
+        try:
+            return self._index[str(tile_id)]
+        except KeyError:
+            raise DataError(
+                f"tile {tile_id!r} is not in store {self.path}; nearest: "
+                f"{', '.join(self.nearest_tiles(str(tile_id)))}"
+            ) from None
+
+    def nearest_tiles(self, tile_id: str, k: int = 5) -> list[str]:
+        """Up to ``k`` tile ids of the store nearest to ``tile_id`` (by km grid distance or name)."""
+        from geosynth.grid import TileId
+
+        try:
+            target = TileId.parse(tile_id)
+        except Exception:
+            return sorted(self.tile_ids)[:k]
+
+        def distance(other: str) -> float:
+            try:
+                t = TileId.parse(other)
+            except Exception:
+                return math.inf
+            return math.hypot(t.e_km - target.e_km, t.n_km - target.n_km)
+
+        return sorted(self.tile_ids, key=lambda t: (distance(t), t))[:k]
+
+    def states(self) -> np.ndarray:
+        return self.group["state"][:]
+
+    def complete_mask(self) -> np.ndarray:
+        return self.states() == COMPLETE
+
+    def present(self, modality_name: str | None = None) -> np.ndarray:
+        """``(N, M)`` bool of present modalities, or ``(N,)`` for one modality."""
+        table = self.group["present"][:]
+        if modality_name is None:
+            return table
+        if modality_name not in self.modalities:
+            return np.zeros(len(self), dtype=bool)
+        return table[:, self.modalities.index(modality_name)]
+
+    def tiles(
+        self, split: str | None = None, require: Iterable[str] = (), complete: bool = True
+    ) -> list[int]:
+        """Indices of tiles in ``split`` (all when None) that are complete and have ``require``."""
+        mask = self.complete_mask() if complete else np.ones(len(self), dtype=bool)
+        if split is not None:
+            mask &= np.array([s == split for s in self.splits])
+        for name in require:
+            mask &= self.present(name)
+        return [int(i) for i in np.flatnonzero(mask)]
+
+    def transform(self, index: int) -> Affine | None:
+        coeffs = self.group["transform"][index]
+        if np.isnan(coeffs).any():
+            return None
+        return Affine(*(float(v) for v in coeffs))
+
+    def tile_crs(self, index: int) -> str | None:
+        value = str(self.group["crs"][index])
+        return value or self.crs
+
+    def sources(self, index: int) -> dict:
+        text = str(self.group["sources"][index])
+        return json.loads(text) if text else {}
+
+    def class_hist(self) -> np.ndarray:
+        return self.group["class_hist"][:]
+
+    # ------------------------------------------------------------------ pixels
+    def reader(self, name: str) -> WindowReader:
+        """The window reader of one image array (``rgb``, ``dem``, ``seg``, ``sar_valid``, ...)."""
+        if name not in self._readers:
+            if name not in self.group:
+                raise UsageError(f"store {self.path} has no array {name!r}")
+            self._readers[name] = WindowReader(self.group[name])
+        return self._readers[name]
+
+    def read(self, name: str, index: int, window: tuple[slice, slice] | None = None) -> np.ndarray:
+        """Pixels of one modality of one tile, optionally a ``(rows, cols)`` window."""
+        rows, cols = window or (slice(None), slice(None))
+        return self.reader(name).read(index, rows, cols)
+
+    def tile_dataset(self, tile_id: str):
+        """One tile as an :class:`xarray.Dataset` (see :func:`geosynth.store.inspect.tile_dataset`)."""
+        from geosynth.store.inspect import tile_dataset
+
+        return tile_dataset(self, tile_id)
+
+    # ------------------------------------------------------------------ writing
+    def write_tile(self, tile_id: str, data, progress=None) -> None:
+        """Write one tile (:func:`geosynth.store.write.write_tile`)."""
+        from geosynth.store.write import write_tile
+
+        write_tile(self, tile_id, data, progress)
+
+    def mark_planned(self, tile_id: str) -> None:
+        """Reset a tile to 'planned' (e.g. before a retry)."""
+        self.group["state"][self.index(tile_id)] = PLANNED
+
+
+# --------------------------------------------------------------------------- window reads
+
+
+def _direct_layout(array) -> str | None:
+    """Why ``array`` cannot be read directly from its chunk files, or None when it can."""
+    from zarr.codecs import BloscCodec, BytesCodec, ZstdCodec
+    from zarr.core.chunk_grids import RegularChunkGrid
+    from zarr.core.chunk_key_encodings import DefaultChunkKeyEncoding
+    from zarr.storage import LocalStore
+
+    meta = array.metadata
+    if getattr(meta, "zarr_format", None) != 3:
+        return "not a Zarr v3 array"
+    if not isinstance(array.store_path.store, LocalStore):
+        return "not a local store"
+    if not isinstance(meta.chunk_grid, RegularChunkGrid):
+        return "not a regular chunk grid"
+    key = meta.chunk_key_encoding
+    if not isinstance(key, DefaultChunkKeyEncoding) or key.separator != "/":
+        return "not the default '/' chunk keys"
+    chunks, shape = meta.chunk_grid.chunk_shape, array.shape
+    if array.ndim not in (3, 4) or chunks[0] != 1 or (array.ndim == 4 and chunks[1] != shape[1]):
+        return "chunks are not one tile with all its bands"
+    codecs = list(meta.codecs)
+    if not codecs or not isinstance(codecs[0], BytesCodec):
+        return "first codec is not 'bytes'"
+    if any(not isinstance(c, ZstdCodec | BloscCodec) for c in codecs[1:]) or len(codecs) > 2:
+        return f"codecs {[type(c).__name__ for c in codecs]}"
+    return None
+
+
+class WindowReader:
+    """``read(tile, rows, cols)`` of one image array: ``(C, h, w)`` or ``(h, w)`` of one tile.
+
+    A reader reuses one decode buffer: use one reader per process and thread
+    (a :class:`GeoStore` keeps one per array; datasets open the store in each
+    worker process).
+    """
+
+    def __init__(self, array):
+        self.array = array
+        self.shape = tuple(array.shape)
+        reason = _direct_layout(array)
+        self.direct = reason is None
+        if not self.direct:
+            log.debug("%s: reading through zarr (%s)", array.path, reason)
+            return
+        from numcodecs import Blosc, Zstd
+        from zarr.codecs import ZstdCodec
+
+        meta = array.metadata
+        self.chunk = tuple(meta.chunk_grid.chunk_shape)
+        endian = getattr(meta.codecs[0], "endian", None)
+        dtype = np.dtype(array.dtype)
+        if dtype.itemsize > 1 and endian is not None:
+            dtype = dtype.newbyteorder(
+                "<" if str(getattr(endian, "value", endian)) == "little" else ">"
+            )
+        self.dtype = dtype
+        self.fill = np.asarray(meta.fill_value, dtype=array.dtype)
+        compressor = meta.codecs[1] if len(meta.codecs) > 1 else None
+        # Blosc frames describe themselves; numcodecs decodes them as zarr wrote them
+        self.decoder = (
+            None
+            if compressor is None
+            else (Zstd() if isinstance(compressor, ZstdCodec) else Blosc())
+        )
+        self.root = os.path.join(str(array.store_path.store.root), array.store_path.path, "c")
+        self._buffer = np.empty(int(np.prod(self.chunk[1:])) * dtype.itemsize, dtype=np.uint8)
+
+    def read(self, tile: int, rows: slice, cols: slice) -> np.ndarray:
+        if not self.direct:
+            if len(self.shape) == 4:
+                return self.array[tile, :, rows, cols]
+            return self.array[tile, rows, cols]
+        r0, r1, _ = rows.indices(self.shape[-2])
+        c0, c1, _ = cols.indices(self.shape[-1])
+        ch, cw = self.chunk[-2:]
+        bands = self.shape[1:-2]  # (C,) or ()
+        out = np.empty((*bands, r1 - r0, c1 - c0), dtype=self.array.dtype)
+        tile_dir = os.path.join(self.root, str(int(tile)), *(["0"] if bands else []))
+        for bi in range(r0 // ch, (r1 - 1) // ch + 1):
+            y0, y1 = max(r0, bi * ch), min(r1, (bi + 1) * ch)
+            for bj in range(c0 // cw, (c1 - 1) // cw + 1):
+                x0, x1 = max(c0, bj * cw), min(c1, (bj + 1) * cw)
+                target = out[..., y0 - r0 : y1 - r0, x0 - c0 : x1 - c0]
+                block = self._chunk(os.path.join(tile_dir, str(bi), str(bj)))
+                if block is None:  # never written: all fill value (zarr skips empty chunks)
+                    target[...] = self.fill
+                else:
+                    target[...] = block[
+                        ..., y0 - bi * ch : y1 - bi * ch, x0 - bj * cw : x1 - bj * cw
+                    ]
+        return out
+
+    def _chunk(self, path: str) -> np.ndarray | None:
+        """One decoded chunk ``(C, ch, cw)`` / ``(ch, cw)``, a view of the reused buffer."""
+        try:
+            with open(path, "rb", buffering=0) as f:  # one read, no Python-level buffer
+                data = f.readall()
+        except FileNotFoundError:
+            return None
+        if self.decoder is not None:
+            data = self.decoder.decode(data, out=self._buffer)
+        return np.frombuffer(data, dtype=self.dtype).reshape(self.chunk[1:])
