@@ -112,8 +112,7 @@ def write_files(tile: dict, folder: Path, name: str, jp2_quality: int = 100) -> 
 
 
 def write_store(tiles: list[dict], path: Path, layout: StoreLayout) -> None:
-    classes = [{"id": c.id, "key": c.key, "name": c.name, "color": c.color}
-               for c in load_catalog().classes.classes]  # fmt: skip
+    classes = load_catalog().classes
     plans = [TilePlan(f"{356 + i}_5645", "bench", "train") for i in range(len(tiles))]
     store = create_store(path, plans, tile_shape=(TILE, TILE),
                          modalities=[modality("rgb"), modality("dem"), modality("seg")],

@@ -63,10 +63,7 @@ SETTINGS = {
 
 def make_store(path: Path, size: int, tiles: int = 2) -> Path:
     """A few tiles of blocky classes, a DEM ramp and an RGB image."""
-    classes = [
-        {"id": c.id, "key": c.key, "name": c.name, "color": c.color}
-        for c in load_catalog().classes.classes
-    ]
+    classes = load_catalog().classes
     plans = [TilePlan(f"{356 + i}_5645", "demo", "train") for i in range(tiles)]
     store = create_store(
         path, plans, tile_shape=(size, size),

@@ -229,6 +229,40 @@ class Catalog:
             f"unknown region {name!r}; see `geosynth catalog` (known: {', '.join(self.regions)})"
         )
 
+    def listing(self) -> list[dict[str, str]]:
+        """One row per region for ``geosynth catalog``: name, split, AGS, aliases, sources."""
+        return [
+            {
+                "name": r.name,
+                "split": r.split,
+                "ags": r.ags,
+                "aliases": ", ".join(r.aliases),
+                "sources": "generated offline" if r.generated else "dop, lidar, landcover, osm",
+            }
+            for r in self.regions.values()
+        ]
+
+    def describe(self, name: str) -> dict[str, Any]:
+        """One region as ``geosynth catalog REGION`` shows it, with its package URLs."""
+        r = self.region(name)
+        info: dict[str, Any] = {
+            "name": r.name,
+            "split": r.split,
+            "ags": r.ags,
+            "package": r.package,
+            "aliases": list(r.aliases),
+            "generated": r.generated,
+            "test_tiles": list(r.test_tiles),
+            "sources": {
+                key: {"url": r.source_url(s), "description": s.description}
+                for key, s in self.sources.items()
+            },
+        }
+        if r.generated:
+            info["origin_km"] = list(r.origin_km or ())
+            info["tiles"] = list(r.tiles or ())
+        return info
+
     def cities(self, split: str | None = None) -> list[Region]:
         """The published GeoNRW cities (generated regions such as ``demo`` excluded)."""
         return [

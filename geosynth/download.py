@@ -19,13 +19,11 @@ import hashlib
 import http.client
 import logging
 import os
-import shutil
 import stat
 import tarfile
 import time
 import urllib.error
 import urllib.request
-import uuid
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -34,6 +32,7 @@ from urllib.parse import urlsplit
 
 from geosynth.catalog import Catalog, load_catalog
 from geosynth.errors import DataError, UsageError
+from geosynth.io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -217,19 +216,14 @@ def safe_extract(
     archive, target = Path(archive), Path(target)
     if target.exists():
         raise UsageError(f"extraction target {target} already exists")
-    tmp = target.with_name(f".{target.name}.extracting-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_path(target, tag="extracting") as tmp:
+        tmp.mkdir()
         if zipfile.is_zipfile(archive):
             _extract_zip(archive, tmp, max_bytes)
         elif tarfile.is_tarfile(archive):
             _extract_tar(archive, tmp, max_bytes)
         else:
             raise DataError(f"{archive}: not a zip or tar archive")
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return sorted(p for p in target.rglob("*") if p.is_file())
 
 

@@ -1,11 +1,16 @@
-"""Shared fixtures: no network beyond loopback, small stores, the real sample files."""
+"""Shared fixtures: no network beyond loopback, a real HTTP server on 127.0.0.1, tiny stores,
+single-threaded torch and the real sample files."""
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import ipaddress
 import socket
+import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,11 +48,180 @@ def realdata() -> Path:
     return REALDATA
 
 
+# --------------------------------------------------------------------------- loopback HTTP
+
+
+class RangeHandler(http.server.BaseHTTPRequestHandler):
+    """Serves files under ``server.root`` with ``Range`` support.
+
+    ``server.drop_after`` maps a URL path to a byte count: the first request for
+    that path sends only that many bytes of the body and closes the connection
+    (what a flaky link does mid-file). ``server.requests`` logs (path, range).
+    """
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):  # keep test output clean
+        pass
+
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        path = self.server.root / self.path.lstrip("/")
+        self.server.requests.append((self.path, self.headers.get("Range")))
+        if not path.is_file():
+            self.send_error(404)
+            return
+        data = path.read_bytes()
+        start = 0
+        status = 200
+        header = self.headers.get("Range")
+        if header and header.startswith("bytes=") and self.server.ranges:
+            start = int(header[6:].split("-")[0])
+            if start >= len(data):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            status = 206
+        body = data[start:]
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Accept-Ranges", "bytes")
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        self.end_headers()
+        drop = self.server.drop_after.pop(self.path, None)
+        if drop is not None:
+            self.wfile.write(body[:drop])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return
+        self.wfile.write(body)
+
+
+@contextlib.contextmanager
+def serve(root: Path, *, ranges: bool = True, drop_after: dict[str, int] | None = None):
+    """Serve ``root`` on an ephemeral 127.0.0.1 port; yields the server (``.url`` is its base URL)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)
+    server.root = Path(root)
+    server.ranges = ranges
+    server.drop_after = dict(drop_after or {})
+    server.requests = []
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.fixture
+def http_serve():
+    """:func:`serve`: ``with http_serve(folder, drop_after={...}) as srv:`` (``srv.url``)."""
+    return serve
+
+
+# --------------------------------------------------------------------------- torch, stores
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny networks: one intra-op thread is faster, and steady when other jobs share the CPU.
+
+    Module-scoped, so module-scoped fixtures that train can depend on it; modules use it with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+TINY_SIZE = 64  # tile edge of the tiny stores
+
+
+def write_tiny_store(
+    path,
+    *,
+    n_train: int = 6,
+    n_test: int = 1,
+    modalities=("rgb", "dem", "seg"),
+    unlabelled: bool = False,
+    seed: int = 0,
+) -> Path:
+    """A store of ``TINY_SIZE`` px tiles ``356_5645``, ``357_5645``, ... that a network can learn:
+    labels in 8 px blocks (class 0 too when ``unlabelled``), RGB the class colour plus noise,
+    the DEM a ramp over 100-130 m, SAR the class id / K with an invalid strip 6 px wide."""
+    from geosynth.catalog import load_catalog
+    from geosynth.store import TileData, TilePlan, create_store, modality
+
+    classes = load_catalog().classes
+    size, k = TINY_SIZE, len(classes.classes)  # ids below k: the last class never occurs
+    plans = [
+        TilePlan(f"{356 + i}_5645", "demo", "train" if i < n_train else "test")
+        for i in range(n_train + n_test)
+    ]
+    store = create_store(
+        path, plans, tile_shape=(size, size), modalities=[modality(m) for m in modalities],
+        dataset="test", crs="EPSG:25832", classes=classes,
+    )  # fmt: skip
+    colors = np.array(classes.palette())  # (K, 3)
+    rng = np.random.default_rng(seed)
+    for plan in plans:
+        blocks = rng.integers(0 if unlabelled else 1, k, (size // 8, size // 8))
+        seg = np.kron(blocks, np.ones((8, 8), dtype=np.int64)).astype(np.uint8)  # (H, W)
+        rgb = np.clip(colors[seg].transpose(2, 0, 1) + rng.normal(0, 8, (3, size, size)), 0, 255)
+        ramp = np.linspace(100, 130, size, dtype=np.float32)[None, None, :] + rng.random()
+        valid = np.ones((size, size), dtype=bool)
+        valid[:, :6] = False
+        data = {
+            "rgb": rgb.astype(np.uint8),
+            "dem": np.broadcast_to(ramp, (1, size, size)).astype(np.float32),
+            "seg": seg,
+            "sar": (seg[None] / k).astype(np.float32) * valid,
+            "sar_valid": valid,
+        }
+        keep = {
+            n: v
+            for n, v in data.items()
+            if n in modalities or n == "sar_valid" and "sar" in modalities
+        }
+        store.write_tile(plan.tile_id, TileData(**keep))
+    return Path(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tmp_path_factory) -> Path:
+    """Six train tiles and one test tile of rgb, dem and seg (:func:`write_tiny_store`); read only."""
+    return write_tiny_store(tmp_path_factory.mktemp("tiny") / "tiny.zarr")
+
+
+@pytest.fixture(scope="session")
+def tiny_store_factory():
+    """:func:`write_tiny_store`, for tests that need another tiny store."""
+    return write_tiny_store
+
+
+@pytest.fixture(scope="session")
+def one_tile_world(tmp_path_factory) -> Path:
+    """A one-tile demo world (tile 356_5645, 1 m DOP, 1 lidar point/m2), generated once per
+    session; read only."""
+    from geosynth.demo import ensure_world
+
+    folder = tmp_path_factory.getbasetemp() / "demo-1x1-dop1-lidar1"
+    ensure_world(folder, tiles=(1, 1), dop_resolution=1.0, lidar_density=1.0)
+    return folder
+
+
 @pytest.fixture
 def geonrw_classes():
+    """The catalog's class table (GeoNRW's 10 classes and the unlabelled 0)."""
     from geosynth.catalog import load_catalog
 
-    return [
-        {"id": c.id, "key": c.key, "name": c.name, "color": c.color}
-        for c in load_catalog().classes.classes
-    ]
+    return load_catalog().classes

@@ -278,19 +278,9 @@ def test_raster_with_crs_but_no_geotransform(tmp_path):
 # --------------------------------------------------------------------------- demo world
 
 
-@pytest.fixture(scope="module")
-def demo_world(tmp_path_factory):
-    """A one-tile demo world (1 m DOP, 1 point/m2), shared with tests/test_dem.py."""
-    from geosynth.demo import ensure_world
-
-    folder = tmp_path_factory.getbasetemp() / "demo-1x1-dop1-lidar1"
-    ensure_world(folder, tiles=(1, 1), dop_resolution=1.0, lidar_density=1.0)
-    return folder
-
-
-def test_demo_tile_from_the_dop_zip(demo_world, tmp_path):
+def test_demo_tile_from_the_dop_zip(one_tile_world, tmp_path):
     """The demo DOP zip on its tile: the lossless 1 m JPEG2000's own pixels, RGB and NIR."""
-    archive = next((demo_world / "dop").glob("*.zip"))
+    archive = next((one_tile_world / "dop").glob("*.zip"))
     (member,) = zipfile.ZipFile(archive).namelist()
     grid = grid_at(356000.0, 5646000.0, 1000, 1000)
     result = aerial_stage([archive], grid, nir=True)

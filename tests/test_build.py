@@ -84,6 +84,22 @@ def test_rerun_skips_complete_tiles(built):
     assert report.done == [] and report.already_complete == TILES
 
 
+def test_interrupted_build_reports_what_it_finished(world, tmp_path):
+    out = tmp_path / "i.zarr"
+
+    def stop_after_first(record):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build_region("demo", out, source_dir=world, modalities=["rgb"], progress=stop_after_first)
+    report = json.loads((tmp_path / "i.zarr.report.json").read_text())
+    assert report["interrupted"] is True and report["done"] == [TILES[0]]
+    assert report["tiles_planned"] == 2 and report["failed"] == {}
+    resumed = build_region("demo", out, source_dir=world, modalities=["rgb"])
+    assert resumed.ok and resumed.already_complete == [TILES[0]] and resumed.done == [TILES[1]]
+    assert "1 tile(s) built, 1 already complete" in resumed.summary()
+
+
 def test_discover_by_catalog_names(world):
     found = discover_sources(world, load_catalog())
     assert sorted(found.dop) == TILES and sorted(found.lidar) == TILES

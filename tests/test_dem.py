@@ -392,23 +392,13 @@ def test_dem_help_shows_the_library_default_fill_distance():
 # --------------------------------------------------------------------------- demo world
 
 
-@pytest.fixture(scope="module")
-def demo_world(tmp_path_factory):
-    """A one-tile demo world (1 m DOP, 1 point/m2), shared with tests/test_aerial.py."""
-    from geosynth.demo import ensure_world
-
-    folder = tmp_path_factory.getbasetemp() / "demo-1x1-dop1-lidar1"
-    ensure_world(folder, tiles=(1, 1), dop_resolution=1.0, lidar_density=1.0)
-    return folder
-
-
 def _demo_truth(world, name):
     with rasterio.open(world / "truth" / f"356_5645_{name}.tif") as src:
         return src.read(1)
 
 
-def test_demo_tile_matches_plain_gridding_and_truth(demo_world):
-    archive = next((demo_world / "lidar").glob("*.zip"))
+def test_demo_tile_matches_plain_gridding_and_truth(one_tile_world):
+    archive = next((one_tile_world / "lidar").glob("*.zip"))
     grid = RasterGrid.for_tile("356_5645", load_catalog().grid)
     result = dem_stage([archive], grid, fill_distance=0)
     with zipfile.ZipFile(archive) as zf:
@@ -421,15 +411,15 @@ def test_demo_tile_matches_plain_gridding_and_truth(demo_world):
     np.testing.assert_allclose(result.array[0], want, rtol=1e-6, equal_nan=True)
     assert result.report["points_in_grid"] == int(counts.sum())
     # first returns sample the surface: close to the world's true DSM
-    dsm = _demo_truth(demo_world, "dsm")
+    dsm = _demo_truth(one_tile_world, "dsm")
     has = np.isfinite(result.array[0])
     error = np.abs(result.array[0][has] - dsm[has])
     assert np.median(error) < 0.1 and np.percentile(error, 90) < 0.25
 
 
-def test_demo_tile_holes_are_water(demo_world):
+def test_demo_tile_holes_are_water(one_tile_world):
     """Water absorbs the laser: cells left empty after filling lie on water in the truth."""
-    archive = next((demo_world / "lidar").glob("*.zip"))
+    archive = next((one_tile_world / "lidar").glob("*.zip"))
     grid = RasterGrid.for_tile("356_5645", load_catalog().grid)
     result = dem_stage([archive], grid)
     holes = np.isnan(result.array[0])
@@ -438,14 +428,14 @@ def test_demo_tile_holes_are_water(demo_world):
     assert (
         rep["filled_pixels"] + rep["holes"] == grid.width * grid.height - rep["cells_with_points"]
     )
-    landcover = _demo_truth(demo_world, "landcover")
+    landcover = _demo_truth(one_tile_world, "landcover")
     assert (landcover[holes] == load_catalog().classes.id_of("water")).all()
 
 
-def test_demo_tile_last_returns_min_approximate_the_terrain(demo_world):
-    archive = next((demo_world / "lidar").glob("*.zip"))
+def test_demo_tile_last_returns_min_approximate_the_terrain(one_tile_world):
+    archive = next((one_tile_world / "lidar").glob("*.zip"))
     grid = RasterGrid.for_tile("356_5645", load_catalog().grid)
     result = dem_stage([archive], grid, returns="last", stat="min", fill_distance=0)
-    dtm = _demo_truth(demo_world, "dtm")
+    dtm = _demo_truth(one_tile_world, "dtm")
     has = np.isfinite(result.array[0])
     assert np.median(np.abs(result.array[0][has] - dtm[has])) < 0.1

@@ -11,7 +11,6 @@ import zipfile
 import pytest
 import yaml
 from click.testing import CliRunner
-from httpserver import serve
 
 from geosynth.catalog import default_catalog_path, parse_catalog
 from geosynth.cli import cli
@@ -35,9 +34,9 @@ def payload(tmp_path):
     return root, data
 
 
-def test_fetch_resumes_after_dropped_connection(tmp_path, payload):
+def test_fetch_resumes_after_dropped_connection(tmp_path, payload, http_serve):
     root, data = payload
-    with serve(root, drop_after={"/big.bin": 300_000}) as srv:
+    with http_serve(root, drop_after={"/big.bin": 300_000}) as srv:
         got = fetch(
             f"{srv.url}/big.bin",
             tmp_path / "out" / "big.bin",
@@ -52,9 +51,9 @@ def test_fetch_resumes_after_dropped_connection(tmp_path, payload):
     assert not (tmp_path / "out" / "big.bin.part").exists()
 
 
-def test_fetch_restarts_when_server_ignores_range(tmp_path, payload):
+def test_fetch_restarts_when_server_ignores_range(tmp_path, payload, http_serve):
     root, data = payload
-    with serve(root, ranges=False, drop_after={"/big.bin": 1000}) as srv:
+    with http_serve(root, ranges=False, drop_after={"/big.bin": 1000}) as srv:
         got = fetch(
             f"{srv.url}/big.bin",
             tmp_path / "big.bin",
@@ -65,18 +64,18 @@ def test_fetch_restarts_when_server_ignores_range(tmp_path, payload):
     assert got.path.read_bytes() == data
 
 
-def test_fetch_checksum_mismatch_leaves_nothing(tmp_path, payload):
+def test_fetch_checksum_mismatch_leaves_nothing(tmp_path, payload, http_serve):
     root, _ = payload
-    with serve(root) as srv, pytest.raises(DataError, match="md5 checksum mismatch"):
+    with http_serve(root) as srv, pytest.raises(DataError, match="md5 checksum mismatch"):
         fetch(f"{srv.url}/big.bin", tmp_path / "big.bin", allowed_hosts=[srv.url[7:]], md5="0" * 32)
     assert list(tmp_path.glob("big.bin*")) == []
 
 
-def test_fetch_refuses_foreign_hosts_and_404(tmp_path, payload):
+def test_fetch_refuses_foreign_hosts_and_404(tmp_path, payload, http_serve):
     root, _ = payload
     with pytest.raises(UsageError, match="not a host of the data catalog"):
         fetch("http://example.org/x.zip", tmp_path / "x.zip", allowed_hosts=["127.0.0.1:1"])
-    with serve(root) as srv, pytest.raises(DataError, match="HTTP 404"):
+    with http_serve(root) as srv, pytest.raises(DataError, match="HTTP 404"):
         fetch(f"{srv.url}/missing.zip", tmp_path / "m.zip", allowed_hosts=[srv.url[7:]])
     assert not (tmp_path / "m.zip").exists()
 
@@ -136,7 +135,7 @@ def local_catalog(tmp_path):
     return make
 
 
-def test_download_region_from_loopback(tmp_path, local_catalog, monkeypatch):
+def test_download_region_from_loopback(tmp_path, local_catalog, monkeypatch, http_serve):
     www = tmp_path / "www"
     for sub, name, member in (
         ("dop", "dop_05315000_Koeln_EPSG25832_JPEG2000.zip", "dop10rgbi_32_356_5645_1_nw_2024.jp2"),
@@ -145,7 +144,7 @@ def test_download_region_from_loopback(tmp_path, local_catalog, monkeypatch):
     ):
         (www / sub).mkdir(parents=True)
         _zip(www / sub / name, {member: member.encode() * 1000})
-    with serve(www, drop_after={"/las/3dm_l_las_05315000_Koeln_EPSG25832.zip": 500}) as srv:
+    with http_serve(www, drop_after={"/las/3dm_l_las_05315000_Koeln_EPSG25832.zip": 500}) as srv:
         path, catalog = local_catalog(srv.url)
         records = download_region("cologne", tmp_path / "raw", catalog=catalog, backoff=0.01)
         assert [r["source"] for r in records] == ["dop", "lidar", "landcover"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -21,65 +23,26 @@ from geosynth.ml.metrics import frechet_distance_of, pooled_features, predict_cl
 from geosynth.ml.results import TABLE_HEADER, markdown_table, read_metrics
 from geosynth.ml.train import train_gan
 from geosynth.ml.train_unet import train_unet
-from geosynth.store import TileData, TilePlan, create_store, modality, open_store
+from geosynth.store import open_store
 
-SIZE = 64  # tile edge
 TINY = dict(crop=32, batch_size=2, workers=0, tensorboard=False, deterministic=True, max_steps=1,
             samples=0, image_every=0, log_every=0)  # fmt: skip
 
 
-def make_store(path, classes, modalities=("rgb", "dem", "seg", "sar"), seed=0):
-    """2 train and 3 test tiles: class-coloured RGB, a DEM ramp, SAR with an invalid strip."""
-    plans = [TilePlan(f"{356 + i}_5645", "demo", "train" if i < 2 else "test") for i in range(5)]
-    store = create_store(
-        path, plans, tile_shape=(SIZE, SIZE), modalities=[modality(m) for m in modalities],
-        dataset="test", crs="EPSG:25832", classes=classes,
-    )  # fmt: skip
-    colors = np.array([[int(c["color"][k : k + 2], 16) for k in (1, 3, 5)] for c in classes])
-    rng = np.random.default_rng(seed)
-    for plan in plans:
-        blocks = rng.integers(0, len(classes), (SIZE // 8, SIZE // 8))  # some unlabelled blocks
-        seg = np.kron(blocks, np.ones((8, 8), dtype=np.int64)).astype(np.uint8)  # (H, W)
-        rgb = np.clip(colors[seg].transpose(2, 0, 1) + rng.normal(0, 8, (3, SIZE, SIZE)), 0, 255)
-        dem = np.linspace(100, 130, SIZE, dtype=np.float32)[None, None, :] + rng.random()
-        valid = np.ones((SIZE, SIZE), dtype=bool)
-        valid[:, :6] = False
-        data = {
-            "rgb": rgb.astype(np.uint8),
-            "dem": np.broadcast_to(dem, (1, SIZE, SIZE)).astype(np.float32),
-            "seg": seg,
-            "sar": (seg[None] / len(classes)).astype(np.float32) * valid,
-            "sar_valid": valid,
-        }
-        keep = {
-            k: v
-            for k, v in data.items()
-            if k in modalities or (k == "sar_valid" and "sar" in modalities)
-        }
-        store.write_tile(plan.tile_id, TileData(**keep))
-    return path
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+EVAL_STORE = dict(n_train=2, n_test=3, unlabelled=True)  # 3 test tiles, unlabelled blocks
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, one_torch_thread, tiny_store_factory):
     """A store, generators to RGB and SAR and U-Nets on RGB and SAR, each trained one step."""
-    from geosynth.catalog import load_catalog
-
-    classes = [{"id": c.id, "key": c.key, "name": c.name, "color": c.color}
-               for c in load_catalog().classes.classes]  # fmt: skip
     root = tmp_path_factory.mktemp("eval")
-    store = make_store(root / "s.zarr", classes)
+    store = tiny_store_factory(
+        root / "s.zarr", modalities=("rgb", "dem", "seg", "sar"), **EVAL_STORE
+    )
     runs = {}
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # module fixtures run before the function-scoped _one_thread
     for output in ("rgb", "sar"):
         runs[f"g_{output}"] = root / f"g_{output}"
         train_gan(GanConfig(store=str(store), out=str(runs[f"g_{output}"]), output=output, cap=4,
@@ -87,8 +50,7 @@ def world(tmp_path_factory):
         runs[f"u_{output}"] = root / f"u_{output}"
         train_unet(UNetRunConfig(store=str(store), out=str(runs[f"u_{output}"]), input=output,
                                  base_channels=4, val_split=None, **TINY))  # fmt: skip
-    torch.set_num_threads(before)
-    return {"store": store, "classes": classes, "root": root, **runs}
+    return {"store": store, "root": root, **runs}
 
 
 def _direct(world, output: str):
@@ -132,7 +94,9 @@ def test_evaluation_equals_a_direct_computation(world, tmp_path, output, caplog)
         result = evaluate(world[f"g_{output}"], world[f"u_{output}"], world["store"], "test", out,
                           batch_size=2, device="cpu")  # fmt: skip
     m = result.metrics
-    assert m["tiles"] == ["358_5645", "359_5645", "360_5645"] and m["window"] == [SIZE, SIZE]
+    assert m["tiles"] == ["358_5645", "359_5645", "360_5645"] and m["window"] == list(
+        open_store(world["store"]).tile_shape
+    )
     conf, real, fake = _direct(world, output)
     for key, counts in conf.items():
         block = m["blocks"][key]
@@ -177,6 +141,20 @@ def test_reports_are_written_and_deterministic(world, tmp_path):
     assert not list(out.glob(".*tmp*"))  # nothing half-written
 
 
+def test_table_formats_evaluations_without_torch(world, tmp_path):
+    evaluate(world["g_rgb"], world["u_rgb"], world["store"], "test", tmp_path / "ours",
+             crop=32, device="cpu")  # fmt: skip
+    code = (
+        "import sys; from geosynth.cli import cli; "
+        f"cli.main(['-q', 'table', {str(tmp_path / 'ours')!r}, '--out', "
+        f"{str(tmp_path / 't.md')!r}], standalone_mode=False); print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"
+    assert (tmp_path / "t.md").read_text().startswith(TABLE_HEADER)
+
+
 @pytest.mark.parametrize("crop, message", [(24, "must be a multiple of 16"), (80, "larger than")])
 def test_bad_crops_are_refused(world, tmp_path, crop, message):
     with pytest.raises(UsageError, match=message):
@@ -184,7 +162,7 @@ def test_bad_crops_are_refused(world, tmp_path, crop, message):
     assert not (tmp_path / "e").exists()
 
 
-def test_cli_scores_and_refuses_mismatches(world, tmp_path):
+def test_cli_scores_and_refuses_mismatches(world, tmp_path, tiny_store_factory):
     runner = CliRunner()
     base = ["-q", "evaluate", "--store", str(world["store"]), "--device", "cpu"]
     ok = runner.invoke(cli, [*base, "--generator", str(world["g_rgb"]), "--unet",
@@ -199,7 +177,7 @@ def test_cli_scores_and_refuses_mismatches(world, tmp_path):
     assert "synthesizes 'sar' but the U-Net" in mismatch.output and "--input sar" in mismatch.output
     assert not (tmp_path / "bad").exists()
 
-    no_dem = make_store(tmp_path / "no_dem.zarr", world["classes"], modalities=("rgb", "seg"))
+    no_dem = tiny_store_factory(tmp_path / "no_dem.zarr", modalities=("rgb", "seg"), **EVAL_STORE)
     missing = runner.invoke(cli, ["-q", "evaluate", "--store", str(no_dem), "--generator",
                                   str(world["g_rgb"]), "--unet", str(world["u_rgb"]),
                                   "--out", str(tmp_path / "m")])  # fmt: skip

@@ -74,6 +74,32 @@ def make_dfc2020(root, seed=0):
     return root
 
 
+@pytest.mark.slow
+def test_import_on_a_dask_scheduler_equals_the_local_import(imported, tmp_path):
+    from dask.distributed import LocalCluster
+
+    root, reference, _ = imported
+    out = tmp_path / "dask.zarr"
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
+        result = CliRunner().invoke(
+            cli, ["-q", "import-dfc2020", str(root), "--out", str(out),
+                  "--scheduler", cluster.scheduler_address],
+        )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "7 tile(s) imported" in result.output
+    a, b = open_store(reference), open_store(out)
+    assert a.tile_ids == b.tile_ids and b.tiles() == list(range(len(b)))
+    for name in ("rgb", "seg", "sar", "sar_valid", "s2", "transform", "crs", "class_hist"):
+        np.testing.assert_array_equal(a.group[name][:], b.group[name][:], err_msg=name)
+    both = CliRunner().invoke(
+        cli, ["import-dfc2020", str(root), "--out", str(tmp_path / "x.zarr"), "--workers", "2",
+              "--scheduler", cluster.scheduler_address],
+    )  # fmt: skip
+    assert both.exit_code == 2 and "--workers or --scheduler" in both.output
+
+
 def _read(path):
     with rasterio.open(path) as src:
         return src.read()

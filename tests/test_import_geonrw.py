@@ -15,7 +15,6 @@ import rasterio
 import yaml
 from affine import Affine
 from click.testing import CliRunner
-from httpserver import serve
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -366,10 +365,10 @@ def published(tmp_path, layout):
     return www, catalog_for
 
 
-def test_download_then_import(published, tmp_path, monkeypatch):
+def test_download_then_import(published, tmp_path, monkeypatch, http_serve):
     www, catalog_for = published
     runner = CliRunner()
-    with serve(www, drop_after={"/nrw_dataset.tar.gz": 2000}) as srv:
+    with http_serve(www, drop_after={"/nrw_dataset.tar.gz": 2000}) as srv:
         monkeypatch.setenv("GEOSYNTH_CATALOG", str(catalog_for(srv.url)))
         args = ["-q", "import-geonrw", str(tmp_path / "dl"), "--download"]
         result = runner.invoke(cli, [*args, "--out", str(tmp_path / "g.zarr")])

@@ -29,20 +29,7 @@ CROP = 32
 LAYOUT = StoreLayout(chunk=20)  # partial chunks at the tile edge
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: one thread is faster, and much faster on a CPU shared with other jobs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _classes():
-    return [
-        {"id": c.id, "key": c.key, "name": c.name, "color": c.color}
-        for c in load_catalog().classes.classes
-    ]
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _tile(rng, sar: bool) -> TileData:
@@ -66,7 +53,7 @@ def store_path(tmp_path_factory):
     store = create_store(
         path, plans, tile_shape=(SIZE, SIZE),
         modalities=[modality("rgb"), modality("dem"), modality("seg"), modality("sar", 1)],
-        dataset="test", crs="EPSG:25832", classes=_classes(), layout=LAYOUT,
+        dataset="test", crs="EPSG:25832", classes=load_catalog().classes, layout=LAYOUT,
     )  # fmt: skip
     rng = np.random.default_rng(0)
     for i, plan in enumerate(plans[:5]):
@@ -254,7 +241,7 @@ def test_class_ids_beyond_the_class_table_are_reported_with_the_tile(tmp_path):
         modalities=[modality("rgb"), modality("seg")],
         dataset="t",
         crs=None,
-        classes=_classes(),
+        classes=load_catalog().classes,
     )
     seg = np.full((8, 8), 12, dtype=np.uint8)
     store.write_tile("1_1", TileData(rgb=np.zeros((3, 8, 8), np.uint8), seg=seg))
@@ -304,7 +291,7 @@ def test_unwritten_chunks_read_as_the_fill_value(tmp_path):
         modalities=[modality("dem"), modality("seg")],
         dataset="t",
         crs=None,
-        classes=_classes(),
+        classes=load_catalog().classes,
         layout=StoreLayout(chunk=20, codec="zstd", level=1),
     )
     seg = np.zeros((40, 40), np.uint8)

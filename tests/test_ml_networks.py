@@ -34,13 +34,7 @@ CLASSES = 11  # GeoNRW incl. unlabelled
 SMALL = dict(capacity=4, spade_hidden=8)  # fast on CPU
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: one thread is faster, and much faster on a CPU shared with other jobs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _inputs(cfg: GeneratorConfig, size: int, batch: int = 1, seed: int = 0):

@@ -323,11 +323,10 @@ def test_normalise_is_bounded_monotonic_and_the_catalog_rule(amplitude):
 
 
 @pytest.fixture(scope="module")
-def demo_world(tmp_path_factory):
-    demo = pytest.importorskip("geosynth.demo", reason="the demo world (geosynth.demo) is absent")
-    root = tmp_path_factory.mktemp("demo") / "world"
-    manifest = demo.generate_world(root, tiles=(1, 1), dop_resolution=1.0, lidar_density=0.1)
-    return root, manifest
+def demo_world(one_tile_world):
+    from geosynth.demo import read_manifest
+
+    return one_tile_world, read_manifest(one_tile_world)
 
 
 def test_demo_scenes_cover_the_tile_as_the_manifest_says(demo_world):

@@ -20,22 +20,14 @@ SIZE = 96
 TILES = ["356_5645", "357_5645", "358_5645"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     from geosynth.catalog import load_catalog
 
-    classes = [
-        {"id": c.id, "key": c.key, "name": c.name, "color": c.color}
-        for c in load_catalog().classes.classes
-    ]
+    classes = load_catalog().classes
     path = tmp_path_factory.mktemp("synth") / "s.zarr"
     plans = [
         TilePlan(

@@ -30,54 +30,16 @@ from geosynth.ml.metrics import confusion_matrix, segmentation_scores
 from geosynth.ml.train import train_gan
 from geosynth.ml.train_unet import train_unet
 from geosynth.ml.trainer import TrainingDiverged
-from geosynth.store import TileData, TilePlan, create_store, modality, open_store
+from geosynth.store import TileData, open_store
 
-SIZE = 64  # tile edge
 TINY = dict(cap=4, crop=32, batch_size=2, workers=0, tensorboard=False, deterministic=True)
 
-
-def make_store(path, classes, n_train: int = 6, n_test: int = 1, seed: int = 0):
-    """Tiles whose RGB is the class colour plus noise and whose DEM is a smooth ramp."""
-    plans = [
-        TilePlan(f"{356 + i}_5645", "demo", "train" if i < n_train else "test")
-        for i in range(n_train + n_test)
-    ]
-    store = create_store(
-        path, plans, tile_shape=(SIZE, SIZE),
-        modalities=[modality("rgb"), modality("dem"), modality("seg")],
-        dataset="test", crs="EPSG:25832", classes=classes,
-    )  # fmt: skip
-    colors = np.array([[int(c["color"][k : k + 2], 16) for k in (1, 3, 5)] for c in classes])
-    rng = np.random.default_rng(seed)
-    for plan in plans:
-        blocks = rng.integers(1, len(classes), (SIZE // 8, SIZE // 8))
-        seg = np.kron(blocks, np.ones((8, 8), dtype=np.int64)).astype(np.uint8)  # (H, W)
-        noise = rng.normal(0, 8, (3, SIZE, SIZE))
-        rgb = np.clip(colors[seg].transpose(2, 0, 1) + noise, 0, 255).astype(np.uint8)
-        ramp = np.linspace(0, 30, SIZE, dtype=np.float32)[None, None, :] + rng.random()
-        dem = np.broadcast_to(ramp, (1, SIZE, SIZE)).astype(np.float32) + 100
-        store.write_tile(plan.tile_id, TileData(rgb=rgb, dem=dem, seg=seg))
-    return path
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def store_path(tmp_path_factory):
-    from geosynth.catalog import load_catalog
-
-    classes = [
-        {"id": c.id, "key": c.key, "name": c.name, "color": c.color}
-        for c in load_catalog().classes.classes
-    ]
-    return make_store(tmp_path_factory.mktemp("train") / "tiny.zarr", classes)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks: one intra-op thread is faster, and steady when other jobs share the CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def store_path(tiny_store):
+    return tiny_store
 
 
 def _gan(store_path, out, **kw) -> GanConfig:
@@ -278,8 +240,8 @@ def test_existing_run_is_refused_and_resume_needs_a_run(store_path, tmp_path):
     assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == 2
 
 
-def test_nan_loss_stops_naming_the_step_and_the_last_checkpoint(tmp_path, geonrw_classes):
-    path = make_store(tmp_path / "s.zarr", geonrw_classes, n_train=2, n_test=0)
+def test_nan_loss_stops_naming_the_step_and_the_last_checkpoint(tmp_path, tiny_store_factory):
+    path = tiny_store_factory(tmp_path / "s.zarr", n_train=2, n_test=0)
     out = tmp_path / "run"
     train_gan(_gan(path, out, max_steps=2, checkpoint_every=1))
     store = open_store(path, mode="r+")  # a corrupt DEM: float32 overflow in the first conv
@@ -287,7 +249,7 @@ def test_nan_loss_stops_naming_the_step_and_the_last_checkpoint(tmp_path, geonrw
         i = store.index(tile_id)
         data = TileData(
             rgb=store.read("rgb", i), seg=store.read("seg", i),
-            dem=np.full((1, SIZE, SIZE), 3e38, dtype=np.float32),
+            dem=np.full((1, *store.tile_shape), 3e38, dtype=np.float32),
         )  # fmt: skip
         store.write_tile(tile_id, data)
     with pytest.raises(TrainingDiverged) as info:

@@ -16,9 +16,6 @@ from geosynth.ml.checkpoint import load_checkpoint
 from geosynth.ml.config import GanConfig
 from geosynth.ml.distributed import DistContext, free_port
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_train import make_store  # noqa: E402
-
 WORLD = 2
 
 
@@ -38,18 +35,8 @@ def _worker(rank: int, port: int, config: dict, out: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def store_path(tmp_path_factory, geonrw_classes_module):
-    return make_store(tmp_path_factory.mktemp("ddp") / "tiny.zarr", geonrw_classes_module)
-
-
-@pytest.fixture(scope="module")
-def geonrw_classes_module():
-    from geosynth.catalog import load_catalog
-
-    return [
-        {"id": c.id, "key": c.key, "name": c.name, "color": c.color}
-        for c in load_catalog().classes.classes
-    ]
+def store_path(tiny_store):
+    return tiny_store
 
 
 def _config(store_path, out, **kw) -> GanConfig:

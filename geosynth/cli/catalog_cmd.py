@@ -23,64 +23,26 @@ def catalog(region: str | None, catalog_path: str | None, as_json: bool) -> None
     from geosynth.catalog import load_catalog
 
     cat = load_catalog(catalog_path)
-    if region is None:
-        rows = [
-            (
-                r.name,
-                r.split,
-                r.ags,
-                ", ".join(r.aliases),
-                "generated offline" if r.generated else "dop, lidar, landcover, osm",
-            )
-            for r in cat.regions.values()
-        ]
-        if as_json:
-            click.echo(
-                json.dumps(
-                    [
-                        dict(zip(("name", "split", "ags", "aliases", "sources"), row, strict=True))
-                        for row in rows
-                    ],
-                    indent=2,
-                )
-            )
-            return
+    data = cat.listing() if region is None else cat.describe(region)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    elif region is None:
         click.echo(
             f"catalog {cat.path} (version {cat.version}), grid {cat.grid.crs}, "
             f"{cat.grid.tile_size_m} m tiles at {cat.grid.pixel_size_m:g} m"
         )
         click.echo(f"{'region':<18}{'split':<7}{'AGS':<10}{'aliases':<20}sources")
-        for name, split, ags, aliases, sources in rows:
-            click.echo(f"{name:<18}{split:<7}{ags:<10}{aliases:<20}{sources}")
-        train = len(cat.cities("train"))
-        test = len(cat.cities("test"))
+        for r in data:
+            click.echo(
+                f"{r['name']:<18}{r['split']:<7}{r['ags']:<10}{r['aliases']:<20}{r['sources']}"
+            )
+        train, test = len(cat.cities("train")), len(cat.cities("test"))
         click.echo(f"{train + test} GeoNRW cities ({train} train, {test} test)")
-        return
-
-    r = cat.region(region)
-    info = {
-        "name": r.name,
-        "split": r.split,
-        "ags": r.ags,
-        "package": r.package,
-        "aliases": list(r.aliases),
-        "generated": r.generated,
-        "test_tiles": list(r.test_tiles),
-        "sources": {
-            name: {"url": r.source_url(s), "description": s.description}
-            for name, s in cat.sources.items()
-        },
-    }
-    if r.generated:
-        info["origin_km"] = list(r.origin_km or ())
-        info["tiles"] = list(r.tiles or ())
-    if as_json:
-        click.echo(json.dumps(info, indent=2))
-        return
-    for key, value in info.items():
-        if key == "sources":
-            click.echo("sources:")
-            for name, src in value.items():
-                click.echo(f"  {name:<10} {src['url'] or '(provided by the user)'}")
-        elif value not in ([], None, ""):
-            click.echo(f"{key}: {value}")
+    else:
+        for key, value in data.items():
+            if key == "sources":
+                click.echo("sources:")
+                for name, src in value.items():
+                    click.echo(f"  {name:<10} {src['url'] or '(provided by the user)'}")
+            elif value not in ([], None, ""):
+                click.echo(f"{key}: {value}")

@@ -43,7 +43,7 @@ import numpy as np
 from geosynth.catalog import Catalog, Dfc2020Norm, load_catalog
 from geosynth.errors import DataError, UsageError
 from geosynth.ingest.rasters import RasterInfo, check_labels, common_shape, probe_all, read_raster
-from geosynth.ingest.run import IngestReport, Progress, Record, run_ingest, writable_store
+from geosynth.ingest.run import IngestReport, Progress, Record, TileTask, run_ingest, writable_store
 from geosynth.names import DFC2020_SPLIT_RULES
 from geosynth.store import TilePlan, open_for_resume
 
@@ -155,19 +155,13 @@ def check_patch(patch: Patch, infos: Mapping[str, RasterInfo | str]) -> str | No
 
 
 @dataclass(frozen=True)
-class Dfc2020Task:
+class Dfc2020Task(TileTask):
     """One patch to import: its plan and what a worker needs to write it (picklable)."""
 
-    store: str
-    plan: TilePlan
     files: tuple[tuple[str, str], ...]  # (kind, path)
     shape: tuple[int, int]
     norm: Dfc2020Norm
     num_classes: int
-
-    @property
-    def tile_id(self) -> str:
-        return self.plan.tile_id
 
 
 def s1_to_sar(db: np.ndarray, clip: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:

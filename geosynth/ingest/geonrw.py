@@ -44,14 +44,8 @@ from affine import Affine
 
 from geosynth.catalog import Catalog, GridSpec, SarNorm, load_catalog
 from geosynth.errors import DataError, UsageError
-from geosynth.ingest.rasters import (
-    RasterInfo,
-    check_labels,
-    common_shape,
-    probe_all,
-    read_raster,
-)
-from geosynth.ingest.run import IngestReport, Progress, Record, run_ingest, writable_store
+from geosynth.ingest.rasters import RasterInfo, check_labels, common_shape, probe_all, read_raster
+from geosynth.ingest.run import IngestReport, Progress, Record, TileTask, run_ingest, writable_store
 from geosynth.names import SPLITS
 from geosynth.store import TilePlan, open_for_resume
 
@@ -228,21 +222,15 @@ def resolve_georef(
 
 
 @dataclass(frozen=True)
-class GeoNRWTask:
+class GeoNRWTask(TileTask):
     """One tile to import: its plan and what a worker needs to write it (picklable)."""
 
-    store: str
-    plan: TilePlan
     files: tuple[tuple[str, str], ...]  # (kind, path)
     shape: tuple[int, int]
     georef: Georef
     sar_norm: SarNorm | None
     sar_note: str | None  # why the tile imports without SAR
     num_classes: int
-
-    @property
-    def tile_id(self) -> str:
-        return self.plan.tile_id
 
 
 def import_geonrw_tile(task: GeoNRWTask, record: Record) -> None:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from geosynth.catalog import Catalog, Region, load_catalog
 from geosynth.errors import DataError, UsageError
-from geosynth.ingest.run import IngestReport, Progress, Record, run_ingest, writable_store
+from geosynth.ingest.run import IngestReport, Progress, Record, TileTask, run_ingest, writable_store
 from geosynth.names import BUILD_MODALITIES
 from geosynth.sources.names import pattern_regex
 
@@ -119,11 +119,9 @@ def discover_sources(root: str | os.PathLike, catalog: Catalog) -> RegionSources
 
 
 @dataclass(frozen=True)
-class TileTask:
+class BuildTask(TileTask):
     """Everything a worker needs to build one tile (picklable for processes and dask)."""
 
-    store: str
-    tile_id: str
     modalities: tuple[str, ...]
     dop: tuple[str, ...]
     lidar: tuple[str, ...]
@@ -133,7 +131,7 @@ class TileTask:
     catalog_path: str
 
 
-def build_tile(task: TileTask, record: Record) -> None:
+def build_tile(task: BuildTask, record: Record) -> None:
     """Run the stages for one tile and write it to the store (the runner's ``work``).
 
     Fills ``record["skipped"]`` (modality -> reason) and ``record["stages"]``
@@ -161,7 +159,7 @@ def build_tile(task: TileTask, record: Record) -> None:
     writable_store(task.store).write_tile(task.tile_id, data)
 
 
-def _run_stage(name: str, task: TileTask, grid, catalog: Catalog):
+def _run_stage(name: str, task: BuildTask, grid, catalog: Catalog):
     if name == "rgb":
         from geosynth.sources.aerial import aerial_stage
 
@@ -245,13 +243,22 @@ def plan_tasks(
     modalities: Sequence[str],
     catalog: Catalog,
     region: Region,
-) -> list[TileTask]:
-    """One task per tile. Real regions without OSM files query Overpass (osmnx caches answers)."""
+) -> list[BuildTask]:
+    """One task per tile, on the catalog grid. Real regions without OSM files query Overpass
+    (osmnx caches answers)."""
+    from geosynth.grid import TileId, tile_transform
+    from geosynth.store import TilePlan
+
     fallback = () if region.generated else ("overpass",)
     return [
-        TileTask(
+        BuildTask(
             store=str(store_path),
-            tile_id=t,
+            plan=TilePlan(
+                t,
+                region=region.name,
+                split=region.split_of(t),
+                transform=tile_transform(TileId.parse(t), catalog.grid),
+            ),
             modalities=tuple(modalities),
             dop=tuple(sources.dop.get(t, ())),
             lidar=tuple(sources.lidar.get(t, ())),
@@ -265,27 +272,11 @@ def plan_tasks(
 
 
 def open_or_create_store(
-    out: Path,
-    region: Region,
-    tiles: Sequence[str],
-    modalities: Sequence[str],
-    catalog: Catalog,
-    parameters: dict,
+    out: Path, plans: Sequence, modalities: Sequence[str], catalog: Catalog, parameters: dict
 ):
-    """Create the store sized for ``tiles``, or reopen it after checking it matches the catalog."""
-    from geosynth.grid import TileId, tile_transform
-    from geosynth.store import TilePlan, create_store, modality, open_for_resume
+    """Create the store sized for ``plans``, or reopen it after checking it matches the catalog."""
+    from geosynth.store import create_store, modality, open_for_resume
 
-    plans = [
-        TilePlan(
-            t,
-            region=region.name,
-            split=region.split_of(t),
-            transform=tile_transform(TileId.parse(t), catalog.grid),
-            crs="",
-        )
-        for t in tiles
-    ]
     if out.exists():
         return open_for_resume(
             out, plans, modalities, dataset=DATASET, catalog_sha256=catalog.sha256
@@ -352,7 +343,8 @@ def build_region(
         "modalities": wanted,
         "tiles": planned,
     }
-    open_or_create_store(out, region, planned, wanted, catalog, parameters)
+    tasks = plan_tasks(out, sources, planned, wanted, catalog, region)
+    open_or_create_store(out, [t.plan for t in tasks], wanted, catalog, parameters)
     report = IngestReport(
         name=region.name,
         dataset=DATASET,
@@ -363,7 +355,7 @@ def build_region(
     )
     return run_ingest(
         report,
-        plan_tasks(out, sources, planned, wanted, catalog, region),
+        tasks,
         build_tile,
         workers=workers,
         scheduler=scheduler,

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from geosynth.errors import GeosynthError, UsageError
+from geosynth.store.contract import TilePlan
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,22 @@ def write_report(report: IngestReport, path: str | os.PathLike) -> Path:
 # --------------------------------------------------------------------------- one tile
 
 
-def tile_record(work: Work, task: Any) -> Record:
+@dataclass(frozen=True)
+class TileTask:
+    """What every producer's task holds (picklable): the store it writes and the tile's plan.
+
+    Producers subclass it with what their worker needs (source files, shapes, norms).
+    """
+
+    store: str
+    plan: TilePlan
+
+    @property
+    def tile_id(self) -> str:
+        return self.plan.tile_id
+
+
+def tile_record(work: Work, task: TileTask) -> Record:
     """Run ``work(task, record)`` for one tile; errors become a failed record, never a raise."""
     started = time.perf_counter()
     record: Record = {"tile": task.tile_id, "status": "done", "skipped": {}, "notes": []}
@@ -169,8 +185,8 @@ def run_ingest(
 
     ``work`` must be a picklable top-level function ``work(task, record)``
     that writes one tile (it may raise :class:`~geosynth.errors.GeosynthError`
-    for data errors and fill ``record["skipped"]``); every task has a
-    ``tile_id``.
+    for data errors and fill ``record["skipped"]``); the tasks are
+    :class:`TileTask` subclasses.
     """
     from geosynth.store import open_store
 

@@ -1,7 +1,8 @@
 """Edit a tile's inputs and synthesize what the sensor would see before and after.
 
 ``edit-flood`` and ``edit-classes`` call these; the edits themselves are in
-:mod:`geosynth.edit` (no torch). Outputs in ``out``:
+:mod:`geosynth.edit` (numpy only, no torch) and the generators run through
+:class:`~geosynth.ml.synthesize.Synthesizer`. Outputs in ``out``:
 
 * ``<name>_seg_<tag>.tif``, ``<name>_dem_<tag>.tif``: the edited inputs (GeoTIFF, the tile's grid);
 * ``<name>_<rgb|sar>_before.tif`` / ``_<tag>.tif``: synthesized images (COG) when a generator is given;
@@ -24,6 +25,7 @@ from geosynth.figures import save_panel
 from geosynth.inputs import TileInputs
 from geosynth.io import atomic_path, write_geotiff
 from geosynth.ml.synthesize import Synthesizer, band_descriptions
+from geosynth.names import IMAGE_OUTPUTS
 
 log = logging.getLogger(__name__)
 
@@ -39,80 +41,73 @@ class EditReport:
     files: list[str] = field(default_factory=list)
 
 
-def _write_inputs(
-    out: Path, name: str, tag: str, result: EditResult, inputs: TileInputs, report: EditReport
-) -> None:
-    if inputs.grid is None:
-        log.warning("%s has no georeferencing: edited inputs are written as PNG only", name)
-        return
-    report.files.append(
-        str(
-            write_geotiff(
-                out / f"{name}_seg_{tag}.tif", result.seg, inputs.grid, descriptions=("class id",)
+class _EditOutputs:
+    """Synthesizes a tile's inputs with every generator and writes the files of one edit run."""
+
+    def __init__(self, inputs: TileInputs, out, synths: Sequence[Synthesizer], device: str):
+        self.inputs, self.out, self.synths, self.device = inputs, Path(out), synths, device
+        self.name = inputs.name
+        self.report = EditReport()
+        self.out.mkdir(parents=True, exist_ok=True)
+
+    def view(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``seg``, ``dem`` and what each generator synthesizes from ``arrays``."""
+        images = {
+            s.config.output: s(arrays, self.inputs.num_classes, self.device) for s in self.synths
+        }
+        return {"seg": arrays["seg"], "dem": arrays["dem"], **images}
+
+    def write_images(self, tag: str, view: dict[str, np.ndarray]) -> None:
+        for kind in IMAGE_OUTPUTS:
+            if kind in view:
+                image = view[kind]
+                self._add(
+                    write_geotiff(
+                        self.out / f"{self.name}_{kind}_{tag}.tif",
+                        image,
+                        self.inputs.grid,
+                        descriptions=band_descriptions(kind, image.shape[0]),
+                        cog=True,
+                    )
+                )
+
+    def write_edit(self, tag: str, result: EditResult, title: str, before: dict) -> Path:
+        """The edited inputs, what the generators make of them and the before/after panel."""
+        after = self.view(dict(self.inputs.arrays, seg=result.seg, dem=result.dem[None]))
+        if self.inputs.grid is None:
+            log.warning(
+                "%s has no georeferencing: edited inputs are written as PNG only", self.name
             )
+        else:
+            for kind, values, description in (
+                ("seg", result.seg, "class id"),
+                ("dem", result.dem[None], "height (m)"),
+            ):
+                path = self.out / f"{self.name}_{kind}_{tag}.tif"
+                self._add(
+                    write_geotiff(path, values, self.inputs.grid, descriptions=(description,))
+                )
+        self.write_images(tag, after)
+        columns = []
+        for label, view in (("before", before), (tag, after)):
+            columns += [
+                (f"labels {label}", "seg", view["seg"]),
+                (f"DEM {label}", "dem", view["dem"]),
+            ]
+            columns += [(f"{k.upper()} {label}", k, view[k]) for k in IMAGE_OUTPUTS if k in view]
+        panel = save_panel(
+            self.out / f"{self.name}_{tag}.png",
+            columns,
+            classes=self.inputs.classes,
+            title=title,
+            rows=2,
         )
-    )
-    report.files.append(
-        str(
-            write_geotiff(
-                out / f"{name}_dem_{tag}.tif",
-                result.dem[None],
-                inputs.grid,
-                descriptions=("height (m)",),
-            )
-        )
-    )
+        self.report.tags.append(tag)
+        return self._add(panel)
 
-
-def _synth(
-    synths: Sequence[Synthesizer], arrays: dict, inputs: TileInputs, device: str
-) -> dict[str, np.ndarray]:
-    return {s.config.output: s(arrays, inputs.num_classes, device) for s in synths}
-
-
-def _write_images(
-    out: Path,
-    name: str,
-    tag: str,
-    images: dict[str, np.ndarray],
-    inputs: TileInputs,
-    report: EditReport,
-) -> None:
-    for kind, image in images.items():
-        path = write_geotiff(
-            out / f"{name}_{kind}_{tag}.tif",
-            image,
-            inputs.grid,
-            descriptions=band_descriptions(kind, image.shape[0]),
-            cog=True,
-        )
-        report.files.append(str(path))
-
-
-def _panel(
-    out: Path,
-    name: str,
-    tag: str,
-    title: str,
-    before: dict,
-    after: dict,
-    inputs: TileInputs,
-    report: EditReport,
-) -> Path:
-    columns = []
-    for label, arrays in (("before", before), (tag, after)):
-        columns += [
-            (f"labels {label}", "seg", arrays["seg"]),
-            (f"DEM {label}", "dem", arrays["dem"]),
-        ]
-        for kind in ("rgb", "sar"):
-            if kind in arrays:
-                columns.append((f"{kind.upper()} {label}", kind, arrays[kind]))
-    path = save_panel(
-        out / f"{name}_{tag}.png", columns, classes=inputs.classes, title=title, rows=2
-    )
-    report.files.append(str(path))
-    return path
+    def _add(self, path: Path) -> Path:
+        self.report.files.append(str(path))
+        return path
 
 
 def flood_run(
@@ -127,8 +122,6 @@ def flood_run(
     progress: Callable[[int, int], None] | None = None,
 ) -> EditReport:
     """Flood ``inputs`` to each level, write the edited inputs, syntheses and panels."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     for name in ("seg", "dem"):
         if name not in inputs.arrays:
             raise UsageError(f"the flood edit needs {name}; {inputs.name} has none")
@@ -143,56 +136,25 @@ def flood_run(
             f"--hmin {outside[0]:g} is outside the DEM range of {inputs.name} "
             f"(minimum {lo:.2f}, maximum {hi:.2f})"
         )
-    report = EditReport(fraction_before=float((seg == water).mean()))
-    before = {"seg": seg, "dem": inputs.arrays["dem"]}
-    before.update(_synth(synths, dict(inputs.arrays), inputs, device))
-    _write_images(
-        out,
-        inputs.name,
-        "before",
-        {k: v for k, v in before.items() if k in ("rgb", "sar")},
-        inputs,
-        report,
-    )
+    run = _EditOutputs(inputs, out, synths, device)
+    run.report.fraction_before = float((seg == water).mean())
+    before = run.view(inputs.arrays)
+    run.write_images("before", before)
     frames = []
     for k, level in enumerate(levels):
         tag = f"h{level:g}"
         result = flood(seg, dem, level, water_id=water, erosion=erosion, connected=connected)
-        arrays = dict(inputs.arrays, seg=result.seg, dem=result.dem[None])
-        after = {
-            "seg": result.seg,
-            "dem": result.dem[None],
-            **_synth(synths, arrays, inputs, device),
-        }
-        _write_inputs(out, inputs.name, tag, result, inputs, report)
-        _write_images(
-            out,
-            inputs.name,
-            tag,
-            {k2: v for k2, v in after.items() if k2 in ("rgb", "sar")},
-            inputs,
-            report,
+        title = (
+            f"{inputs.name}: water level {level:g} m "
+            f"(water {run.report.fraction_before:.1%} -> {result.fraction(water):.1%})"
         )
-        frames.append(
-            _panel(
-                out,
-                inputs.name,
-                tag,
-                f"{inputs.name}: water level {level:g} m "
-                f"(water {report.fraction_before:.1%} -> {result.fraction(water):.1%})",
-                before,
-                after,
-                inputs,
-                report,
-            )
-        )
-        report.tags.append(tag)
-        report.fraction_after[tag] = result.fraction(water)
+        frames.append(run.write_edit(tag, result, title, before))
+        run.report.fraction_after[tag] = result.fraction(water)
         if progress:
             progress(k + 1, len(levels))
     if len(frames) > 1:
-        report.files.append(str(_gif(out / f"{inputs.name}_flood.gif", frames)))
-    return report
+        run._add(_gif(run.out / f"{inputs.name}_flood.gif", frames))
+    return run.report
 
 
 def _gif(path: Path, frames: Sequence[Path]) -> Path:
@@ -217,15 +179,12 @@ def classes_run(
     device: str = "cpu",
 ) -> EditReport:
     """Swap class ``from_key`` for ``to_key`` (inside ``area``), the DEM following; synthesize."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     for s in synths:
         s.check(("seg",), tuple(inputs.arrays))
     source, target = inputs.classes.lookup(from_key), inputs.classes.lookup(to_key)
-    from_id, to_id = source.id, target.id
     seg, dem = inputs.arrays["seg"], inputs.arrays["dem"][0]
     result = swap_classes(
-        seg, dem, from_id, to_id, area=area, lower_dem=source.key in RAISED_CLASSES
+        seg, dem, source.id, target.id, area=area, lower_dem=source.key in RAISED_CLASSES
     )
     if not result.mask.any():
         raise UsageError(
@@ -233,44 +192,11 @@ def classes_run(
             + (" inside --where" if area is not None else "")
         )
     tag = f"{from_key}-to-{to_key}"
-    report = EditReport(
-        measure=from_key,
-        tags=[tag],
-        fraction_before=float((seg == from_id).mean()),
-        fraction_after={tag: float((result.seg == from_id).mean())},
-    )
-    before = {
-        "seg": seg,
-        "dem": inputs.arrays["dem"],
-        **_synth(synths, dict(inputs.arrays), inputs, device),
-    }
-    arrays = dict(inputs.arrays, seg=result.seg, dem=result.dem[None])
-    after = {"seg": result.seg, "dem": result.dem[None], **_synth(synths, arrays, inputs, device)}
-    _write_inputs(out, inputs.name, tag, result, inputs, report)
-    _write_images(
-        out,
-        inputs.name,
-        "before",
-        {k: v for k, v in before.items() if k in ("rgb", "sar")},
-        inputs,
-        report,
-    )
-    _write_images(
-        out,
-        inputs.name,
-        tag,
-        {k: v for k, v in after.items() if k in ("rgb", "sar")},
-        inputs,
-        report,
-    )
-    _panel(
-        out,
-        inputs.name,
-        tag,
-        f"{inputs.name}: {from_key} -> {to_key}",
-        before,
-        after,
-        inputs,
-        report,
-    )
-    return report
+    run = _EditOutputs(inputs, out, synths, device)
+    run.report.measure = from_key
+    run.report.fraction_before = float((seg == source.id).mean())
+    run.report.fraction_after[tag] = float((result.seg == source.id).mean())
+    before = run.view(inputs.arrays)
+    run.write_images("before", before)
+    run.write_edit(tag, result, f"{inputs.name}: {from_key} -> {to_key}", before)
+    return run.report

@@ -2,7 +2,7 @@
 
 Each stage is a library function that takes its input files and an output
 :class:`~geosynth.grid.RasterGrid` and returns a :class:`StageResult`; the
-``geosynth <stage>`` commands and the region build (``geosynth.build``) call
+``geosynth <stage>`` commands and the region build (:mod:`geosynth.ingest.nrw`) call
 these functions and nothing else.
 """
 

@@ -57,7 +57,7 @@ def create_store(
         raise StoreError(f"store {path} already exists; open it to resume, or remove it first")
     _check_plan(tiles, modalities)
     table = class_table(classes)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, tag="creating") as tmp:
         import zarr
 
         group = zarr.open_group(tmp, mode="w-")
