@@ -15,10 +15,11 @@ from geosynth.catalog import ClassTable
 from geosynth.io import atomic_path
 
 
-def colorize_labels(seg: np.ndarray, classes: ClassTable) -> np.ndarray:
+def colorize_labels(seg: np.ndarray, classes: ClassTable | None) -> np.ndarray:
     """(H, W) class ids -> (H, W, 3) uint8 with each class's colour (0 and unknown ids: black)."""
     lut = np.zeros((256, 3), dtype=np.uint8)
-    lut[: classes.num_classes] = classes.palette()
+    if classes is not None:
+        lut[: classes.num_classes] = classes.palette()
     return lut[np.asarray(seg, dtype=np.uint8)]
 
 

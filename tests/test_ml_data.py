@@ -13,7 +13,8 @@ from torch.utils.data import DataLoader
 
 from geosynth.catalog import load_catalog
 from geosynth.errors import DataError, UsageError
-from geosynth.ml.data import SynthesisDataset, generator_inputs
+from geosynth.ml.data import SynthesisDataset
+from geosynth.ml.inputs import generator_inputs
 from geosynth.store import (
     StoreLayout,
     TileData,

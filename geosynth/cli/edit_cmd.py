@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import click
 
-from geosynth.cli.options import device_option, out_folder_option
-from geosynth.cli.synthesize_cmd import device_name, load_inputs, raster_options
+from geosynth.cli.options import (
+    device_name,
+    device_option,
+    load_inputs,
+    out_folder_option,
+    raster_options,
+)
 
 
 def edit_options(func):

@@ -117,6 +117,43 @@ def resolve_grid(tile, like):
     return RasterGrid.like(like)
 
 
+# --------------------------------------------------------------------------- generator inputs
+
+
+def raster_options(func):
+    """``--seg/--dem/--sar``: the user's own rasters as generator inputs."""
+    for name, what in reversed(
+        [
+            ("--seg", "Your own label map (GeoTIFF, class ids)."),
+            ("--dem", "Your own DEM (GeoTIFF, metres)."),
+            ("--sar", "Your own SAR raster (GeoTIFF, normalised to [0, 1])."),
+        ]
+    ):
+        func = click.option(name, type=click.Path(exists=True, dir_okay=False), help=what)(func)
+    return func
+
+
+def load_inputs(store, tile, seg, dem, sar):
+    """One tile's inputs from ``--store/--tile`` or from the user's own rasters."""
+    from geosynth.catalog import load_catalog
+    from geosynth.inputs import from_files, from_store
+
+    files = {"seg": seg, "dem": dem, "sar": sar}
+    if store or tile:
+        if not (store and tile):
+            raise click.UsageError("--store and --tile go together")
+        if any(files.values()):
+            raise click.UsageError("give --store/--tile or input rasters, not both")
+        return from_store(store, tile)
+    return from_files(load_catalog().classes, **files)
+
+
+def device_name(device: str) -> str:
+    from geosynth.ml.distributed import resolve_device
+
+    return resolve_device(device).type
+
+
 def check_workers_or_scheduler(ctx: click.Context, scheduler: str | None) -> None:
     if scheduler and ctx.get_parameter_source("workers").name != "DEFAULT":
         raise click.UsageError("give --workers or --scheduler, not both")

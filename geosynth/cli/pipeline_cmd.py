@@ -25,8 +25,8 @@ set_option = click.option(
 )
 
 
-def run_recipe(path, overrides, force, step, dry_run):
-    """Run a recipe, printing each step's status; returns the pipeline."""
+def run_recipe(path, overrides, force, step, dry_run) -> None:
+    """Run a recipe, printing each step's status and a summary."""
     from geosynth.pipeline import load_pipeline, run_pipeline
 
     pipeline = load_pipeline(path, overrides)
@@ -39,7 +39,6 @@ def run_recipe(path, overrides, force, step, dry_run):
     ran = sum(s.status == "ran" for s in result.steps)
     skipped = sum(s.status == "skipped" for s in result.steps)
     click.echo(f"pipeline {pipeline.name}: {ran} step(s) ran, {skipped} skipped")
-    return pipeline
 
 
 @click.group()

@@ -1,45 +1,18 @@
-"""``geosynth synthesize``: whole tiles through a trained generator (and the input options the
-edit commands share)."""
+"""``geosynth synthesize``: whole tiles through a trained generator."""
 
 from __future__ import annotations
 
 import click
 
-from geosynth.cli.options import comma_list, device_option, out_folder_option, progress_bar
-
-
-def raster_options(func):
-    """``--seg/--dem/--sar``: the user's own rasters as generator inputs."""
-    for name, what in reversed(
-        [
-            ("--seg", "Your own label map (GeoTIFF, class ids)."),
-            ("--dem", "Your own DEM (GeoTIFF, metres)."),
-            ("--sar", "Your own SAR raster (GeoTIFF, normalised to [0, 1])."),
-        ]
-    ):
-        func = click.option(name, type=click.Path(exists=True, dir_okay=False), help=what)(func)
-    return func
-
-
-def load_inputs(store, tile, seg, dem, sar):
-    """One tile's inputs from ``--store/--tile`` or from the user's own rasters."""
-    from geosynth.catalog import load_catalog
-    from geosynth.inputs import from_files, from_store
-
-    files = {"seg": seg, "dem": dem, "sar": sar}
-    if store or tile:
-        if not (store and tile):
-            raise click.UsageError("--store and --tile go together")
-        if any(files.values()):
-            raise click.UsageError("give --store/--tile or input rasters, not both")
-        return from_store(store, tile)
-    return from_files(load_catalog().classes, **files)
-
-
-def device_name(device: str) -> str:
-    from geosynth.ml.distributed import resolve_device
-
-    return resolve_device(device).type
+from geosynth.cli.options import (
+    comma_list,
+    device_name,
+    device_option,
+    load_inputs,
+    out_folder_option,
+    progress_bar,
+    raster_options,
+)
 
 
 @click.command()

@@ -45,7 +45,7 @@ from geosynth.errors import DataError, UsageError
 from geosynth.ingest.rasters import RasterInfo, check_labels, common_shape, probe_all, read_raster
 from geosynth.ingest.run import IngestReport, Progress, Record, TileTask, run_ingest, writable_store
 from geosynth.names import DFC2020_SPLIT_RULES
-from geosynth.store import TilePlan, open_for_resume
+from geosynth.store import TilePlan, class_table, open_for_resume
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +256,7 @@ def import_dfc2020(
     else:
         _create(out, plans, tasks[0].shape, norm, root, split_rule)
     report = IngestReport(
-        name=DATASET,
+        region=DATASET,
         dataset=DATASET,
         store=str(out),
         source=str(root),
@@ -311,7 +311,7 @@ def plan_dfc2020(
                 files=tuple(sorted(patch.files.items())),
                 shape=shape,
                 norm=norm,
-                num_classes=max(c.id for c in norm.classes) + 1,
+                num_classes=class_table(norm.classes).num_classes,
             )
         )
     return tasks, excluded

@@ -227,7 +227,8 @@ class GeoNRWTask(TileTask):
 
     files: tuple[tuple[str, str], ...]  # (kind, path)
     shape: tuple[int, int]
-    georef: Georef
+    georef: str  # how the georeferencing was found: "file", "name" or "none"
+    georef_note: str
     sar_norm: SarNorm | None
     sar_note: str | None  # why the tile imports without SAR
     num_classes: int
@@ -241,7 +242,7 @@ def import_geonrw_tile(task: GeoNRWTask, record: Record) -> None:
     data = TileData(
         transform=task.plan.transform,
         crs=task.plan.crs,
-        sources={"files": files, "georeferencing": task.georef.note},
+        sources={"files": files, "georeferencing": task.georef_note},
     )
     for kind, path in files.items():
         values = read_raster(path)  # (C, H, W)
@@ -319,13 +320,13 @@ def _plan_notes(tasks: list[GeoNRWTask], unknown: Mapping[str, int], crs: str) -
         f"give its split with --assign {city}=train|test"
         for city, n in sorted(unknown.items())
     ]
-    derived = sum(1 for t in tasks if t.georef.source == "name")
+    derived = sum(1 for t in tasks if t.georef == "name")
     if derived:
         notes.append(
             f"{derived} tile(s) carry no georeferencing: transforms derived from their names "
             f"<E>_<N> in km of {crs}"
         )
-    none = sum(1 for t in tasks if t.georef.source == "none")
+    none = sum(1 for t in tasks if t.georef == "none")
     if none:
         notes.append(f"{none} tile(s) stored without georeferencing (see geosynth info)")
     for note in notes:
@@ -428,7 +429,8 @@ def plan_geonrw(
                 plan=TilePlan(tid, region, split, georef.transform, georef.crs),
                 files=tuple(sorted(files.items())),
                 shape=tile_shape,
-                georef=georef,
+                georef=georef.source,
+                georef_note=georef.note,
                 sar_norm=catalog.sar if with_sar else None,
                 sar_note=sar_note,
                 num_classes=catalog.classes.num_classes,
@@ -485,7 +487,7 @@ def import_geonrw(
     else:
         _create(out, plans, tile_shape, with_sar, sar_channels, catalog, root, assign)
     report = IngestReport(
-        name=DATASET,
+        region=DATASET,
         dataset=DATASET,
         store=str(out),
         source=str(root),

@@ -140,10 +140,10 @@ def build_tile(task: BuildTask, record: Record) -> None:
     from geosynth.grid import RasterGrid
     from geosynth.store import TileData
 
+    record["stages"] = {}
     catalog = load_catalog(task.catalog_path)
     grid = RasterGrid.for_tile(task.tile_id, catalog.grid)
     data = TileData(transform=grid.transform, crs=grid.crs, sources={})
-    record["stages"] = {}
     for name in task.modalities:
         t0 = time.perf_counter()
         result = _run_stage(name, task, grid, catalog)
@@ -346,7 +346,7 @@ def build_region(
     tasks = plan_tasks(out, sources, planned, wanted, catalog, region)
     open_or_create_store(out, [t.plan for t in tasks], wanted, catalog, parameters)
     report = IngestReport(
-        name=region.name,
+        region=region.name,
         dataset=DATASET,
         store=str(out),
         source=str(root),

@@ -45,16 +45,6 @@ def crs_string(crs) -> str | None:
     return f"EPSG:{epsg}" if epsg else crs.to_wkt()
 
 
-def probe(path: str | os.PathLike) -> RasterInfo:
-    """Read one raster's header. A file without a geotransform (rasterio then reports the
-    identity and warns) gets ``transform=None``."""
-    from rasterio.errors import NotGeoreferencedWarning
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        return _probe(path)
-
-
 def _probe(path: str | os.PathLike) -> RasterInfo:
     import rasterio
     from rasterio.errors import RasterioIOError

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from geosynth.errors import GeosynthError, UsageError
+from geosynth.errors import GeosynthError
 from geosynth.store.contract import TilePlan
 
 log = logging.getLogger(__name__)
@@ -42,12 +42,12 @@ Work = Callable[[Any, Record], None]
 class IngestReport:
     """What a build or import did; written as ``<store>.report.json``.
 
-    ``name``: the region (build) or dataset (import); ``verb``: "built" or
-    "imported"; ``excluded``: tiles the plan left out, with the reason;
+    ``region``: the region (build) or the dataset (import); ``verb``: "built"
+    or "imported"; ``excluded``: tiles the plan left out, with the reason;
     ``skipped``: per tile, modalities written without, with the reason.
     """
 
-    name: str
+    region: str
     dataset: str
     store: str
     source: str
@@ -77,9 +77,9 @@ class IngestReport:
             self.skipped[record["tile"]] = record["skipped"]
 
     def summary(self) -> str:
-        excluded = f"; {len(self.excluded)} excluded" if self.excluded else ""
+        excluded = f"; {len(self.excluded)} excluded" if self.verb == "imported" else ""
         lines = [
-            f"{self.name}: {len(self.done)} tile(s) {self.verb}, {len(self.already_complete)} "
+            f"{self.region}: {len(self.done)} tile(s) {self.verb}, {len(self.already_complete)} "
             f"already complete, {len(self.failed)} failed, of {self.tiles_planned} planned"
             f"{excluded} ({self.seconds:.1f} s) -> {self.store}"
         ]
@@ -157,10 +157,12 @@ _STORES: dict[tuple[str, int, int], Any] = {}
 
 
 def writable_store(path: str):
-    """The store at ``path`` opened for writing, once per process (and per store creation)."""
+    """The store at ``path`` opened for writing, once per process (and per store creation:
+    a store removed and created again at the same path is opened anew)."""
     from geosynth.store import open_store
 
-    key = (str(path), os.getpid(), os.stat(path).st_ino)
+    meta = os.stat(os.path.join(path, "zarr.json"))
+    key = (str(path), os.getpid(), meta.st_ino, meta.st_mtime_ns)
     if key not in _STORES:
         _STORES.clear()
         _STORES[key] = open_store(path, mode="r+")
@@ -190,10 +192,6 @@ def run_ingest(
     """
     from geosynth.store import open_store
 
-    if workers < 1:
-        raise UsageError("--workers must be at least 1")
-    if scheduler and workers != 1:
-        raise UsageError("give --workers or --scheduler, not both")
     store = open_store(report.store)
     complete = {store.tile_ids[i] for i in store.tiles()}
     report.already_complete = sorted({t.tile_id for t in tasks} & complete)

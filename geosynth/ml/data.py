@@ -35,13 +35,11 @@ import torch
 from torch.utils.data import Dataset
 
 from geosynth.errors import DataError, UsageError
-from geosynth.ml.inputs import dem_stats, generator_inputs, prepare_window
+from geosynth.ml.inputs import dem_stats, prepare_window
 from geosynth.names import DEM_NORMS, LABELS
 from geosynth.store import GeoStore, WindowReader, open_store
 
 log = logging.getLogger(__name__)
-
-__all__ = ["SynthesisDataset", "generator_inputs"]
 
 
 def _size2(value: int | Sequence[int] | None, option: str) -> tuple[int, int] | None:

@@ -52,9 +52,8 @@ class _EditOutputs:
 
     def view(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """``seg``, ``dem`` and what each generator synthesizes from ``arrays``."""
-        images = {
-            s.config.output: s(arrays, self.inputs.num_classes, self.device) for s in self.synths
-        }
+        k = self.inputs.num_classes
+        images = {s.config.output: s(arrays, k, self.device, where=self.name) for s in self.synths}
         return {"seg": arrays["seg"], "dem": arrays["dem"], **images}
 
     def write_images(self, tag: str, view: dict[str, np.ndarray]) -> None:

@@ -118,12 +118,14 @@ def synthesize_array(
     batch_size: int = 4,
     device: str | torch.device = "cpu",
     progress: Callable[[int, int], None] | None = None,
+    where: str = "the input",
 ) -> np.ndarray:
     """Generator output ``(C, H, W)`` in [-1, 1] for the stored input pixels of a tile.
 
     ``arrays``: the generator's inputs as stored (``seg`` ``(H, W)`` ids, ``dem``
     ``(1, H, W)`` metres, ``sar`` with ``sar_valid``, ...); any size.
-    ``window`` defaults to the training crop, ``overlap`` to a quarter of it (at most 32 px).
+    ``window`` defaults to the training crop, ``overlap`` to a quarter of it (at most 32 px);
+    ``where`` names the tile in errors.
     """
     missing = [name for name in config.inputs if name not in arrays]
     if missing:
@@ -159,6 +161,7 @@ def synthesize_array(
                 dem_norm=config.dem_norm,
                 dem_stats=stats,
                 resize=(size, size),
+                where=where,
             )
             for y, x in batch_boxes
         ]
@@ -194,7 +197,9 @@ def run_synthesis(
     out.mkdir(parents=True, exist_ok=True)
     synth.check((), tuple(inputs.arrays))
     config = synth.config
-    image = synth(inputs.arrays, inputs.num_classes, device, window=window, overlap=overlap)
+    image = synth(
+        inputs.arrays, inputs.num_classes, device, window=window, overlap=overlap, where=inputs.name
+    )
     data = image
     descriptions = band_descriptions(config.output, image.shape[0])
     tags = {"geosynth_generator": synth.run, "geosynth_inputs": ",".join(config.inputs)}

@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -25,7 +26,7 @@ import numpy as np
 from affine import Affine
 
 from geosynth.catalog import ClassTable
-from geosynth.errors import DataError, StoreError, UsageError
+from geosynth.errors import DataError, GeosynthError, StoreError, UsageError
 from geosynth.store.contract import (
     COMPLETE,
     PLANNED,
@@ -72,7 +73,10 @@ class GeoStore:
         self.splits: list[str] = [str(v) for v in group["split"][:]]
         self._index = {t: i for i, t in enumerate(self.tile_ids)}
         self.modalities: list[str] = list(group["present"].attrs["geosynth:modalities"])
-        self.classes: ClassTable = class_table(self.attrs["geosynth:classes"])
+        try:
+            self.classes: ClassTable = class_table(self.attrs["geosynth:classes"])
+        except (KeyError, TypeError, ValueError, GeosynthError) as exc:
+            raise StoreError(f"{path}: unreadable class table (geosynth:classes): {exc}") from exc
         self._readers: dict[str, WindowReader] = {}
 
     # ------------------------------------------------------------------ metadata
@@ -249,9 +253,9 @@ def _direct_layout(array) -> str | None:
 class WindowReader:
     """``read(tile, rows, cols)`` of one image array: ``(C, h, w)`` or ``(h, w)`` of one tile.
 
-    A reader reuses one decode buffer: use one reader per process and thread
-    (a :class:`GeoStore` keeps one per array; datasets open the store in each
-    worker process).
+    Each thread decodes into a buffer of its own, reused from read to read,
+    so one reader serves several threads; datasets open the store anew in
+    each worker process.
     """
 
     def __init__(self, array):
@@ -283,7 +287,8 @@ class WindowReader:
             else (Zstd() if isinstance(compressor, ZstdCodec) else Blosc())
         )
         self.root = os.path.join(str(array.store_path.store.root), array.store_path.path, "c")
-        self._buffer = np.empty(int(np.prod(self.chunk[1:])) * dtype.itemsize, dtype=np.uint8)
+        self._chunk_bytes = int(np.prod(self.chunk[1:])) * dtype.itemsize
+        self._local = threading.local()
 
     def read(self, tile: int, rows: slice, cols: slice) -> np.ndarray:
         if not self.direct:
@@ -318,5 +323,8 @@ class WindowReader:
         except FileNotFoundError:
             return None
         if self.decoder is not None:
-            data = self.decoder.decode(data, out=self._buffer)
+            buffer = getattr(self._local, "buffer", None)
+            if buffer is None:
+                buffer = self._local.buffer = np.empty(self._chunk_bytes, dtype=np.uint8)
+            data = self.decoder.decode(data, out=buffer)
         return np.frombuffer(data, dtype=self.dtype).reshape(self.chunk[1:])
