@@ -208,6 +208,38 @@ def tiny_store_factory():
     return write_tiny_store
 
 
+def stored_arrays(path) -> dict[str, np.ndarray]:
+    """Everything a store holds, for bit-exact comparisons: the tile index arrays and, per
+    modality, the stacked pixels of the tiles that have it (None elsewhere)."""
+    from geosynth.store import open_store
+
+    store = open_store(path)
+    out = {name: store.group[name][:] for name in ("class_hist", "present", "state", "transform")}
+    for name in (*store.modalities, *(["sar_valid"] if "sar" in store.modalities else [])):
+        have = store.present(name if name != "sar_valid" else "sar")
+        out[name] = [store.read(name, i) if have[i] else None for i in range(len(store))]
+    return out
+
+
+@pytest.fixture(scope="session")
+def assert_same_store():
+    """``assert_same_store(a, b)``: two stores hold the same tiles, bit for bit."""
+
+    def check(a, b) -> None:
+        got, ref = stored_arrays(a), stored_arrays(b)
+        assert got.keys() == ref.keys()
+        for name in ref:
+            if isinstance(ref[name], list):
+                assert [v is None for v in got[name]] == [v is None for v in ref[name]], name
+                for g, r in zip(got[name], ref[name], strict=True):
+                    if r is not None:
+                        np.testing.assert_array_equal(g, r, err_msg=name)
+            else:
+                np.testing.assert_array_equal(got[name], ref[name], err_msg=name)
+
+    return check
+
+
 @pytest.fixture(scope="session")
 def one_tile_world(tmp_path_factory) -> Path:
     """A one-tile demo world (tile 356_5645, 1 m DOP, 1 lidar point/m2), generated once per

@@ -40,24 +40,6 @@ def built(world, tmp_path_factory):
     return out, report
 
 
-def _arrays(path):
-    store = open_store(path)
-    return {
-        name: store.group[name][:]
-        for name in (
-            "rgb",
-            "dem",
-            "seg",
-            "sar",
-            "sar_valid",
-            "class_hist",
-            "present",
-            "state",
-            "transform",
-        )
-    }
-
-
 def test_build_writes_a_sound_store(built):
     out, report = built
     assert report.ok and report.done == TILES
@@ -204,7 +186,9 @@ def test_refusals_before_any_work(world, tmp_path, built):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("delay", [1.5, 4.0, 7.0])
-def test_sigkill_then_rerun_gives_identical_arrays(world, built, tmp_path, delay):
+def test_sigkill_then_rerun_gives_identical_arrays(
+    world, built, tmp_path, delay, assert_same_store
+):
     out = tmp_path / "k.zarr"
     cmd = [
         sys.executable,
@@ -225,13 +209,11 @@ def test_sigkill_then_rerun_gives_identical_arrays(world, built, tmp_path, delay
     proc.wait()
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
-    ref, got = _arrays(built[0]), _arrays(out)
-    for name in ref:
-        np.testing.assert_array_equal(got[name], ref[name], err_msg=name)
+    assert_same_store(out, built[0])
 
 
 @pytest.mark.slow
-def test_dask_local_cluster(world, built, tmp_path):
+def test_dask_local_cluster(world, built, tmp_path, assert_same_store):
     from dask.distributed import LocalCluster
 
     with LocalCluster(
@@ -252,9 +234,7 @@ def test_dask_local_cluster(world, built, tmp_path):
             ],
         )
     assert result.exit_code == 0, result.output
-    ref, got = _arrays(built[0]), _arrays(tmp_path / "d.zarr")
-    for name in ref:
-        np.testing.assert_array_equal(got[name], ref[name], err_msg=name)
+    assert_same_store(tmp_path / "d.zarr", built[0])
 
 
 def test_stats_png_and_csv(built, tmp_path):

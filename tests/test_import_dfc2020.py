@@ -75,7 +75,7 @@ def make_dfc2020(root, seed=0):
 
 
 @pytest.mark.slow
-def test_import_on_a_dask_scheduler_equals_the_local_import(imported, tmp_path):
+def test_import_on_a_dask_scheduler_equals_the_local_import(imported, tmp_path, assert_same_store):
     from dask.distributed import LocalCluster
 
     root, reference, _ = imported
@@ -91,8 +91,8 @@ def test_import_on_a_dask_scheduler_equals_the_local_import(imported, tmp_path):
     assert "7 tile(s) imported" in result.output
     a, b = open_store(reference), open_store(out)
     assert a.tile_ids == b.tile_ids and b.tiles() == list(range(len(b)))
-    for name in ("rgb", "seg", "sar", "sar_valid", "s2", "transform", "crs", "class_hist"):
-        np.testing.assert_array_equal(a.group[name][:], b.group[name][:], err_msg=name)
+    assert_same_store(out, reference)
+    np.testing.assert_array_equal(a.group["crs"][:], b.group["crs"][:])
     both = CliRunner().invoke(
         cli, ["import-dfc2020", str(root), "--out", str(tmp_path / "x.zarr"), "--workers", "2",
               "--scheduler", cluster.scheduler_address],

@@ -19,7 +19,6 @@ from geosynth.store import (
     StoreLayout,
     TileData,
     TilePlan,
-    WindowReader,
     create_store,
     modality,
     open_store,
@@ -266,19 +265,20 @@ def test_pickles_without_zarr_handles(store_path):
 @settings(max_examples=80, deadline=None)
 @given(
     name=st.sampled_from(["rgb", "dem", "seg", "sar_valid"]),
-    tile=st.integers(0, 3),
+    pick=st.integers(0, 3),
     r0=st.integers(0, SIZE - 1),
     c0=st.integers(0, SIZE - 1),
     h=st.integers(1, SIZE),
     w=st.integers(1, SIZE),
 )
-def test_direct_chunk_reads_equal_zarr_reads(store_path, name, tile, r0, c0, h, w):
-    array = open_store(store_path).group[name]
-    reader = WindowReader(array)
-    assert reader.direct
+def test_direct_chunk_reads_equal_zarr_reads(store_path, name, pick, r0, c0, h, w):
+    store = open_store(store_path)
+    tile = (1, 3)[pick % 2] if name == "sar_valid" else pick  # tiles 1 and 3 have SAR
+    reader = store.reader(name)
     rows, cols = slice(r0, min(SIZE, r0 + h)), slice(c0, min(SIZE, c0 + w))
-    expected = array[tile, :, rows, cols] if array.ndim == 4 else array[tile, rows, cols]
     got = reader.read(tile, rows, cols)
+    assert reader._direct  # this package's layout on a local store
+    expected = store.tile_array(name, tile)[..., rows, cols]  # through zarr
     assert got.dtype == expected.dtype
     np.testing.assert_array_equal(got, expected)
 
@@ -300,32 +300,38 @@ def test_unwritten_chunks_read_as_the_fill_value(tmp_path):
     dem = np.full((1, 40, 40), np.nan, np.float32)
     dem[0, :20, :20] = 5.0
     store.write_tile("1_1", TileData(seg=seg, dem=dem))
-    assert not (path / "seg" / "c" / "0" / "0" / "0").exists()  # zarr skips all-fill chunks
-    got_seg = WindowReader(store.group["seg"]).read(0, slice(10, 40), slice(10, 40))
+    assert not (path / "tiles/1_1/seg/c/0/0").exists()  # zarr skips all-fill chunks
+    got_seg = store.reader("seg").read(0, slice(10, 40), slice(10, 40))
     np.testing.assert_array_equal(got_seg, seg[10:, 10:])
-    got_dem = WindowReader(store.group["dem"]).read(0, slice(0, 40), slice(15, 25))
+    got_dem = store.reader("dem").read(0, slice(0, 40), slice(15, 25))
     np.testing.assert_array_equal(got_dem, dem[:, :, 15:25])  # NaN where never written
 
 
 def test_other_layouts_are_read_through_zarr(tmp_path):
     import zarr
 
-    group = zarr.open_group(tmp_path / "other.zarr", mode="w")
-    rgb = group.create_array("rgb", shape=(2, 3, 30, 30), chunks=(1, 1, 16, 16), dtype="uint8")
-    raw = group.create_array(
-        "raw", shape=(2, 30, 30), chunks=(1, 16, 16), dtype="float32", compressors=None
-    )
-    values = np.random.default_rng(1).integers(0, 255, (2, 3, 30, 30), dtype=np.uint8)
-    rgb[:] = values
-    raw[:] = values[:, 0].astype("float32")
-    reader = WindowReader(rgb)
-    assert not reader.direct  # one band per chunk: not the store contract's layout
-    np.testing.assert_array_equal(reader.read(1, slice(5, 29), slice(0, 30)), values[1, :, 5:29])
-    direct = WindowReader(raw)  # bytes codec only, no compressor: still direct
-    assert direct.direct
+    path = tmp_path / "other.zarr"
+    store = create_store(
+        path, [TilePlan("1_1", "x", "train")], tile_shape=(30, 30),
+        modalities=[modality("rgb"), modality("dem")], dataset="t", crs=None,
+        classes=load_catalog().classes, layout=StoreLayout(chunk=16, codec="none"),
+    )  # fmt: skip
+    values = np.random.default_rng(1).integers(0, 255, (3, 30, 30), dtype=np.uint8)
+    store.write_tile("1_1", TileData(rgb=values, dem=values[:1].astype("float32")))
+    # someone rewrites the rgb array with one band per chunk: not this package's layout
+    group = zarr.open_group(path / "tiles" / "1_1", mode="r+")
+    del group["rgb"]
+    group.create_array("rgb", shape=(3, 30, 30), chunks=(1, 16, 16), dtype="uint8")[:] = values
+    zarr.consolidate_metadata(path / "tiles" / "1_1")
+    reopened = open_store(path)
+    reader = reopened.reader("rgb")
+    np.testing.assert_array_equal(reader.read(0, slice(5, 29), slice(0, 30)), values[:, 5:29])
+    assert reader._direct is False
+    direct = reopened.reader("dem")  # bytes codec only, no compressor: still direct
     np.testing.assert_array_equal(
-        direct.read(0, slice(3, 30), slice(14, 18)), values[0, 0, 3:30, 14:18].astype("float32")
+        direct.read(0, slice(3, 30), slice(14, 18)), values[:1, 3:30, 14:18].astype("float32")
     )
+    assert direct._direct is True
 
 
 def _batches(loader):

@@ -100,15 +100,25 @@ def test_plain_zarr_reader_sees_the_contract(tmp_path, geonrw_classes):
     """What a downstream user sees opening the store with zarr alone."""
     make_store(tmp_path / "s.zarr", geonrw_classes).write_tile("356_5645", tile_data(2))
     g = zarr.open_group(tmp_path / "s.zarr", mode="r")
-    assert g.attrs["proj:code"] == "EPSG:25832"
-    assert g["rgb"].metadata.dimension_names == ("tile", "band", "y", "x")
-    assert g["seg"].metadata.dimension_names == ("tile", "y", "x")
-    assert g["rgb"].shape == (4, 3, H, W) and g["rgb"].dtype == np.uint8
+    assert g.attrs["proj:code"] == "EPSG:25832" and g.attrs["geosynth:store_version"] == 2
     assert list(g["tile_id"][:]) == TILES
     assert g["state"][0] == COMPLETE and g["state"][1] == 0
     assert tuple(g["transform"][0]) == tuple(_transform("356_5645"))[:6]
     for name in g.array_keys():
         assert g[name].metadata.dimension_names is not None, name
+    tile = g["tiles/356_5645"]
+    assert tile["rgb"].metadata.dimension_names == ("rgb_band", "y", "x")
+    assert tile["sar"].metadata.dimension_names == ("sar_band", "y", "x")
+    assert tile["seg"].metadata.dimension_names == ("y", "x")
+    assert tile["rgb"].shape == (3, H, W) and tile["rgb"].dtype == np.uint8
+    assert list(tile["rgb_band"][:]) == ["red", "green", "blue"]
+    assert tile.attrs["spatial:transform"] == list(_transform("356_5645"))[:6]
+    assert tile.attrs["spatial:dimensions"] == ["y", "x"]
+    assert tile.attrs["proj:code"] == "EPSG:25832"
+    assert {c["name"] for c in tile.attrs["zarr_conventions"]} == {"spatial", "proj"}
+    assert tile["seg"].attrs["flag_values"][:3] == [0, 1, 2]
+    assert tile["seg"].attrs["flag_meanings"].split()[0] == "unlabelled"
+    assert "tiles/357_5645" not in g  # a tile's group is written with the tile
 
 
 def test_tile_dataset(tmp_path, geonrw_classes):

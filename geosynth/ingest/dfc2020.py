@@ -37,6 +37,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -46,6 +47,7 @@ from geosynth.ingest.rasters import RasterInfo, check_labels, common_shape, prob
 from geosynth.ingest.run import IngestReport, Progress, Record, TileTask, run_ingest, writable_store
 from geosynth.names import DFC2020_SPLIT_RULES
 from geosynth.store import TilePlan, class_table, open_for_resume
+from geosynth.store.location import locate
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +217,7 @@ def import_dfc2020_tile(task: Dfc2020Task, record: Record) -> None:
         crs=task.plan.crs,
         sources={"files": files},
     )
-    writable_store(task.store).write_tile(task.tile_id, data)
+    writable_store(task).write_tile(task.tile_id, data)
 
 
 # --------------------------------------------------------------------------- the import
@@ -232,6 +234,7 @@ def import_dfc2020(
     report_path: str | os.PathLike | None = None,
     progress: Progress | None = None,
     on_plan: Callable[[int], None] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> IngestReport:
     """Import (or resume importing) the DFC2020 folder ``root`` into the store ``out``."""
     catalog = catalog or load_catalog()
@@ -239,26 +242,29 @@ def import_dfc2020(
         raise UsageError(f"unknown split rule {split_rule!r}; choose from {', '.join(SPLIT_RULES)}")
     if workers < 1:
         raise UsageError("--workers must be at least 1")
-    out = Path(out)
+    out = str(out)
     norm = catalog.dfc2020
     patches = discover_dfc2020(root)
-    tasks, excluded = plan_dfc2020(patches, out, norm, SPLIT_RULES[split_rule], max(4, workers))
+    tasks, excluded = plan_dfc2020(
+        patches, out, norm, SPLIT_RULES[split_rule], max(4, workers), storage_options
+    )
     if not tasks:
         raise DataError(
             f"no complete DFC2020 patch under {root} ({len(excluded)} excluded, e.g. "
             f"{next(iter(excluded.values()), '-')})"
         )
     plans = [t.plan for t in tasks]
-    if out.exists():
+    if locate(out, storage_options).exists():
         open_for_resume(
-            out, plans, MODALITIES, dataset=DATASET, catalog_sha256=catalog.sha256, verb="import"
-        )
+            out, plans, MODALITIES, dataset=DATASET, catalog_sha256=catalog.sha256, verb="import",
+            storage_options=storage_options,
+        )  # fmt: skip
     else:
-        _create(out, plans, tasks[0].shape, norm, root, split_rule)
+        _create(out, plans, tasks[0].shape, norm, root, split_rule, storage_options)
     report = IngestReport(
         region=DATASET,
         dataset=DATASET,
-        store=str(out),
+        store=out,
         source=str(root),
         tiles_planned=len(tasks),
         verb="imported",
@@ -274,11 +280,17 @@ def import_dfc2020(
         report_path=report_path,
         progress=progress,
         on_plan=on_plan,
+        storage_options=storage_options,
     )
 
 
 def plan_dfc2020(
-    patches: list[Patch], out: Path, norm: Dfc2020Norm, rule, threads: int
+    patches: list[Patch],
+    out: str,
+    norm: Dfc2020Norm,
+    rule,
+    threads: int,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> tuple[list[Dfc2020Task], dict[str, str]]:
     """Probe the patches' files; the complete ones of the common shape as tasks, the rest excluded."""
     infos = probe_all([p for patch in patches for p in patch.files.values()], threads=threads)
@@ -307,6 +319,7 @@ def plan_dfc2020(
         tasks.append(
             Dfc2020Task(
                 store=str(out),
+                storage_options=dict(storage_options or {}),
                 plan=plan,
                 files=tuple(sorted(patch.files.items())),
                 shape=shape,
@@ -317,7 +330,7 @@ def plan_dfc2020(
     return tasks, excluded
 
 
-def _create(out, plans, shape, norm: Dfc2020Norm, root, split_rule: str) -> None:
+def _create(out, plans, shape, norm: Dfc2020Norm, root, split_rule: str, options) -> None:
     from geosynth.store import create_store, modality
 
     lo, hi = norm.s1_db_clip
@@ -355,6 +368,7 @@ def _create(out, plans, shape, norm: Dfc2020Norm, root, split_rule: str) -> None
             "imported_from": "DFC2020 (IEEE GRSS Data Fusion Contest 2020)",
             "parameters": {"root": str(Path(root)), "split_rule": split_rule},
         },
+        storage_options=options,
     )
 
 

@@ -38,6 +38,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from affine import Affine
@@ -48,6 +49,7 @@ from geosynth.ingest.rasters import RasterInfo, check_labels, common_shape, prob
 from geosynth.ingest.run import IngestReport, Progress, Record, TileTask, run_ingest, writable_store
 from geosynth.names import SPLITS
 from geosynth.store import TilePlan, open_for_resume
+from geosynth.store.location import locate
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +271,7 @@ def import_geonrw_tile(task: GeoNRWTask, record: Record) -> None:
                 data.sar, data.sar_valid = sar, valid
     if task.sar_note:
         record["skipped"]["sar"] = task.sar_note
-    writable_store(task.store).write_tile(task.tile_id, data)
+    writable_store(task).write_tile(task.tile_id, data)
 
 
 def _rgb(values: np.ndarray, path: str) -> np.ndarray:
@@ -370,6 +372,7 @@ def plan_geonrw(
     with_sar: bool,
     threads: int,
     progress: Callable[[int, int], None] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> tuple[list[GeoNRWTask], dict[str, str], tuple[int, int], int]:
     """The tiles to import as tasks, those excluded (tile -> reason), the tile shape, SAR bands."""
     folders = sorted({t.city for t in sources.triplets})
@@ -426,6 +429,7 @@ def plan_geonrw(
         tasks.append(
             GeoNRWTask(
                 store=str(out),
+                storage_options=dict(storage_options or {}),
                 plan=TilePlan(tid, region, split, georef.transform, georef.crs),
                 files=tuple(sorted(files.items())),
                 shape=tile_shape,
@@ -463,6 +467,7 @@ def import_geonrw(
     report_path: str | os.PathLike | None = None,
     progress: Progress | None = None,
     on_plan: Callable[[int], None] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> IngestReport:
     """Import (or resume importing) the published GeoNRW folder ``root`` into the store ``out``."""
     catalog = catalog or load_catalog()
@@ -472,24 +477,28 @@ def import_geonrw(
     for city, split in assign.items():
         if split not in SPLITS:
             raise UsageError(f"--assign {city}={split}: the split must be train or test")
-    out = Path(out)
+    out = str(out)
     sources = discover_geonrw(root, with_sar)
     tasks, excluded, tile_shape, sar_channels = plan_geonrw(
-        sources, out, catalog, assign, with_sar, threads=max(4, workers)
-    )
+        sources, out, catalog, assign, with_sar, threads=max(4, workers),
+        storage_options=storage_options,
+    )  # fmt: skip
     modalities = [*MEMBERS, SAR_MEMBER] if with_sar else list(MEMBERS)
     notes = _plan_notes(tasks, sources.unknown_cities, catalog.grid.crs)
     plans = [t.plan for t in tasks]
-    if out.exists():
+    if locate(out, storage_options).exists():
         open_for_resume(
-            out, plans, modalities, dataset=DATASET, catalog_sha256=catalog.sha256, verb="import"
-        )
+            out, plans, modalities, dataset=DATASET, catalog_sha256=catalog.sha256, verb="import",
+            storage_options=storage_options,
+        )  # fmt: skip
     else:
-        _create(out, plans, tile_shape, with_sar, sar_channels, catalog, root, assign)
+        _create(
+            out, plans, tile_shape, with_sar, sar_channels, catalog, root, assign, storage_options
+        )
     report = IngestReport(
         region=DATASET,
         dataset=DATASET,
-        store=str(out),
+        store=out,
         source=str(root),
         tiles_planned=len(tasks),
         verb="imported",
@@ -505,10 +514,11 @@ def import_geonrw(
         report_path=report_path,
         progress=progress,
         on_plan=on_plan,
+        storage_options=storage_options,
     )
 
 
-def _create(out, plans, tile_shape, with_sar, sar_channels, catalog, root, assign):
+def _create(out, plans, tile_shape, with_sar, sar_channels, catalog, root, assign, options):
     from geosynth.store import create_store, modality
 
     specs = [modality(m) for m in MEMBERS]
@@ -532,6 +542,7 @@ def _create(out, plans, tile_shape, with_sar, sar_channels, catalog, root, assig
             "imported_from": "GeoNRW (published release)",
             "parameters": {"root": str(Path(root)), "with_sar": with_sar, "assign": assign},
         },
+        storage_options=options,
     )
 
 

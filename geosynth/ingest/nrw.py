@@ -26,9 +26,10 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from geosynth.catalog import Catalog, Region, load_catalog
 from geosynth.errors import DataError, UsageError
@@ -156,7 +157,7 @@ def build_tile(task: BuildTask, record: Record) -> None:
         else:
             setattr(data, name, result.array)
         data.sources[name] = result.report.get("sources", [])
-    writable_store(task.store).write_tile(task.tile_id, data)
+    writable_store(task).write_tile(task.tile_id, data)
 
 
 def _run_stage(name: str, task: BuildTask, grid, catalog: Catalog):
@@ -237,12 +238,13 @@ def plan_tiles(sources: RegionSources, tiles: Sequence[str] | None) -> list[str]
 
 
 def plan_tasks(
-    store_path: Path,
+    store_path,
     sources: RegionSources,
     tiles: Sequence[str],
     modalities: Sequence[str],
     catalog: Catalog,
     region: Region,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> list[BuildTask]:
     """One task per tile, on the catalog grid. Real regions without OSM files query Overpass
     (osmnx caches answers)."""
@@ -266,21 +268,29 @@ def plan_tasks(
             osm=tuple(sources.osm + sources.osm_by_tile.get(t, [])) or fallback,
             sar=tuple(sources.sar),
             catalog_path=str(catalog.path),
+            storage_options=dict(storage_options or {}),
         )
         for t in tiles
     ]
 
 
 def open_or_create_store(
-    out: Path, plans: Sequence, modalities: Sequence[str], catalog: Catalog, parameters: dict
+    out,
+    plans: Sequence,
+    modalities: Sequence[str],
+    catalog: Catalog,
+    parameters: dict,
+    storage_options: Mapping[str, Any] | None = None,
 ):
     """Create the store sized for ``plans``, or reopen it after checking it matches the catalog."""
     from geosynth.store import create_store, modality, open_for_resume
+    from geosynth.store.location import locate
 
-    if out.exists():
+    if locate(out, storage_options).exists():
         return open_for_resume(
-            out, plans, modalities, dataset=DATASET, catalog_sha256=catalog.sha256
-        )
+            out, plans, modalities, dataset=DATASET, catalog_sha256=catalog.sha256,
+            storage_options=storage_options,
+        )  # fmt: skip
     specs = [
         modality(m, channels=1, bands=("HH",)) if m == "sar" else modality(m) for m in modalities
     ]
@@ -298,6 +308,7 @@ def open_or_create_store(
             "dem": "metres above sea level",
         },
         provenance={"parameters": parameters},
+        storage_options=storage_options,
     )
 
 
@@ -314,8 +325,10 @@ def build_region(
     report_path: str | os.PathLike | None = None,
     progress: Progress | None = None,
     on_plan: Callable[[int], None] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> IngestReport:
-    """Build (or resume building) a region into the store ``out``; see the module docstring."""
+    """Build (or resume building) a region into the store ``out`` (a path or URL, with
+    ``storage_options`` for object storage); see the module docstring."""
     catalog = catalog or load_catalog()
     region = catalog.region(region_name)
     wanted = list(modalities or BUILD_MODALITIES)
@@ -326,7 +339,7 @@ def build_region(
         )
     if workers < 1:
         raise UsageError("--workers must be at least 1")
-    out = Path(out)
+    out = str(out)
     root = resolve_source_dir(region, source_dir)
     sources = discover_sources(root, catalog)
     if not sources.dop:
@@ -343,12 +356,12 @@ def build_region(
         "modalities": wanted,
         "tiles": planned,
     }
-    tasks = plan_tasks(out, sources, planned, wanted, catalog, region)
-    open_or_create_store(out, [t.plan for t in tasks], wanted, catalog, parameters)
+    tasks = plan_tasks(out, sources, planned, wanted, catalog, region, storage_options)
+    open_or_create_store(out, [t.plan for t in tasks], wanted, catalog, parameters, storage_options)
     report = IngestReport(
         region=region.name,
         dataset=DATASET,
-        store=str(out),
+        store=out,
         source=str(root),
         tiles_planned=len(planned),
         verb="built",
@@ -362,4 +375,5 @@ def build_region(
         report_path=report_path,
         progress=progress,
         on_plan=on_plan,
+        storage_options=storage_options,
     )

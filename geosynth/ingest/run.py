@@ -22,10 +22,9 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from geosynth.errors import GeosynthError
@@ -109,15 +108,28 @@ def _first(lines: list[str], what: str, where: str, k: int = 10) -> list[str]:
     return lines[:k] + more
 
 
-def default_report_path(store: str | os.PathLike) -> Path:
-    store = Path(store)
-    return store.with_name(store.name + ".report.json")
+def default_report_path(store, storage_options: Mapping[str, Any] | None = None) -> str:
+    """``<store>.report.json`` beside the store (a URL beside a remote store)."""
+    from geosynth.store.location import locate
+
+    return locate(store, storage_options).sibling(".report.json")
 
 
-def write_report(report: IngestReport, path: str | os.PathLike) -> Path:
+def write_report(
+    report: IngestReport, path, storage_options: Mapping[str, Any] | None = None
+) -> str:
+    """The report as JSON at ``path`` (a local path, atomically, or a URL)."""
     from geosynth.io import write_text
+    from geosynth.store.location import locate
 
-    return write_text(path, json.dumps(asdict(report), indent=2, sort_keys=True))
+    text = json.dumps(asdict(report), indent=2, sort_keys=True)
+    target = locate(path, storage_options)
+    if target.is_local:
+        return str(write_text(target.local, text))
+    fs, inner = target.filesystem()
+    with fs.open(inner, "w") as f:  # one PUT: never half there
+        f.write(text)
+    return target.url
 
 
 # --------------------------------------------------------------------------- one tile
@@ -125,13 +137,15 @@ def write_report(report: IngestReport, path: str | os.PathLike) -> Path:
 
 @dataclass(frozen=True)
 class TileTask:
-    """What every producer's task holds (picklable): the store it writes and the tile's plan.
+    """What every producer's task holds (picklable): the store it writes (a path or URL, with
+    its storage options) and the tile's plan.
 
     Producers subclass it with what their worker needs (source files, shapes, norms).
     """
 
     store: str
     plan: TilePlan
+    storage_options: Mapping[str, Any] = field(default_factory=dict, kw_only=True)
 
     @property
     def tile_id(self) -> str:
@@ -156,16 +170,22 @@ def tile_record(work: Work, task: TileTask) -> Record:
 _STORES: dict[tuple[str, int, int], Any] = {}
 
 
-def writable_store(path: str):
-    """The store at ``path`` opened for writing, once per process (and per store creation:
-    a store removed and created again at the same path is opened anew)."""
+def writable_store(task: TileTask):
+    """The store of ``task`` opened for writing, once per process (and per store creation:
+    a store removed and created again at the same place is opened anew)."""
     from geosynth.store import open_store
+    from geosynth.store.location import locate
 
-    meta = os.stat(os.path.join(path, "zarr.json"))
-    key = (str(path), os.getpid(), meta.st_ino, meta.st_mtime_ns)
+    location = locate(task.store, task.storage_options)
+    if location.is_local:
+        meta = os.stat(location.local / "zarr.json")
+        key = (location.url, os.getpid(), meta.st_ino, meta.st_mtime_ns)
+    else:
+        key = (location.url, os.getpid())
     if key not in _STORES:
         _STORES.clear()
-        _STORES[key] = open_store(path, mode="r+")
+        _STORES[key] = open_store(location, mode="r+")
+        _STORES[key].batch_writes = True  # run_ingest consolidates the store when it ends
     return _STORES[key]
 
 
@@ -182,8 +202,10 @@ def run_ingest(
     report_path: str | os.PathLike | None = None,
     progress: Progress | None = None,
     on_plan: Callable[[int], None] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> IngestReport:
-    """Run ``work`` on the tasks of tiles not yet complete in ``report.store``; write the report.
+    """Run ``work`` on the tasks of tiles not yet complete in ``report.store``; write the report
+    and refresh the store's consolidated metadata.
 
     ``work`` must be a picklable top-level function ``work(task, record)``
     that writes one tile (it may raise :class:`~geosynth.errors.GeosynthError`
@@ -191,8 +213,9 @@ def run_ingest(
     :class:`TileTask` subclasses.
     """
     from geosynth.store import open_store
+    from geosynth.store.create import consolidate
 
-    store = open_store(report.store)
+    store = open_store(report.store, storage_options=storage_options)
     complete = {store.tile_ids[i] for i in store.tiles()}
     report.already_complete = sorted({t.tile_id for t in tasks} & complete)
     todo = [t for t in tasks if t.tile_id not in complete]
@@ -210,7 +233,17 @@ def run_ingest(
     finally:
         report.seconds = round(time.perf_counter() - started, 2)
         report.done.sort()
-        write_report(report, report_path or default_report_path(report.store))
+        if report.done:
+            try:
+                consolidate(store.location)
+            except Exception:
+                if not report.interrupted:
+                    raise
+                log.exception("consolidating %s after the interruption failed", store.location)
+        write_report(
+            report, report_path or default_report_path(report.store, storage_options),
+            storage_options,
+        )  # fmt: skip
     return report
 
 

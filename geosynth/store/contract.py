@@ -1,4 +1,5 @@
-"""The store contract as types: version, tile states, layout, modalities, tile plans, class table.
+"""The store contract as types: version, tile states, layout, modalities, tile plans, class table,
+and the georeferencing attributes of a tile group (CF for xarray/rioxarray, GeoZarr conventions).
 
 Pure definitions (numpy only): what a store holds and how its attributes
 read back. Creating, reading and inspecting stores live beside this module
@@ -19,13 +20,42 @@ from geosynth.catalog import ClassDef, ClassTable
 from geosynth.errors import UsageError
 from geosynth.names import CODECS, LABELS
 
-STORE_VERSION = 1
+STORE_VERSION = 2
 PLANNED, WRITING, COMPLETE = 0, 1, 2
 STATE_NAMES = {PLANNED: "planned", WRITING: "being written", COMPLETE: "complete"}
 UNLABELLED = 0  # the class id of unlabelled pixels in every store
 
-#: Per-tile 1-D arrays every store has, besides the image arrays.
+#: Per-tile 1-D arrays of the root's tile index.
 TILE_ARRAYS = ("tile_id", "region", "split", "crs", "sources", "state")
+#: The group holding one group per tile: ``tiles/<tile_id>/``.
+TILES_GROUP = "tiles"
+
+
+def tile_group_path(tile_id: str) -> str:
+    """Path of a tile's group inside the store, e.g. ``tiles/356_5645``."""
+    return f"{TILES_GROUP}/{tile_id}"
+
+
+def band_dimension(name: str) -> str:
+    """The band dimension of a modality (``rgb_band``, ``dem_band``, ...): each its own length."""
+    return f"{name}_band"
+
+
+#: GeoZarr convention registrations (``zarr_conventions``) of the tile groups.
+SPATIAL_CONVENTION = {
+    "schema_url": "https://raw.githubusercontent.com/zarr-conventions/spatial/refs/tags/v1/schema.json",
+    "spec_url": "https://github.com/zarr-conventions/spatial/blob/v1/README.md",
+    "uuid": "689b58e2-cf7b-45e0-9fff-9cfc0883d6b4",
+    "name": "spatial",
+    "description": "Spatial coordinate information",
+}
+PROJ_CONVENTION = {
+    "schema_url": "https://raw.githubusercontent.com/zarr-conventions/geo-proj/refs/tags/v1/schema.json",
+    "spec_url": "https://github.com/zarr-conventions/geo-proj/blob/v1/README.md",
+    "uuid": "f17cb550-5864-4468-aeb7-f3180cfb622f",
+    "name": "proj",
+    "description": "Coordinate reference system information for geospatial data",
+}
 
 
 @dataclass(frozen=True)
@@ -165,3 +195,77 @@ def class_attrs(classes: ClassesLike) -> list[dict[str, Any]]:
         {"id": c.id, "key": c.key, "name": c.name, "color": c.color}
         for c in class_table(classes).classes
     ]
+
+
+# --------------------------------------------------------------------------- georeferencing
+
+
+def crs_attrs(crs: str) -> dict[str, str]:
+    """``proj:code`` (``EPSG:<n>`` where the CRS has one) or ``proj:wkt2``."""
+    from pyproj import CRS
+
+    parsed = CRS.from_user_input(crs)
+    epsg = parsed.to_epsg()
+    return {"proj:code": f"EPSG:{epsg}"} if epsg else {"proj:wkt2": parsed.to_wkt()}
+
+
+def tile_georef_attrs(transform: Affine | None, crs: str | None, shape: tuple[int, int]) -> dict:
+    """The GeoZarr attributes of a tile group (``zarr_conventions``, ``spatial:*``, ``proj:*``).
+
+    ``spatial:transform`` holds rasterio's ``(a, b, c, d, e, f)``; a tile without a
+    transform gets none of these.
+    """
+    if transform is None:
+        return {}
+    h, w = shape
+    a, b, c, d, e, f = tuple(transform)[:6]
+    xs = [c + a * col + b * row for col, row in ((0, 0), (w, 0), (0, h), (w, h))]
+    ys = [f + d * col + e * row for col, row in ((0, 0), (w, 0), (0, h), (w, h))]
+    attrs: dict = {
+        "zarr_conventions": [SPATIAL_CONVENTION] + ([PROJ_CONVENTION] if crs else []),
+        "spatial:dimensions": ["y", "x"],
+        "spatial:transform_type": "affine",
+        "spatial:transform": [float(v) for v in tuple(transform)[:6]],
+        "spatial:shape": [int(h), int(w)],
+        "spatial:bbox": [min(xs), min(ys), max(xs), max(ys)],
+        "spatial:registration": "pixel",
+    }
+    if crs:
+        attrs.update(crs_attrs(crs))
+    return attrs
+
+
+def grid_mapping_attrs(transform: Affine | None, crs: str) -> dict:
+    """CF attributes of the ``spatial_ref`` variable as rioxarray and GDAL read them."""
+    from pyproj import CRS
+
+    parsed = CRS.from_user_input(crs)
+    attrs = parsed.to_cf()
+    attrs["crs_wkt"] = parsed.to_wkt()
+    if transform is not None:
+        a, b, c, d, e, f = tuple(transform)[:6]
+        attrs["GeoTransform"] = " ".join(repr(float(v)) for v in (c, a, b, f, d, e))
+    return attrs
+
+
+def pixel_centres(transform: Affine | None, shape: tuple[int, int]) -> tuple:
+    """``(x, y)`` coordinates of the pixel centres (pixel indices without a transform)."""
+    h, w = shape
+    if transform is None:
+        return np.arange(w, dtype="float64"), np.arange(h, dtype="float64")
+    x = transform.c + transform.a * (np.arange(w) + 0.5)
+    y = transform.f + transform.e * (np.arange(h) + 0.5)
+    return x.astype("float64"), y.astype("float64")
+
+
+def label_attrs(classes: ClassesLike) -> dict:
+    """CF ``flag_values``/``flag_meanings`` and the class table of the ``seg`` array."""
+    table = class_table(classes)
+    ids = [UNLABELLED] + [c.id for c in table.classes]
+    meanings = ["unlabelled"] + [c.key for c in table.classes]
+    return {
+        "flag_values": ids,
+        "flag_meanings": " ".join(meanings),
+        "geosynth:classes": class_attrs(table),
+        "long_name": "land-cover class id",
+    }

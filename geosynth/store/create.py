@@ -4,10 +4,8 @@ to resume it, with the one set of checks that a resumed build or import fits the
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,11 +14,11 @@ from geosynth import __version__
 from geosynth.errors import StoreError, UsageError
 from geosynth.io import atomic_path
 from geosynth.store.contract import (
-    FILL_VALUES,
     PLANNED,
     STATE_NAMES,
     STORE_LAYOUT,
     STORE_VERSION,
+    TILES_GROUP,
     UNLABELLED,
     ClassesLike,
     ModalitySpec,
@@ -28,14 +26,16 @@ from geosynth.store.contract import (
     TilePlan,
     class_attrs,
     class_table,
+    tile_group_path,
 )
+from geosynth.store.location import StoreLocation, locate, storage_errors
 from geosynth.store.read import GeoStore, open_store
 
 log = logging.getLogger(__name__)
 
 
 def create_store(
-    path: str | os.PathLike,
+    path,
     tiles: Sequence[TilePlan],
     *,
     tile_shape: tuple[int, int],
@@ -46,31 +46,92 @@ def create_store(
     normalisation: Mapping[str, Any] | None = None,
     provenance: Mapping[str, Any] | None = None,
     layout: StoreLayout = STORE_LAYOUT,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> GeoStore:
-    """Plan a store: create every array at its final size, then move it into place.
+    """Plan a store: the root's tile index sized for ``tiles``, its attributes, an empty
+    ``tiles`` group (each tile's group is written with the tile).
 
-    The store is assembled under a temporary name next to ``path`` and renamed
-    when complete, so an interrupted creation leaves nothing at ``path``.
+    ``path``: a local path or a URL (:func:`~geosynth.store.location.locate`). A local store
+    is assembled under a temporary name beside ``path`` and renamed when complete; a remote
+    one gets ``geosynth:store_version`` last, so an interrupted creation is never taken for
+    a store (a rerun replaces it).
     """
-    path = Path(path)
-    if path.exists():
-        raise StoreError(f"store {path} already exists; open it to resume, or remove it first")
+    location = locate(path, storage_options)
     _check_plan(tiles, modalities)
     table = class_table(classes)
-    with atomic_path(path, tag="creating") as tmp:
-        import zarr
-
-        group = zarr.open_group(tmp, mode="w-")
-        arrays = _ArrayMaker(group, layout, len(tiles), tile_shape)
-        for spec in modalities:
-            arrays.image(spec)
-        arrays.tile_metadata(tiles, modalities, table.num_classes)
-        group.attrs.update(
-            _group_attrs(
-                dataset, crs, tile_shape, modalities, table, normalisation, provenance, layout
+    attrs = _group_attrs(
+        dataset, crs, tile_shape, modalities, table, normalisation, provenance, layout
+    )
+    if location.is_local:
+        if location.local.exists():
+            raise StoreError(
+                f"store {location} already exists; open it to resume, or remove it first"
             )
+        with atomic_path(location.local, tag="creating") as tmp:
+            _write_root(StoreLocation(str(tmp), {}, tmp), tiles, modalities, table, attrs, layout)
+    else:
+        with storage_errors(location.url):
+            if location.exists():
+                if _is_store(location):
+                    raise StoreError(
+                        f"store {location} already exists; open it to resume, or remove it first"
+                    )
+                log.warning("%s: removing an unfinished store creation", location)
+                location.remove()
+            _write_root(location, tiles, modalities, table, attrs, layout)
+    return open_store(location, mode="r+")
+
+
+def _is_store(location: StoreLocation) -> bool:
+    import zarr
+
+    try:
+        group = zarr.open_group(
+            location.zarr_store(read_only=True), mode="r", use_consolidated=False
         )
-    return open_store(path, mode="r+")
+    except Exception:
+        return False
+    return "geosynth:store_version" in group.attrs
+
+
+def _write_root(location, tiles, modalities, table, attrs, layout) -> None:
+    """The root group: tile index arrays, an empty ``tiles`` group, the attributes (the store
+    version last), the consolidated metadata."""
+    import zarr
+
+    group = zarr.open_group(location.zarr_store(), mode="w-")
+    arrays = _ArrayMaker(group, layout, len(tiles))
+    arrays.tile_metadata(tiles, modalities, table.num_classes)
+    group.create_group(TILES_GROUP)
+    version = {"geosynth:store_version": attrs.pop("geosynth:store_version")}
+    group.attrs.update(attrs)
+    group.attrs.update(version)
+    consolidate(location)
+
+
+def consolidate(location: StoreLocation, tile_id: str | None = None) -> None:
+    """Consolidated metadata (zarr's): of one tile's group, or of the whole store.
+
+    Readers that never import geosynth (xarray) open a tile or the store from one
+    ``zarr.json``. The store's is refreshed at the end of every build or import.
+    """
+    import warnings
+
+    import zarr
+
+    path = None if tile_id is None else tile_group_path(tile_id)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+        zarr.consolidate_metadata(location.zarr_store(), path=path)
+
+
+def unconsolidate(location: StoreLocation) -> None:
+    """Drop the store's consolidated metadata (a tile was written outside a build or import):
+    readers then list the store, and see every tile, until the next consolidation."""
+    import zarr
+
+    group = zarr.open_group(location.zarr_store(), mode="r+", use_consolidated=False)
+    group.update_attributes({})  # rewrites the root's zarr.json without the consolidated blob
 
 
 def _check_plan(tiles: Sequence[TilePlan], modalities: Sequence[ModalitySpec]) -> None:
@@ -86,13 +147,12 @@ def _check_plan(tiles: Sequence[TilePlan], modalities: Sequence[ModalitySpec]) -
 
 
 class _ArrayMaker:
-    """Creates the arrays of one store: image arrays chunked for windows, per-tile metadata."""
+    """Creates the root's tile index: one row per tile, one chunk per tile where tiles write."""
 
-    def __init__(self, group, layout: StoreLayout, n: int, tile_shape: tuple[int, int]):
+    def __init__(self, group, layout: StoreLayout, n: int):
         self.group, self.layout, self.n = group, layout, n
-        self.h, self.w = (int(v) for v in tile_shape)
 
-    def array(self, name, shape, chunks, dtype, dims, fill, compress=False, attrs=None):
+    def array(self, name, shape, chunks, dtype, dims, fill, attrs=None):
         return self.group.create_array(
             name,
             shape=shape,
@@ -100,31 +160,9 @@ class _ArrayMaker:
             dtype=dtype,
             fill_value=fill,
             dimension_names=dims,
-            compressors=self.layout.compressors() if compress else None,
+            compressors=None,
             attributes=attrs or {},
         )
-
-    def image(self, spec: ModalitySpec) -> None:
-        """One modality: chunks of one tile, all bands and ``layout.chunk`` pixels square."""
-        n, h, w, c = self.n, self.h, self.w, self.layout.chunk
-        plane = (min(c, h), min(c, w))
-        fill = FILL_VALUES.get(spec.dtype, 0)
-        if spec.per_band:
-            self.array(
-                spec.name, (n, spec.channels, h, w), (1, spec.channels, *plane), spec.dtype,
-                ("tile", "band", "y", "x"), fill, compress=True,
-                attrs={"geosynth:bands": list(spec.bands)},
-            )  # fmt: skip
-        else:
-            self.array(
-                spec.name, (n, h, w), (1, *plane), spec.dtype, ("tile", "y", "x"), fill,
-                compress=True,
-            )  # fmt: skip
-        if spec.name == "sar":
-            self.array(
-                "sar_valid", (n, h, w), (1, *plane), "bool", ("tile", "y", "x"), False,
-                compress=True,
-            )  # fmt: skip
 
     def tile_metadata(
         self, tiles: Sequence[TilePlan], modalities: Sequence[ModalitySpec], num_classes: int
@@ -181,6 +219,7 @@ def _group_attrs(
         "geosynth:unlabelled": UNLABELLED,
         "geosynth:normalisation": dict(normalisation or {}),
         "geosynth:layout": layout.to_attrs(),
+        "geosynth:tiles": TILES_GROUP,
         "geosynth:provenance": {
             "geosynth_version": __version__,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -191,21 +230,22 @@ def _group_attrs(
 
 
 def open_for_resume(
-    path: str | os.PathLike,
+    path,
     plans: Sequence[TilePlan],
     modalities: Sequence[str],
     *,
     dataset: str,
     catalog_sha256: str,
     verb: str = "build",
+    storage_options: Mapping[str, Any] | None = None,
 ) -> GeoStore:
     """Reopen an existing store after checking it was planned for this run: the same dataset,
     catalog, tiles (a superset of ``plans``) in the same splits, and arrays for ``modalities``.
 
     Every producer (region build, importers) resumes through this; ``verb`` words the advice.
     """
-    path = Path(path)
-    store = open_store(path, mode="r+")
+    store = open_store(path, mode="r+", storage_options=storage_options)
+    path = store.location
     advice = f"{verb} into a new store"
     if store.dataset != dataset:
         raise StoreError(f"store {path} holds dataset {store.dataset!r}, not {dataset!r}")

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from geosynth.errors import DataError
+from geosynth.errors import DataError, GeosynthError
 from geosynth.store.contract import (
     COMPLETE,
     STANDARD_DTYPES,
     STATE_NAMES,
     STORE_VERSION,
     TILE_ARRAYS,
+    tile_group_path,
 )
 from geosynth.store.read import GeoStore
 
@@ -115,22 +115,11 @@ def verify(store: GeoStore, progress: Callable[[int, int], None] | None = None) 
 
 
 def _array_problems(store: GeoStore) -> list[Problem]:
-    """Shapes and dtypes of the arrays against the group's own attributes."""
+    """The root's tile index against the tile count, and the modality table."""
     problems: list[Problem] = []
     g, n = store.group, len(store)
-    h, w = store.tile_shape
     for name in store.modalities:
         spec = store.modality_spec(name)
-        arr = g[name]
-        expected = (n, spec.channels, h, w) if spec.per_band else (n, h, w)
-        if tuple(arr.shape) != expected:
-            problems.append(
-                Problem(None, f"array {name} has shape {tuple(arr.shape)}, expected {expected}")
-            )
-        if str(arr.dtype) != spec.dtype:
-            problems.append(
-                Problem(None, f"array {name} has dtype {arr.dtype}, expected {spec.dtype}")
-            )
         if name in STANDARD_DTYPES and spec.dtype != STANDARD_DTYPES[name]:
             problems.append(
                 Problem(None, f"modality {name} must be {STANDARD_DTYPES[name]}, not {spec.dtype}")
@@ -144,8 +133,26 @@ def _array_problems(store: GeoStore) -> list[Problem]:
 
 
 def _pixel_problems(store: GeoStore, i: int, present: dict[str, bool]) -> list[str]:
-    """NaN in the DEM, class ids out of range, valid SAR outside [0, 1] of one complete tile."""
+    """Shapes and dtypes of a complete tile's arrays, NaN in its DEM, class ids out of range,
+    valid SAR outside [0, 1]."""
     out = []
+    h, w = store.tile_shape
+    names = [m for m, here in present.items() if here]
+    for name in names + (["sar_valid"] if "sar" in names else []):
+        spec = store.modality_spec(name) if name != "sar_valid" else None
+        try:
+            array = store.tile_array(name, i)
+        except GeosynthError as exc:
+            out.append(str(exc))
+            continue
+        expected = (spec.channels, h, w) if spec and spec.per_band else (h, w)
+        dtype = spec.dtype if spec else "bool"
+        if tuple(array.shape) != expected:
+            out.append(f"{name} has shape {tuple(array.shape)}, expected {expected}")
+        if str(array.dtype) != dtype:
+            out.append(f"{name} has dtype {array.dtype}, expected {dtype}")
+    if out:
+        return out
     if present.get("dem"):
         nan = int(np.isnan(store.read("dem", i)).sum())
         if nan:
@@ -169,11 +176,12 @@ def _pixel_problems(store: GeoStore, i: int, present: dict[str, bool]) -> list[s
 
 
 def tile_dataset(store: GeoStore, tile_id: str):
-    """One tile as an :class:`xarray.Dataset` with x/y coordinates and its CRS.
+    """One tile as an :class:`xarray.Dataset`: its group opened by xarray, as any user of
+    xarray opens it (``xr.open_zarr(store, group="tiles/<tile_id>")``).
 
-    ``x``/``y`` are pixel centres in the tile's CRS (pixel indices when the
-    tile has no transform); the CRS is in the ``spatial_ref`` coordinate
-    (CF ``crs_wkt``, as rioxarray reads it) and the ``proj:code`` attribute.
+    ``x``/``y`` are pixel centres in the tile's CRS (pixel indices when the tile has no
+    transform); the CRS is in the ``spatial_ref`` coordinate (CF ``crs_wkt``, as rioxarray
+    reads it) and the group's ``proj:code`` attribute.
     """
     import xarray as xr
 
@@ -181,43 +189,5 @@ def tile_dataset(store: GeoStore, tile_id: str):
     state = int(store.group["state"][i])
     if state != COMPLETE:
         raise DataError(f"tile {tile_id} of {store.path} is {STATE_NAMES[state]}, not complete")
-    h, w = store.tile_shape
-    transform = store.transform(i)
-    crs = store.tile_crs(i)
-    if transform is not None:
-        xs = transform.c + transform.a * (np.arange(w) + 0.5)
-        ys = transform.f + transform.e * (np.arange(h) + 0.5)
-    else:
-        xs, ys = np.arange(w, dtype="float64"), np.arange(h, dtype="float64")
-    coords: dict[str, Any] = {"x": xs, "y": ys}
-    present = store.present()[i]
-    data_vars = {}
-    for j, name in enumerate(store.modalities):
-        if not present[j]:
-            continue
-        spec = store.modality_spec(name)
-        values = store.read(name, i)
-        if spec.per_band:
-            coords[f"{name}_band"] = list(spec.bands)
-            data_vars[name] = ((f"{name}_band", "y", "x"), values)
-        else:
-            data_vars[name] = (("y", "x"), values)
-        if name == "sar":
-            data_vars["sar_valid"] = (("y", "x"), store.read("sar_valid", i))
-    attrs = {
-        "tile_id": tile_id,
-        "region": store.regions[i],
-        "split": store.splits[i],
-        "proj:code": crs or "",
-    }
-    if transform is not None:
-        attrs["transform"] = list(transform)[:6]
-    ds = xr.Dataset(data_vars, coords=coords, attrs=attrs)
-    if crs:
-        from pyproj import CRS
-
-        wkt = CRS.from_user_input(crs).to_wkt()
-        ds = ds.assign_coords(spatial_ref=((), 0, {"crs_wkt": wkt, "spatial_ref": wkt}))
-        for name in data_vars:
-            ds[name].attrs["grid_mapping"] = "spatial_ref"
-    return ds
+    tile = store.location.join(tile_group_path(tile_id))
+    return xr.open_zarr(tile.zarr_store(read_only=True), consolidated=True, zarr_format=3)

@@ -4,12 +4,13 @@ Every read of pixels, by training, evaluation, synthesis, editing or
 inspection, goes through :class:`WindowReader`. zarr-python 3 routes each
 read through its asyncio event loop and thread pool; for a training crop that
 touches a few small chunks that costs several milliseconds, more than
-decoding them. The image arrays this package creates have a simple layout (a
-regular chunk grid of one tile and all bands per chunk, default ``c/...``
-chunk keys, the ``bytes`` codec and optionally Blosc or Zstandard), so on a
-local store the reader opens those chunk files and decodes them directly,
-synchronously. Anything else (sharding, other codecs or chunkings, remote
-stores) is read through zarr; both paths return the same values (tested).
+decoding them. The tile arrays this package writes have a simple layout (a
+regular chunk grid of all bands and ``layout.chunk`` pixels per chunk,
+default ``c/...`` chunk keys, the ``bytes`` codec and optionally Blosc or
+Zstandard), so on a local store the reader opens those chunk files and
+decodes them directly, synchronously. Anything else (other codecs or
+chunkings, stores on object storage or in memory) is read through zarr; both
+paths return the same values (tested).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import logging
 import math
 import os
 import threading
-from collections.abc import Iterable
-from pathlib import Path
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 from affine import Affine
@@ -30,42 +31,86 @@ from geosynth.errors import DataError, GeosynthError, StoreError, UsageError
 from geosynth.store.contract import (
     COMPLETE,
     PLANNED,
+    STORE_LAYOUT,
     STORE_VERSION,
     ModalitySpec,
+    StoreLayout,
     class_table,
+    tile_group_path,
 )
+from geosynth.store.location import StoreLocation, locate, storage_errors
 
 log = logging.getLogger(__name__)
 
 
-def open_store(path: str | os.PathLike, mode: str = "r") -> GeoStore:
-    """Open a geosynth store for reading (``mode="r"``) or writing tiles (``"r+"``)."""
+def open_store(path, mode: str = "r", storage_options: Mapping[str, Any] | None = None) -> GeoStore:
+    """Open a geosynth store for reading (``mode="r"``) or writing tiles (``"r+"``).
+
+    ``path``: a local path, a ``file://``, ``s3://``, ``gs://`` or ``memory://`` URL
+    (:mod:`geosynth.store.location`), or an open :class:`zarr.Group`.
+    """
     import zarr
 
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"no store at {path}")
+    if isinstance(path, zarr.Group):
+        return _checked_store(_location_of(path), path)
+    location = locate(path, storage_options)
+    if not location.exists():
+        raise DataError(f"no store at {location}")
     try:
-        group = zarr.open_group(path, mode=mode)
+        with storage_errors(location.url):
+            group = zarr.open_group(
+                location.zarr_store(read_only=mode == "r"), mode=mode, use_consolidated=False
+            )
+    except DataError:
+        raise
     except Exception as exc:  # zarr raises several types for "not a group"
-        raise StoreError(f"{path} is not a Zarr group: {exc}") from exc
+        raise StoreError(f"{location} is not a Zarr group: {exc}") from exc
+    return _checked_store(location, group)
+
+
+def _location_of(group) -> StoreLocation:
+    """The location of an open group (its store's root; a group inside a store is refused)."""
+    from zarr.storage import FsspecStore, LocalStore
+
+    if group.path:
+        raise UsageError(f"open the store's root group, not its member {group.path!r}")
+    store = group.store
+    if isinstance(store, LocalStore):
+        return StoreLocation(str(store.root), {}, store.root)
+    if isinstance(store, FsspecStore):
+        protocol = store.fs.protocol
+        protocol = protocol[0] if isinstance(protocol, tuple | list) else protocol
+        return StoreLocation(f"{protocol}://{store.path}", dict(store.fs.storage_options), None)
+    raise UsageError(f"stores of type {type(store).__name__} are not supported; open it by URL")
+
+
+def _checked_store(location: StoreLocation, group) -> GeoStore:
     version = group.attrs.get("geosynth:store_version")
     if version is None:
         raise StoreError(
-            f"{path} is a Zarr group but not a geosynth store (no geosynth:store_version)"
+            f"{location} is a Zarr group but not a geosynth store (no geosynth:store_version)"
+        )
+    if version == 1:
+        raise StoreError(
+            f"{location} is a version 1 store; this geosynth reads version {STORE_VERSION}: "
+            f"convert it with `geosynth upgrade-store {location} NEW` (bit-exact, resumable)"
         )
     if version != STORE_VERSION:
         raise StoreError(
-            f"{path} has store version {version}; this geosynth reads version {STORE_VERSION}"
+            f"{location} has store version {version}; this geosynth reads version {STORE_VERSION}"
         )
-    return GeoStore(path, group)
+    return GeoStore(location, group)
 
 
 class GeoStore:
-    """Typed access to a geosynth store. Obtain one with :func:`open_store`."""
+    """Typed access to a geosynth store. Obtain one with :func:`open_store`.
 
-    def __init__(self, path: Path, group):
-        self.path = path
+    ``location`` is where it lives; ``path`` the same as text (a local path or a URL).
+    """
+
+    def __init__(self, location: StoreLocation, group):
+        self.location = location
+        self.path = location.url
         self.group = group
         self.attrs = dict(group.attrs)
         self.tile_ids: list[str] = [str(v) for v in group["tile_id"][:]]
@@ -76,8 +121,14 @@ class GeoStore:
         try:
             self.classes: ClassTable = class_table(self.attrs["geosynth:classes"])
         except (KeyError, TypeError, ValueError, GeosynthError) as exc:
-            raise StoreError(f"{path}: unreadable class table (geosynth:classes): {exc}") from exc
+            raise StoreError(
+                f"{location}: unreadable class table (geosynth:classes): {exc}"
+            ) from exc
+        self.layout = StoreLayout(**self.attrs.get("geosynth:layout", STORE_LAYOUT.to_attrs()))
         self._readers: dict[str, WindowReader] = {}
+        self._tile_groups: dict[int, Any] = {}
+        self.batch_writes = False  # True in a build's or import's writers: consolidated at the end
+        self.unconsolidated = False
 
     # ------------------------------------------------------------------ metadata
     def __len__(self) -> int:
@@ -188,12 +239,47 @@ class GeoStore:
         return self.group["class_hist"][:]
 
     # ------------------------------------------------------------------ pixels
+    def tile_group(self, index: int):
+        """The zarr group of one written tile (``tiles/<tile_id>``)."""
+        import zarr
+
+        if index not in self._tile_groups:
+            path = tile_group_path(self.tile_ids[index])
+            try:
+                with storage_errors(self.path):
+                    self._tile_groups[index] = zarr.open_group(
+                        self.location.zarr_store(), path=path, mode="r"
+                    )
+            except (FileNotFoundError, KeyError) as exc:
+                raise StoreError(
+                    f"tile {self.tile_ids[index]} of {self.path} has no group {path}"
+                ) from exc
+        return self._tile_groups[index]
+
+    def forget_tile(self, index: int) -> None:
+        """Drop what was cached of a tile (after it was rewritten)."""
+        self._tile_groups.pop(index, None)
+        for reader in self._readers.values():
+            reader.forget(index)
+
+    def tile_array(self, name: str, index: int):
+        """The zarr array of one modality (or ``sar_valid``) of one tile."""
+        group = self.tile_group(index)
+        if name not in group:
+            raise DataError(
+                f"tile {self.tile_ids[index]} of {self.path} has no {name!r} "
+                f"(present: {', '.join(sorted(group.array_keys()))})"
+            )
+        return group[name]
+
     def reader(self, name: str) -> WindowReader:
         """The window reader of one image array (``rgb``, ``dem``, ``seg``, ``sar_valid``, ...)."""
         if name not in self._readers:
-            if name not in self.group:
+            if name not in (*self.modalities, "sar_valid") or (
+                name == "sar_valid" and "sar" not in self.modalities
+            ):
                 raise UsageError(f"store {self.path} has no array {name!r}")
-            self._readers[name] = WindowReader(self.group[name])
+            self._readers[name] = WindowReader(self, name)
         return self._readers[name]
 
     def read(self, name: str, index: int, window: tuple[slice, slice] | None = None) -> np.ndarray:
@@ -240,8 +326,8 @@ def _direct_layout(array) -> str | None:
     if not isinstance(key, DefaultChunkKeyEncoding) or key.separator != "/":
         return "not the default '/' chunk keys"
     chunks, shape = meta.chunk_grid.chunk_shape, array.shape
-    if array.ndim not in (3, 4) or chunks[0] != 1 or (array.ndim == 4 and chunks[1] != shape[1]):
-        return "chunks are not one tile with all its bands"
+    if array.ndim not in (2, 3) or (array.ndim == 3 and chunks[0] != shape[0]):
+        return "chunks are not all bands of a tile"
     codecs = list(meta.codecs)
     if not codecs or not isinstance(codecs[0], BytesCodec):
         return "first codec is not 'bytes'"
@@ -250,34 +336,23 @@ def _direct_layout(array) -> str | None:
     return None
 
 
-class WindowReader:
-    """``read(tile, rows, cols)`` of one image array: ``(C, h, w)`` or ``(h, w)`` of one tile.
-
-    Each thread decodes into a buffer of its own, reused from read to read,
-    so one reader serves several threads; datasets open the store anew in
-    each worker process.
-    """
+class _ChunkDecoder:
+    """Decodes the chunk files of one tile array layout directly (see the module docstring)."""
 
     def __init__(self, array):
-        self.array = array
-        self.shape = tuple(array.shape)
-        reason = _direct_layout(array)
-        self.direct = reason is None
-        if not self.direct:
-            log.debug("%s: reading through zarr (%s)", array.path, reason)
-            return
         from numcodecs import Blosc, Zstd
         from zarr.codecs import ZstdCodec
 
         meta = array.metadata
         self.chunk = tuple(meta.chunk_grid.chunk_shape)
+        self.shape = tuple(array.shape)
         endian = getattr(meta.codecs[0], "endian", None)
         dtype = np.dtype(array.dtype)
         if dtype.itemsize > 1 and endian is not None:
             dtype = dtype.newbyteorder(
                 "<" if str(getattr(endian, "value", endian)) == "little" else ">"
             )
-        self.dtype = dtype
+        self.dtype, self.out_dtype = dtype, np.dtype(array.dtype)
         self.fill = np.asarray(meta.fill_value, dtype=array.dtype)
         compressor = meta.codecs[1] if len(meta.codecs) > 1 else None
         # Blosc frames describe themselves; numcodecs decodes them as zarr wrote them
@@ -286,27 +361,23 @@ class WindowReader:
             if compressor is None
             else (Zstd() if isinstance(compressor, ZstdCodec) else Blosc())
         )
-        self.root = os.path.join(str(array.store_path.store.root), array.store_path.path, "c")
-        self._chunk_bytes = int(np.prod(self.chunk[1:])) * dtype.itemsize
+        self.chunk_bytes = int(np.prod(self.chunk)) * dtype.itemsize
         self._local = threading.local()
 
-    def read(self, tile: int, rows: slice, cols: slice) -> np.ndarray:
-        if not self.direct:
-            if len(self.shape) == 4:
-                return self.array[tile, :, rows, cols]
-            return self.array[tile, rows, cols]
+    def read(self, folder: str, rows: slice, cols: slice) -> np.ndarray:
+        """The window of the array whose chunks are under ``folder`` (``.../<name>/c``)."""
         r0, r1, _ = rows.indices(self.shape[-2])
         c0, c1, _ = cols.indices(self.shape[-1])
         ch, cw = self.chunk[-2:]
-        bands = self.shape[1:-2]  # (C,) or ()
-        out = np.empty((*bands, r1 - r0, c1 - c0), dtype=self.array.dtype)
-        tile_dir = os.path.join(self.root, str(int(tile)), *(["0"] if bands else []))
+        bands = self.shape[:-2]  # (C,) or ()
+        out = np.empty((*bands, r1 - r0, c1 - c0), dtype=self.out_dtype)
+        base = os.path.join(folder, *(["0"] if bands else []))
         for bi in range(r0 // ch, (r1 - 1) // ch + 1):
             y0, y1 = max(r0, bi * ch), min(r1, (bi + 1) * ch)
             for bj in range(c0 // cw, (c1 - 1) // cw + 1):
                 x0, x1 = max(c0, bj * cw), min(c1, (bj + 1) * cw)
                 target = out[..., y0 - r0 : y1 - r0, x0 - c0 : x1 - c0]
-                block = self._chunk(os.path.join(tile_dir, str(bi), str(bj)))
+                block = self._chunk(os.path.join(base, str(bi), str(bj)))
                 if block is None:  # never written: all fill value (zarr skips empty chunks)
                     target[...] = self.fill
                 else:
@@ -316,7 +387,7 @@ class WindowReader:
         return out
 
     def _chunk(self, path: str) -> np.ndarray | None:
-        """One decoded chunk ``(C, ch, cw)`` / ``(ch, cw)``, a view of the reused buffer."""
+        """One decoded chunk, a view of this thread's reused buffer."""
         try:
             with open(path, "rb", buffering=0) as f:  # one read, no Python-level buffer
                 data = f.readall()
@@ -325,6 +396,55 @@ class WindowReader:
         if self.decoder is not None:
             buffer = getattr(self._local, "buffer", None)
             if buffer is None:
-                buffer = self._local.buffer = np.empty(self._chunk_bytes, dtype=np.uint8)
+                buffer = self._local.buffer = np.empty(self.chunk_bytes, dtype=np.uint8)
             data = self.decoder.decode(data, out=buffer)
-        return np.frombuffer(data, dtype=self.dtype).reshape(self.chunk[1:])
+        return np.frombuffer(data, dtype=self.dtype).reshape(self.chunk)
+
+
+class WindowReader:
+    """``read(tile, rows, cols)`` of one modality: ``(C, h, w)`` or ``(h, w)`` of one tile.
+
+    On a local store of this package's layout it decodes chunk files directly (the layout
+    is checked on the first tile read and shared by every tile's array, as the writer
+    makes them); elsewhere it reads through zarr. Each thread decodes into a buffer of its
+    own, so one reader serves several threads; datasets open the store anew in each worker
+    process.
+    """
+
+    def __init__(self, store: GeoStore, name: str):
+        self.store, self.name = store, name
+        self._decoder: _ChunkDecoder | None = None
+        self._direct: bool | None = None  # decided on the first read
+        self._checked: set[int] = set()  # tiles whose array exists (direct path)
+        self._arrays: dict[int, Any] = {}  # tile -> zarr array (zarr path)
+
+    def forget(self, tile: int) -> None:
+        self._checked.discard(tile)
+        self._arrays.pop(tile, None)
+
+    def read(self, tile: int, rows: slice, cols: slice) -> np.ndarray:
+        tile = int(tile)
+        if self._direct is None:
+            array = self._array(tile)
+            reason = _direct_layout(array)
+            self._direct = reason is None
+            if self._direct:
+                self._decoder = _ChunkDecoder(array)
+                self._checked.add(tile)
+            else:
+                log.debug("%s of %s: reading through zarr (%s)", self.name, self.store, reason)
+        if not self._direct:
+            return self._array(tile)[..., rows, cols]
+        folder = os.path.join(
+            str(self.store.location.local), tile_group_path(self.store.tile_ids[tile]), self.name
+        )
+        if tile not in self._checked:
+            if not os.path.isfile(os.path.join(folder, "zarr.json")):
+                self._array(tile)  # raises, naming the tile
+            self._checked.add(tile)
+        return self._decoder.read(os.path.join(folder, "c"), rows, cols)
+
+    def _array(self, tile: int):
+        if tile not in self._arrays:
+            self._arrays[tile] = self.store.tile_array(self.name, tile)
+        return self._arrays[tile]
