@@ -39,12 +39,16 @@ class TileInputs:
 
 
 def from_store(
-    store_path: str | os.PathLike, tile_id: str, names: tuple[str, ...] = NETWORK_MODALITIES
+    store_path,
+    tile_id: str,
+    names: tuple[str, ...] = NETWORK_MODALITIES,
+    storage_options: dict | None = None,
 ) -> TileInputs:
-    """The modalities ``names`` that the store holds for ``tile_id`` (absent ones are left out)."""
+    """The modalities ``names`` that the store (a path or URL) holds for ``tile_id``; absent
+    ones are left out."""
     from geosynth.store import open_store
 
-    store = open_store(store_path)
+    store = open_store(store_path, storage_options=storage_options)
     i = store.index(tile_id)  # unknown tiles: the message lists the nearest
     if i not in store.tiles():
         raise DataError(f"tile {tile_id} of {store_path} is not complete")

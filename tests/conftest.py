@@ -125,6 +125,53 @@ def http_serve():
     return serve
 
 
+# --------------------------------------------------------------------------- loopback S3
+
+
+S3_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3-API server (moto's) on 127.0.0.1, with the usual environment variables set
+    (``AWS_ENDPOINT_URL`` and test credentials) for this process and the ones it starts.
+
+    Yields ``make_bucket(name) -> "s3://name"``.
+    """
+    import os
+
+    moto_server = pytest.importorskip("moto.server", reason="moto[server] is not installed")
+    pytest.importorskip("s3fs", reason="s3fs is not installed")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    env = {**S3_ENV, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
+    before = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+
+    def make_bucket(name: str) -> str:
+        import boto3
+
+        boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"]).create_bucket(Bucket=name)
+        return f"s3://{name}"
+
+    try:
+        yield make_bucket
+    finally:
+        server.stop()
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 # --------------------------------------------------------------------------- torch, stores
 
 
@@ -154,7 +201,7 @@ def write_tiny_store(
     modalities=("rgb", "dem", "seg"),
     unlabelled: bool = False,
     seed: int = 0,
-) -> Path:
+) -> Path | str:
     """A store of ``TINY_SIZE`` px tiles ``356_5645``, ``357_5645``, ... that a network can learn:
     labels in 8 px blocks (class 0 too when ``unlabelled``), RGB the class colour plus noise,
     the DEM a ramp over 100-130 m, SAR the class id / K with an invalid strip 6 px wide."""
@@ -193,7 +240,7 @@ def write_tiny_store(
             if n in modalities or n == "sar_valid" and "sar" in modalities
         }
         store.write_tile(plan.tile_id, TileData(**keep))
-    return Path(path)
+    return path if "://" in str(path) else Path(path)
 
 
 @pytest.fixture(scope="session")

@@ -247,3 +247,40 @@ def test_stats_png_and_csv(built, tmp_path):
     assert len(rows) == 11
     shares = np.array([[float(v) for v in r.split(",")[2:]] for r in rows[1:]])
     np.testing.assert_allclose(shares.sum(axis=0), 1.0, atol=1e-5)
+
+
+def test_xarray_and_rioxarray_read_the_built_store_without_geosynth(built):
+    """What a downstream user of xarray and rioxarray sees; the reader imports no geosynth."""
+    out, _ = built
+    code = f"""
+import json, sys, warnings
+import xarray as xr, rioxarray  # noqa: F401
+warnings.simplefilter("error", RuntimeWarning)  # incl. "no consolidated metadata"
+tree = xr.open_datatree({str(out)!r}, engine="zarr")
+tiles = {{}}
+for name, node in tree["tiles"].children.items():
+    ds = xr.open_zarr({str(out)!r} + "/tiles/" + name)
+    assert set(ds.data_vars) >= {{"rgb", "dem", "seg"}}, ds
+    assert ds.rgb.dims == ("rgb_band", "y", "x") and ds.dem.dims == ("dem_band", "y", "x")
+    assert list(ds.rgb_band.values) == ["red", "green", "blue"]
+    assert ds.seg.attrs["flag_meanings"].split()[0] == "unlabelled"
+    tiles[name] = {{"epsg": ds.rio.crs.to_epsg(), "transform": list(ds.rio.transform())[:6],
+                   "node": sorted(node.data_vars), "x0": float(ds.x[0]), "shape": list(ds.seg.shape)}}
+root = xr.open_zarr({str(out)!r})
+print(json.dumps({{"tiles": tiles, "ids": [str(t) for t in root.tile_id.values],
+                  "geosynth": [m for m in sys.modules if m.startswith("geosynth")]}}))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["geosynth"] == [] and seen["ids"] == TILES
+    store = open_store(out)
+    assert sorted(seen["tiles"]) == TILES
+    for tile_id, got in seen["tiles"].items():
+        i = store.index(tile_id)
+        assert got["epsg"] == 25832 and got["shape"] == [1000, 1000]
+        assert got["transform"] == pytest.approx(list(store.transform(i))[:6])
+        assert got["x0"] == pytest.approx(store.transform(i).c + 0.5)
+        assert {"rgb", "dem", "seg"} <= set(got["node"])

@@ -11,6 +11,7 @@ from geosynth.cli.options import (
     load_inputs,
     out_folder_option,
     raster_options,
+    storage_option,
 )
 
 
@@ -32,7 +33,8 @@ def edit_options(func):
     )(func)
     func = raster_options(func)
     func = click.option("--tile", help="Tile id in the store, e.g. 356_5645.")(func)
-    return click.option("--store", type=click.Path(), help="Store holding the tile.")(func)
+    func = storage_option(func)
+    return click.option("--store", help="Store (a path or URL) holding the tile.")(func)
 
 
 def _synths(generator_run, sar_run, device: str):
@@ -71,8 +73,9 @@ def _echo_report(report, what: str) -> None:
     help="Flood only areas connected to existing water (the paper does not).",
 )
 def edit_flood(
-    store, tile, seg, dem, sar, generator_run, sar_run, out, device, hmin, erosion, connected
-):
+    store, storage_options, tile, seg, dem, sar, generator_run, sar_run, out, device, hmin,
+    erosion, connected,
+):  # fmt: skip
     """Raise the water level to HMIN and show what the sensor would see (the paper's Fig. 9).
 
     The mask is DEM < HMIN, eroded; it becomes water and its DEM exactly HMIN.
@@ -83,7 +86,7 @@ def edit_flood(
     from geosynth.ml.editing import flood_run
 
     levels = parse_levels(hmin)
-    inputs = load_inputs(store, tile, seg, dem, sar)
+    inputs = load_inputs(store, tile, seg, dem, sar, storage_options)
     device = device_name(device)
     report = flood_run(
         inputs, levels, out, synths=_synths(generator_run, sar_run, device), erosion=erosion,
@@ -106,8 +109,9 @@ def edit_flood(
     help="Only inside these polygons (GeoJSON, GeoPackage, ...).",
 )
 def edit_classes(
-    store, tile, seg, dem, sar, generator_run, sar_run, out, device, from_class, to_class, where
-):
+    store, storage_options, tile, seg, dem, sar, generator_run, sar_run, out, device,
+    from_class, to_class, where,
+):  # fmt: skip
     """Replace one class by another (e.g. forest by agricultural); the DEM follows.
 
     Where the replaced class stands above the ground (forest, buildings) the
@@ -117,7 +121,7 @@ def edit_classes(
     from geosynth.edit import area_mask
     from geosynth.ml.editing import classes_run
 
-    inputs = load_inputs(store, tile, seg, dem, sar)
+    inputs = load_inputs(store, tile, seg, dem, sar, storage_options)
     area = area_mask(where, inputs.grid, inputs.name) if where else None
     device = device_name(device)
     report = classes_run(

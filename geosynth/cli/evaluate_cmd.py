@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from geosynth.cli.options import device_option, progress_bar
+from geosynth.cli.options import device_option, progress_bar, storage_option
 
 
 @click.command("evaluate")
@@ -25,9 +25,9 @@ from geosynth.cli.options import device_option, progress_bar
 @click.option(
     "--store",
     required=True,
-    type=click.Path(exists=True),
-    help="Zarr store with the generator's inputs, the real image and seg.",
+    help="Zarr store (a path or URL) with the generator's inputs, the real image and seg.",
 )
+@storage_option
 @click.option(
     "--split", default="test", show_default=True, help="Store split to score ('all': every tile)."
 )
@@ -63,8 +63,9 @@ from geosynth.cli.options import device_option, progress_bar
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing evaluation in --out.")
 def evaluate(
-    generator_run, unet_run, store, split, out, crop, batch_size, workers, device, name, overwrite
-) -> None:
+    generator_run, unet_run, store, storage_options, split, out, crop, batch_size, workers,
+    device, name, overwrite,
+) -> None:  # fmt: skip
     """Score synthesized images by segmenting them (the paper's Table III and Fig. 5).
 
     The U-Net segments the real and the synthesized image of every tile of
@@ -86,7 +87,7 @@ def evaluate(
         result = run(
             generator_run, unet_run, store, None if split == "all" else split, out,
             crop=crop, batch_size=batch_size, device=device, workers=workers, name=name,
-            overwrite=overwrite, progress=progress,
+            overwrite=overwrite, progress=progress, storage_options=storage_options,
         )  # fmt: skip
     click.echo("\n".join(block_lines(result.metrics)))
     click.echo(f"results in {result.out}", err=True)

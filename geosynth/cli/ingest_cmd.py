@@ -14,15 +14,16 @@ from geosynth.cli.options import (
     report_option,
     run_with_tile_bar,
     scheduler_option,
+    storage_option,
     workers_option,
 )
 from geosynth.names import BUILD_MODALITIES, DFC2020_SPLIT_RULES, SPLITS
 
 store_out_option = click.option(
     "--out",
-    type=click.Path(),
     required=True,
-    help="Store to write. An existing store is resumed: complete tiles are skipped.",
+    help="Store to write: a path or an s3://, gs://, memory:// URL. An existing store is "
+    "resumed: complete tiles are skipped.",
 )
 
 
@@ -61,9 +62,9 @@ def download(region: str, dest: str, no_extract: bool, retries: int) -> None:
 @click.option("--region", required=True, help="Catalog region (name or alias): cologne, demo, ...")
 @click.option(
     "--out",
-    type=click.Path(),
     default=None,
-    help="Store to write (default: <region>.zarr). An existing store is resumed.",
+    help="Store to write, a path or an s3://, gs://, memory:// URL (default: <region>.zarr). "
+    "An existing store is resumed.",
 )
 @click.option(
     "--source-dir",
@@ -79,8 +80,11 @@ def download(region: str, dest: str, no_extract: bool, retries: int) -> None:
     help=f"Subset of {','.join(BUILD_MODALITIES)} (default: all; sar when SAR scenes exist).",
 )
 @report_option
+@storage_option
 @click.pass_context
-def build_geonrw(ctx, region, out, source_dir, workers, scheduler, tiles, modalities, report):
+def build_geonrw(
+    ctx, region, out, source_dir, workers, scheduler, tiles, modalities, report, storage_options
+):
     """Build a region's raw files into a GeoNRW Zarr store, tile by tile, in parallel.
 
     Runs the aerial, dem, landcover and sar stages per tile; tiles already
@@ -102,6 +106,7 @@ def build_geonrw(ctx, region, out, source_dir, workers, scheduler, tiles, modali
             name, out or f"{name}.zarr", source_dir=source_dir, workers=workers,
             scheduler=scheduler, tiles=tiles, modalities=modalities, catalog=catalog,
             report_path=report, progress=on_tile, on_plan=on_plan,
+            storage_options=storage_options,
         ),
     )  # fmt: skip
 
@@ -138,8 +143,11 @@ def _assignments(ctx, param, values):
 @workers_option()
 @scheduler_option
 @report_option
+@storage_option
 @click.pass_context
-def import_geonrw(ctx, root, out, with_sar, assign, download, workers, scheduler, report):
+def import_geonrw(
+    ctx, root, out, with_sar, assign, download, workers, scheduler, report, storage_options
+):
     """Import the published GeoNRW dataset (ROOT/<city>/<E>_<N>_{rgb.jp2,dem.tif,seg.tif})
     into a store.
 
@@ -163,6 +171,7 @@ def import_geonrw(ctx, root, out, with_sar, assign, download, workers, scheduler
         lambda progress, on_plan: import_geonrw(
             root, out, with_sar=with_sar, workers=workers, scheduler=scheduler, assign=assign,
             report_path=report, progress=progress, on_plan=on_plan,
+            storage_options=storage_options,
         ),
     )  # fmt: skip
 
@@ -181,8 +190,9 @@ def import_geonrw(ctx, root, out, with_sar, assign, download, workers, scheduler
 @workers_option()
 @scheduler_option
 @report_option
+@storage_option
 @click.pass_context
-def import_dfc2020(ctx, root, out, split_rule, workers, scheduler, report):
+def import_dfc2020(ctx, root, out, split_rule, workers, scheduler, report, storage_options):
     """Import the DFC2020 patches (ROOT/ROIs0000_{test,validation}/...) into a store.
 
     S1 becomes sar (VV, VH in [0, 1]), S2 B4/B3/B2 become rgb (uint8), the
@@ -197,5 +207,6 @@ def import_dfc2020(ctx, root, out, split_rule, workers, scheduler, report):
         lambda progress, on_plan: run(
             root, out, split_rule=split_rule, workers=workers, scheduler=scheduler,
             report_path=report, progress=progress, on_plan=on_plan,
+            storage_options=storage_options,
         ),
     )  # fmt: skip

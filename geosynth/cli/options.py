@@ -43,7 +43,28 @@ def comma_list(ctx, param, value):
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
-store_argument = click.argument("store", type=click.Path(path_type=str))
+store_argument = click.argument("store")
+
+
+def _storage_options(ctx, param, values):
+    from geosynth.errors import UsageError
+    from geosynth.store.location import parse_storage_options
+
+    try:
+        return parse_storage_options(values)
+    except UsageError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
+
+
+storage_option = click.option(
+    "--storage-option",
+    "storage_options",
+    multiple=True,
+    callback=_storage_options,
+    metavar="KEY=VALUE",
+    help="Option of the store's fsspec filesystem for s3://, gs:// URLs (repeatable), e.g. "
+    "endpoint_url=http://127.0.0.1:9000 [default: the AWS_* environment variables].",
+)
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 device_option = click.option(
     "--device",
@@ -133,7 +154,7 @@ def raster_options(func):
     return func
 
 
-def load_inputs(store, tile, seg, dem, sar):
+def load_inputs(store, tile, seg, dem, sar, storage_options=None):
     """One tile's inputs from ``--store/--tile`` or from the user's own rasters."""
     from geosynth.catalog import load_catalog
     from geosynth.inputs import from_files, from_store
@@ -144,7 +165,7 @@ def load_inputs(store, tile, seg, dem, sar):
             raise click.UsageError("--store and --tile go together")
         if any(files.values()):
             raise click.UsageError("give --store/--tile or input rasters, not both")
-        return from_store(store, tile)
+        return from_store(store, tile, storage_options=storage_options)
     return from_files(load_catalog().classes, **files)
 
 

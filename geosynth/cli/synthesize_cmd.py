@@ -12,6 +12,7 @@ from geosynth.cli.options import (
     out_folder_option,
     progress_bar,
     raster_options,
+    storage_option,
 )
 
 
@@ -23,7 +24,8 @@ from geosynth.cli.options import (
     type=click.Path(exists=True),
     help="Run folder or checkpoint of a trained generator.",
 )
-@click.option("--store", type=click.Path(), help="Store to read the inputs from.")
+@click.option("--store", help="Store (a path or URL) to read the inputs from.")
+@storage_option
 @click.option("--tiles", callback=comma_list, help="Tiles of the store (default: all of --split).")
 @click.option(
     "--split", default="test", show_default=True, help="Split used when --tiles is not given."
@@ -37,8 +39,9 @@ from geosynth.cli.options import (
 @click.option("--sar-db", is_flag=True, help="Write SAR back in dB (20 log10 amplitude).")
 @device_option
 def synthesize(
-    generator_run, store, tiles, split, seg, dem, sar, out, window, overlap, sar_db, device
-):
+    generator_run, store, storage_options, tiles, split, seg, dem, sar, out, window, overlap,
+    sar_db, device,
+):  # fmt: skip
     """Synthesize full tiles with a trained generator, as Cloud-Optimised GeoTIFFs and PNG panels.
 
     Windows of the training crop size overlap and are blended without seams.
@@ -55,13 +58,13 @@ def synthesize(
     if store:
         from geosynth.store import open_store
 
-        s = open_store(store)
+        s = open_store(store, storage_options=storage_options)
         names = tiles or [s.tile_ids[i] for i in s.tiles(split)]
         if not names:
             raise click.UsageError(f"store {store} has no complete tile in split {split!r}")
     with progress_bar("synthesize", "tile", total=len(names)) as progress:
         for done, tile in enumerate(names, 1):
-            inputs = load_inputs(store, tile, seg, dem, sar)
+            inputs = load_inputs(store, tile, seg, dem, sar, storage_options)
             files = run_synthesis(
                 synth, inputs, out, window=window, overlap=overlap, sar_db=sar_db, device=device
             )

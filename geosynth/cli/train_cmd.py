@@ -68,8 +68,19 @@ def _options(config_class: str, specs) -> callable:
 
 
 POS = click.IntRange(1)
+
+
+def _storage_options(ctx, param, values):
+    from geosynth.cli.options import _storage_options as parse
+
+    return parse(ctx, param, values) or None  # not given: the config file's or the run's
+
+
 COMMON = [
-    (("--store",), "Zarr store to train on.", {"type": click.Path()}),
+    (("--store",), "Zarr store to train on: a path or an s3://, gs://, memory:// URL.", {}),
+    (("--storage-option", "storage_options"),
+     "fsspec option of a remote store, KEY=VALUE (repeatable).",
+     {"multiple": True, "callback": _storage_options, "metavar": "KEY=VALUE"}),
     (("--out",), "Run folder (config, checkpoints, samples, TensorBoard).", {"type": click.Path()}),
     (("--split",), "Store split to train on.", {}),
     (("--crop",), "Random crop edge in pixels.", {"type": click.IntRange(16)}),

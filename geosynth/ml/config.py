@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -58,6 +58,7 @@ RESUMABLE_KEYS = frozenset(
         "tensorboard",
         "compile",
         "device",
+        "storage_options",
     }
 )
 
@@ -99,12 +100,15 @@ class RunConfig:
     samples: int = 4
     samples_per_epoch: int | None = None
     tensorboard: bool = True
+    storage_options: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if not self.store:
             raise UsageError("--store is required (the Zarr store to train on)")
         if not self.out:
             raise UsageError("--out is required (the run folder)")
+        if not isinstance(self.storage_options, dict):
+            raise UsageError(f"storage_options must be a mapping, got {self.storage_options!r}")
         _choice("device", self.device, DEVICES)
         _at_least("crop", self.crop, 16)
         if self.resize is not None:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -54,7 +53,8 @@ def _size2(value: int | Sequence[int] | None, option: str) -> tuple[int, int] | 
 class SynthesisDataset(Dataset):
     """Crops of generator inputs and the target image from the tiles of one split of a store.
 
-    ``store``: a path or an open :class:`~geosynth.store.GeoStore`; ``split``:
+    ``store``: a path, a URL (with ``storage_options``), an open zarr group or an open
+    :class:`~geosynth.store.GeoStore`; ``split``:
     ``"train"``, ``"test"``, ... or None for all tiles; ``inputs``: the
     generator's input modalities; ``output``: the image to synthesize; ``crop``:
     window size (int or (h, w); None = the whole tile); ``resize``: size after
@@ -78,9 +78,15 @@ class SynthesisDataset(Dataset):
         dem_norm: str = "none",
         one_hot: bool = True,
         samples_per_epoch: int | None = None,
+        storage_options: dict | None = None,
     ):
-        opened = store if isinstance(store, GeoStore) else open_store(store)
-        self.path = Path(opened.path)
+        opened = (
+            store
+            if isinstance(store, GeoStore)
+            else open_store(store, storage_options=storage_options)
+        )
+        self.path = opened.path  # local path or URL: every worker process reopens it
+        self.storage_options = dict(opened.location.storage_options)
         self.split = split
         self.inputs = tuple(inputs)
         self.output = output
@@ -155,7 +161,7 @@ class SynthesisDataset(Dataset):
     def _open(self) -> dict[str, WindowReader]:
         """Readers of this process's arrays, (re)opened after a fork or unpickling."""
         if self._arrays is None or self._pid != os.getpid():
-            store = open_store(self.path)
+            store = open_store(self.path, storage_options=self.storage_options)
             names = list(self.modalities)
             if "sar" in self.modalities:
                 names.append("sar_valid")

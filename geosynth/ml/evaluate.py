@@ -210,6 +210,7 @@ def evaluate(
     name: str | None = None,
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
+    storage_options: dict | None = None,
 ) -> EvalResult:
     """Score the generator of ``generator_run`` on ``split`` of ``store`` with ``unet_run``'s U-Net.
 
@@ -230,7 +231,7 @@ def evaluate(
     dev = resolve_device(device)
     generator, gan = load_generator(generator_run, map_location=dev)
     unet, ucfg = load_unet(unet_run, map_location=dev)
-    opened = open_store(store)
+    opened = open_store(store, storage_options=storage_options)
     check_compatible(generator_run, generator, gan, unet_run, unet, ucfg, opened)
     for run, cfg in ((generator_run, gan), (unet_run, ucfg)):
         if cfg.resize:

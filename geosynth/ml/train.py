@@ -63,7 +63,7 @@ class GanTask(Task):
 
     def __init__(self, config: GanConfig, ctx: DistContext):
         super().__init__(config, ctx)
-        store = open_store(config.store)
+        store = open_store(config.store, storage_options=config.storage_options)
         self.colors = palette(store.classes)
         self.dataset = self._dataset(train=True)
         self.g_config = generator_config_for(
@@ -109,6 +109,7 @@ class GanTask(Task):
             train=train,
             dem_norm=cfg.dem_norm,
             samples_per_epoch=cfg.samples_per_epoch if train else None,
+            storage_options=cfg.storage_options,
         )
 
     # ------------------------------------------------------------------ Task

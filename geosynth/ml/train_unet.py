@@ -63,7 +63,7 @@ class UNetTask(Task):
 
     def __init__(self, config: UNetRunConfig, ctx: DistContext):
         super().__init__(config, ctx)
-        store = open_store(config.store)
+        store = open_store(config.store, storage_options=config.storage_options)
         self.num_classes = store.num_classes
         self.colors = palette(store.classes)
         self.dataset = self._dataset(config.split, train=True, crop=config.crop)
@@ -101,6 +101,7 @@ class UNetTask(Task):
             train=train,
             one_hot=False,
             samples_per_epoch=cfg.samples_per_epoch if train else None,
+            storage_options=cfg.storage_options,
         )
 
     # ------------------------------------------------------------------ Task
