@@ -13,8 +13,12 @@ DataLoader worker, the same seeded tiles for every contender:
 
 All three turn their crops into the same tensors (one-hot labels, scaled
 RGB, DEM in metres) and flip the same way, so only the reading differs.
+For the default layout two more rows: the same pixels in store layout v1
+(one array per modality with a tile axis, read by the v1 reader: v2 must not
+be slower) and, with ``--s3``, the same store on a loopback S3-API server
+(moto), read through zarr.
 Target: (a) >= 100 x (b) in samples/s. Other processes share the CPU, so the
-figures are indicative. Run: python benchmarks/loader.py [--tiles 8]
+figures are indicative. Run: python benchmarks/loader.py [--tiles 8] [--s3]
 """
 
 from __future__ import annotations
@@ -111,7 +115,7 @@ def write_files(tile: dict, folder: Path, name: str, jp2_quality: int = 100) -> 
             dst.write(np.asarray(tile[key]).reshape(1, TILE, TILE).astype(dtype))
 
 
-def write_store(tiles: list[dict], path: Path, layout: StoreLayout) -> None:
+def write_store(tiles: list[dict], path, layout: StoreLayout) -> None:
     classes = load_catalog().classes
     plans = [TilePlan(f"{356 + i}_5645", "bench", "train") for i in range(len(tiles))]
     store = create_store(path, plans, tile_shape=(TILE, TILE),
@@ -180,8 +184,94 @@ class ThroughZarr(SynthesisDataset):
     def _open(self):
         readers = super()._open()
         for reader in readers.values():
-            reader.direct = False
+            reader._direct = False
         return readers
+
+
+# --------------------------------------------------------------------------- the v1 layout
+
+
+def write_v1(tiles: list[dict], path: Path, layout: StoreLayout) -> None:
+    """Store version 1's pixel arrays: one array per modality with a leading tile axis,
+    chunked one tile, all bands and ``layout.chunk`` px (what geosynth wrote before v2)."""
+    import zarr
+
+    group = zarr.open_group(path, mode="w")
+    for name in ("rgb", "dem", "seg"):
+        data = np.stack([t[name] for t in tiles])
+        chunks = (1, *data.shape[1:-2], layout.chunk, layout.chunk)
+        array = group.create_array(name, shape=data.shape, chunks=chunks, dtype=data.dtype,
+                                   compressors=layout.compressors())  # fmt: skip
+        array[...] = data
+
+
+class V1Reader:
+    """The direct chunk reader of store version 1 (tile axis first), as geosynth had it."""
+
+    def __init__(self, array):
+        from numcodecs import Blosc
+
+        self.shape, self.dtype = array.shape, np.dtype(array.dtype)
+        self.chunk = tuple(array.metadata.chunk_grid.chunk_shape)
+        self.root = os.path.join(str(array.store_path.store.root), array.store_path.path, "c")
+        self.decoder = Blosc()
+        self.buffer = np.empty(int(np.prod(self.chunk[1:])) * self.dtype.itemsize, np.uint8)
+
+    def read(self, tile: int, rows: slice, cols: slice) -> np.ndarray:
+        r0, r1, _ = rows.indices(self.shape[-2])
+        c0, c1, _ = cols.indices(self.shape[-1])
+        ch, cw = self.chunk[-2:]
+        bands = self.shape[1:-2]
+        out = np.empty((*bands, r1 - r0, c1 - c0), dtype=self.dtype)
+        base = os.path.join(self.root, str(int(tile)), *(["0"] if bands else []))
+        for bi in range(r0 // ch, (r1 - 1) // ch + 1):
+            y0, y1 = max(r0, bi * ch), min(r1, (bi + 1) * ch)
+            for bj in range(c0 // cw, (c1 - 1) // cw + 1):
+                x0, x1 = max(c0, bj * cw), min(c1, (bj + 1) * cw)
+                with open(os.path.join(base, str(bi), str(bj)), "rb", buffering=0) as f:
+                    raw = self.decoder.decode(f.readall(), out=self.buffer)
+                block = np.frombuffer(raw, dtype=self.dtype).reshape(self.chunk[1:])
+                out[..., y0 - r0 : y1 - r0, x0 - c0 : x1 - c0] = block[
+                    ..., y0 - bi * ch : y1 - bi * ch, x0 - bj * cw : x1 - bj * cw
+                ]
+        return out
+
+
+class V1Dataset(SynthesisDataset):
+    """(a) with the pixels read from the version 1 layout by the version 1 reader."""
+
+    def __init__(self, v1_path: Path, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.v1_path = v1_path
+
+    def _open(self):
+        import zarr
+
+        if self._arrays is None or self._pid != os.getpid():
+            group = zarr.open_group(self.v1_path, mode="r")
+            self._arrays = {name: V1Reader(group[name]) for name in self.modalities}
+            self._pid = os.getpid()
+        return self._arrays
+
+
+def s3_copy(tiles: list[dict], layout: StoreLayout):
+    """The same store on a loopback S3-API server (moto's); returns ``(url, server)``."""
+    import socket
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
+                      AWS_DEFAULT_REGION="us-east-1", AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}")  # fmt: skip
+    boto3.client("s3").create_bucket(Bucket="bench")
+    url = "s3://bench/store.zarr"
+    write_store(tiles, url, layout)
+    return url, server
 
 
 def in_worker(dataset: Dataset, samples: int, set_epoch=None) -> float:
@@ -270,6 +360,8 @@ def main() -> None:
                                 "128:zstd:1,250:zstd:1,256:none:0",
                         help="chunk:codec:level,... (codecs: blosc-lz4, blosc-zstd, zstd, none)")  # fmt: skip
     parser.add_argument("--workdir", type=Path, default=None, help="default: a temporary folder")
+    parser.add_argument("--s3", action="store_true",
+                        help="also the default store on a loopback S3-API server (moto)")  # fmt: skip
     args = parser.parse_args()
     if not features.check("jpg_2000"):
         raise SystemExit("Pillow was built without OpenJPEG: baseline (b) cannot run")
@@ -304,6 +396,17 @@ def main() -> None:
                 zds = ThroughZarr(path, "train", crop=args.crop, seed=0)
                 contenders.append(Contender("    same, read through zarr's API", zds,
                                             args.samples // 2, args.batch))  # fmt: skip
+                v1 = work / "store-v1.zarr"
+                write_v1(tiles, v1, layout)
+                contenders.append(Contender("    same in layout v1 (reader v1)",
+                                            V1Dataset(v1, path, "train", crop=args.crop, seed=0),
+                                            args.samples, args.batch, du(v1)))  # fmt: skip
+                if args.s3:
+                    url, server = s3_copy(tiles, layout)
+                    contenders.append(Contender("    same on loopback S3 (zarr)",
+                                                SynthesisDataset(url, "train", crop=args.crop,
+                                                                 seed=0),
+                                                max(8, args.samples // 16), args.batch))  # fmt: skip
         print(f"{args.tiles} tiles of {TILE} x {TILE} px, {args.crop} px crops, one worker, "
               f"batch {args.batch}; data written in {time.perf_counter() - t0:.0f} s; "
               f"medians of {args.repeats} interleaved repeats")  # fmt: skip
@@ -322,6 +425,9 @@ def main() -> None:
             print(f"{c.label:<38}{w:9.1f} {w / base[0]:6.0f}x {lo:9.1f} {lo / base[1]:6.0f}x {mib}")
         default = next(c for c in contenders if c.label.startswith(
             f"(a) store, chunk {STORE_LAYOUT.chunk}, {STORE_LAYOUT.codec} {STORE_LAYOUT.level}"))  # fmt: skip
+        v1 = next(c for c in contenders if "layout v1" in c.label)
+        print(f"store layout v2 / v1: {default.rates[0] / v1.rates[0]:.2f}x per worker, "
+              f"{default.rates[1] / v1.rates[1]:.2f}x through the DataLoader (target >= 1)")  # fmt: skip
         print(f"default layout {STORE_LAYOUT}: (a)/(b) = {default.rates[0] / base[0]:.0f}x per "
               f"worker, {default.rates[1] / base[1]:.0f}x through the DataLoader "
               f"(target 100x); ceiling (c)/(b) = {contenders[1].rates[1] / base[1]:.0f}x "

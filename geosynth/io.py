@@ -72,14 +72,15 @@ def write_geotiff(
     colormap: Mapping[int, tuple[int, ...]] | None = None,
     photometric: str | None = None,
     tags: Mapping[str, object] | None = None,
-    cog: bool = False,
+    cog: bool = True,
 ) -> Path:
-    """Write ``array`` ((bands, H, W) or (H, W)) on ``grid`` as a tiled, deflated GeoTIFF, atomically.
+    """Write ``array`` ((bands, H, W) or (H, W)) on ``grid`` as a deflated GeoTIFF, atomically.
 
-    ``mask``: (H, W) valid pixels, written as an internal GDAL mask band (for
-    rasters where every value is data, e.g. normalised SAR); ``colormap``: a
-    colour table for band 1 (class maps); ``cog``: a Cloud-Optimised GeoTIFF
-    (GDAL's COG driver, with overviews). ``grid`` None writes no CRS or transform.
+    A Cloud-Optimised GeoTIFF (GDAL's COG driver: 256 px tiles, overviews) unless ``cog``
+    is False (a plain tiled GeoTIFF). ``nodata``: the no-data value (NaN for heights);
+    ``mask``: (H, W) valid pixels, written as an internal GDAL mask band (for rasters where
+    every value is data, e.g. normalised SAR); ``colormap``: a colour table for band 1
+    (class maps). ``grid`` None writes no CRS or transform.
     """
     import rasterio
 

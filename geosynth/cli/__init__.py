@@ -37,6 +37,8 @@ COMMANDS = {
     "info": ("geosynth.cli.store_cmd", "info"),
     "verify": ("geosynth.cli.store_cmd", "verify"),
     "stats": ("geosynth.cli.store_cmd", "stats"),
+    "export": ("geosynth.cli.store_cmd", "export"),
+    "upgrade-store": ("geosynth.cli.store_cmd", "upgrade_store"),
     "model-info": ("geosynth.cli.model_info_cmd", "model_info"),
     "train": ("geosynth.cli.train_cmd", "train"),
     "train-unet": ("geosynth.cli.train_cmd", "train_unet"),

@@ -1,4 +1,4 @@
-"""``geosynth info``, ``verify`` and ``stats``: inspect a store."""
+"""``geosynth info``, ``verify``, ``stats``, ``export`` and ``upgrade-store``: a store as a whole."""
 
 from __future__ import annotations
 
@@ -6,7 +6,17 @@ import json
 
 import click
 
-from geosynth.cli.options import json_option, progress_bar, storage_option, store_argument
+from geosynth.cli.options import (
+    check_workers_or_scheduler,
+    comma_list,
+    json_option,
+    progress_bar,
+    run_with_tile_bar,
+    scheduler_option,
+    storage_option,
+    store_argument,
+    workers_option,
+)
 
 
 @click.command()
@@ -61,3 +71,54 @@ def stats(store, storage_options, out):
     png = plot_class_shares(shares, s.classes, out)
     csv = write_shares_csv(shares, s.classes, png.with_suffix(".csv"))
     click.echo(f"wrote {png} and {csv}")
+
+
+@click.command()
+@store_argument
+@storage_option
+@click.option(
+    "--out", required=True, type=click.Path(file_okay=False), help="Folder for COGs and STAC."
+)
+@click.option("--tiles", callback=comma_list, help="Only these tiles (default: all complete).")
+@click.option("--modalities", callback=comma_list, help="Only these modalities (default: all).")
+def export(store, storage_options, out, tiles, modalities):
+    """Write STORE's tiles as Cloud-Optimised GeoTIFFs and a STAC catalog (for GDAL, QGIS,
+    odc-stac, torchgeo's RasterDataset).
+
+    One COG per tile and modality (nodata declared, seg with the class colour
+    table and category names, band descriptions) and OUT/catalog.json with one
+    item per tile (projection extension) and one asset per modality.
+    """
+    from geosynth.store import open_store
+    from geosynth.store.export import export_store
+
+    s = open_store(store, storage_options=storage_options)
+    with progress_bar("export", "tile") as progress:
+        result = export_store(s, out, tiles=tiles, modalities=modalities, progress=progress)
+    click.echo(result.summary())
+
+
+@click.command("upgrade-store")
+@click.argument("old")
+@click.argument("new")
+@workers_option()
+@scheduler_option
+@storage_option
+@click.pass_context
+def upgrade_store(ctx, old, new, workers, scheduler, storage_options):
+    """Convert the version 1 store OLD into a version 2 store NEW, bit-exactly.
+
+    Every complete tile is copied (pixels, class histograms, georeferencing,
+    sources); the attributes are kept and the provenance records the
+    conversion. Resumable: rerun to finish an interrupted conversion.
+    """
+    from geosynth.store.upgrade import upgrade_store as run
+
+    check_workers_or_scheduler(ctx, scheduler)
+    run_with_tile_bar(
+        "upgrade",
+        lambda progress, on_plan: run(
+            old, new, workers=workers, scheduler=scheduler, progress=progress, on_plan=on_plan,
+            storage_options=storage_options,
+        ),
+    )  # fmt: skip

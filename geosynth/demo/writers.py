@@ -280,20 +280,12 @@ def write_truth(
     from geosynth.io import write_geotiff
 
     folder.mkdir(parents=True, exist_ok=True)
-    return [
-        write_geotiff(
-            folder / f"{tile}_landcover.tif", landcover, grid, descriptions=("class id",)
-        ),
-        write_geotiff(
-            folder / f"{tile}_dsm.tif",
-            dsm.astype(np.float32),
-            grid,
-            descriptions=("surface height (m)",),
-        ),
-        write_geotiff(
-            folder / f"{tile}_dtm.tif",
-            dtm.astype(np.float32),
-            grid,
-            descriptions=("terrain height (m)",),
-        ),
+    layers = (
+        ("landcover", landcover, "class id"),
+        ("dsm", dsm.astype(np.float32), "surface height (m)"),
+        ("dtm", dtm.astype(np.float32), "terrain height (m)"),
+    )
+    return [  # truth files stay plain tiled GeoTIFFs: the world's bytes do not change
+        write_geotiff(folder / f"{tile}_{name}.tif", values, grid, descriptions=(d,), cog=False)
+        for name, values, d in layers
     ]

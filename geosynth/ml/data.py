@@ -141,6 +141,7 @@ class SynthesisDataset(Dataset):
         self.length = int(samples_per_epoch or len(self.indices))
         self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
         self._arrays: dict | None = None
+        self._store: GeoStore | None = None
         self._pid: int | None = None
         self._tile_stats: dict[int, tuple[float, float]] = {}
 
@@ -155,6 +156,7 @@ class SynthesisDataset(Dataset):
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_arrays"] = None  # zarr handles stay in their process
+        state["_store"] = None
         state["_pid"] = None
         return state
 
@@ -166,6 +168,7 @@ class SynthesisDataset(Dataset):
             if "sar" in self.modalities:
                 names.append("sar_valid")
             self._arrays = {name: store.reader(name) for name in names}
+            self._store = store
             self._pid = os.getpid()
         return self._arrays
 
@@ -209,7 +212,10 @@ class SynthesisDataset(Dataset):
         item = item % len(self.indices)  # sample -> tile position (several crops per tile)
         index = self.indices[item]
         rows, cols = slice(row, row + h), slice(col, col + w)
-        raw = {name: reader.read(index, rows, cols) for name, reader in readers.items()}
+        if self._store is not None:  # remote arrays in one round of concurrent reads
+            raw = self._store.read_windows(readers, index, rows, cols)
+        else:
+            raw = {name: reader.read(index, rows, cols) for name, reader in readers.items()}
         if flip:  # views; the preparation copies
             raw = {name: values[..., ::-1] for name, values in raw.items()}
         sample: dict = prepare_window(

@@ -202,7 +202,8 @@ def run_synthesis(
     )
     data = image
     descriptions = band_descriptions(config.output, image.shape[0])
-    tags = {"geosynth_generator": synth.run, "geosynth_inputs": ",".join(config.inputs)}
+    # the run's folder name, never an absolute path (the file may travel)
+    tags = {"geosynth_generator": Path(synth.run).name, "geosynth_inputs": ",".join(config.inputs)}
     if config.output == "sar" and sar_db:
         from geosynth.catalog import load_catalog
 

@@ -340,6 +340,7 @@ def write_class_map(path: str | os.PathLike, result: StageResult, classes: Class
         result.array.astype(np.uint8),
         result.grid,
         descriptions=("land-cover class id",),
+        nodata=classes.unlabelled,
         colormap={i: (*rgb, 255) for i, rgb in enumerate(classes.palette())},
         tags={
             "classes": json.dumps({c.id: c.key for c in classes.classes}),

@@ -287,6 +287,28 @@ class GeoStore:
         rows, cols = window or (slice(None), slice(None))
         return self.reader(name).read(index, rows, cols)
 
+    def read_windows(self, names, index: int, rows: slice, cols: slice) -> dict[str, np.ndarray]:
+        """One window of several arrays of one tile. Arrays read through zarr (remote stores)
+        are fetched concurrently, in one round of zarr's asyncio partial reads."""
+        readers = {name: self.reader(name) for name in names}
+        remote = [n for n, r in readers.items() if not r.decides_direct(index)]
+        out = {n: r.read(index, rows, cols) for n, r in readers.items() if n not in remote}
+        if len(remote) == 1:
+            out[remote[0]] = readers[remote[0]].read(index, rows, cols)
+        elif remote:
+            import asyncio
+
+            from zarr.core.sync import sync
+
+            arrays = [readers[n]._array(index).async_array for n in remote]
+
+            async def fetch():
+                return await asyncio.gather(*(a.getitem((..., rows, cols)) for a in arrays))
+
+            with storage_errors(self.path):
+                out.update(zip(remote, sync(fetch()), strict=True))
+        return out
+
     def tile_dataset(self, tile_id: str):
         """One tile as an :class:`xarray.Dataset` (see :func:`geosynth.store.inspect.tile_dataset`)."""
         from geosynth.store.inspect import tile_dataset
@@ -415,12 +437,18 @@ class WindowReader:
         self.store, self.name = store, name
         self._decoder: _ChunkDecoder | None = None
         self._direct: bool | None = None  # decided on the first read
-        self._checked: set[int] = set()  # tiles whose array exists (direct path)
+        self._chunk_folders: dict[int, str] = {}  # tile -> its array's chunk folder (direct path)
         self._arrays: dict[int, Any] = {}  # tile -> zarr array (zarr path)
 
     def forget(self, tile: int) -> None:
-        self._checked.discard(tile)
+        self._chunk_folders.pop(tile, None)
         self._arrays.pop(tile, None)
+
+    def decides_direct(self, tile: int) -> bool:
+        """Whether reads go straight to the chunk files (decided on the first call)."""
+        if self._direct is None:
+            self.read(tile, slice(0, 1), slice(0, 1))
+        return bool(self._direct)
 
     def read(self, tile: int, rows: slice, cols: slice) -> np.ndarray:
         tile = int(tile)
@@ -430,19 +458,21 @@ class WindowReader:
             self._direct = reason is None
             if self._direct:
                 self._decoder = _ChunkDecoder(array)
-                self._checked.add(tile)
             else:
                 log.debug("%s of %s: reading through zarr (%s)", self.name, self.store, reason)
         if not self._direct:
             return self._array(tile)[..., rows, cols]
-        folder = os.path.join(
-            str(self.store.location.local), tile_group_path(self.store.tile_ids[tile]), self.name
-        )
-        if tile not in self._checked:
+        chunks = self._chunk_folders.get(tile)
+        if chunks is None:
+            folder = os.path.join(
+                str(self.store.location.local),
+                tile_group_path(self.store.tile_ids[tile]),
+                self.name,
+            )
             if not os.path.isfile(os.path.join(folder, "zarr.json")):
                 self._array(tile)  # raises, naming the tile
-            self._checked.add(tile)
-        return self._decoder.read(os.path.join(folder, "c"), rows, cols)
+            chunks = self._chunk_folders[tile] = os.path.join(folder, "c")
+        return self._decoder.read(chunks, rows, cols)
 
     def _array(self, tile: int):
         if tile not in self._arrays:
