@@ -236,12 +236,15 @@ def tile_georef_attrs(transform: Affine | None, crs: str | None, shape: tuple[in
 
 
 def grid_mapping_attrs(transform: Affine | None, crs: str) -> dict:
-    """CF attributes of the ``spatial_ref`` variable as rioxarray and GDAL read them."""
+    """CF attributes of the ``spatial_ref`` variable as rioxarray and GDAL read them: the CRS
+    as WKT2 (``crs_wkt``), the grid mapping name and GDAL's ``GeoTransform``."""
     from pyproj import CRS
 
     parsed = CRS.from_user_input(crs)
-    attrs = parsed.to_cf()
-    attrs["crs_wkt"] = parsed.to_wkt()
+    attrs = {"crs_wkt": parsed.to_wkt()}
+    name = parsed.to_cf().get("grid_mapping_name")
+    if name:
+        attrs["grid_mapping_name"] = name
     if transform is not None:
         a, b, c, d, e, f = tuple(transform)[:6]
         attrs["GeoTransform"] = " ".join(repr(float(v)) for v in (c, a, b, f, d, e))
@@ -259,13 +262,9 @@ def pixel_centres(transform: Affine | None, shape: tuple[int, int]) -> tuple:
 
 
 def label_attrs(classes: ClassesLike) -> dict:
-    """CF ``flag_values``/``flag_meanings`` and the class table of the ``seg`` array."""
+    """CF ``flag_values``/``flag_meanings`` of the ``seg`` array (names and colours: the
+    root's ``geosynth:classes``)."""
     table = class_table(classes)
     ids = [UNLABELLED] + [c.id for c in table.classes]
     meanings = ["unlabelled"] + [c.key for c in table.classes]
-    return {
-        "flag_values": ids,
-        "flag_meanings": " ".join(meanings),
-        "geosynth:classes": class_attrs(table),
-        "long_name": "land-cover class id",
-    }
+    return {"flag_values": ids, "flag_meanings": " ".join(meanings), "long_name": "class id"}
