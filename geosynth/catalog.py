@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from geosynth.errors import CatalogError, UsageError
+from geosynth.names import LAYOUTS
 
 SPLITS = ("train", "test")
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -164,12 +165,62 @@ class Dfc2020Norm:
     s2_clip: tuple[float, float]
 
 
+LISTING_FORMATS = ("html", "index")
+
+
+@dataclass(frozen=True)
+class SourceLayout:
+    """How a provider publishes one tiled source: per-tile files in a listed folder
+    (``tiles``) or per-municipality archives (``packages``)."""
+
+    name: str
+    member_pattern: str
+    listing: str | None = None  # tiles: the folder whose listing names the files
+    listing_format: str | None = None  # tiles: "html" (anchors) or "index" (one name a line)
+    url: str | None = None  # packages: the archive URL, with {ags} and {package}
+    metadata: str | None = None  # tiles: per-tile records (flight dates), a zip of CSV
+    record: str = ""  # where the facts come from
+
+
 @dataclass(frozen=True)
 class SourceSpec:
     name: str
     description: str
     url: str | None
-    member_pattern: str | None = None
+    layouts: Mapping[str, SourceLayout] = field(default_factory=dict)
+    default_layout: str | None = None
+    layer: str | None = None  # boundary: the layer of municipalities
+    key_field: str | None = None  # boundary: the field with the 8-digit key
+    extract: str | None = None  # osm: where people download a whole state
+    record: str = ""
+
+    @property
+    def member_pattern(self) -> str | None:
+        """The file name pattern of the default layout (None for untiled sources)."""
+        layout = self.layouts.get(self.default_layout or "")
+        return layout.member_pattern if layout else None
+
+    @property
+    def member_patterns(self) -> tuple[str, ...]:
+        """Every layout's file name pattern, the default first (discovery accepts each)."""
+        patterns = [self.member_pattern] + [lay.member_pattern for lay in self.layouts.values()]
+        return tuple(dict.fromkeys(p for p in patterns if p))
+
+    def layout(self, name: str | None = None) -> SourceLayout:
+        key = name or self.default_layout
+        if key not in self.layouts:
+            raise UsageError(
+                f"source {self.name!r} has no layout {key!r}; it has: {', '.join(self.layouts) or '-'}"
+            )
+        return self.layouts[key]
+
+
+@dataclass(frozen=True)
+class TsxScene:
+    """One TerraSAR-X product of the published GeoNRW SAR tiles (the authors' list)."""
+
+    product: str
+    orbit: str  # ascending or descending
 
 
 @dataclass(frozen=True)
@@ -196,10 +247,15 @@ class Region:
         """The split of one tile: the region's, unless the tile is listed as test."""
         return "test" if tile_id in self.test_tiles else self.split
 
-    def source_url(self, source: SourceSpec) -> str | None:
-        if source.url is None:
+    def source_url(self, source: SourceSpec, layout: str = "packages") -> str | None:
+        """The region's archive of ``source`` (its ``packages`` layout, or its one URL); the
+        package name percent-encoded as URLs need (``Köln`` -> ``K%C3%B6ln``)."""
+        from urllib.parse import quote
+
+        pattern = source.layouts[layout].url if layout in source.layouts else source.url
+        if pattern is None:
             return None
-        return source.url.format(ags=self.ags, package=self.package)
+        return pattern.format(ags=self.ags, package=quote(self.package))
 
 
 @dataclass(frozen=True)
@@ -214,6 +270,8 @@ class Catalog:
     sources: Mapping[str, SourceSpec]
     published: Mapping[str, PublishedDataset]
     regions: Mapping[str, Region]
+    tsx_scenes: tuple[TsxScene, ...]
+    redirect_hosts: tuple[str, ...]  # where the catalog's hosts redirect downloads to
     path: Path = field(compare=False)
     sha256: str = field(compare=False)
 
@@ -253,15 +311,36 @@ class Catalog:
             "aliases": list(r.aliases),
             "generated": r.generated,
             "test_tiles": list(r.test_tiles),
-            "sources": {
-                key: {"url": r.source_url(s), "description": s.description}
-                for key, s in self.sources.items()
-            },
+            "sources": {key: self._source_info(r, s) for key, s in self.sources.items()},
         }
         if r.generated:
             info["origin_km"] = list(r.origin_km or ())
             info["tiles"] = list(r.tiles or ())
         return info
+
+    @staticmethod
+    def _source_info(region: Region, source: SourceSpec) -> dict[str, Any]:
+        info: dict[str, Any] = {"description": source.description}
+        if not source.layouts:
+            info["url"] = region.source_url(source)
+            return info
+        info["default_layout"] = source.default_layout
+        info["layouts"] = {
+            name: (lay.listing if name == "tiles" else region.source_url(source, name))
+            for name, lay in source.layouts.items()
+        }
+        return info
+
+    def scenes(self) -> list[dict[str, str]]:
+        """The TerraSAR-X scene list (``geosynth catalog --sar``): product, orbit, start."""
+        from geosynth.sources.names import parse_tsx_name
+
+        rows = []
+        for scene in self.tsx_scenes:
+            parsed = parse_tsx_name(scene.product) or {}
+            rows.append({"product": scene.product, "orbit": scene.orbit,
+                         "start": parsed.get("start", "")})  # fmt: skip
+        return rows
 
     def cities(self, split: str | None = None) -> list[Region]:
         """The published GeoNRW cities (generated regions such as ``demo`` excluded)."""
@@ -488,6 +567,66 @@ def _parse_region(name: str, node: _Node) -> Region:
     )
 
 
+def _parse_layout(name: str, node: _Node) -> SourceLayout:
+    layout = SourceLayout(
+        name=name,
+        member_pattern=node.child("member_pattern").str(),
+        listing=node.child("listing", required=False).opt_str(),
+        listing_format=(
+            node.child("listing_format").choice(LISTING_FORMATS)
+            if node.child("listing", required=False).value is not None
+            else None
+        ),
+        url=node.child("url", required=False).opt_str(),
+        metadata=node.child("metadata", required=False).opt_str(),
+        record=node.child("record", required=False).opt_str() or "",
+    )
+    if name == "tiles" and not layout.listing:
+        raise node.fail("a tiles layout needs a listing URL")
+    if name == "packages" and not layout.url:
+        raise node.fail("a packages layout needs a url with {ags} and {package}")
+    return layout
+
+
+def _parse_source(name: str, node: _Node) -> SourceSpec:
+    layouts = {
+        key: _parse_layout(key, n)
+        for key, n in (node.child("layouts", required=False, default={}).items())
+    }
+    unknown = sorted(set(layouts) - set(LAYOUTS))
+    if unknown:
+        raise node.child("layouts").fail(
+            f"unknown layout(s) {', '.join(unknown)}; known: tiles, packages"
+        )
+    default = node.child("default_layout", required=False).opt_str()
+    if layouts and default not in layouts:
+        raise node.child("default_layout", required=False).fail(
+            f"expected one of {', '.join(layouts)}, got {default!r}"
+        )
+    return SourceSpec(
+        name=name,
+        description=node.child("description").str(),
+        url=node.child("url", required=False).opt_str(),
+        layouts=layouts,
+        default_layout=default,
+        layer=node.child("layer", required=False).opt_str(),
+        key_field=node.child("key_field", required=False).opt_str(),
+        extract=node.child("extract", required=False).opt_str(),
+        record=node.child("record", required=False).opt_str() or "",
+    )
+
+
+def _parse_scenes(node: _Node) -> tuple[TsxScene, ...]:
+    scenes = []
+    for n in node.list():
+        orbit = n.child("orbit").choice(("ascending", "descending"))
+        scenes.append(TsxScene(product=n.child("product").str(), orbit=orbit))
+    names = [s.product for s in scenes]
+    if len(set(names)) != len(names):
+        raise node.fail("a scene is listed twice")
+    return tuple(scenes)
+
+
 def parse_catalog(data: Any, file: str = "data_catalog.yaml", path: Path | None = None) -> Catalog:
     """Validate the parsed YAML ``data`` and build a :class:`Catalog`."""
     root = _Node(data, "", file)
@@ -495,15 +634,7 @@ def parse_catalog(data: Any, file: str = "data_catalog.yaml", path: Path | None 
     classes = _parse_classes(root.child("classes"))
     keys = classes.keys
     norm = root.child("normalisation")
-    sources = {
-        name: SourceSpec(
-            name=name,
-            description=n.child("description").str(),
-            url=n.child("url", required=False).opt_str(),
-            member_pattern=n.child("member_pattern", required=False).opt_str(),
-        )
-        for name, n in root.child("sources").items()
-    }
+    sources = {name: _parse_source(name, n) for name, n in root.child("sources").items()}
     published = {
         name: PublishedDataset(
             name=name,
@@ -526,6 +657,10 @@ def parse_catalog(data: Any, file: str = "data_catalog.yaml", path: Path | None 
         sources=sources,
         published=published,
         regions=regions,
+        tsx_scenes=_parse_scenes(root.child("tsx_scenes", required=False, default=[])),
+        redirect_hosts=tuple(
+            n.str() for n in root.child("redirect_hosts", required=False, default=[]).list()
+        ),
         path=path or Path(file),
         sha256=hashlib.sha256(text).hexdigest(),
     )

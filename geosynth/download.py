@@ -19,16 +19,18 @@ import hashlib
 import http.client
 import logging
 import os
+import re
 import stat
 import tarfile
+import threading
 import time
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from geosynth.catalog import Catalog, load_catalog
 from geosynth.errors import DataError, UsageError
@@ -42,10 +44,43 @@ USER_AGENT = "geosynth (https://github.com/geosynth)"
 
 
 def catalog_hosts(catalog: Catalog) -> set[str]:
-    """Hosts that downloads may come from: those of the catalog's source and dataset URLs."""
-    urls = [s.url for s in catalog.sources.values() if s.url]
+    """Hosts that downloads may come from: those of every URL of the catalog (sources, their
+    layouts' listings, packages and metadata, state extracts, published datasets) and the
+    catalog's ``redirect_hosts`` (where those hosts send a download on)."""
+    urls = []
+    for source in catalog.sources.values():
+        urls += [source.url, source.extract]
+        for layout in source.layouts.values():
+            urls += [layout.listing, layout.url, layout.metadata]
     urls += [p.url for p in catalog.published.values()]
-    return {urlsplit(u.replace("{ags}", "0").replace("{package}", "x")).netloc for u in urls}
+    hosts = {urlsplit(u.replace("{ags}", "0").replace("{package}", "x")).netloc for u in urls if u}
+    return hosts | set(catalog.redirect_hosts)
+
+
+class RefusedHost(DataError):
+    """A redirect to a host the catalog does not name (never retried)."""
+
+
+class _AllowedRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only to a catalog host: every hop is checked, not only the first."""
+
+    def __init__(self, allowed: set[str]):
+        super().__init__()
+        self.allowed = allowed
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        host = urlsplit(newurl).netloc
+        if host not in self.allowed:
+            raise RefusedHost(
+                f"refusing the redirect of {req.full_url} to {newurl}: {host!r} is not a host "
+                "of the data catalog"
+            )
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _open(url: str, allowed: set[str], timeout: float, headers: dict | None = None):
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, **(headers or {})})
+    return urllib.request.build_opener(_AllowedRedirects(allowed)).open(request, timeout=timeout)
 
 
 class IntegrityError(DataError):
@@ -58,6 +93,7 @@ class Fetched:
     size: int
     resumed_from: int
     attempts: int
+    final_url: str = ""  # after redirects
 
 
 def fetch(
@@ -79,8 +115,9 @@ def fetch(
     ``progress(done_bytes, total_bytes_or_None)`` is called as data arrives.
     """
     dest = Path(dest)
+    allowed = set(allowed_hosts)
     host = urlsplit(url).netloc
-    if host not in set(allowed_hosts):
+    if host not in allowed:
         raise UsageError(
             f"refusing to download from {host!r}: not a host of the data catalog ({url})"
         )
@@ -88,7 +125,7 @@ def fetch(
         try:
             _verify(dest, size, md5, sha256, url)
             log.info("%s already downloaded", dest.name)
-            return Fetched(dest, dest.stat().st_size, 0, 0)
+            return Fetched(dest, dest.stat().st_size, 0, 0, url)
         except IntegrityError:
             log.warning("%s exists but does not verify; downloading again", dest)
             dest.unlink()
@@ -98,14 +135,17 @@ def fetch(
     last_error: Exception | None = None
     for attempt in range(1, retries + 2):
         try:
-            total = _fetch_once(url, part, timeout, progress)
+            total, final = _fetch_once(url, part, timeout, progress, allowed)
             if total is not None and part.stat().st_size != total:
                 raise DataError(f"{url}: got {part.stat().st_size} of {total} bytes")
             _verify(part, size, md5, sha256, url)
             os.replace(part, dest)
-            return Fetched(dest, dest.stat().st_size, resumed_from, attempt)
+            return Fetched(dest, dest.stat().st_size, resumed_from, attempt, final)
         except IntegrityError:
             part.unlink(missing_ok=True)  # a complete but wrong file: start over next time
+            raise
+        except RefusedHost:
+            part.unlink(missing_ok=True)
             raise
         except (urllib.error.URLError, http.client.HTTPException, OSError, DataError) as exc:
             if (
@@ -124,18 +164,17 @@ def fetch(
     raise DataError(f"{url}: download failed after {retries + 1} attempts: {last_error}")
 
 
-def _fetch_once(url: str, part: Path, timeout: float, progress) -> int | None:
-    """Append the rest of ``url`` to ``part``; returns the full size when the server says it."""
+def _fetch_once(url: str, part: Path, timeout: float, progress, allowed: set[str]):
+    """Append the rest of ``url`` to ``part``; returns ``(full size when the server says it,
+    the final URL after redirects)``."""
     have = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-    if have:
-        request.add_header("Range", f"bytes={have}-")
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)
+        response = _open(url, allowed, timeout, {"Range": f"bytes={have}-"} if have else None)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and have:  # already complete
-            return have
+            return have, url
         raise
+    final = response.geturl()
     with response:
         if have and response.status == 206:
             total = _total_from_content_range(response.headers.get("Content-Range"))
@@ -157,7 +196,7 @@ def _fetch_once(url: str, part: Path, timeout: float, progress) -> int | None:
                     progress(done, total)
     if total is not None and done < total:
         raise ConnectionError(f"connection closed after {done} of {total} bytes")
-    return total
+    return total, final
 
 
 def _total_from_content_range(value: str | None) -> int | None:
@@ -278,14 +317,145 @@ def _extract_tar(archive: Path, tmp: Path, max_bytes: int) -> None:
 # --------------------------------------------------------------------------- regions
 
 
-def region_packages(region_name: str, catalog: Catalog | None = None) -> list[tuple[str, str]]:
-    """``(source, url)`` of the packages to download for a region (dop, lidar, landcover)."""
-    catalog = catalog or load_catalog()
+@dataclass(frozen=True)
+class Download:
+    """One file to fetch: its source, URL, where it goes under the destination, its size
+    when the listing or the catalog says it, and the tile it belongs to."""
+
+    source: str
+    url: str
+    path: str  # relative to the destination folder
+    size: int | None = None
+    tile: str | None = None
+    md5: str | None = None
+
+
+def download_many(
+    downloads: Sequence[Download],
+    dest: str | os.PathLike,
+    *,
+    allowed_hosts: Iterable[str],
+    jobs: int = 4,
+    retries: int = 5,
+    backoff: float = 1.0,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> list[dict]:
+    """Fetch many files at once (``jobs`` threads), each resumed, retried and verified;
+    ``progress(bytes_done, bytes_total)`` over all of them (the total grows as servers tell
+    the sizes). Returns one record per file, in the given order, and writes them to
+    ``dest/manifest.json`` (what came from where, after redirects)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {jobs}")
+    dest = Path(dest)
+    allowed = set(allowed_hosts)
+    for item in downloads:  # refuse the whole plan before a byte is fetched
+        host = urlsplit(item.url).netloc
+        if host not in allowed:
+            raise UsageError(
+                f"refusing to download from {host!r}: not a host of the data catalog ({item.url})"
+            )
+    lock = threading.Lock()
+    done: dict[int, int] = {}
+    totals: dict[int, int | None] = {i: d.size for i, d in enumerate(downloads)}
+
+    def report() -> None:
+        if progress:
+            known = [t for t in totals.values() if t is not None]
+            total = sum(known) if len(known) == len(totals) else None
+            progress(sum(done.values()), total)
+
+    def one(i: int, item: Download) -> dict:
+        def on_bytes(got: int, total: int | None) -> None:
+            with lock:
+                done[i] = got
+                if total is not None:
+                    totals[i] = total
+                report()
+
+        got = fetch(item.url, dest / item.path, allowed_hosts=allowed, size=item.size,
+                    md5=item.md5, retries=retries, backoff=backoff,
+                    progress=on_bytes)  # fmt: skip
+        with lock:
+            done[i], totals[i] = got.size, got.size
+            report()
+        return {
+            "source": item.source, "url": item.url, "final_url": got.final_url or item.url,
+            "path": item.path, "bytes": got.size, "tile": item.tile,
+        }  # fmt: skip
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        records = list(pool.map(one, range(len(downloads)), downloads))
+    write_manifest(dest, records)
+    return records
+
+
+MANIFEST = "manifest.json"
+
+
+def write_manifest(dest: Path, records: Sequence[dict]) -> Path:
+    """``dest/manifest.json``: the records of every download into ``dest``, merged by path."""
+    import json
+
+    from geosynth.io import write_text
+
+    path = Path(dest) / MANIFEST
+    known = {}
+    if path.is_file():
+        try:
+            known = {r["path"]: r for r in json.loads(path.read_text())["files"]}
+        except (ValueError, KeyError, TypeError):
+            log.warning("%s is not readable; writing a new one", path)
+    known.update({r["path"]: r for r in records})
+    files = [known[k] for k in sorted(known)]
+    return write_text(path, json.dumps({"files": files}, indent=2, sort_keys=True) + "\n")
+
+
+def read_text_url(url: str, *, allowed_hosts: Iterable[str], timeout: float = 60.0) -> str:
+    """A small text document (a folder listing) from a catalog host."""
+    allowed = set(allowed_hosts)
+    host = urlsplit(url).netloc
+    if host not in allowed:
+        raise UsageError(f"refusing to read from {host!r}: not a host of the data catalog ({url})")
+    try:
+        with _open(url, allowed, timeout) as response:
+            return response.read().decode("utf-8", errors="replace")
+    except urllib.error.HTTPError as exc:
+        raise DataError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise DataError(f"{url}: cannot read the listing: {exc}") from exc
+
+
+def listing(layout, dest: Path, *, allowed_hosts: Iterable[str], refresh: bool = False) -> list:
+    """The files a tiles layout's folder lists, fetched once and cached as
+    ``dest/.listings/<host>_<path>.html`` (``refresh`` fetches it again)."""
+    from geosynth.sources.nrw import parse_listing
+
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", layout.listing.split("://", 1)[-1]).strip("_")
+    cache = dest / ".listings" / f"{name}.txt"
+    if refresh or not cache.is_file():
+        text = read_text_url(layout.listing, allowed_hosts=allowed_hosts)
+        from geosynth.io import write_text
+
+        write_text(cache, text)
+    return parse_listing(cache.read_text(encoding="utf-8"), layout.listing, layout.listing_format)
+
+
+def _check_region(region_name: str, catalog: Catalog):
     region = catalog.region(region_name)
     if region.generated:
         raise UsageError(
             f"region {region.name!r} is generated offline (geosynth demo-world); nothing to download"
         )
+    return region
+
+
+def region_packages(region_name: str, catalog: Catalog | None = None) -> list[tuple[str, str]]:
+    """``(source, url)`` of the packages of a region in the ``packages`` layout (dop, lidar,
+    landcover), as the paper's authors downloaded them."""
+    catalog = catalog or load_catalog()
+    region = _check_region(region_name, catalog)
     packages = []
     for name in ("dop", "lidar", "landcover"):
         url = region.source_url(catalog.sources[name])
@@ -294,37 +464,141 @@ def region_packages(region_name: str, catalog: Catalog | None = None) -> list[tu
     return packages
 
 
+def _file_name(url: str) -> str:
+    return unquote(Path(urlsplit(url).path).name)
+
+
+def osm_extract(catalog: Catalog, *, allowed_hosts: Iterable[str]) -> Download:
+    """The catalog's state-wide OSM extract (Geofabrik's ``.osm.pbf``) with the md5 that
+    Geofabrik publishes beside it (``<file>.md5``, ``<md5>  <name>``)."""
+    url = catalog.sources["osm"].extract
+    if not url:
+        raise UsageError("the catalog names no OSM extract (sources.osm.extract)")
+    text = read_text_url(url + ".md5", allowed_hosts=allowed_hosts)
+    md5 = text.split()[0].lower() if text.split() else ""
+    if not re.fullmatch(r"[0-9a-f]{32}", md5):
+        raise DataError(f"{url}.md5: not an md5 checksum: {text[:80]!r}")
+    return Download("osm", url, f"osm/{_file_name(url)}", md5=md5)
+
+
+def plan_region(
+    region_name: str,
+    dest: str | os.PathLike,
+    *,
+    catalog: Catalog | None = None,
+    layout: str | None = None,
+    tiles: Sequence[str] | None = None,
+    bbox: Sequence[float] | None = None,
+    tiles_from: str | os.PathLike | None = None,
+    boundary: str | os.PathLike | None = None,
+    refresh: bool = False,
+    retries: int = 5,
+    with_osm: bool = False,
+) -> tuple[list[Download], dict]:
+    """What to download for a region, and how its tiles were chosen.
+
+    ``packages``: the municipality archives of dop and lidar (and the state-wide land
+    cover). ``tiles`` (the default): the region's tiles (:func:`geosynth.sources.nrw.region_tiles`;
+    without an explicit choice the municipality boundary is downloaded first), each tile's
+    orthophoto and lidar file as the cached folder listings name them, the orthophoto
+    metadata (flight dates) and the land cover. ``with_osm``: also the state's OSM extract
+    (:func:`osm_extract`).
+    """
+    from geosynth.sources.nrw import listing_tiles, region_tiles
+
+    catalog = catalog or load_catalog()
+    region = _check_region(region_name, catalog)
+    hosts = catalog_hosts(catalog)
+    dest = Path(dest)
+    layout = layout or catalog.sources["dop"].default_layout
+    land = catalog.sources["landcover"].url
+    extras = [Download("landcover", land, f"landcover/{_file_name(land)}")] if land else []
+    if with_osm:
+        extras.append(osm_extract(catalog, allowed_hosts=hosts))
+    if layout == "packages":
+        items = [
+            Download(source, url, f"{source}/{_file_name(url)}")
+            for source, url in region_packages(region.name, catalog)
+            if source != "landcover"
+        ]
+        return items + extras, {"layout": "packages", "tiles": None, "chosen_by": "packages"}
+    official = None
+    if not (tiles or bbox or tiles_from or boundary):
+        spec = catalog.sources["boundary"]
+        item = Download("boundary", spec.url, f"boundary/{_file_name(spec.url)}")
+        download_many([item], dest, allowed_hosts=hosts, jobs=1, retries=retries)
+        official = dest / item.path
+    chosen, how = region_tiles(
+        region, catalog, tiles=tiles, bbox=bbox, tiles_from=tiles_from, boundary=boundary,
+        official_boundary=official,
+    )  # fmt: skip
+    items: list[Download] = []
+    missing: dict[str, list[str]] = {}
+    for source in ("dop", "lidar"):
+        lay = catalog.sources[source].layout(layout)
+        listed = listing_tiles(listing(lay, dest, allowed_hosts=hosts, refresh=refresh), lay)
+        for tile in chosen:
+            if tile in listed:
+                f = listed[tile]
+                items.append(Download(source, f.url, f"{source}/{f.name}", f.size, tile))
+            else:
+                missing.setdefault(source, []).append(tile)
+        if lay.metadata:
+            extras.append(Download(source, lay.metadata, f"{source}/{_file_name(lay.metadata)}"))
+    for source, absent in missing.items():
+        log.warning(
+            "%d of %d tile(s) have no %s file in the listing, e.g. %s",
+            len(absent), len(chosen), source, absent[0],
+        )  # fmt: skip
+    return items + extras, {
+        "layout": "tiles",
+        "tiles": chosen,
+        "chosen_by": how,
+        "missing": missing,
+    }
+
+
 def download_region(
     region_name: str,
     dest: str | os.PathLike,
     *,
     catalog: Catalog | None = None,
+    layout: str | None = None,
+    tiles: Sequence[str] | None = None,
+    bbox: Sequence[float] | None = None,
+    tiles_from: str | os.PathLike | None = None,
+    boundary: str | os.PathLike | None = None,
+    jobs: int = 4,
     extract: bool = True,
+    refresh: bool = False,
     retries: int = 5,
     backoff: float = 1.0,
-    progress_factory: Callable[[str], Callable[[int, int | None], None]] | None = None,
-) -> list[dict]:
-    """Fetch (and by default extract) a region's packages into ``dest/<source>/``.
-
-    Returns one record per package: url, archive path, extracted folder.
-    Completed packages are skipped on a rerun.
-    """
+    progress: Callable[[int, int | None], None] | None = None,
+    with_osm: bool = False,
+) -> tuple[list[dict], dict]:
+    """Fetch a region's files into ``dest/<source>/`` (:func:`plan_region`), ``jobs`` at a
+    time, and by default extract the archives beside themselves; a rerun skips what is
+    complete. Returns the manifest records and the plan's summary."""
     catalog = catalog or load_catalog()
-    hosts = catalog_hosts(catalog)
-    dest = Path(dest)
-    records = []
-    for source, url in region_packages(region_name, catalog):
-        name = Path(urlsplit(url).path).name
-        archive = dest / source / name
-        progress = progress_factory(name) if progress_factory else None
-        got = fetch(
-            url, archive, allowed_hosts=hosts, retries=retries, backoff=backoff, progress=progress
-        )
-        record = {"source": source, "url": url, "archive": str(got.path), "bytes": got.size}
-        if extract:
-            folder = archive.with_suffix("")
-            if not folder.exists():
-                safe_extract(archive, folder)
-            record["extracted"] = str(folder)
-        records.append(record)
-    return records
+    items, summary = plan_region(
+        region_name, dest, catalog=catalog, layout=layout, tiles=tiles, bbox=bbox,
+        tiles_from=tiles_from, boundary=boundary, refresh=refresh, retries=retries,
+        with_osm=with_osm,
+    )  # fmt: skip
+    records = download_many(
+        items, dest, allowed_hosts=catalog_hosts(catalog), jobs=jobs, retries=retries,
+        backoff=backoff, progress=progress,
+    )  # fmt: skip
+    if extract:
+        for record in records:
+            archive = Path(dest) / record["path"]
+            if archive.suffix.lower() == ".zip" and record["source"] in (
+                "dop",
+                "lidar",
+                "landcover",
+            ):
+                folder = archive.with_suffix("")
+                if not folder.exists():
+                    safe_extract(archive, folder)
+                record["extracted"] = str(folder)
+    return records, summary

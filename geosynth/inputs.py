@@ -62,6 +62,25 @@ def from_store(
     return TileInputs(tile_id, arrays, grid, store.classes)
 
 
+def _openable(path: str | os.PathLike) -> str:
+    """What GDAL opens for an input raster: the path itself, or for a zip holding one raster
+    (e.g. an SRTM ``N50E006.hgt`` zipped), that raster's ``/vsizip/`` path."""
+    import zipfile
+
+    text = str(path)
+    if not text.lower().endswith(".zip") or not zipfile.is_zipfile(text):
+        return text
+    from geosynth.sources.aerial import raster_members
+
+    members = raster_members(text)
+    if len(members) > 1:
+        raise DataError(
+            f"{path}: the zip holds {len(members)} rasters ({', '.join(m.rsplit('/', 1)[-1] for m in members[:4])}); "
+            "give one as /vsizip/<zip>/<member>"
+        )
+    return members[0]
+
+
 def from_files(classes: ClassTable, **paths: str | os.PathLike | None) -> TileInputs:
     """Read ``seg=..., dem=..., sar=..., rgb=...`` GeoTIFFs that share one grid."""
     import rasterio
@@ -73,7 +92,7 @@ def from_files(classes: ClassTable, **paths: str | os.PathLike | None) -> TileIn
         if key not in NETWORK_MODALITIES:
             raise UsageError(f"unknown input {key!r}")
         try:
-            with rasterio.open(path) as src:
+            with rasterio.open(_openable(path)) as src:
                 data = src.read()
                 this = RasterGrid(
                     src.crs.to_string() if src.crs else "", src.transform, src.width, src.height

@@ -28,6 +28,8 @@ RETURNS = ("first", "last", "all")
 #: Height statistic per cell of the dem stage (``--stat``).
 STATS = ("mean", "max", "min")
 
+#: How a provider publishes a tiled source (``download --layout``): per-tile files, archives.
+LAYOUTS = ("tiles", "packages")
 #: DFC2020 split rules (``import-dfc2020 --split-rule``).
 DFC2020_SPLIT_RULES = ("paper", "code")
 #: Image-array compression of a store (``StoreLayout.codec``).

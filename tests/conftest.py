@@ -9,6 +9,7 @@ import ipaddress
 import socket
 import threading
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 import pytest
@@ -65,8 +66,16 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
         pass
 
     def do_GET(self):  # noqa: N802 (http.server's naming)
-        path = self.server.root / self.path.lstrip("/")
+        path = self.server.root / unquote(self.path.split("?", 1)[0]).lstrip("/")
         self.server.requests.append((self.path, self.headers.get("Range")))
+        if self.path in self.server.redirects:
+            self.send_response(302)
+            self.send_header("Location", self.server.redirects[self.path])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if path.is_dir():  # a folder URL answers with its index page, as web servers do
+            path = path / "index.html"
         if not path.is_file():
             self.send_error(404)
             return
@@ -101,12 +110,20 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def serve(root: Path, *, ranges: bool = True, drop_after: dict[str, int] | None = None):
-    """Serve ``root`` on an ephemeral 127.0.0.1 port; yields the server (``.url`` is its base URL)."""
+def serve(
+    root: Path,
+    *,
+    ranges: bool = True,
+    drop_after: dict[str, int] | None = None,
+    redirects: dict[str, str] | None = None,
+):
+    """Serve ``root`` on an ephemeral 127.0.0.1 port; yields the server (``.url`` is its base
+    URL). ``redirects`` maps a URL path to the location a 302 sends it to."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)
     server.root = Path(root)
     server.ranges = ranges
     server.drop_after = dict(drop_after or {})
+    server.redirects = dict(redirects or {})
     server.requests = []
     server.url = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -304,3 +321,50 @@ def geonrw_classes():
     from geosynth.catalog import load_catalog
 
     return load_catalog().classes
+
+
+# --------------------------------------------------------------------------- NRW on loopback
+
+
+def loopback_catalog_data(base_url: str) -> dict:
+    """The catalog with every provider URL moved onto ``base_url`` in NRW's folder names:
+    ``/dop/`` and ``/lidar/`` (per-tile files with an index page, or the packages),
+    ``/landcover/``, ``/boundary/``."""
+    import yaml
+
+    from geosynth.catalog import default_catalog_path
+
+    data = yaml.safe_load(default_catalog_path().read_text(encoding="utf-8"))
+    src = data["sources"]
+    src["dop"]["layouts"]["tiles"]["listing"] = f"{base_url}/dop/"
+    src["dop"]["layouts"]["tiles"]["metadata"] = f"{base_url}/dop/dop_meta.zip"
+    src["dop"]["layouts"]["packages"]["url"] = (
+        base_url + "/dop/dop_{ags}_{package}_EPSG25832_JPEG2000.zip"
+    )
+    src["lidar"]["layouts"]["tiles"]["listing"] = f"{base_url}/lidar/"
+    src["lidar"]["layouts"]["packages"]["url"] = (
+        base_url + "/lidar/3dm_l_las_{ags}_{package}_EPSG25832.zip"
+    )
+    src["landcover"]["url"] = f"{base_url}/landcover/basis-dlm_EPSG25832_Shape.zip"
+    src["boundary"]["url"] = f"{base_url}/boundary/dvg1_EPSG25832_Shape.zip"
+    src["osm"]["extract"] = f"{base_url}/osm/nordrhein-westfalen-latest.osm.pbf"
+    return data
+
+
+@pytest.fixture
+def loopback_catalog(tmp_path):
+    """``loopback_catalog(base_url, edit=None) -> (path, Catalog)``: the catalog on a loopback
+    server (:func:`loopback_catalog_data`), ``edit(data)`` applied, written to ``tmp_path``."""
+    import yaml
+
+    from geosynth.catalog import load_catalog
+
+    def make(base_url: str, edit=None):
+        data = loopback_catalog_data(base_url)
+        if edit is not None:
+            edit(data)
+        path = tmp_path / "catalog.yaml"
+        path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+        return path, load_catalog(path)
+
+    return make

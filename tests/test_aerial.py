@@ -279,9 +279,13 @@ def test_raster_with_crs_but_no_geotransform(tmp_path):
 
 
 def test_demo_tile_from_the_dop_zip(one_tile_world, tmp_path):
-    """The demo DOP zip on its tile: the lossless 1 m JPEG2000's own pixels, RGB and NIR."""
-    archive = next((one_tile_world / "dop").glob("*.zip"))
-    (member,) = zipfile.ZipFile(archive).namelist()
+    """The demo DOP zipped as a 2020 package, on its tile: the lossless 1 m JPEG2000's own
+    pixels, RGB and NIR."""
+    (jp2,) = (one_tile_world / "dop").glob("*.jp2")
+    archive = tmp_path / "dop_05999000_Demostadt_EPSG25832_JPEG2000.zip"
+    member = jp2.name
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(jp2, member)
     grid = grid_at(356000.0, 5646000.0, 1000, 1000)
     result = aerial_stage([archive], grid, nir=True)
     path = f"/vsizip/{archive}/{member}"

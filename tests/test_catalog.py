@@ -30,7 +30,15 @@ def test_default_catalog_facts():
     assert cat.sar.min_valid_fraction == 0.7
     assert cat.atkis.by_attribute["AX_Landwirtschaft"].values["Gruenland"] == "grassland"
     koeln = cat.region("koeln")
-    assert "dop_05315000_Koeln_EPSG25832_JPEG2000.zip" in koeln.source_url(cat.sources["dop"])
+    assert koeln.source_url(cat.sources["dop"]) == (
+        "https://www.opengeodata.nrw.de/produkte/geobasis/lbi/dop/dop_jp2_f10_paketiert/"
+        "dop_05315000_K%C3%B6ln_EPSG25832_JPEG2000.zip"
+    )
+    assert cat.sources["dop"].default_layout == "tiles"
+    assert cat.sources["dop"].layout("tiles").listing.endswith("/lusat/dop/dop_jp2_f10/")
+    assert cat.sources["lidar"].layout().member_pattern == "3dm_32_{e}_{n}_1_nw[_{year}].laz"
+    assert "3cb6bdf2a615b9e526c7dcff85fd1f20728081b7" in cat.published["geonrw"].url
+    assert len(cat.tsx_scenes) == 49
 
 
 def test_unknown_region_is_a_usage_error():

@@ -72,7 +72,10 @@ def test_catalog_listing_and_region():
     result = runner.invoke(cli, ["catalog", "--json", "cologne"])
     data = json.loads(result.output)
     assert data["name"] == "koeln" and data["ags"] == "05315000"
-    assert data["sources"]["lidar"]["url"].endswith("3dm_l_las_05315000_Koeln_EPSG25832.zip")
+    lidar = data["sources"]["lidar"]
+    assert lidar["default_layout"] == "tiles"
+    assert lidar["layouts"]["tiles"].endswith("/produkte/geobasis/hm/3dm_l_las/")
+    assert lidar["layouts"]["packages"].endswith("3dm_l_las_05315000_K%C3%B6ln_EPSG25832.zip")
 
 
 def test_broken_catalog_option_exits_1(tmp_path):

@@ -398,12 +398,10 @@ def _demo_truth(world, name):
 
 
 def test_demo_tile_matches_plain_gridding_and_truth(one_tile_world):
-    archive = next((one_tile_world / "lidar").glob("*.zip"))
+    (laz,) = (one_tile_world / "lidar").glob("*.laz")  # NRW's per-tile file
     grid = RasterGrid.for_tile("356_5645", load_catalog().grid)
-    result = dem_stage([archive], grid, fill_distance=0)
-    with zipfile.ZipFile(archive) as zf:
-        (member,) = zf.namelist()
-        las = laspy.read(zf.open(member))
+    result = dem_stage([laz], grid, fill_distance=0)
+    las = laspy.read(laz)
     first = np.asarray(las.return_number) == 1
     want, counts = reference_grid(
         np.asarray(las.x)[first], np.asarray(las.y)[first], np.asarray(las.z)[first], grid
@@ -419,9 +417,9 @@ def test_demo_tile_matches_plain_gridding_and_truth(one_tile_world):
 
 def test_demo_tile_holes_are_water(one_tile_world):
     """Water absorbs the laser: cells left empty after filling lie on water in the truth."""
-    archive = next((one_tile_world / "lidar").glob("*.zip"))
+    (laz,) = (one_tile_world / "lidar").glob("*.laz")
     grid = RasterGrid.for_tile("356_5645", load_catalog().grid)
-    result = dem_stage([archive], grid)
+    result = dem_stage([laz], grid)
     holes = np.isnan(result.array[0])
     rep = result.report
     assert rep["holes"] == int(holes.sum()) > 0
@@ -433,9 +431,9 @@ def test_demo_tile_holes_are_water(one_tile_world):
 
 
 def test_demo_tile_last_returns_min_approximate_the_terrain(one_tile_world):
-    archive = next((one_tile_world / "lidar").glob("*.zip"))
+    (laz,) = (one_tile_world / "lidar").glob("*.laz")
     grid = RasterGrid.for_tile("356_5645", load_catalog().grid)
-    result = dem_stage([archive], grid, returns="last", stat="min", fill_distance=0)
+    result = dem_stage([laz], grid, returns="last", stat="min", fill_distance=0)
     dtm = _demo_truth(one_tile_world, "dtm")
     has = np.isfinite(result.array[0])
     assert np.median(np.abs(result.array[0][has] - dtm[has])) < 0.1

@@ -25,6 +25,8 @@ from geosynth.demo import (
     ensure_world,
     generate_world,
     read_manifest,
+    read_tile_file,
+    tile_file,
     world_params,
     world_problems,
 )
@@ -34,6 +36,7 @@ from geosynth.demo.render import cast_shadow
 from geosynth.demo.scene import WorldParams
 from geosynth.errors import UsageError
 from geosynth.sources.names import package_name, parse_nrw_name, parse_tsx_name
+from geosynth.sources.nrw import parse_listing, read_flight_dates
 
 SMALL = {"tiles": (2, 1), "seed": 3, "dop_resolution": 1.0, "lidar_density": 1.0}
 FLAT_CLASSES = ("water", "roads", "agricultural", "grassland")
@@ -77,11 +80,10 @@ def truth(world_dir, manifest) -> dict:
 def clouds(world_dir, manifest) -> dict:
     import laspy
 
-    with zipfile.ZipFile(world_dir / manifest["lidar"]["package"]) as archive:
-        return {
-            t["id"]: laspy.read(io.BytesIO(archive.read(t["lidar_member"])))
-            for t in manifest["tiles"]
-        }
+    return {
+        t["id"]: laspy.read(io.BytesIO(read_tile_file(world_dir, manifest, t, "lidar")))
+        for t in manifest["tiles"]
+    }
 
 
 def _class_id(key: str) -> int:
@@ -101,6 +103,7 @@ def test_manifest_lists_every_file_and_the_folder_is_complete(world_dir, manifes
         "seed": 3,
         "dop_resolution": 1.0,
         "lidar_density": 1.0,
+        "layout": "tiles",
     }
     assert [t["id"] for t in manifest["tiles"]] == ["356_5645", "357_5645"]
     assert not any(p.name.startswith(".") for p in world_dir.parent.iterdir())  # no temp folder
@@ -135,18 +138,20 @@ def test_bad_parameters_name_the_option(tmp_path, kwargs, option):
 def test_orthophotos_are_georeferenced_rgbi_jpeg2000_named_as_nrw(world_dir, manifest):
     import rasterio
 
-    catalog = load_catalog()
-    package = world_dir / manifest["dop"]["package"]
-    assert package.name == package_name("dop", catalog.region("demo"), catalog)
-    assert package.name == "dop_05999000_Demostadt_EPSG25832_JPEG2000.zip"
-    names = zipfile.ZipFile(package).namelist()
+    folder = world_dir / "dop"
+    assert manifest["dop"]["layout"] == "tiles" and manifest["dop"]["folder"] == "dop"
+    listed = parse_listing((folder / "index.html").read_text(), "http://h/dop/")
+    assert {f.name for f in listed} == {p.name for p in folder.iterdir()} - {"index.html"}
+    assert all(f.size == (folder / f.name).stat().st_size for f in listed)
+    flights = read_flight_dates(folder / "dop_meta.zip")
     years = set()
     for t in manifest["tiles"]:
-        assert t["dop_member"] in names
         parsed = parse_nrw_name(t["dop_member"])
         assert (parsed["source"], parsed["tile_id"], parsed["year"]) == ("dop", t["id"], t["year"])
+        assert flights[t["id"]]["date"] == t["flight_date"]
+        assert flights[t["id"]]["name"] == t["dop_member"].removesuffix(".jp2")
         years.add(parsed["year"])
-        with rasterio.open(f"/vsizip/{package}/{t['dop_member']}") as src:
+        with rasterio.open(tile_file(world_dir, manifest, t, "dop")) as src:
             assert src.driver == "JP2OpenJPEG"
             assert src.crs.to_epsg() == 25832
             assert (src.count, src.dtypes[0]) == (4, "uint8")
@@ -163,12 +168,11 @@ def test_shadows_fall_away_from_the_sun(world_dir, manifest, truth):
     import rasterio
 
     sun = manifest["sun"]
-    package = world_dir / manifest["dop"]["package"]
     contrast = []
     for t in manifest["tiles"]:
         layers = truth[t["id"]]
         dsm, ground = layers["dsm"], layers["dsm"] - layers["dtm"] < 0.2
-        with rasterio.open(f"/vsizip/{package}/{t['dop_member']}") as src:
+        with rasterio.open(tile_file(world_dir, manifest, t, "dop")) as src:
             brightness = src.read([1, 2, 3]).astype(float).mean(axis=0)
         along = cast_shadow(dsm, 1.0, sun["azimuth_deg"], sun["elevation_deg"], 35.0)
         mirror = cast_shadow(dsm, 1.0, sun["azimuth_deg"] + 180, sun["elevation_deg"], 35.0)
@@ -196,8 +200,7 @@ def test_cast_shadow_points_away_from_the_light():
 
 
 def test_lidar_is_las12_format1_with_crs_and_nrw_names(world_dir, manifest, clouds):
-    package = world_dir / manifest["lidar"]["package"]
-    assert package.name == "3dm_l_las_05999000_Demostadt_EPSG25832.zip"
+    assert (world_dir / "lidar" / "index.html").is_file()
     for t in manifest["tiles"]:
         parsed = parse_nrw_name(t["lidar_member"])
         assert (parsed["source"], parsed["tile_id"]) == ("lidar", t["id"])
@@ -437,6 +440,25 @@ def test_same_seed_gives_the_same_bytes(tmp_path, world_dir, manifest):
 
 
 @pytest.mark.slow  # two spawned workers import everything and rebuild the world (~14 s)
+def test_packages_layout_zips_the_tiles_as_the_authors_downloaded_them(tmp_path):
+    import rasterio
+
+    catalog = load_catalog()
+    tiny = {"tiles": (2, 1), "dop_resolution": 5.0, "lidar_density": 0.2}
+    manifest = generate_world(tmp_path / "w", **tiny, layout="packages")
+    dop, lidar = (tmp_path / "w" / manifest[s]["package"] for s in ("dop", "lidar"))
+    assert dop.name == package_name("dop", catalog.region("demo"), catalog)
+    assert dop.name == "dop_05999000_Demostadt_EPSG25832_JPEG2000.zip"
+    assert lidar.name == "3dm_l_las_05999000_Demostadt_EPSG25832.zip"
+    assert sorted(p.name for p in (tmp_path / "w" / "dop").iterdir()) == [dop.name]
+    for t in manifest["tiles"]:
+        assert t["dop_member"] in zipfile.ZipFile(dop).namelist()
+        assert t["lidar_member"] == f"3dm_32_{t['id']}_1_nw.laz"  # 2020 names: no year
+        with rasterio.open(tile_file(tmp_path / "w", manifest, t, "dop")) as src:
+            assert src.count == 4
+    assert manifest["params"]["layout"] == "packages"
+
+
 def test_worker_processes_write_the_same_bytes(tmp_path):
     tiny = {"tiles": (2, 1), "dop_resolution": 5.0, "lidar_density": 0.2}
     one = generate_world(tmp_path / "one", **tiny, workers=1)
@@ -451,7 +473,7 @@ def test_ensure_world_reuses_a_complete_world_and_regenerates_a_broken_one(tmp_p
     stamp = (folder / "world.json").stat().st_mtime_ns
     assert ensure_world(folder, **tiny) == first
     assert (folder / "world.json").stat().st_mtime_ns == stamp  # nothing regenerated
-    victim = folder / first["lidar"]["package"]
+    victim = folder / "lidar" / first["tiles"][0]["lidar_member"]
     victim.unlink()
     ensure_world(folder, **tiny)
     assert victim.is_file() and world_problems(folder, read_manifest(folder)) == []

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import io
 import tarfile
 import zipfile
 
 import pytest
-import yaml
 from click.testing import CliRunner
 
-from geosynth.catalog import default_catalog_path, parse_catalog
 from geosynth.cli import cli
 from geosynth.download import download_region, fetch, safe_extract
 from geosynth.errors import DataError, UsageError
@@ -118,37 +115,26 @@ def test_safe_extract_refuses_links_and_bombs(tmp_path):
     assert [p.read_bytes() for p in files] == [b"hello"]
 
 
-@pytest.fixture
-def local_catalog(tmp_path):
-    """A catalog whose provider URLs point at the test server."""
-
-    def make(base_url):
-        data = yaml.safe_load(default_catalog_path().read_text())
-        data = copy.deepcopy(data)
-        data["sources"]["dop"]["url"] = base_url + "/dop/dop_{ags}_{package}_EPSG25832_JPEG2000.zip"
-        data["sources"]["lidar"]["url"] = base_url + "/las/3dm_l_las_{ags}_{package}_EPSG25832.zip"
-        data["sources"]["landcover"]["url"] = base_url + "/dlm/basis-dlm_EPSG25832_Shape.zip"
-        path = tmp_path / "catalog.yaml"
-        path.write_text(yaml.safe_dump(data))
-        return path, parse_catalog(data)
-
-    return make
-
-
-def test_download_region_from_loopback(tmp_path, local_catalog, monkeypatch, http_serve):
+def test_download_region_from_loopback(tmp_path, loopback_catalog, monkeypatch, http_serve):
+    """The packages layout: a dropped connection is resumed, the archives extracted, and a
+    rerun downloads nothing."""
     www = tmp_path / "www"
+    lidar_zip = "3dm_l_las_05315000_Köln_EPSG25832.zip"
     for sub, name, member in (
-        ("dop", "dop_05315000_Koeln_EPSG25832_JPEG2000.zip", "dop10rgbi_32_356_5645_1_nw_2024.jp2"),
-        ("las", "3dm_l_las_05315000_Koeln_EPSG25832.zip", "3dm_32_356_5645_1_nw.laz"),
-        ("dlm", "basis-dlm_EPSG25832_Shape.zip", "veg01_f.shp"),
+        ("dop", "dop_05315000_Köln_EPSG25832_JPEG2000.zip", "dop10rgbi_32_356_5645_1_nw_2024.jp2"),
+        ("lidar", lidar_zip, "3dm_32_356_5645_1_nw.laz"),
+        ("landcover", "basis-dlm_EPSG25832_Shape.zip", "veg01_f.shp"),
     ):
         (www / sub).mkdir(parents=True)
         _zip(www / sub / name, {member: member.encode() * 1000})
-    with http_serve(www, drop_after={"/las/3dm_l_las_05315000_Koeln_EPSG25832.zip": 500}) as srv:
-        path, catalog = local_catalog(srv.url)
-        records = download_region("cologne", tmp_path / "raw", catalog=catalog, backoff=0.01)
+    drop = {"/lidar/3dm_l_las_05315000_K%C3%B6ln_EPSG25832.zip": 500}
+    with http_serve(www, drop_after=drop) as srv:
+        path, catalog = loopback_catalog(srv.url)
+        records, _ = download_region(
+            "cologne", tmp_path / "raw", catalog=catalog, layout="packages", backoff=0.01
+        )
         assert [r["source"] for r in records] == ["dop", "lidar", "landcover"]
-        extracted = tmp_path / "raw" / "lidar" / "3dm_l_las_05315000_Koeln_EPSG25832"
+        extracted = tmp_path / "raw" / "lidar" / lidar_zip.removesuffix(".zip")
         assert (
             extracted / "3dm_32_356_5645_1_nw.laz"
         ).read_bytes() == b"3dm_32_356_5645_1_nw.laz" * 1000
@@ -156,8 +142,10 @@ def test_download_region_from_loopback(tmp_path, local_catalog, monkeypatch, htt
         # a rerun downloads nothing
         monkeypatch.setenv("GEOSYNTH_CATALOG", str(path))
         result = CliRunner().invoke(
-            cli, ["download", "--region", "koeln", "--dest", str(tmp_path / "raw")]
-        )
+            cli,
+            ["download", "--region", "koeln", "--dest", str(tmp_path / "raw"),
+             "--layout", "packages"],
+        )  # fmt: skip
         assert result.exit_code == 0, result.output
         assert len(srv.requests) == n_requests
 

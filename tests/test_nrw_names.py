@@ -36,7 +36,12 @@ def test_real_nrw_names_parse():
 
 @pytest.mark.parametrize(
     "name",
-    ["dop10rgbi_32_356_5645_1_nw.jp2", "356_5645_rgb.jp2", "3dm_32_x_5645_1_nw.laz", "readme.txt"],
+    [
+        "dop10rgbi_32_356_5645_1_nw_22.jp2",
+        "356_5645_rgb.jp2",
+        "3dm_32_x_5645_1_nw.laz",
+        "readme.txt",
+    ],
 )
 def test_other_names_are_rejected_naming_the_file(name):
     with pytest.raises(DataError, match=name.replace(".", r"\.")):
@@ -52,9 +57,11 @@ def test_member_names_round_trip(e, n, year):
     assert parse_member(member_name("lidar", tile), "dop") is None
 
 
-def test_member_name_needs_the_year_of_an_orthophoto():
-    with pytest.raises(UsageError, match="year"):
-        member_name("dop", "356_5645")
+def test_the_year_is_optional_as_in_names_before_the_per_tile_layout():
+    assert member_name("dop", "356_5645") == "dop10rgbi_32_356_5645_1_nw.jp2"
+    assert member_name("dop", "356_5645", 2024) == "dop10rgbi_32_356_5645_1_nw_2024.jp2"
+    assert member_name("lidar", "356_5645", 2021) == "3dm_32_356_5645_1_nw_2021.laz"
+    assert parse_member("dop10rgbi_32_356_5645_1_nw.jp2", "dop").year is None
 
 
 def test_package_names_come_from_the_catalog_urls():
@@ -62,12 +69,17 @@ def test_package_names_come_from_the_catalog_urls():
     demo = catalog.region("demo")
     assert package_name("dop", demo) == "dop_05999000_Demostadt_EPSG25832_JPEG2000.zip"
     assert package_name("lidar", demo) == "3dm_l_las_05999000_Demostadt_EPSG25832.zip"
-    assert package_name("dop", catalog.region("cologne")).startswith("dop_05315000_Koeln_")
+    # the names as the authors' download list spells them, umlauts and all
+    assert package_name("dop", catalog.region("cologne")).startswith("dop_05315000_Köln_")
+    assert package_name("lidar", catalog.region("muelheim")) == (
+        "3dm_l_las_05117000_Mülheim_an_der_Ruhr_EPSG25832.zip"
+    )
 
 
 def test_pattern_regex_escapes_the_literal_parts():
     regex = pattern_regex("a.b_{e}_{n}.laz")
-    assert regex.match("a.b_1_2.laz") and not regex.match("axb_1_2.laz")
+    assert regex.match("a.b_356_5645.laz") and not regex.match("axb_356_5645.laz")
+    assert not regex.match("a.b_35_5645.laz")  # a km easting in UTM 32N has 3 or 4 digits
 
 
 def test_tsx_product_names():

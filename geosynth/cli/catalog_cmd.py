@@ -17,12 +17,32 @@ from geosynth.cli.options import json_option
     type=click.Path(dir_okay=False),
     help="Read this catalog instead of the installed data_catalog.yaml.",
 )
+@click.option(
+    "--sar",
+    is_flag=True,
+    help="List the TerraSAR-X scenes of the published GeoNRW (the authors' acquisition list).",
+)
 @json_option
-def catalog(region: str | None, catalog_path: str | None, as_json: bool) -> None:
+def catalog(region: str | None, catalog_path: str | None, sar: bool, as_json: bool) -> None:
     """List the catalog's regions, or show one REGION (name or alias, e.g. cologne)."""
     from geosynth.catalog import load_catalog
 
     cat = load_catalog(catalog_path)
+    if sar:
+        if region is not None:
+            raise click.UsageError("--sar lists every scene; give no REGION with it")
+        rows = cat.scenes()
+        if as_json:
+            click.echo(json.dumps(rows, indent=2))
+            return
+        for row in rows:
+            click.echo(f"{row['product']}  {row['orbit']}")
+        asc = sum(r["orbit"] == "ascending" for r in rows)
+        click.echo(
+            f"{len(rows)} TerraSAR-X EEC scenes ({asc} ascending, {len(rows) - asc} descending); "
+            "not open data: order them from DLR, then build with --source-dir"
+        )
+        return
     data = cat.listing() if region is None else cat.describe(region)
     if as_json:
         click.echo(json.dumps(data, indent=2))
@@ -43,6 +63,11 @@ def catalog(region: str | None, catalog_path: str | None, as_json: bool) -> None
             if key == "sources":
                 click.echo("sources:")
                 for name, src in value.items():
-                    click.echo(f"  {name:<10} {src['url'] or '(provided by the user)'}")
+                    if "layouts" not in src:
+                        click.echo(f"  {name:<10} {src['url'] or '(provided by the user)'}")
+                        continue
+                    for layout, url in src["layouts"].items():
+                        mark = " (default)" if layout == src["default_layout"] else ""
+                        click.echo(f"  {name:<10} {layout}{mark}: {url}")
             elif value not in ([], None, ""):
                 click.echo(f"{key}: {value}")

@@ -68,6 +68,14 @@ def _pair(sep: str, example: str):
     "--lidar-density", type=float, default=4.0, show_default=True, help="Lidar pulses per m^2."
 )
 @click.option(
+    "--layout",
+    type=click.Choice(["tiles", "packages"]),
+    default="tiles",
+    show_default=True,
+    help="How orthophotos and lidar are published: per-tile files with folder listings "
+    "(NRW today) or per-municipality zips (the paper's authors, 2020).",
+)
+@click.option(
     "--preview",
     type=click.Path(dir_okay=False),
     help="Also draw all modalities side by side into this PNG.",
@@ -80,13 +88,14 @@ def _pair(sep: str, example: str):
 )
 @json_option
 def demo_world(
-    out_dir, tiles, seed, origin, dop_resolution, lidar_density, preview, overwrite, workers,
-    as_json,
+    out_dir, tiles, seed, origin, dop_resolution, lidar_density, layout, preview, overwrite,
+    workers, as_json,
 ):  # fmt: skip
     """Generate the demo world: a procedural NRW-like region written as the providers' raw files.
 
-    Orthophotos (JPEG2000, R G B NIR) and lidar (LAZ, LAS 1.2) zipped like
-    NRW's packages, ATKIS-like land-cover areas (GeoPackage), OpenStreetMap
+    Orthophotos (JPEG2000, R G B NIR) and lidar (LAZ, LAS 1.2) one file per
+    tile with the folder listings and flight-date metadata NRW publishes
+    (--layout packages: zipped per municipality as in 2020), ATKIS-like land-cover areas (GeoPackage), OpenStreetMap
     XML and TerraSAR-X EEC scenes, all rendered from one latent scene, plus
     its ground truth under truth/ and a manifest world.json. The default
     world (the catalog's demo region: 3 x 2 tiles, 0.5 m, 4 pts/m^2) takes
@@ -97,13 +106,14 @@ def demo_world(
 
     from geosynth.demo import check_out_dir, generate_world, world_params, world_summary
 
-    params = world_params(tiles, seed, origin, dop_resolution, lidar_density)  # bad values: exit 2
+    # bad values: exit 2
+    params = world_params(tiles, seed, origin, dop_resolution, lidar_density, layout)
     check_out_dir(out_dir, overwrite)
     started = time.perf_counter()
     with progress_bar("demo world", "step", leave=False) as progress:
         manifest = generate_world(
             out_dir, params.tiles, seed, params.origin, dop_resolution, lidar_density,
-            progress=progress, overwrite=overwrite, workers=workers,
+            progress=progress, overwrite=overwrite, workers=workers, layout=layout,
         )  # fmt: skip
     if preview:
         from geosynth.demo.preview import draw_preview

@@ -3,8 +3,6 @@ raw or published files into stores."""
 
 from __future__ import annotations
 
-import contextlib
-
 import click
 
 from geosynth.cli.options import (
@@ -17,7 +15,7 @@ from geosynth.cli.options import (
     storage_option,
     workers_option,
 )
-from geosynth.names import BUILD_MODALITIES, DFC2020_SPLIT_RULES, SPLITS
+from geosynth.names import BUILD_MODALITIES, DFC2020_SPLIT_RULES, LAYOUTS, SPLITS
 
 store_out_option = click.option(
     "--out",
@@ -27,6 +25,35 @@ store_out_option = click.option(
 )
 
 
+def _floats(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return [float(v) for v in value.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"expected numbers separated by commas, got {value!r}") from None
+
+
+def tile_choice_options(func):
+    """``--tiles`` / ``--bbox`` / ``--tiles-from`` / ``--boundary``: which tiles of a region."""
+    func = click.option(
+        "--boundary",
+        type=click.Path(exists=True, dir_okay=False),
+        help="Polygon file of the area (its feature with the region's key, else all polygons).",
+    )(func)
+    func = click.option(
+        "--tiles-from",
+        type=click.Path(exists=True),
+        help="The published GeoNRW (folder or nrw_dataset.tar.gz): its tiles of this city.",
+    )(func)
+    func = click.option(
+        "--bbox", callback=_floats, metavar="L,B,R,T", help="Tiles meeting this box (grid CRS)."
+    )(func)
+    return click.option(
+        "--tiles", callback=comma_list, help="Only these tiles, e.g. 356_5645,357_5645."
+    )(func)
+
+
 @click.command()
 @click.option("--region", required=True, help="Catalog region (name or alias), e.g. cologne.")
 @click.option(
@@ -34,28 +61,54 @@ store_out_option = click.option(
     type=click.Path(file_okay=False),
     default="raw",
     show_default=True,
-    help="Folder for the packages; each source in a subfolder.",
+    help="Folder for the files; each source in a subfolder, manifest.json beside them.",
 )
+@click.option(
+    "--layout",
+    type=click.Choice(LAYOUTS),
+    default=None,
+    help="tiles: NRW's per-tile files today (default); packages: the municipality archives "
+    "the paper's authors downloaded in 2020.",
+)
+@tile_choice_options
+@click.option("--jobs", type=click.IntRange(1, 32), default=4, show_default=True,
+              help="Files downloaded at once.")  # fmt: skip
+@click.option("--refresh", is_flag=True, help="Fetch the cached folder listings again.")
+@click.option("--with-osm", is_flag=True,
+              help="Also fetch the state's OpenStreetMap extract (Geofabrik .osm.pbf, md5 "
+              "checked; about 750 MB); without it the build reads OSM files under the source "
+              "folder or asks Overpass.")  # fmt: skip
 @click.option("--no-extract", is_flag=True, help="Keep the archives packed.")
 @click.option("--retries", type=click.IntRange(0, 50), default=5, show_default=True)
-def download(region: str, dest: str, no_extract: bool, retries: int) -> None:
-    """Download a region's orthophoto, lidar and land-cover packages from the catalog's URLs.
+def download(region, dest, layout, tiles, bbox, tiles_from, boundary, jobs, refresh, with_osm,
+             no_extract, retries) -> None:  # fmt: skip
+    """Download a region's orthophotos, lidar and land cover from the catalog's hosts.
 
-    Resumes interrupted downloads (HTTP Range), retries with backoff, verifies
-    sizes and checksums where known and extracts archives safely. A rerun
-    skips what is complete.
+    In the tiles layout the region's tiles come from --tiles, --bbox,
+    --tiles-from or --boundary, else from the municipality's official boundary;
+    each tile's file is found in the provider's folder listing (fetched once,
+    cached). Several files at once; each resumed (HTTP Range), retried and
+    verified; every redirect must stay on a catalog host; dest/manifest.json
+    says what came from where. A rerun skips what is complete.
     """
     from geosynth.download import download_region
 
-    with contextlib.ExitStack() as stack:  # one bar per package, all closed at the end
-        records = download_region(
-            region, dest, extract=not no_extract, retries=retries,
-            progress_factory=lambda name: stack.enter_context(
-                progress_bar(name, "B", unit_scale=True)
-            ),
+    with progress_bar("download", "B", unit_scale=True, unit_divisor=1024) as progress:
+        records, summary = download_region(
+            region, dest, layout=layout, tiles=tiles, bbox=bbox, tiles_from=tiles_from,
+            boundary=boundary, jobs=jobs, extract=not no_extract, refresh=refresh,
+            retries=retries, progress=progress, with_osm=with_osm,
         )  # fmt: skip
-    for r in records:
-        click.echo(f"{r['source']:<10} {r['archive']} ({r['bytes']:,} bytes)")
+    total = sum(r["bytes"] for r in records)
+    chosen = summary["tiles"]
+    head = f"{len(chosen)} tile(s) chosen by {summary['chosen_by']}; " if chosen else ""
+    click.echo(
+        f"{head}{len(records)} file(s), {total:,} bytes in {dest} ({summary['layout']} layout)"
+    )
+    for source, absent in (summary.get("missing") or {}).items():
+        click.echo(
+            f"  {source}: no file listed for {len(absent)} tile(s), e.g. {absent[0]}", err=True
+        )
 
 
 @click.command("build-geonrw")
@@ -73,18 +126,32 @@ def download(region: str, dest: str, no_extract: bool, retries: int) -> None:
 )
 @workers_option()
 @scheduler_option
-@click.option("--tiles", callback=comma_list, help="Only these tiles, e.g. 356_5645,357_5645.")
+@tile_choice_options
 @click.option(
     "--modalities",
     callback=comma_list,
     help=f"Subset of {','.join(BUILD_MODALITIES)} (default: all; sar when SAR scenes exist).",
 )
+@click.option(
+    "--default-crs",
+    help="CRS of lidar files whose header has none or one that does not read (default: files "
+    "without a CRS take the grid's EPSG:25832; unreadable ones are refused).",
+)
+@click.option("--crs", "lidar_crs",
+              help="Override the header CRS of every lidar file (a wrong header).")  # fmt: skip
+@click.option(
+    "--dem-radius",
+    type=click.FloatRange(min=0, min_open=True),
+    help="DEM as the authors' code made it: mean of the points within R m of each cell "
+    "centre (their PDAL default: 1.4142); default: mean per 1 m cell, as the paper says.",
+)
 @report_option
 @storage_option
 @click.pass_context
 def build_geonrw(
-    ctx, region, out, source_dir, workers, scheduler, tiles, modalities, report, storage_options
-):
+    ctx, region, out, source_dir, workers, scheduler, tiles, bbox, tiles_from, boundary,
+    modalities, default_crs, lidar_crs, dem_radius, report, storage_options,
+):  # fmt: skip
     """Build a region's raw files into a GeoNRW Zarr store, tile by tile, in parallel.
 
     Runs the aerial, dem, landcover and sar stages per tile; tiles already
@@ -104,9 +171,11 @@ def build_geonrw(
         f"build {name}",
         lambda on_tile, on_plan: build_region(
             name, out or f"{name}.zarr", source_dir=source_dir, workers=workers,
-            scheduler=scheduler, tiles=tiles, modalities=modalities, catalog=catalog,
+            scheduler=scheduler, tiles=tiles, bbox=bbox, tiles_from=tiles_from,
+            boundary=boundary, modalities=modalities, catalog=catalog,
             report_path=report, progress=on_tile, on_plan=on_plan,
-            storage_options=storage_options,
+            storage_options=storage_options, lidar_default_crs=default_crs,
+            lidar_crs=lidar_crs, dem_radius=dem_radius,
         ),
     )  # fmt: skip
 

@@ -70,6 +70,14 @@ def aerial(sources, tile, like, nir, out, as_json) -> None:
     help="Height statistic per cell (max of first returns ~ DSM, min of last ~ DTM).",
 )
 @click.option(
+    "--radius",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="R",
+    help="Take the points closer than R (grid CRS units, metres) to each cell centre "
+    "instead of those inside the cell, as PDAL's writers.gdal does (its default: "
+    "resolution * sqrt(2), 1.4142 on the 1 m grid)  [default: per cell, no radius]",
+)
+@click.option(
     "--fill-distance",
     type=click.FloatRange(min=0),
     default=None,
@@ -77,9 +85,17 @@ def aerial(sources, tile, like, nir, out, as_json) -> None:
     "(GDAL fill-nodata; 0 = no filling)  [default: 10]",
 )
 @click.option(
+    "--crs",
+    metavar="CRS",
+    help="Override the header CRS of every file with CRS (for a wrong header); "
+    "unlike --default-crs it applies to files that have one.",
+)
+@click.option(
     "--default-crs",
     metavar="CRS",
-    help="CRS of files without one in their header [default: the catalog grid's].",
+    help="CRS of files without one in their header, and of files whose CRS keys "
+    "cannot be read (refused without this option) [default: the catalog grid's, "
+    "for files without one].",
 )
 @click.option(
     "--chunk-size",
@@ -91,15 +107,18 @@ def aerial(sources, tile, like, nir, out, as_json) -> None:
 @out_file_option()
 @json_option
 def dem(
-    sources, tile, like, returns, stat, fill_distance, default_crs, chunk_size, out, as_json
-) -> None:
+    sources, tile, like, returns, stat, radius, fill_distance, crs, default_crs, chunk_size, out,
+    as_json,
+) -> None:  # fmt: skip
     """Grid lidar points (.las/.laz files or zips of them) into a height raster.
 
-    Mean height of the first returns per cell by default. Points are
-    reprojected to the grid's CRS (heights in feet become metres); a point
-    on a cell edge counts in the cell east or north of it. Cells without
-    points are filled up to --fill-distance pixels; the rest stay NaN and
-    are reported. Writes a float32 GeoTIFF, nodata NaN.
+    Mean height of the first returns per cell by default (the paper's
+    text); --radius 1.4142 averages the points within that distance of each
+    cell centre, as the authors' PDAL pipeline does. Points are reprojected
+    to the grid's CRS (heights in feet become metres); a point on a cell
+    edge counts in the cell east or north of it. Cells without points are
+    filled up to --fill-distance pixels; the rest stay NaN and are reported.
+    Writes a float32 GeoTIFF, nodata NaN.
     """
     from geosynth.io import write_geotiff
     from geosynth.sources.lidar import DEFAULT_FILL_DISTANCE_PX, dem_stage
@@ -107,16 +126,19 @@ def dem(
     grid = resolve_grid(tile, like)
     with progress_bar("dem", "pt", unit_scale=True, leave=False) as update:
         result = dem_stage(
-            sources, grid, returns=returns, stat=stat,
+            sources, grid, returns=returns, stat=stat, radius=radius,
             fill_distance=DEFAULT_FILL_DISTANCE_PX if fill_distance is None else fill_distance,
-            default_crs=default_crs, chunk_size=chunk_size, progress=update,
+            crs=crs, default_crs=default_crs, crs_for_unreadable=default_crs,
+            chunk_size=chunk_size, progress=update,
         )  # fmt: skip
     write_geotiff(out, result.array, grid, nodata=result.nodata, descriptions=result.descriptions)
     r = result.report
     _echo(
         as_json, out, r,
         f"{out}: {grid.width} x {grid.height} px from {r['points_in_grid']} of "
-        f"{r['points_read']} points ({returns} returns, {stat}); "
+        f"{r['points_read']} points ({returns} returns, {stat}"
+        + ("" if radius is None else f" within {radius:g} of each cell centre")
+        + f"); "
         f"{r['filled_pixels']} cells filled, {r['holes']} left empty (NaN)",
     )  # fmt: skip
 
@@ -220,8 +242,14 @@ def sar(scenes, calibrate, polarisation, tile, like, out, as_json) -> None:
             click.echo(f"sar: skipped, no file written: {result.skipped}", err=True)
         return
     write_sar_geotiff(out, result)
+    scenes = "".join(
+        f"\n  {s['product']}: "
+        + ("in the catalog's scene list" if s["listed"] else "NOT in the catalog's scene list")
+        for s in report["scenes"]
+        if "product" in s
+    )
     _echo(
         as_json, out, report,
         f"{out}: {grid.width} x {grid.height} px from {len(report['scenes'])} image(s), "
-        f"{report['valid_fraction']:.1%} valid",
+        f"{report['valid_fraction']:.1%} valid{scenes}",
     )  # fmt: skip

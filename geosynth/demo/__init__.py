@@ -5,16 +5,25 @@ and renders it into every provider format, so that
 ``geosynth build-geonrw --region demo`` runs exactly the code a real region
 runs. Layout under ``out_dir``::
 
-    dop/dop_<AGS>_<Name>_EPSG25832_JPEG2000.zip   dop10rgbi_32_<E>_<N>_1_nw_<year>.jp2 members
-    lidar/3dm_l_las_<AGS>_<Name>_EPSG25832.zip    3dm_32_<E>_<N>_1_nw.laz members
+    dop/dop10rgbi_32_<E>_<N>_1_nw_<year>.jp2      one orthophoto per tile (the year differs)
+    dop/dop_meta.zip                             dop_nw.csv: flight date per Kachelname
+    dop/index.html                               the folder listing, as NRW's server shows it
+    lidar/3dm_32_<E>_<N>_1_nw_<year>.laz          one point cloud per tile
+    lidar/index.html                             its folder listing
     landcover/basis-dlm_<AGS>_<Name>_EPSG25832.gpkg  ATKIS-like areas (OBJART_TXT, VEG)
     osm/demo_<AGS>.osm                           OSM XML (buildings, highways, railways)
     sar/TSX1_SAR__EEC_SE___SL_S_SRA_<start>_<stop>/  TerraSAR-X EEC product folders
     truth/<E>_<N>_{landcover,dsm,dtm}.tif        ground truth (NOT provider data)
     world.json                                   parameters and every file written
 
-AGS and package name come from the catalog's region ``demo``, the member
-names from the catalog's member patterns. The folder is generated under a
+That is NRW's layout today (the catalog's ``tiles`` layout); with
+``layout="packages"`` the orthophotos and point clouds are written as the
+per-municipality zips the paper's authors downloaded in 2020 instead
+(``dop/dop_<AGS>_<Name>_EPSG25832_JPEG2000.zip``,
+``lidar/3dm_l_las_<AGS>_<Name>_EPSG25832.zip``). AGS and package name come
+from the catalog's region ``demo``, the file names from the catalog's member
+patterns; serve the folder over HTTP and ``geosynth download`` reads it as it
+reads NRW's server. The folder is generated under a
 temporary name and renamed when complete, so a killed generation never looks
 complete; :func:`ensure_world` regenerates whatever is absent or incomplete.
 """
@@ -35,7 +44,7 @@ from geosynth.errors import UsageError
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 1  # bump whenever the same parameters would give different files
+GENERATOR_VERSION = 2  # bump whenever the same parameters would give different files
 MANIFEST = "world.json"
 Progress = Callable[[int, int], None]
 
@@ -45,6 +54,7 @@ __all__ = [
     "ensure_world",
     "generate_world",
     "read_manifest",
+    "tile_file",
     "world_params",
     "world_summary",
 ]
@@ -56,6 +66,7 @@ def world_params(
     origin: tuple[int, int] | None = None,
     dop_resolution: float = 0.5,
     lidar_density: float = 4.0,
+    layout: str = "tiles",
 ):
     """Validated :class:`~geosynth.demo.scene.WorldParams` (a bad value is a UsageError naming it).
 
@@ -79,6 +90,7 @@ def world_params(
         seed=int(seed),
         dop_resolution=float(dop_resolution),
         lidar_density=float(lidar_density),
+        layout=layout,
     )
 
 
@@ -92,6 +104,7 @@ def generate_world(
     progress: Progress | None = None,
     overwrite: bool = False,
     workers: int | None = None,
+    layout: str = "tiles",
 ) -> dict:
     """Generate the demo world's raw files in ``out_dir``; returns the manifest (also ``world.json``).
 
@@ -104,7 +117,7 @@ def generate_world(
     from geosynth.demo.generate import forget_worlds, generate_into
     from geosynth.io import atomic_path
 
-    params = world_params(tiles, seed, origin, dop_resolution, lidar_density)
+    params = world_params(tiles, seed, origin, dop_resolution, lidar_density, layout)
     out = check_out_dir(out_dir, overwrite)
     trash = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
     try:
@@ -180,6 +193,7 @@ def ensure_world(
     dop_resolution: float = 0.5,
     lidar_density: float = 4.0,
     progress: Progress | None = None,
+    layout: str = "tiles",
 ) -> dict:
     """The manifest of the demo world in ``cache_dir``, generating it when absent or incomplete.
 
@@ -187,7 +201,7 @@ def ensure_world(
     parameters and generator version and every listed file exists with its
     recorded size. Anything else is regenerated from scratch.
     """
-    params = world_params(tiles, seed, origin, dop_resolution, lidar_density)
+    params = world_params(tiles, seed, origin, dop_resolution, lidar_density, layout)
     manifest = read_manifest(cache_dir)
     if manifest is not None:
         same = (
@@ -213,9 +227,33 @@ def ensure_world(
         params.lidar_density,
         progress=progress,
         overwrite=True,
+        layout=params.layout,
     )
     log.info("demo world generated in %.1f s", time.perf_counter() - started)
     return manifest
+
+
+def tile_file(folder: str | os.PathLike, manifest: dict, tile: dict, source: str) -> str:
+    """What GDAL or laspy opens for one tile's ``source`` ("dop" or "lidar") of a generated
+    world: the file itself (tiles layout) or its ``/vsizip/`` path in the package."""
+    folder = Path(folder).resolve()
+    member = tile[f"{source}_member"]
+    package = manifest[source].get("package")
+    if package:
+        return f"/vsizip/{folder / package}/{member}"
+    return str(folder / manifest[source]["folder"] / member)
+
+
+def read_tile_file(folder: str | os.PathLike, manifest: dict, tile: dict, source: str) -> bytes:
+    """The bytes of :func:`tile_file` (read from the package where there is one)."""
+    import zipfile
+
+    path = tile_file(folder, manifest, tile, source)
+    if path.startswith("/vsizip/"):
+        archive, member = path[len("/vsizip/") :].rsplit("/", 1)
+        with zipfile.ZipFile(archive) as z:
+            return z.read(member)
+    return Path(path).read_bytes()
 
 
 def _sha256(path: Path) -> str:

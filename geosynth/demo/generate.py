@@ -87,15 +87,7 @@ def generate_into(
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    from geosynth.demo.writers import write_zip
-    from geosynth.sources.names import package_name
-
-    dop_zip = root / "dop" / package_name("dop", region, catalog)
-    lidar_zip = root / "lidar" / package_name("lidar", region, catalog)
-    dop_zip.parent.mkdir()
-    lidar_zip.parent.mkdir()
-    write_zip(dop_zip, [(r["dop_member"], staging / r["dop_member"]) for r in tile_records])
-    write_zip(lidar_zip, [(r["lidar_member"], staging / r["lidar_member"]) for r in tile_records])
+    dop, lidar = _publish(root, staging, tile_records, params.layout, region, catalog)
     shutil.rmtree(staging)
     manifest = {
         "generator": "geosynth demo-world",
@@ -112,14 +104,14 @@ def generate_into(
             "elevation_deg": round(world.sun_elevation, 4),
         },
         "dop": {
-            "package": _rel(root, dop_zip),
+            **dop,
             "bands": ["red", "green", "blue", "nir"],
             "resolution_m": params.dop_resolution,
             "dtype": "uint8",
             "coding": "lossless",
         },
         "lidar": {
-            "package": _rel(root, lidar_zip),
+            **lidar,
             "density_per_m2": params.lidar_density,
             "las_version": "1.2",
             "point_format": 1,
@@ -134,6 +126,34 @@ def generate_into(
     }
     (root / "world.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
+
+
+def _publish(
+    root: Path, staging: Path, tile_records: list[dict], layout: str, region, catalog: Catalog
+) -> tuple[dict, dict]:
+    """Move the rendered tiles into the provider layout: per-tile files with their folder
+    listings and the orthophoto metadata (``tiles``), or one zip per source (``packages``)."""
+    from geosynth.demo.writers import write_dop_metadata, write_listing, write_zip
+    from geosynth.sources.names import package_name
+
+    out = {}
+    for source in ("dop", "lidar"):
+        folder = root / source
+        folder.mkdir()
+        members = [(r[f"{source}_member"], staging / r[f"{source}_member"]) for r in tile_records]
+        if layout == "packages":
+            package = write_zip(folder / package_name(source, region, catalog), members)
+            out[source] = {"layout": layout, "package": _rel(root, package)}
+            continue
+        for name, path in members:
+            shutil.move(path, folder / name)
+        entry = {"layout": layout, "folder": _rel(root, folder)}
+        if source == "dop":
+            meta = write_dop_metadata(folder / "dop_meta.zip", tile_records)
+            entry["metadata"] = _rel(root, meta)
+        entry["listing"] = _rel(root, write_listing(folder, f"/{source}/"))
+        out[source] = entry
+    return out["dop"], out["lidar"]
 
 
 def _generator_version() -> int:
@@ -172,7 +192,7 @@ def _write_tile(root: Path, staging: Path, world: World, tile: TileId, catalog: 
     from geosynth.demo.dop import render_dop, tile_grid
     from geosynth.demo.lidar import SURFACE_RES_M, simulate_lidar
     from geosynth.demo.render import crop_surface, render_surface, truth_landcover
-    from geosynth.demo.writers import write_jp2, write_laz, write_truth
+    from geosynth.demo.writers import LIDAR_DATE, write_jp2, write_laz, write_truth
     from geosynth.sources.names import member_name
 
     params = world.params
@@ -189,7 +209,8 @@ def _write_tile(root: Path, staging: Path, world: World, tile: TileId, catalog: 
         surface = render_surface(world, tile_grid(tile, SURFACE_RES_M))
     cloud = simulate_lidar(world, tile, params.lidar_density, surface)
     del surface
-    lidar_member = member_name("lidar", tile, catalog=catalog)
+    lidar_year = LIDAR_DATE.year if params.layout == "tiles" else None  # 2020 names had none
+    lidar_member = member_name("lidar", tile, lidar_year, catalog)
     write_laz(staging / lidar_member, cloud, tile)
     points = len(cloud)
     del cloud
@@ -207,6 +228,7 @@ def _write_tile(root: Path, staging: Path, world: World, tile: TileId, catalog: 
         "year": campaign.year,
         "season": campaign.season,
         "flight_date": f"{campaign.year}-{campaign.month:02d}-{campaign.day:02d}",
+        "flight_number": campaign.flight,
         "dop_member": dop_member,
         "lidar_member": lidar_member,
         "lidar_points": points,

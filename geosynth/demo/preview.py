@@ -9,7 +9,6 @@ class they map to, OpenStreetMap, the true land cover, and the SAR scenes
 from __future__ import annotations
 
 import io
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -38,15 +37,16 @@ def _place(canvas: np.ndarray, tile_img: np.ndarray, tile_bounds, bounds, cell: 
 
 
 def dop_mosaic(root: Path, manifest: dict, cell: float) -> np.ndarray:
-    """(4, H, W) uint8 mosaic of the orthophotos, read decimated from the zip package."""
+    """(4, H, W) uint8 mosaic of the orthophotos, read decimated (from the files or package)."""
     import rasterio
+
+    from geosynth.demo import tile_file
 
     bounds = manifest["region_bounds"]
     grid = _grid(bounds, cell)
     out = np.zeros((4, *grid.shape), dtype=np.uint8)
-    package = root / manifest["dop"]["package"]
     for t in manifest["tiles"]:
-        with rasterio.open(f"/vsizip/{package}/{t['dop_member']}") as src:
+        with rasterio.open(tile_file(root, manifest, t, "dop")) as src:
             n = int(round((src.bounds.right - src.bounds.left) / cell))
             img = src.read(out_shape=(src.count, n, n))
             _place(out, img, tuple(src.bounds), bounds, cell)
@@ -57,17 +57,18 @@ def lidar_surface(root: Path, manifest: dict, cell: float) -> np.ndarray:
     """(H, W) float32: the highest return per cell (NaN where no return, e.g. water)."""
     import laspy
 
+    from geosynth.demo import read_tile_file
+
     bounds = manifest["region_bounds"]
     left, _, _, top = bounds
     grid = _grid(bounds, cell)
     out = np.full(grid.shape[0] * grid.shape[1], -np.inf, dtype=np.float64)
-    with zipfile.ZipFile(root / manifest["lidar"]["package"]) as archive:
-        for t in manifest["tiles"]:
-            las = laspy.read(io.BytesIO(archive.read(t["lidar_member"])))
-            x, y = np.asarray(las.x), np.asarray(las.y)
-            col = np.clip(((x - left) / cell).astype(np.int64), 0, grid.width - 1)
-            row = np.clip(((top - y) / cell).astype(np.int64), 0, grid.height - 1)
-            np.maximum.at(out, row * grid.width + col, np.asarray(las.z))
+    for t in manifest["tiles"]:
+        las = laspy.read(io.BytesIO(read_tile_file(root, manifest, t, "lidar")))
+        x, y = np.asarray(las.x), np.asarray(las.y)
+        col = np.clip(((x - left) / cell).astype(np.int64), 0, grid.width - 1)
+        row = np.clip(((top - y) / cell).astype(np.int64), 0, grid.height - 1)
+        np.maximum.at(out, row * grid.width + col, np.asarray(las.z))
     out[np.isinf(out)] = np.nan
     return out.reshape(grid.shape).astype(np.float32)
 

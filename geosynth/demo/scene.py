@@ -28,6 +28,7 @@ import numpy as np
 
 from geosynth.errors import UsageError
 from geosynth.grid import TileId
+from geosynth.names import LAYOUTS
 
 DOMAIN_MARGIN_M = 300.0
 MAX_TILES = 100  # a demo world is meant to be small; larger ones take minutes per km^2
@@ -83,11 +84,12 @@ class Campaign:
     day: int
     season: str  # "spring" or "summer"
     tint: tuple[float, float, float, float]  # radiometric gain of R, G, B, NIR
+    flight: str = ""  # the flight number NRW's metadata gives (Bildflugnummer)
 
 
 CAMPAIGNS = (
-    Campaign(2022, 5, 6, "spring", (1.0, 1.0, 1.0, 1.0)),
-    Campaign(2023, 6, 27, "summer", (1.05, 1.02, 0.96, 0.97)),
+    Campaign(2022, 5, 6, "spring", (1.0, 1.0, 1.0, 1.0), "2022-017"),
+    Campaign(2023, 6, 27, "summer", (1.05, 1.02, 0.96, 0.97), "2023-042"),
 )
 
 
@@ -105,6 +107,7 @@ class WorldParams:
     seed: int = 0
     dop_resolution: float = 0.5
     lidar_density: float = 4.0
+    layout: str = "tiles"  # how the orthophotos and point clouds are published
 
     def __post_init__(self):
         nx, ny = self.tiles
@@ -123,6 +126,8 @@ class WorldParams:
                 f"--dop-resolution: expected metres in [0.05, 10] that divide 1000 m evenly, "
                 f"got {self.dop_resolution}"
             )
+        if self.layout not in LAYOUTS:
+            raise UsageError(f"--layout: expected one of {', '.join(LAYOUTS)}, got {self.layout!r}")
         if not (0.1 <= float(self.lidar_density) <= 50.0):
             raise UsageError(
                 f"--lidar-density: expected 0.1 to 50 points per m^2, got {self.lidar_density}"
@@ -156,6 +161,7 @@ class WorldParams:
             "seed": self.seed,
             "dop_resolution": float(self.dop_resolution),
             "lidar_density": float(self.lidar_density),
+            "layout": self.layout,
         }
 
 

@@ -1,5 +1,5 @@
-"""Write the demo world in the providers' formats: JPEG2000 and LAZ in zip packages, a
-GeoPackage of ATKIS-like areas, OSM XML, TerraSAR-X product folders, and the ground truth.
+"""Write the demo world in the providers' formats: JPEG2000 and LAZ per tile with the
+folder listing and orthophoto metadata NRW publishes (or in zip packages), a GeoPackage of ATKIS-like areas, OSM XML, TerraSAR-X product folders, and the ground truth.
 
 Every writer is deterministic: zip members carry a fixed date, the
 GeoPackage a fixed ``last_change`` (GDAL's ``OGR_CURRENT_DATE``), the LAS
@@ -42,6 +42,46 @@ def write_zip(path: Path, members: list[tuple[str, Path]]) -> Path:
             info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
             info.external_attr = 0o644 << 16
             archive.writestr(info, file.read_bytes())
+    return path
+
+
+def write_listing(folder: Path, title: str) -> Path:
+    """``folder/index.html``: the files of ``folder`` as a web server's index page lists them
+    (an anchor per file, its size in bytes), which is what ``geosynth download`` reads."""
+    from html import escape
+
+    rows = []
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and p.name != "index.html"):
+        name = escape(path.name)
+        rows.append(f'<tr><td><a href="{name}">{name}</a></td><td>{path.stat().st_size}</td></tr>')
+    text = (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
+        f"<title>Index of {escape(title)}</title></head>\n<body><h1>Index of {escape(title)}</h1>\n"
+        '<table>\n<tr><th>Name</th><th>Size</th></tr>\n<tr><td><a href="../">../</a></td></tr>\n'
+        + "\n".join(rows)
+        + "\n</table>\n</body></html>\n"
+    )
+    path = folder / "index.html"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def write_dop_metadata(path: Path, tile_records: list[dict]) -> Path:
+    """NRW's orthophoto metadata: ``dop_nw.csv`` (a preamble, then ``Kachelname``,
+    ``Aktualitaet`` and ``Bildflugnummer`` per tile, semicolon-separated) in a zip."""
+    lines = [
+        "Digitale Orthophotos NRW (DOP10) - Metadaten je Kachel (geosynth demo world)",
+        "Koordinatenreferenzsystem: ETRS89 / UTM32 (EPSG:25832)",
+        "",
+        "Kachelname;Aktualitaet;Bildflugnummer;Bodenpixelgroesse;Farbtiefe",
+    ]
+    for r in sorted(tile_records, key=lambda r: r["id"]):
+        name = r["dop_member"].rsplit(".", 1)[0]
+        lines.append(f"{name};{r['flight_date']};{r['flight_number']};0.1;RGBI 8 bit")
+    csv_path = path.with_name("dop_nw.csv")
+    csv_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_zip(path, [("dop_nw.csv", csv_path)])
+    csv_path.unlink()
     return path
 
 

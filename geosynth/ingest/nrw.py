@@ -35,7 +35,6 @@ from geosynth.catalog import Catalog, Region, load_catalog
 from geosynth.errors import DataError, UsageError
 from geosynth.ingest.run import IngestReport, Progress, Record, TileTask, run_ingest, writable_store
 from geosynth.names import BUILD_MODALITIES
-from geosynth.sources.names import pattern_regex
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +42,7 @@ DATASET = "geonrw"
 SAR_PRODUCT = re.compile(r"^(TSX1|TDX1|TSX|TDX)\w*_SAR__EEC", re.IGNORECASE)
 OSM_TILE = re.compile(r"(?:^|_)(?P<e>\d{3,4})_(?P<n>\d{4})\.osm(?:\.bz2|\.xml)?$", re.IGNORECASE)
 VECTOR_SUFFIXES = (".gpkg", ".shp")
+PBF_SUFFIXES = (".osm.pbf", ".pbf")
 OSM_SUFFIXES = (".osm", ".osm.bz2", ".osm.xml")
 
 
@@ -57,6 +57,9 @@ class RegionSources:
     osm: list[str] = field(default_factory=list)
     osm_by_tile: dict[str, list[str]] = field(default_factory=dict)
     sar: list[str] = field(default_factory=list)
+    pbf: list[str] = field(default_factory=list)
+    dop_metadata: list[str] = field(default_factory=list)  # NRW's dop_nw.csv
+    years: dict[str, int] = field(default_factory=dict)  # tile -> orthophoto year in its name
     ignored: list[str] = field(default_factory=list)
 
 
@@ -79,11 +82,11 @@ def discover_sources(root: str | os.PathLike, catalog: Catalog) -> RegionSources
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"source folder {root} does not exist")
+    from geosynth.sources.names import parse_member
+
     extract_packages(root)
-    dop_re = pattern_regex(catalog.sources["dop"].member_pattern or "")
-    las_pattern = catalog.sources["lidar"].member_pattern or ""
-    las_res = [pattern_regex(las_pattern), pattern_regex(las_pattern.replace(".laz", ".las"))]
     found = RegionSources(root)
+    dop_years: dict[str, list[tuple[int, str]]] = {}
     for path in sorted(root.rglob("*")):
         if any(part.startswith(".") for part in path.relative_to(root).parts):
             continue  # temporary extraction folders and hidden files
@@ -93,10 +96,14 @@ def discover_sources(root: str | os.PathLike, catalog: Catalog) -> RegionSources
                 found.sar.append(str(path))
             continue
         lower = name.lower()
-        if match := dop_re.match(name):
-            found.dop.setdefault(f"{match['e']}_{match['n']}", []).append(str(path))
-        elif match := next((m for r in las_res if (m := r.match(name))), None):
-            found.lidar.setdefault(f"{match['e']}_{match['n']}", []).append(str(path))
+        if dop := parse_member(name, "dop", catalog):
+            dop_years.setdefault(dop.tile_id, []).append((dop.year or 0, str(path)))
+        elif lidar := parse_member(name, "lidar", catalog):
+            found.lidar.setdefault(lidar.tile_id, []).append(str(path))
+        elif lower == "dop_nw.csv":
+            found.dop_metadata.append(str(path))
+        elif lower.endswith(PBF_SUFFIXES):
+            found.pbf.append(str(path))
         elif lower.endswith(VECTOR_SUFFIXES):
             found.vectors.append(str(path))
         elif lower.endswith(OSM_SUFFIXES):
@@ -107,6 +114,11 @@ def discover_sources(root: str | os.PathLike, catalog: Catalog) -> RegionSources
                 found.osm.append(str(path))
         elif lower.endswith((".jp2", ".laz", ".las")):
             found.ignored.append(str(path))
+    for tile, files in dop_years.items():  # the newest flight first: it wins where they overlap
+        files.sort(key=lambda f: (-f[0], f[1]))
+        found.dop[tile] = [path for _, path in files]
+        if files[0][0]:
+            found.years[tile] = files[0][0]
     if found.ignored:
         log.warning(
             "%d file(s) do not follow the catalog's names and are ignored, e.g. %s",
@@ -114,6 +126,23 @@ def discover_sources(root: str | os.PathLike, catalog: Catalog) -> RegionSources
             found.ignored[0],
         )
     return found
+
+
+def flight_dates(sources: RegionSources) -> dict[str, dict]:
+    """Tile -> the orthophoto's acquisition: the flight date and number from NRW's metadata
+    where given (``dop_nw.csv``), else the year in the file name."""
+    from geosynth.sources.nrw import read_flight_dates
+
+    records: dict[str, dict] = {}
+    for tile, year in sources.years.items():
+        records[tile] = {"year": year, "date": None, "source": "file name"}
+    for path in sources.dop_metadata:
+        for tile, row in read_flight_dates(path).items():
+            if tile in sources.dop:
+                date = row["date"]
+                year = int(date[:4]) if date else records.get(tile, {}).get("year")
+                records[tile] = {**row, "year": year, "source": Path(path).name}
+    return records
 
 
 # --------------------------------------------------------------------------- one tile
@@ -130,6 +159,10 @@ class BuildTask(TileTask):
     osm: tuple[str, ...]
     sar: tuple[str, ...]
     catalog_path: str
+    rgb_acquisition: Mapping[str, Any] | None = None
+    lidar_default_crs: str | None = None  # the user's CRS for lidar without a readable one
+    lidar_crs: str | None = None  # the user's override of every lidar header
+    dem_radius: float | None = None  # the authors' PDAL gridding instead of per-cell means
 
 
 def build_tile(task: BuildTask, record: Record) -> None:
@@ -144,7 +177,7 @@ def build_tile(task: BuildTask, record: Record) -> None:
     record["stages"] = {}
     catalog = load_catalog(task.catalog_path)
     grid = RasterGrid.for_tile(task.tile_id, catalog.grid)
-    data = TileData(transform=grid.transform, crs=grid.crs, sources={})
+    data = TileData(transform=grid.transform, crs=grid.crs, sources={}, acquisition={})
     for name in task.modalities:
         t0 = time.perf_counter()
         result = _run_stage(name, task, grid, catalog)
@@ -154,10 +187,19 @@ def build_tile(task: BuildTask, record: Record) -> None:
             continue
         if name == "sar":
             data.sar, data.sar_valid = result.array, result.valid
+            data.acquisition["sar"] = [_scene_acquisition(s) for s in result.report["scenes"]]
+            record["sar_scenes"] = [s.get("product") for s in result.report["scenes"]]
         else:
             setattr(data, name, result.array)
         data.sources[name] = result.report.get("sources", [])
+    if data.rgb is not None and task.rgb_acquisition:
+        data.acquisition["rgb"] = dict(task.rgb_acquisition)
     writable_store(task).write_tile(task.tile_id, data)
+
+
+def _scene_acquisition(scene: dict) -> dict:
+    keys = ("product", "start", "stop", "orbit", "look", "incidence_deg", "heading_deg", "listed")
+    return {k: scene[k] for k in keys if k in scene}
 
 
 def _run_stage(name: str, task: BuildTask, grid, catalog: Catalog):
@@ -177,7 +219,10 @@ def _run_stage(name: str, task: BuildTask, grid, catalog: Catalog):
         return dem_stage(
             task.lidar,
             grid,
-            default_crs=catalog.grid.crs,
+            default_crs=task.lidar_default_crs or catalog.grid.crs,
+            crs_for_unreadable=task.lidar_default_crs,  # refused unless the user gave one
+            crs=task.lidar_crs,
+            radius=task.dem_radius,
             fill_distance=float(max(grid.width, grid.height)),
         )
     if name == "seg":
@@ -222,19 +267,88 @@ def resolve_source_dir(region: Region, source_dir: str | os.PathLike | None) -> 
     )
 
 
-def plan_tiles(sources: RegionSources, tiles: Sequence[str] | None) -> list[str]:
-    """The tiles to build: those with orthophotos, or the requested ones (which need them)."""
+def plan_tiles(
+    sources: RegionSources,
+    tiles: Sequence[str] | None,
+    *,
+    region: Region | None = None,
+    catalog: Catalog | None = None,
+    bbox: Sequence[float] | None = None,
+    tiles_from: str | os.PathLike | None = None,
+    boundary: str | os.PathLike | None = None,
+) -> tuple[list[str], dict[str, str]]:
+    """The tiles to build and the chosen tiles left out (tile -> why).
+
+    Without a choice: every tile with an orthophoto. ``tiles``: exactly those (each needs
+    its orthophoto). ``bbox``, ``tiles_from`` (the published GeoNRW's tiles of the city)
+    or ``boundary`` (a polygon file): the chosen tiles that have an orthophoto; the others
+    are returned as left out (:func:`geosynth.sources.nrw.region_tiles`).
+    """
     available = sorted(sources.dop)
-    if not tiles:
-        return available
-    tiles = [str(t) for t in tiles]
-    missing = [t for t in tiles if t not in sources.dop]
-    if missing:
-        raise UsageError(
-            f"no orthophoto for tile(s) {', '.join(missing)} under {sources.root}; "
-            f"available: {', '.join(available[:10])}"
+    if tiles:
+        tiles = [str(t) for t in tiles]
+        missing = [t for t in tiles if t not in sources.dop]
+        if missing:
+            raise UsageError(
+                f"no orthophoto for tile(s) {', '.join(missing)} under {sources.root}; "
+                f"available: {', '.join(available[:10])}"
+            )
+        return sorted(tiles), {}
+    if not (bbox or tiles_from or boundary):
+        return available, {}
+    from geosynth.sources.nrw import region_tiles
+
+    assert region is not None and catalog is not None
+    chosen, how = region_tiles(region, catalog, bbox=bbox, tiles_from=tiles_from, boundary=boundary)
+    planned = [t for t in chosen if t in sources.dop]
+    left_out = {t: f"chosen by {how} but no orthophoto under {sources.root}"
+                for t in chosen if t not in sources.dop}  # fmt: skip
+    if not planned:
+        raise DataError(
+            f"none of the {len(chosen)} tile(s) chosen by {how} has an orthophoto under "
+            f"{sources.root} (e.g. {chosen[0] if chosen else '-'}); available: "
+            f"{', '.join(available[:10])}"
         )
-    return sorted(tiles)
+    return planned, left_out
+
+
+def cut_osm_extracts(sources: RegionSources, tiles: Sequence[str], catalog: Catalog) -> Path:
+    """Cut the region's ``.osm.pbf`` extracts (a whole state, as Geofabrik publishes it) for
+    ``tiles`` in one streaming pass, into ``<source>/.geosynth/osm-<n>-tiles.osmcut.gpkg``;
+    a rerun reuses a current cut (:func:`geosynth.sources.osm_pbf.ensure_osm_cut`)."""
+    from geosynth.grid import RasterGrid
+    from geosynth.sources.osm_pbf import ensure_osm_cut
+
+    grids = {t: RasterGrid.for_tile(t, catalog.grid) for t in tiles}
+    out = sources.root / ".geosynth" / "osm.osmcut.gpkg"
+    out.parent.mkdir(exist_ok=True)
+    log.info("cutting OSM from %s for %d tile(s)", ", ".join(map(str, sources.pbf)), len(tiles))
+    t0 = time.perf_counter()
+    path = ensure_osm_cut(sources.pbf, grids, None, catalog.osm, out)
+    log.info("OSM cut ready in %.1f s: %s", time.perf_counter() - t0, path)
+    return path
+
+
+def source_notes(sources: RegionSources, planned: Sequence[str], catalog: Catalog) -> list[str]:
+    """Report lines about the sources: SAR scenes and the tiles they cover (listed in the
+    catalog or not), OSM files the build does not use."""
+    from geosynth.grid import RasterGrid
+
+    notes = []
+    if sources.sar:
+        from geosynth.sources.sar import coverage_lines, scene_coverage
+
+        grids = {t: RasterGrid.for_tile(t, catalog.grid) for t in planned}
+        notes += coverage_lines(scene_coverage(sources.sar, grids, catalog))
+    unused = sorted(
+        path for tile, paths in sources.osm_by_tile.items() if tile not in planned for path in paths
+    )
+    if unused:
+        notes.append(
+            f"{len(unused)} OSM file(s) named for tiles outside the build are not used, "
+            f"e.g. {unused[0]}"
+        )
+    return notes
 
 
 def plan_tasks(
@@ -245,13 +359,18 @@ def plan_tasks(
     catalog: Catalog,
     region: Region,
     storage_options: Mapping[str, Any] | None = None,
+    lidar: Mapping[str, Any] | None = None,
+    osm_cut: str | os.PathLike | None = None,
 ) -> list[BuildTask]:
-    """One task per tile, on the catalog grid. Real regions without OSM files query Overpass
-    (osmnx caches answers)."""
+    """One task per tile, on the catalog grid. ``osm_cut``: the features of the ``.osm.pbf``
+    extracts cut for these tiles (:func:`cut_osm_extracts`), read by every tile. Real
+    regions without OSM files query Overpass (osmnx caches answers)."""
     from geosynth.grid import TileId, tile_transform
     from geosynth.store import TilePlan
 
     fallback = () if region.generated else ("overpass",)
+    shared = ([str(osm_cut)] if osm_cut else []) + sources.osm
+    flights = flight_dates(sources)
     return [
         BuildTask(
             store=str(store_path),
@@ -265,10 +384,12 @@ def plan_tasks(
             dop=tuple(sources.dop.get(t, ())),
             lidar=tuple(sources.lidar.get(t, ())),
             vectors=tuple(sources.vectors),
-            osm=tuple(sources.osm + sources.osm_by_tile.get(t, [])) or fallback,
+            osm=tuple(shared + sources.osm_by_tile.get(t, [])) or fallback,
             sar=tuple(sources.sar),
             catalog_path=str(catalog.path),
             storage_options=dict(storage_options or {}),
+            rgb_acquisition=flights.get(t),
+            **dict(lidar or {}),
         )
         for t in tiles
     ]
@@ -320,15 +441,28 @@ def build_region(
     workers: int = 1,
     scheduler: str | None = None,
     tiles: Sequence[str] | None = None,
+    bbox: Sequence[float] | None = None,
+    tiles_from: str | os.PathLike | None = None,
+    boundary: str | os.PathLike | None = None,
     modalities: Sequence[str] | None = None,
     catalog: Catalog | None = None,
     report_path: str | os.PathLike | None = None,
     progress: Progress | None = None,
     on_plan: Callable[[int], None] | None = None,
     storage_options: Mapping[str, Any] | None = None,
+    lidar_default_crs: str | None = None,
+    lidar_crs: str | None = None,
+    dem_radius: float | None = None,
 ) -> IngestReport:
     """Build (or resume building) a region into the store ``out`` (a path or URL, with
-    ``storage_options`` for object storage); see the module docstring."""
+    ``storage_options`` for object storage); see the module docstring.
+
+    ``bbox``, ``tiles_from`` and ``boundary`` choose tiles as :func:`plan_tiles` says.
+    ``lidar_default_crs`` is the CRS of lidar files without a readable one (files without
+    any take the grid's CRS anyway; those whose GeoTIFF keys do not read are refused
+    without it), ``lidar_crs`` overrides every header, ``dem_radius`` grids the DEM as the
+    authors' PDAL code did (:func:`geosynth.sources.lidar.dem_stage`).
+    """
     catalog = catalog or load_catalog()
     region = catalog.region(region_name)
     wanted = list(modalities or BUILD_MODALITIES)
@@ -346,17 +480,35 @@ def build_region(
         raise DataError(
             f"no orthophotos named like {catalog.sources['dop'].member_pattern} under {root}"
         )
-    planned = plan_tiles(sources, tiles)
+    planned, left_out = plan_tiles(
+        sources, tiles, region=region, catalog=catalog, bbox=bbox, tiles_from=tiles_from,
+        boundary=boundary,
+    )  # fmt: skip
     if "sar" in wanted and modalities is None and not sources.sar:
         log.info("no SAR products under %s: building without sar", root)
         wanted.remove("sar")
+    for option, value in (("--default-crs", lidar_default_crs), ("--crs", lidar_crs)):
+        if value is not None:
+            from pyproj import CRS
+            from pyproj.exceptions import CRSError
+
+            try:
+                CRS.from_user_input(value)
+            except CRSError as exc:
+                raise UsageError(f"{option} {value!r} is not a CRS: {exc}") from exc
+    lidar = {"lidar_default_crs": lidar_default_crs, "lidar_crs": lidar_crs,
+             "dem_radius": dem_radius}  # fmt: skip
     parameters = {
         "region": region.name,
         "source_dir": str(root),
         "modalities": wanted,
         "tiles": planned,
+        **{k: v for k, v in lidar.items() if v is not None},
     }
-    tasks = plan_tasks(out, sources, planned, wanted, catalog, region, storage_options)
+    cut = cut_osm_extracts(sources, planned, catalog) if "seg" in wanted and sources.pbf else None
+    tasks = plan_tasks(
+        out, sources, planned, wanted, catalog, region, storage_options, lidar, osm_cut=cut
+    )
     open_or_create_store(out, [t.plan for t in tasks], wanted, catalog, parameters, storage_options)
     report = IngestReport(
         region=region.name,
@@ -365,6 +517,8 @@ def build_region(
         source=str(root),
         tiles_planned=len(planned),
         verb="built",
+        excluded=left_out,
+        notes=source_notes(sources, planned, catalog),
     )
     return run_ingest(
         report,

@@ -76,7 +76,9 @@ class IngestReport:
             self.skipped[record["tile"]] = record["skipped"]
 
     def summary(self) -> str:
-        excluded = f"; {len(self.excluded)} excluded" if self.verb == "imported" else ""
+        excluded = (
+            f"; {len(self.excluded)} excluded" if self.verb == "imported" or self.excluded else ""
+        )
         lines = [
             f"{self.region}: {len(self.done)} tile(s) {self.verb}, {len(self.already_complete)} "
             f"already complete, {len(self.failed)} failed, of {self.tiles_planned} planned"

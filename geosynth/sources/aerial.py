@@ -4,13 +4,25 @@ NRW publishes 0.1 m RGBI JPEG2000 orthophotos in 1 km tiles; the paper
 resamples them to 1 m. This stage takes any GDAL rasters (JPEG2000, GeoTIFF,
 ...), zip archives of them or GDAL ``/vsizip/`` paths, and:
 
-1. expands zip archives into their raster members (name order);
+1. expands zip archives into their raster members (name order): members
+   with a suffix of :data:`RASTER_SUFFIXES`, and members with any other
+   suffix a GDAL raster driver registers (``.hgt``, ``.asc``, ...) that GDAL
+   opens as a raster (see :func:`raster_members`);
 2. opens every source and checks it: a CRS, 8-bit data, at least 3 bands
-   (4 with ``nir=True``); resolution and CRS are read from the files;
-3. drops the sources whose footprint does not intersect the grid;
+   (4 with ``nir=True``) besides an alpha band; resolution and CRS are read
+   from the files;
+3. drops the sources whose footprint does not intersect the grid. The test
+   runs both ways: the source's bounds in the grid's CRS, and the grid's
+   bounds in the source's CRS (a global EPSG:4326 raster has no meaningful
+   bounds in UTM, but the tile has them in degrees); a source is dropped
+   only when both transforms succeed and both miss. Where neither can tell,
+   the source is warped and dropped when it covers no pixel;
 4. warps each remaining source onto the grid with lanczos through GDAL's
    warper, which reads the source in windows (memory stays per tile, bounded
-   by GDAL's warp memory limit, however large the source);
+   by GDAL's warp memory limit, however large the source). The source's
+   validity comes with it: its alpha band (``src_alpha``), else its GDAL
+   mask (nodata value, ``.msk`` or internal mask), so a transparent pixel is
+   as uncovered as a pixel outside the source;
 5. mosaics them: where sources overlap, the first source that covers a pixel
    wins (rasterio ``merge``'s "first" rule). A pixel is covered by a source
    when its centre falls inside that source's valid area (GDAL's alpha);
@@ -27,6 +39,7 @@ is never taken for missing data, and the report counts the uncovered pixels.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import warnings
@@ -43,7 +56,7 @@ from geosynth.sources import StageResult
 
 log = logging.getLogger(__name__)
 
-#: File suffixes taken from zip archives as raster members.
+#: File suffixes always taken from zip archives as raster members (a broken one is an error).
 RASTER_SUFFIXES = (".jp2", ".j2k", ".tif", ".tiff", ".vrt", ".img", ".png", ".jpg", ".jpeg")
 RGB_BANDS = ("red", "green", "blue")
 NIR_BAND = "nir"
@@ -57,9 +70,10 @@ class _Source:
 
     path: str  # what GDAL opens (a file or /vsizip/ path)
     crs: str
-    bounds: tuple[float, float, float, float]  # in the grid's CRS
+    overlap: bool | None  # footprint intersects the grid; None: the bounds do not tell
     resolution: tuple[float, float]  # in the source's own CRS units
     count: int
+    alpha: int | None  # 1-based index of the alpha band, if any
 
 
 def _safe_member(archive: Path, name: str) -> None:
@@ -85,6 +99,55 @@ def zip_members(archive: str | os.PathLike, suffixes: Sequence[str]) -> list[str
     return sorted(n for n in names if n.lower().endswith(tuple(suffixes)))
 
 
+@functools.cache
+def gdal_raster_suffixes() -> tuple[str, ...]:
+    """Suffixes (``.hgt``, ``.asc``, ...) that the GDAL raster drivers of this installation register."""
+    from rasterio.drivers import raster_driver_extensions
+
+    return tuple(sorted(f".{ext.lower()}" for ext in raster_driver_extensions()))
+
+
+def raster_members(archive: str | os.PathLike) -> list[str]:
+    """GDAL ``/vsizip/`` paths of the rasters in zip ``archive``, in member-name order.
+
+    1. A member ending in one of :data:`RASTER_SUFFIXES` is a raster; a broken
+       one fails later, with its name, when it is opened.
+    2. A member ending in another suffix that a GDAL raster driver registers
+       (:func:`gdal_raster_suffixes`: ``.hgt``, ``.asc``, ``.bil``, ...) is a
+       raster when GDAL opens it as one; so an SRTM ``.hgt`` is taken, while a
+       ``.aux.xml`` sidecar or a PDF leaflet beside the images is not.
+    3. Other members are not rasters.
+
+    Raises :class:`DataError` naming the archive when it holds no raster.
+    """
+    import rasterio
+
+    archive = Path(archive)
+    known = tuple(RASTER_SUFFIXES)
+    others = tuple(s for s in gdal_raster_suffixes() if s not in known)
+    root = f"/vsizip/{archive.resolve()}"
+    paths, refused = [], []
+    for member in zip_members(archive, known + others):
+        path = f"{root}/{member}"
+        if not member.lower().endswith(known):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+                    rasterio.open(path).close()
+            except rasterio.errors.RasterioIOError as exc:
+                log.debug("%s!%s: not a raster GDAL reads (%s)", archive, member, exc)
+                refused.append(member)
+                continue
+        paths.append(path)
+    if not paths:
+        tried = f"; GDAL cannot read {', '.join(refused[:5])}" if refused else ""
+        raise DataError(
+            f"{archive}: zip archive holds no raster ({', '.join(known)} or another suffix "
+            f"a GDAL raster driver reads{tried})"
+        )
+    return paths
+
+
 def expand_sources(sources: Iterable[str | os.PathLike]) -> list[str]:
     """GDAL paths of the rasters in ``sources`` (files, zip archives, ``/vsi...`` paths)."""
     paths: list[str] = []
@@ -97,12 +160,7 @@ def expand_sources(sources: Iterable[str | os.PathLike]) -> list[str]:
         if not path.is_file():
             raise DataError(f"{path}: no such file")
         if path.suffix.lower() == ".zip":
-            members = zip_members(path, RASTER_SUFFIXES)
-            if not members:
-                raise DataError(
-                    f"{path}: zip archive holds no raster ({', '.join(RASTER_SUFFIXES)})"
-                )
-            paths.extend(f"/vsizip/{path.resolve()}/{m}" for m in members)
+            paths.extend(raster_members(path))
         else:
             paths.append(str(path))
     if not paths:
@@ -112,7 +170,7 @@ def expand_sources(sources: Iterable[str | os.PathLike]) -> list[str]:
 
 def _open_checked(path: str, grid: RasterGrid, nir: bool) -> _Source:
     import rasterio
-    from rasterio.warp import transform_bounds
+    from rasterio.enums import ColorInterp
 
     try:
         with warnings.catch_warnings():
@@ -130,14 +188,52 @@ def _open_checked(path: str, grid: RasterGrid, nir: bool) -> _Source:
             if src.count < need:
                 what = "RGB plus NIR (--nir)" if nir else "RGB"
                 raise DataError(f"{path}: has {src.count} band(s), {what} needs {need}")
+            alphas = [i for i, c in enumerate(src.colorinterp, start=1) if c == ColorInterp.alpha]
+            alpha = alphas[-1] if alphas else None
+            if alpha is not None and alpha <= need:
+                what = "near infrared (--nir)" if nir else "colour"
+                raise DataError(
+                    f"{path}: band {alpha} is an alpha band, not {what}; "
+                    f"the aerial stage needs bands 1-{need} to be {'RGBI' if nir else 'RGB'}"
+                )
             if src.dtypes[0] != "uint8":
                 raise DataError(
                     f"{path}: data type {src.dtypes[0]}; the aerial stage expects 8-bit imagery"
                 )
-            bounds = transform_bounds(src.crs, grid.crs, *src.bounds, densify_pts=21)
-            return _Source(path, src.crs.to_string(), bounds, src.res, src.count)
+            overlap = _footprint_overlap(src.crs, src.bounds, grid)
+            return _Source(path, src.crs.to_string(), overlap, src.res, src.count, alpha)
     except rasterio.errors.RasterioIOError as exc:
         raise DataError(f"{path}: cannot open raster: {exc}") from exc
+
+
+def _transformed_bounds(src_crs, dst_crs, bounds) -> tuple[float, ...] | None:
+    """``bounds`` in ``dst_crs``, or None when they do not transform to finite numbers."""
+    import rasterio
+    from rasterio.warp import transform_bounds
+
+    try:
+        out = transform_bounds(src_crs, dst_crs, *bounds, densify_pts=21)
+    except (ValueError, rasterio.errors.RasterioError, rasterio._err.CPLE_BaseError):
+        return None
+    return tuple(out) if np.all(np.isfinite(out)) else None
+
+
+def _footprint_overlap(src_crs, src_bounds, grid: RasterGrid) -> bool | None:
+    """Does a source's footprint intersect ``grid``? None when neither bounds transform tells.
+
+    The source's bounds are tried in the grid's CRS, then the grid's bounds
+    in the source's CRS: either hit is an overlap (a false one costs only a
+    warp that covers nothing); a miss needs both transforms to succeed.
+    """
+    in_grid_crs = _transformed_bounds(src_crs, grid.crs, src_bounds)
+    if in_grid_crs is not None and _intersects(in_grid_crs, grid.bounds):
+        return True
+    in_src_crs = _transformed_bounds(grid.crs, src_crs, grid.bounds)
+    if in_src_crs is not None and _intersects(in_src_crs, tuple(src_bounds)):
+        return True
+    if in_grid_crs is None or in_src_crs is None:
+        return None
+    return False
 
 
 def _intersects(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
@@ -145,7 +241,11 @@ def _intersects(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
 
 
 def _warp(source: _Source, grid: RasterGrid, bands: list[int]) -> np.ndarray:
-    """``source`` warped onto ``grid``: (len(bands) + 1, H, W) uint8, the last band GDAL's alpha."""
+    """``source`` warped onto ``grid``: (len(bands) + 1, H, W) uint8, the last band GDAL's alpha.
+
+    The source's alpha band, when it has one, is its validity (``src_alpha``);
+    otherwise GDAL takes its mask (nodata, ``.msk``, internal mask) itself.
+    """
     import rasterio
     from rasterio.errors import RasterioError
     from rasterio.warp import Resampling, reproject
@@ -158,6 +258,7 @@ def _warp(source: _Source, grid: RasterGrid, bands: list[int]) -> np.ndarray:
                 out,
                 dst_transform=grid.transform,
                 dst_crs=grid.crs,
+                src_alpha=source.alpha or 0,
                 dst_alpha=len(bands) + 1,
                 resampling=Resampling.lanczos,
             )
@@ -186,28 +287,33 @@ def aerial_stage(
     """
     paths = expand_sources(sources)
     checked = [_open_checked(p, grid, nir) for p in paths]
-    used = [s for s in checked if _intersects(s.bounds, grid.bounds)]
+    candidates = [s for s in checked if s.overlap is not False]
+    for s in checked:
+        if s.overlap is False:
+            log.debug("aerial: %s does not intersect the grid; not read", s.path)
+
+    bands = [1, 2, 3, 4] if nir else [1, 2, 3]
+    image = np.zeros((len(bands), grid.height, grid.width), dtype=np.uint8)  # (B, H, W)
+    covered = np.zeros(grid.shape, dtype=bool)  # (H, W)
+    used = []
+    for done, source in enumerate(candidates, start=1):
+        warped = _warp(source, grid, bands)  # (B + 1, H, W), alpha last
+        valid = warped[-1] > 0
+        if valid.any():
+            used.append(source)
+            take = valid & ~covered  # first source wins
+            np.copyto(image, warped[:-1], where=take)
+            covered |= take
+        else:  # the bounds could not rule it out, the warp does
+            log.debug("aerial: %s covers no pixel of the grid", source.path)
+        if progress is not None:
+            progress(done, len(candidates))
     skipped = [s.path for s in checked if s not in used]
     if not used:
         raise DataError(
             f"none of the {len(checked)} aerial source(s) intersects the grid "
             f"{grid.crs} {grid.bounds}: {', '.join(paths[:5])}{' ...' if len(paths) > 5 else ''}"
         )
-    for path in skipped:
-        log.debug("aerial: %s does not intersect the grid; not read", path)
-
-    bands = [1, 2, 3, 4] if nir else [1, 2, 3]
-    image = covered = None
-    for done, source in enumerate(used, start=1):
-        warped = _warp(source, grid, bands)  # (B + 1, H, W), alpha last
-        if image is None:
-            image, covered = warped[:-1], warped[-1] > 0  # (B, H, W), (H, W)
-        else:
-            take = (warped[-1] > 0) & ~covered  # first source wins
-            np.copyto(image, warped[:-1], where=take)
-            covered |= take
-        if progress is not None:
-            progress(done, len(used))
 
     uncovered = int((~covered).sum())
     if uncovered:

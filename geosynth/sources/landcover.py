@@ -11,7 +11,10 @@ Inputs, each optional (but not both):
   counted in the report under ``unmapped``, never burned. A file in which no
   layer has the type attribute is an error. A file without a CRS is taken to
   be in the output grid's CRS, with a warning.
-* OSM: XML files or ``"overpass"`` (see :mod:`geosynth.sources.osm`).
+* OSM: files (XML, PBF, or an OSM cut that
+  :func:`geosynth.sources.osm_pbf.cut_osm` wrote for many tiles) or
+  ``"overpass"`` (see :mod:`geosynth.sources.osm`); from a PBF or a cut only
+  the features near the grid are read.
 
 Burning: every shape carries a class key; shapes are rasterized in the
 catalog's ``classes.burn_order`` (later classes overwrite earlier ones) with
@@ -252,7 +255,8 @@ def landcover_stage(
 ) -> StageResult:
     """Burn land-cover vectors and OSM features onto ``grid``: class ids (H, W) uint8.
 
-    ``osm`` is an OSM XML path, ``"overpass"``, or a sequence of those.
+    ``osm`` is an OSM file path (XML, PBF, an OSM cut), ``"overpass"``, or a
+    sequence of those.
     ``overpass_cache`` is osmnx's cache folder for Overpass responses.
     ``progress(done, total)`` is called after each input and after burning.
     The report holds ``sources``, ``features`` per class, ``unmapped`` object
@@ -292,7 +296,7 @@ def landcover_stage(
             area = grid_polygon_wgs84(grid, max_half_width(rules))
             gdf = read_overpass(area, rules, cache_folder=overpass_cache)
         else:
-            gdf = read_osm_file(item, rules)
+            gdf = read_osm_file(item, rules, grid)
         part_shapes, part = osm_shapes(gdf, rules, grid)
         shapes += part_shapes
         _merge(counters, part)

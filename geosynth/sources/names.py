@@ -3,9 +3,10 @@
 NRW names its per-tile files by the tile's south-west corner in km, e.g.
 ``dop10rgbi_32_356_5645_1_nw_2022.jp2`` (orthophoto, flight year 2022) or
 ``3dm_32_356_5645_1_nw.laz`` (lidar). The patterns are catalog facts
-(``sources.<name>.member_pattern`` in ``data_catalog.yaml``, with the fields
-``{e}``, ``{n}`` and ``{year}``); this module turns them into regular
-expressions and formats names from them, so no name is spelled in code.
+(``sources.<name>.layouts.<layout>.member_pattern`` in ``data_catalog.yaml``, with
+the fields ``{e}``, ``{n}`` and ``{year}``, optional parts in square brackets); this
+module turns them into regular expressions and formats names from them, so no name
+is spelled in code.
 The resolution of an orthophoto is never taken from its name (``dop10``
 means 10 cm for the real product but any resolution for the demo world): read
 it from the file.
@@ -32,10 +33,33 @@ _TSX = re.compile(
 
 
 def pattern_regex(pattern: str) -> re.Pattern:
-    """``dop10rgbi_32_{e}_{n}_1_nw_{year}.jp2`` -> a regex with named digit groups e, n, year."""
-    parts = re.split(r"\{(\w+)\}", pattern)
-    regex = "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>\\d+)" for i, p in enumerate(parts))
+    """``dop10rgbi_32_{e}_{n}_1_nw[_{year}].jp2`` -> a regex with named digit groups e, n,
+    year; a part in square brackets is optional."""
+
+    digits = {"e": r"\d{3,4}", "n": r"\d{4}", "year": r"\d{4}"}  # km of UTM 32N; a year
+    any_digits = r"\d+"
+
+    def fields(text: str) -> str:
+        parts = re.split(r"\{(\w+)\}", text)
+        return "".join(
+            re.escape(p) if i % 2 == 0 else f"(?P<{p}>{digits.get(p, any_digits)})"
+            for i, p in enumerate(parts)
+        )
+
+    pieces = re.split(r"\[([^\]]*)\]", pattern)
+    regex = "".join(fields(p) if i % 2 == 0 else f"(?:{fields(p)})?" for i, p in enumerate(pieces))
     return re.compile(f"^{regex}$", re.IGNORECASE)
+
+
+def format_pattern(pattern: str, **values) -> str:
+    """A file name from a pattern: optional ``[...]`` parts appear when their fields are given."""
+
+    def optional(match: re.Match) -> str:
+        inner = match.group(1)
+        names = re.findall(r"\{(\w+)\}", inner)
+        return inner.format(**values) if all(values.get(n) is not None for n in names) else ""
+
+    return re.sub(r"\[([^\]]*)\]", optional, pattern).format(**values)
 
 
 @dataclass(frozen=True)
@@ -78,9 +102,10 @@ def member_name(
     catalog = catalog or load_catalog()
     pattern = _member_pattern(source, catalog)
     tile = TileId.parse(tile) if isinstance(tile, str) else tile
-    if "{year}" in pattern and year is None:
+    mandatory = re.sub(r"\[[^\]]*\]", "", pattern)
+    if "{year}" in mandatory and year is None:
         raise UsageError(f"the {source} file name needs a year ({pattern})")
-    return pattern.format(e=tile.e_km, n=tile.n_km, year=year)
+    return format_pattern(pattern, e=tile.e_km, n=tile.n_km, year=year)
 
 
 def parse_member(filename: str, source: str, catalog: Catalog | None = None) -> NrwName | None:
@@ -90,10 +115,12 @@ def parse_member(filename: str, source: str, catalog: Catalog | None = None) -> 
     """
     catalog = catalog or load_catalog()
     name = PurePath(filename).name
-    pattern = _member_pattern(source, catalog)
-    candidates = [pattern]
-    if source == "lidar" and pattern.lower().endswith(".laz"):
-        candidates.append(pattern[:-4] + ".las")
+    _member_pattern(source, catalog)
+    candidates = []
+    for pattern in catalog.sources[source].member_patterns:
+        candidates.append(pattern)
+        if source == "lidar" and pattern.lower().endswith(".laz"):
+            candidates.append(pattern[:-4] + ".las")
     for candidate in candidates:
         match = pattern_regex(candidate).match(name)
         if match:
@@ -126,7 +153,9 @@ def package_name(source: str, region: Region, catalog: Catalog | None = None) ->
     url = region.source_url(catalog.sources[source])
     if not url:
         raise UsageError(f"source {source!r} has no package URL in the catalog")
-    return url.rsplit("/", 1)[-1]
+    from urllib.parse import unquote
+
+    return unquote(url.rsplit("/", 1)[-1])
 
 
 def tsx_product_name(

@@ -1,9 +1,21 @@
 """OpenStreetMap buildings, roads and railways for the landcover stage.
 
-OSM comes from OSM XML files (``.osm``, ``.osm.bz2``; read with
-``osmnx.features_from_xml``) or, for real regions, from the Overpass API
-(``osmnx.features_from_polygon`` with osmnx's response cache). Either way the
-features arrive in WGS84 and are reprojected to the output grid's CRS here.
+OSM comes from files or, for real regions, from the Overpass API
+(``osmnx.features_from_polygon`` with osmnx's response cache). Files, told
+apart by their content first and their suffix second (:func:`osm_file_format`):
+
+1. ``.osm.pbf`` (PBF magic bytes or a ``.pbf`` suffix), and the other formats
+   pyosmium reads (``.o5m``, ``.opl``, ``.osm.gz``): streamed with pyosmium
+   (:mod:`geosynth.sources.osm_pbf`), keeping only the features near the grid;
+2. an OSM cut (a GeoPackage with an ``osm_cut`` layer, written by
+   :func:`geosynth.sources.osm_pbf.cut_osm` for many tiles in one pass): only
+   the features near the grid are read, through its spatial index;
+3. anything else is OSM XML (``.osm``, ``.osm.bz2``), read with
+   ``osmnx.features_from_xml``.
+
+Every reader gives the same frame for the same data (geometries as osmnx
+builds them), so the classification below does not depend on the source.
+The features arrive in WGS84 and are reprojected to the output grid's CRS here.
 
 Which features become which class is catalog data (``osm:`` in
 ``data_catalog.yaml``):
@@ -67,13 +79,50 @@ def default_cache_folder() -> Path:
 # --------------------------------------------------------------------------- reading
 
 
-def read_osm_file(path: str | os.PathLike, rules: OsmRules) -> gpd.GeoDataFrame:
-    """The mapped OSM features of one XML file (WGS84); an empty frame if it holds none.
+def osm_file_format(path: str | os.PathLike) -> str:
+    """Which reader an OSM file needs: ``"pbf"``, ``"osm_cut"``, ``"osmium"`` or ``"xml"``.
 
-    Raises :class:`DataError` naming the file when it is missing or not OSM XML.
-    Parsed files are cached in-process by path, size and modification time, so
-    a region build reading one file for many tiles parses it once (and builds
-    its spatial index once): treat the returned frame as read-only.
+    In this order:
+
+    1. ``"pbf"``: the PBF magic bytes (a first ``BlobHeader`` of type
+       ``OSMHeader``) or a ``.pbf`` suffix (a corrupt PBF then fails in the
+       PBF reader, naming the file);
+    2. ``"osm_cut"``: a name ending ``.osmcut.gpkg``, or a GeoPackage with an
+       ``osm_cut`` layer (:func:`~geosynth.sources.osm_pbf.cut_osm`);
+    3. ``"osmium"``: a suffix only pyosmium reads (``.o5m``, ``.o5c``, ``.opl``,
+       ``.gz`` as in ``.osm.gz``);
+    4. ``"xml"``: anything else, OSM XML (plain or ``.bz2``) for osmnx.
+    """
+    from geosynth.sources import osm_pbf
+
+    path = Path(path)
+    head = osm_pbf.file_head(path)
+    suffix = path.suffix.lower()
+    if osm_pbf.is_pbf_head(head) or suffix == ".pbf":
+        return "pbf"
+    if osm_pbf.is_osm_cut(path, head):
+        return "osm_cut"
+    if suffix in osm_pbf.OSMIUM_SUFFIXES:
+        return "osmium"
+    return "xml"
+
+
+def read_osm_file(
+    path: str | os.PathLike, rules: OsmRules, grid: RasterGrid | None = None
+) -> gpd.GeoDataFrame:
+    """The mapped OSM features of one OSM file (WGS84); an empty frame if it holds none.
+
+    ``path`` is OSM XML, a PBF (or another format pyosmium reads) or an OSM
+    cut (see :func:`osm_file_format`). With ``grid``, PBF files and cuts give
+    only the features near it (within the largest catalog half width), which
+    is all :func:`osm_shapes` uses; XML files are always read whole.
+
+    Raises :class:`DataError` naming the file when it is missing or unreadable.
+    Parsed XML files are cached in-process by path, size and modification time,
+    so a region build reading one file for many tiles parses it once (and builds
+    its spatial index once): treat the returned frame as read-only. A PBF is
+    streamed again for every call: cut it once with
+    :func:`geosynth.sources.osm_pbf.cut_osm` when many tiles need it.
     """
     path = Path(path)
     try:
@@ -82,6 +131,15 @@ def read_osm_file(path: str | os.PathLike, rules: OsmRules) -> gpd.GeoDataFrame:
         raise DataError(f"{path}: cannot read OSM file: {exc.strerror or exc}") from exc
     if not path.is_file():
         raise DataError(f"{path}: OSM input is not a file")
+    fmt = osm_file_format(path)
+    if fmt == "osm_cut":
+        from geosynth.sources.osm_pbf import read_osm_cut
+
+        return read_osm_cut(path, grid, rules)
+    if fmt in ("pbf", "osmium"):
+        from geosynth.sources.osm_pbf import read_osm_pbf
+
+        return read_osm_pbf(path, rules, grid)
     tags = tuple(sorted(osm_tags(rules)))
     return _read_osm_cached(str(path.resolve()), stat.st_size, stat.st_mtime_ns, tags)
 
@@ -180,15 +238,27 @@ def max_half_width(rules: OsmRules) -> float:
 
 def grid_polygon_wgs84(grid: RasterGrid, margin: float = 0.0):
     """The grid's bounds widened by ``margin`` (grid units) as a densified WGS84 polygon."""
-    from pyproj import Transformer
-    from shapely.geometry import Polygon, box
+    return boxes_wgs84([grid.bounds], grid.crs, margin)[0]
 
-    left, bottom, right, top = grid.bounds
-    ring = box(left - margin, bottom - margin, right + margin, top + margin).exterior
-    ring = ring.segmentize(max(right - left, top - bottom) / 20)
-    to_wgs84 = Transformer.from_crs(grid.crs, WGS84, always_xy=True)
-    xs, ys = to_wgs84.transform(*np.asarray(ring.coords).T)
-    return Polygon(zip(xs, ys, strict=True))
+
+def boxes_wgs84(bounds, crs: str, margin: float = 0.0) -> np.ndarray:
+    """Boxes ``(left, bottom, right, top)`` in ``crs``, widened by ``margin``, as WGS84 polygons.
+
+    Each box is densified to a vertex every 1/20 of its longer side, so the
+    polygon follows the box's curved image in WGS84; one transform call for
+    all boxes (a region cut passes thousands of tiles).
+    """
+    import shapely
+    from pyproj import Transformer
+
+    bounds = np.asarray(bounds, dtype=float).reshape(-1, 4)  # (N, 4)
+    left, bottom, right, top = bounds.T
+    boxes = shapely.box(left - margin, bottom - margin, right + margin, top + margin)
+    boxes = shapely.segmentize(boxes, np.maximum(right - left, top - bottom) / 20)
+    to_wgs84 = Transformer.from_crs(crs, WGS84, always_xy=True)
+    return shapely.transform(
+        boxes, lambda xy: np.column_stack(to_wgs84.transform(xy[:, 0], xy[:, 1]))
+    )
 
 
 def osm_shapes(

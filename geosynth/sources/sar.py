@@ -31,7 +31,7 @@ import math
 import os
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +41,7 @@ from geosynth.catalog import Catalog, SarNorm, load_catalog
 from geosynth.errors import DataError, UsageError
 from geosynth.grid import RasterGrid
 from geosynth.sources import StageResult
+from geosynth.sources.names import parse_tsx_name
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +161,30 @@ def read_cal_factor(annotation: Path, polarisation: str | None) -> float:
     return value
 
 
+def read_acquisition(annotation: Path) -> dict:
+    """Start and stop time (UTC), orbit direction, look direction, incidence angle at the
+    scene centre and heading of a TerraSAR-X annotation (fields it lacks are left out)."""
+    try:
+        root = ET.parse(annotation).getroot()
+    except (ET.ParseError, OSError) as exc:
+        raise DataError(f"{annotation}: cannot read SAR annotation XML: {exc}") from exc
+    found: dict = {}
+    for parent in root.iter():
+        tag = _local(parent.tag)
+        children = {_local(c.tag): c for c in parent}
+        if tag in ("start", "stop") and "timeUTC" in children:
+            found.setdefault(tag, (children["timeUTC"].text or "").strip())
+        elif tag == "orbitDirection" and parent.text:
+            found.setdefault("orbit", parent.text.strip().lower())
+        elif tag == "lookDirection" and parent.text:
+            found.setdefault("look", parent.text.strip().lower())
+        elif tag == "sceneCenterCoord" and "incidenceAngle" in children:
+            found.setdefault("incidence_deg", float(children["incidenceAngle"].text))
+        elif tag == "headingAngle" and parent.text:
+            found.setdefault("heading_deg", float(parent.text))
+    return found
+
+
 def _footprint(src, crs: str) -> tuple[float, float, float, float]:
     from rasterio.warp import transform_bounds
 
@@ -182,6 +207,54 @@ def select_scenes(
                     chosen.append(Path(scene))
                     break
     return chosen
+
+
+def scene_coverage(
+    scenes: Sequence[str | os.PathLike],
+    grids: Mapping[str, RasterGrid],
+    catalog: Catalog | None = None,
+) -> list[dict]:
+    """Which tiles each scene covers, and whether it is one of the catalog's listed scenes
+    (the authors' ``tsx_aquisitions.txt``): ``[{"product", "listed", "orbit", "tiles"}]``.
+    Reads only the images' footprints."""
+    from rasterio.warp import transform_bounds
+
+    catalog = catalog or load_catalog()
+    listed = {s.product: s for s in catalog.tsx_scenes}
+    out = []
+    for scene in scenes:
+        name = Path(scene).name
+        footprints = []
+        for image in scene_images(scene, None):
+            with _open(image.path) as src:
+                footprints.append((src.crs, src.bounds))
+        tiles = []
+        for tile, grid in grids.items():
+            if any(
+                _overlaps(transform_bounds(crs, grid.crs, *bounds, densify_pts=21), grid.bounds)
+                for crs, bounds in footprints
+            ):
+                tiles.append(tile)
+        entry = {"product": name, "listed": name in listed, "tiles": tiles}
+        if name in listed:
+            entry["orbit"] = listed[name].orbit
+        out.append(entry)
+    return out
+
+
+def coverage_lines(coverage: Sequence[Mapping]) -> list[str]:
+    """One line per scene of :func:`scene_coverage`, for reports."""
+    lines = []
+    for c in coverage:
+        where = (
+            f"covers {len(c['tiles'])} tile(s): {', '.join(c['tiles'][:8])}"
+            + (" ..." if len(c["tiles"]) > 8 else "")
+            if c["tiles"]
+            else "covers none of the tiles"
+        )
+        status = "listed" if c["listed"] else "NOT in the catalog's scene list"
+        lines.append(f"SAR {c['product']} ({status}) {where}")
+    return lines
 
 
 def _open(path: Path):
@@ -271,6 +344,14 @@ def sar_stage(
     used = []
     for done, image in enumerate(images, start=1):
         entry = {"path": str(image.path), "polarisation": image.polarisation}
+        product = (
+            image.path.parent.parent if image.path.parent.name.upper() == "IMAGEDATA" else None
+        )
+        if product is not None and parse_tsx_name(product.name):
+            entry["product"] = product.name
+            entry["listed"] = product.name in {t.product for t in catalog.tsx_scenes}
+        if image.annotation is not None:
+            entry.update(read_acquisition(image.annotation))
         if calibrate:
             if image.annotation is None:
                 raise DataError(

@@ -166,6 +166,9 @@ class TileData:
     transform: Affine | None = None
     crs: str | None = None
     sources: Mapping[str, Any] | None = None
+    # when and how each modality was acquired, e.g. {"rgb": {"date": "2022-06-23", ...},
+    # "sar": [{"start": ..., "orbit": "ascending", "incidence_deg": 38.2}, ...]}
+    acquisition: Mapping[str, Any] | None = None
 
 
 # --------------------------------------------------------------------------- class table

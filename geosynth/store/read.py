@@ -235,6 +235,11 @@ class GeoStore:
         text = str(self.group["sources"][index])
         return json.loads(text) if text else {}
 
+    def acquisition(self, index: int) -> dict:
+        """When and how a tile's modalities were acquired (flight date of the orthophoto, the
+        SAR scenes' times, orbit directions and incidence angles), as its build recorded it."""
+        return dict(self.tile_group(index).attrs.get("geosynth:acquisition", {}))
+
     def class_hist(self) -> np.ndarray:
         return self.group["class_hist"][:]
 

@@ -84,7 +84,7 @@ def write_tile(
         unconsolidate(store.location)
         store.unconsolidated = True
     g["state"][i] = WRITING
-    _write_group(store, tile_id, arrays, transform, crs or None, progress)
+    _write_group(store, tile_id, arrays, transform, crs or None, progress, data.acquisition)
     consolidate(store.location, tile_id)
     hist = np.zeros(store.num_classes, dtype="int64")
     if LABELS in arrays:
@@ -101,7 +101,9 @@ def write_tile(
     store.forget_tile(i)
 
 
-def _write_group(store: GeoStore, tile_id: str, arrays: dict, transform, crs, progress) -> None:
+def _write_group(
+    store: GeoStore, tile_id: str, arrays: dict, transform, crs, progress, acquisition=None
+) -> None:
     import zarr
 
     shape = store.tile_shape
@@ -112,6 +114,8 @@ def _write_group(store: GeoStore, tile_id: str, arrays: dict, transform, crs, pr
         "split": store.splits[i],
         **tile_georef_attrs(transform, crs, shape),
     }
+    if acquisition:
+        attrs["geosynth:acquisition"] = json.loads(json.dumps(dict(acquisition), default=str))
     group = zarr.open_group(
         store.location.zarr_store(), path=tile_group_path(tile_id), mode="w", attributes=attrs
     )
