@@ -131,3 +131,20 @@ def test_figures_have_a_class_legend_and_a_dem_colour_bar(tmp_path):
     assert np.isclose(legend_rows, forest, atol=0.02).all(axis=-1).any()
     low = land_colormap()(0.0)  # the lowest ground is green, not water-blue
     assert low[1] > low[2]
+
+
+def test_long_recipe_runs_three_seeds_of_three_generators_for_the_report():
+    from geosynth.pipeline import bundled_pipeline, load_pipeline
+    from geosynth.report import base_name
+
+    long = load_pipeline(bundled_pipeline("demo_long"), {"out": "x"})
+    evals = [s for s in long.steps if s.name.startswith("eval-")]
+    names = sorted(s.args[s.args.index("--out") + 1].split("/")[-1] for s in evals)
+    assert len(names) == 9 and {base_name(n) for n in names} == {"label", "dem", "ours"}
+    quick = load_pipeline(bundled_pipeline("demo"), {"out": "x"})
+    for recipe in (quick, long):
+        steps = {s.name: s for s in recipe.steps}
+        assert "--truth" in steps["probe"].args and "-q" not in sum(
+            (s.args for s in recipe.steps), ()
+        )
+        assert steps["build"].args[steps["build"].args.index("--source-dir") + 1] == "x/world"
