@@ -35,13 +35,36 @@ def to_display(
     if kind == "dem":
         dem = values[0] if values.ndim == 3 else values
         lo, hi = np.nanpercentile(dem, [1, 99]) if np.isfinite(dem).any() else (0, 1)
-        return dem, {"cmap": "terrain", "vmin": lo, "vmax": hi if hi > lo else lo + 1}
+        return dem, {"cmap": land_colormap(), "vmin": lo, "vmax": hi if hi > lo else lo + 1}
     if kind == "sar":
         sar = values[0] if values.ndim == 3 else values
         return sar, {"cmap": "gray", "vmin": 0.0, "vmax": 1.0}
     if kind == "mask":
         return values.astype(float), {"cmap": "Blues", "vmin": 0, "vmax": 1}
     raise ValueError(f"unknown panel kind {kind!r}")
+
+
+def land_colormap():
+    """matplotlib's ``terrain`` without its blue (sea) quarter: low ground is green, not water."""
+    from matplotlib import colormaps
+    from matplotlib.colors import LinearSegmentedColormap
+
+    terrain = colormaps["terrain"]
+    return LinearSegmentedColormap.from_list("land", terrain(np.linspace(0.25, 1.0, 192)))
+
+
+def class_legend(fig, classes: ClassTable, present: set[int] | None = None) -> None:
+    """A legend of the class colours (``present``: only these ids) below the panels."""
+    from matplotlib.patches import Patch
+
+    handles = [
+        Patch(facecolor=c.color, edgecolor="black", label=c.name)
+        for c in classes.classes
+        if present is None or c.id in present
+    ]
+    if handles:
+        fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5),
+                   fontsize=8, frameon=False)  # fmt: skip
 
 
 def save_panel(
@@ -61,18 +84,28 @@ def save_panel(
 
     n = len(columns)
     cols = int(np.ceil(n / rows))
+    segs = [v for _, kind, v in columns if kind == "seg"]
+    legend = 0.9 if segs and classes is not None else 0.0
     fig, axes = plt.subplots(
-        rows, cols, figsize=(size * cols, size * rows + (0.4 if title else 0)), squeeze=False
-    )
+        rows, cols, figsize=(size * cols, size * rows + (0.5 if title else 0) + legend),
+        squeeze=False,
+    )  # fmt: skip
     for ax in axes.ravel():
         ax.axis("off")
     for ax, (name, kind, values) in zip(axes.ravel(), columns, strict=False):
         image, kwargs = to_display(kind, values, classes)
-        ax.imshow(image, interpolation="nearest", **kwargs)
+        shown = ax.imshow(image, interpolation="nearest", **kwargs)
         ax.set_title(name, fontsize=10)
+        if kind == "dem":
+            fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02, label="height (m)")
     if title:
         fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
+    top = 1 - 0.5 / fig.get_figheight() if title else 1
+    bottom = legend / fig.get_figheight()
+    fig.tight_layout(rect=(0, bottom, 1, top))
+    if legend:
+        present = {int(i) for v in segs for i in np.unique(np.asarray(v))}
+        class_legend(fig, classes, present)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)

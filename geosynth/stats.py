@@ -68,10 +68,16 @@ def plot_class_shares(
             hatch=None if j == 0 else "//",
             alpha=1.0 if j == 0 else 0.7,
         )
+    from matplotlib.patches import Patch
+
     ax.set_xticks(x, [classes.name_of(k + 1) for k in range(n)], rotation=35, ha="right")
     ax.set_ylabel("share of labelled pixels (%)")
-    ax.set_title("class distribution by split")
-    ax.legend(title="split (hatched: second)")
+    ax.set_title("class distribution by split (bars in the class colours)")
+    handles = [  # the splits differ by hatching, not colour: the legend shows the hatching
+        Patch(facecolor="white", edgecolor="black", hatch=None if j == 0 else "//", label=split)
+        for j, split in enumerate(splits)
+    ]
+    ax.legend(handles=handles, title="split", loc="upper right")
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)

@@ -117,6 +117,40 @@ def test_default_world_holds_the_catalogs_test_tiles():
     assert {region.split_of(i) for i in ids} == {"train", "test"}
 
 
+SHARE_TOLERANCE = 0.05  # per class, absolute: test and train shares within 5 percentage points
+
+
+def test_default_worlds_test_split_is_representative():
+    """The default world's test tiles hold each class in about the share the train tiles do
+    (the truth land cover, as the build labels it), so the scorer is tested on what it learnt."""
+    from geosynth.demo.render import truth_landcover
+    from geosynth.grid import RasterGrid
+
+    catalog = load_catalog()
+    region = catalog.region("demo")
+    params = WorldParams(tiles=tuple(region.tiles), origin=tuple(region.origin_km))
+    world = build_world(params)
+    counts = {split: np.zeros(catalog.classes.num_classes) for split in ("train", "test")}
+    for tile in params.tile_ids():
+        lc = truth_landcover(world, RasterGrid.for_tile(tile, catalog.grid), catalog)
+        counts[region.split_of(str(tile))] += np.bincount(
+            lc.ravel(), minlength=catalog.classes.num_classes
+        )
+    shares = {k: v[1:] / v[1:].sum() for k, v in counts.items()}
+    diff = np.abs(shares["test"] - shares["train"])
+    worst = int(diff.argmax()) + 1
+    assert diff.max() <= SHARE_TOLERANCE, (catalog.classes.name_of(worst), diff.max())
+    for key in (
+        "urban",
+        "buildings",
+        "water",
+        "forest",
+        "roads",
+    ):  # the town and river on both sides
+        k = catalog.classes.id_of(key) - 1
+        assert shares["test"][k] > 0.005 and shares["train"][k] > 0.005, key
+
+
 @pytest.mark.parametrize(
     "kwargs, option",
     [

@@ -14,7 +14,7 @@ from geosynth.ml.config import GanConfig
 from geosynth.ml.inputs import to_stored
 from geosynth.ml.synthesize import synthesize_array
 from geosynth.ml.train import train_gan
-from geosynth.store import TileData, TilePlan, create_store, modality
+from geosynth.store import TileData, TilePlan, create_store, modality, open_store
 
 SIZE = 96
 TILES = ["356_5645", "357_5645", "358_5645"]
@@ -235,3 +235,41 @@ def test_edit_classes_forest_to_farmland(store, tmp_path):
         ],
     )
     assert r.exit_code == 2 and "unknown class 'jungle'" in r.output
+
+
+def test_edit_flood_reports_the_rate_the_unet_sees_the_new_water(store, runs, tmp_path):
+    import json
+
+    import torch
+
+    from geosynth.ml.checkpoint import load_unet
+    from geosynth.ml.config import UNetRunConfig
+    from geosynth.ml.metrics import predict_classes
+    from geosynth.ml.train_unet import train_unet
+
+    unet_run = tmp_path / "unet"
+    train_unet(UNetRunConfig(store=str(store), out=str(unet_run), base_channels=4, crop=32,
+                             batch_size=2, workers=0, max_steps=1, tensorboard=False,
+                             val_split=None, samples=0, image_every=0))  # fmt: skip
+    out = tmp_path / "flood"
+    args = ["edit-flood", "--store", str(store), "--tile", "357_5645", "--hmin", "45:55:5",
+            "--generator", str(runs / "ours"), "--erosion", "1", "--out", str(out)]  # fmt: skip
+    result = CliRunner().invoke(cli, [*args, "--unet", str(unet_run)])
+    assert result.exit_code == 0, result.output
+    info = json.loads((out / "water_rate.json").read_text())
+    assert info["level"] == 55 and set(info["levels"]) == {"45", "50", "55"}
+    with rasterio.open(out / "357_5645_rgb_h55.tif") as src:
+        rgb = src.read()
+    with rasterio.open(out / "357_5645_seg_h55.tif") as src:
+        seg = src.read(1)
+    unet, _ = load_unet(unet_run)
+    with torch.no_grad():
+        x = torch.from_numpy(rgb.astype(np.float32) / 127.5 - 1)[None]
+        pred = predict_classes(unet(x).logits)[0].numpy()
+    before = open_store(store).read("seg", open_store(store).index("357_5645"))
+    new = (seg == 2) & (before != 2)
+    assert info["pixels"] == int(new.sum()) > 0
+    assert info["rate"] == pytest.approx(float((pred[new] == 2).mean()))
+    bare = [*args[:7], "--out", str(tmp_path / "x"), "--unet", str(unet_run)]  # no generator
+    r = CliRunner().invoke(cli, bare)
+    assert r.exit_code != 0 and "needs an RGB generator" in r.output

@@ -44,6 +44,7 @@ COMMANDS = {
     "train-unet": ("geosynth.cli.train_cmd", "train_unet"),
     "evaluate": ("geosynth.cli.evaluate_cmd", "evaluate"),
     "table": ("geosynth.cli.evaluate_cmd", "table"),
+    "fusion-probe": ("geosynth.cli.probe_cmd", "fusion_probe"),
     "synthesize": ("geosynth.cli.synthesize_cmd", "synthesize"),
     "edit-flood": ("geosynth.cli.edit_cmd", "edit_flood"),
     "edit-classes": ("geosynth.cli.edit_cmd", "edit_classes"),

@@ -143,12 +143,15 @@ def demo_world(
 @set_option
 @click.option("--force", is_flag=True, help="Rerun steps whose outputs exist.")
 def demo(out, overrides, force):
-    """The whole system on the offline demo world, on CPU, in about 10 minutes on 2 cores.
+    """The whole system on the offline demo world, on CPU, in at most 12 minutes on 2 cores.
 
-    Generates the demo world, builds its store, trains a short U-Net and three
-    short generators (label-only, DEM-only, ours), evaluates them (Table III),
-    synthesizes the test tiles, floods one and writes OUT/report.md and
-    OUT/report.html. Rerunning skips finished steps.
+    Generates the demo world (OUT/world), builds its store, trains a short
+    U-Net and three short generators (label-only, DEM-only, ours), evaluates
+    them (Table III), probes where the DEM carries what the labels lack (the
+    paper's Fig. 7, from the world's truth rasters), synthesizes a test tile,
+    floods it and writes OUT/report.md and OUT/report.html. Every step shows
+    its own progress; rerunning skips finished steps. pipelines/demo_long.yaml
+    tells the same story with 3 seeds.
     """
     from geosynth.pipeline import bundled_pipeline
 

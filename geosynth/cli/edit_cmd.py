@@ -72,9 +72,16 @@ def _echo_report(report, what: str) -> None:
     is_flag=True,
     help="Flood only areas connected to existing water (the paper does not).",
 )
+@click.option(
+    "--unet",
+    "unet_run",
+    type=click.Path(exists=True),
+    help="U-Net on RGB: report the share of the new water it classifies as water "
+    "(OUT/water_rate.json; needs --generator).",
+)
 def edit_flood(
     store, storage_options, tile, seg, dem, sar, generator_run, sar_run, out, device, hmin,
-    erosion, connected,
+    erosion, connected, unet_run,
 ):  # fmt: skip
     """Raise the water level to HMIN and show what the sensor would see (the paper's Fig. 9).
 
@@ -90,7 +97,7 @@ def edit_flood(
     device = device_name(device)
     report = flood_run(
         inputs, levels, out, synths=_synths(generator_run, sar_run, device), erosion=erosion,
-        connected=connected, device=device,
+        connected=connected, device=device, unet_run=unet_run,
     )  # fmt: skip
     _echo_report(report, "water")
 

@@ -6,7 +6,9 @@
 
 * ``<name>_seg_<tag>.tif``, ``<name>_dem_<tag>.tif``: the edited inputs (GeoTIFF, the tile's grid);
 * ``<name>_<rgb|sar>_before.tif`` / ``_<tag>.tif``: synthesized images (COG) when a generator is given;
-* ``<name>_<tag>.png``: a before/after panel; ``<name>_flood.gif`` for a sequence of levels.
+* ``<name>_<tag>.png``: a before/after panel; ``<name>_flood.gif`` for a sequence of levels;
+* ``water_rate.json`` (flood with a U-Net): per level, the share of the new water pixels
+  that the U-Net classifies as water in the synthesized RGB.
 """
 
 from __future__ import annotations
@@ -119,8 +121,12 @@ def flood_run(
     connected: bool = False,
     device: str = "cpu",
     progress: Callable[[int, int], None] | None = None,
+    unet_run: str | os.PathLike | None = None,
 ) -> EditReport:
-    """Flood ``inputs`` to each level, write the edited inputs, syntheses and panels."""
+    """Flood ``inputs`` to each level, write the edited inputs, syntheses and panels.
+
+    With ``unet_run`` (a U-Net on RGB) and an RGB generator, also ``water_rate.json``.
+    """
     for name in ("seg", "dem"):
         if name not in inputs.arrays:
             raise UsageError(f"the flood edit needs {name}; {inputs.name} has none")
@@ -140,9 +146,12 @@ def flood_run(
     before = run.view(inputs.arrays)
     run.write_images("before", before)
     frames = []
+    rates = {}
     for k, level in enumerate(levels):
         tag = f"h{level:g}"
         result = flood(seg, dem, level, water_id=water, erosion=erosion, connected=connected)
+        if unet_run is not None:
+            rates[f"{level:g}"] = water_rate(run, result, seg, water, unet_run)
         title = (
             f"{inputs.name}: water level {level:g} m "
             f"(water {run.report.fraction_before:.1%} -> {result.fraction(water):.1%})"
@@ -153,7 +162,43 @@ def flood_run(
             progress(k + 1, len(levels))
     if len(frames) > 1:
         run._add(_gif(run.out / f"{inputs.name}_flood.gif", frames))
+    if rates:
+        import json
+
+        top = rates[f"{levels[-1]:g}"]
+        summary = {"tile": inputs.name, "unet": str(unet_run), "level": levels[-1], **top,
+                   "levels": rates}  # fmt: skip
+        path = run.out / "water_rate.json"
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(summary, indent=2) + "\n")
+        run._add(path)
     return run.report
+
+
+def water_rate(run, result: EditResult, seg, water: int, unet_run) -> dict:
+    """Share of the new water pixels (water after the edit, not before) that the U-Net
+    classifies as water in the image the RGB generator synthesizes from the edited inputs."""
+    import torch
+
+    from geosynth.ml.checkpoint import load_unet
+    from geosynth.ml.metrics import predict_classes
+
+    synth = next((s for s in run.synths if s.config.output == "rgb"), None)
+    if synth is None:
+        raise UsageError("--unet needs an RGB generator (--generator) to score the flood")
+    unet, _ = load_unet(unet_run, map_location=run.device)
+    edited_seg = result.seg
+    arrays = dict(run.inputs.arrays, seg=edited_seg, dem=result.dem[None])
+    image = synth(arrays, run.inputs.num_classes, run.device, where=run.name)  # (3, H, W) uint8
+    m = 2**unet.config.depth
+    h, w = image.shape[-2] // m * m, image.shape[-1] // m * m
+    x = torch.from_numpy(np.asarray(image[:3, :h, :w], dtype=np.float32) / 127.5 - 1)[None]
+    with torch.inference_mode():
+        pred = predict_classes(unet(x.to(run.device)).logits)[0].cpu().numpy()
+    new = (edited_seg[:h, :w] == water) & (seg[:h, :w] != water)
+    pixels = int(new.sum())
+    rate = float((pred[new] == water).mean()) if pixels else None
+    return {"rate": rate, "pixels": pixels}
 
 
 def _gif(path: Path, frames: Sequence[Path]) -> Path:
