@@ -212,8 +212,12 @@ def fit_k(intensity: np.ndarray, looks: float | None = None) -> KFit:
 
 def _texture_nodes(alpha: float) -> tuple[np.ndarray, np.ndarray]:
     """Texture values tau (mean 1) and their probability weights for tau ~ Gamma(alpha, 1/alpha)."""
-    x, w = special.roots_genlaguerre(QUADRATURE_NODES, alpha - 1.0)
-    return x / alpha, w / w.sum()
+    with np.errstate(over="ignore", invalid="ignore"):
+        x, w = special.roots_genlaguerre(QUADRATURE_NODES, alpha - 1.0)
+        w = w / w.sum()
+    if not np.isfinite(w).all():  # weights overflow for large alpha: the texture is nil
+        return np.ones(1), np.ones(1)
+    return x / alpha, w
 
 
 def k_cdf(x: np.ndarray, fit: KFit) -> np.ndarray:
