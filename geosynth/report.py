@@ -4,6 +4,7 @@ It reads what the steps left in the folder (any of them may be absent):
 ``eval/<name>/metrics.json`` (Table III), ``figures/*.png``, the last sample
 grid of each ``runs/<name>``, ``synth/*_panel.png`` and ``flood/*``; it states
 plainly whether fusing labels and DEM beat the single inputs at this budget.
+``sar/stats/`` (``geosynth sar-stats``) adds a section on SAR synthesis and speckle.
 """
 
 from __future__ import annotations
@@ -123,6 +124,8 @@ def write_report(root: str | os.PathLike, title: str = "geosynth demo") -> tuple
             verdict(evals),
             "",
         ]
+    sar = _sar_section(root)
+    lines += sar["markdown"]
     images = _images(root)
     if images:
         lines += ["## Figures", ""]
@@ -138,11 +141,52 @@ def write_report(root: str | os.PathLike, title: str = "geosynth demo") -> tuple
         tmp.write_text("\n".join(lines), encoding="utf-8")
     page = root / "report.html"
     with atomic_path(page) as tmp:
-        tmp.write_text(_html(title, evals, images, steps, root), encoding="utf-8")
+        tmp.write_text(_html(title, evals, images, steps, root, sar), encoding="utf-8")
     return md, page
 
 
-def _html(title, evals, images, steps, root: Path) -> str:
+SAR_INTRO = (
+    "Beyond the paper: a short `ours` generator (labels + DEM -> SAR) trained on the tiles "
+    "with enough SAR, its synthesized SAR beside the real one in dB, and the speckle "
+    "statistics of both over homogeneous areas (`geosynth sar-stats`). `raw` is the "
+    "simulated TerraSAR-X amplitude on its own 1.25 m grid; `real` is the store's SAR "
+    "(resampled to 1 m and averaged over scenes, which raises the ENL and correlates "
+    "neighbours); `synth` is the generator's."
+)
+
+
+def _sar_section(root: Path) -> dict:
+    """Markdown lines, the HTML table rows, the sentence and the figures of ``sar/stats``."""
+    from geosynth.sar_stats import check_sentence, summary_lines
+
+    stats = root / "sar" / "stats" / "sar_stats.json"
+    if not stats.exists():
+        return {"markdown": [], "html": ""}
+    summary = json.loads(stats.read_text())
+    check = summary.get("looks_check")
+    table = list(summary_lines(summary["rows"]))
+    figures = sorted((root / "sar" / "stats").glob("sar_pair_*.png"))
+    figures += sorted(p for p in (root / "sar" / "stats").glob("sar_stats_*.png"))
+    md = ["## SAR: synthesis and speckle statistics", "", SAR_INTRO, "", *table, ""]
+    if check:
+        md += [check_sentence(check), ""]
+    md += [f"{summary['note']}.", ""]
+    md += [f"![{p.stem}]({_rel(p, root)})\n" for p in figures]
+    e = html.escape
+    page = [f"<h2>SAR: synthesis and speckle statistics</h2><p>{e(SAR_INTRO)}</p><table>"]
+    for k, row in enumerate(r for r in table if not r.startswith("| ---")):
+        cells = [c.strip() for c in row.strip().strip("|").split("|")]
+        tag = "th" if k == 0 else "td"
+        page.append("<tr>" + "".join(f"<{tag}>{e(c)}</{tag}>" for c in cells) + "</tr>")
+    page.append("</table>")
+    if check:
+        page.append(f"<p>{e(check_sentence(check))}</p>")
+    page.append(f"<p>{e(summary['note'])}.</p>")
+    page += [f"<img src='{e(_rel(p, root))}' alt='{e(p.stem)}'>" for p in figures]
+    return {"markdown": md, "html": "".join(page)}
+
+
+def _html(title, evals, images, steps, root: Path, sar: dict | None = None) -> str:
     from geosynth.ml.results import TABLE_HEADER, table_row
 
     e = html.escape
@@ -163,6 +207,8 @@ def _html(title, evals, images, steps, root: Path) -> str:
             tag = "th" if k == 0 else "td"
             out.append("<tr>" + "".join(f"<{tag}>{e(c)}</{tag}>" for c in cells) + "</tr>")
         out.append(f"</table><p>{e(verdict(evals)).replace('**', '')}</p>")
+    if sar:
+        out.append(sar["html"])
     if images:
         out.append("<h2>Figures</h2>")
         for caption, path in images:

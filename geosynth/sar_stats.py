@@ -146,7 +146,7 @@ def synth_pieces(store, paths: Iterable[str | os.PathLike]):
 
     db_factor, divisor, (lo, hi) = _sar_norm(store)
     have = store.present("sar")
-    for path in _expand_rasters(paths):
+    for path in expand_rasters(paths):
         match = _SYNTH_NAME.match(path.name)
         if not match:
             raise UsageError(f"{path}: expected a synthesized SAR file named <tile>_sar.tif")
@@ -177,7 +177,7 @@ def synth_pieces(store, paths: Iterable[str | os.PathLike]):
         yield Piece("synth", match["tile"], amplitude**2, labels, valid, (x <= lo) | (x >= hi))
 
 
-def _expand_rasters(paths: Iterable[str | os.PathLike]) -> list[Path]:
+def expand_rasters(paths: Iterable[str | os.PathLike]) -> list[Path]:
     out = []
     for p in map(Path, paths):
         if p.is_dir():
@@ -443,23 +443,65 @@ def plot_class(rows: Sequence[ClassResult], path: Path) -> Path:
     return path
 
 
-def summary_lines(results: Sequence[ClassResult], check: dict | None = None) -> Iterator[str]:
-    """A markdown table of the main figures per class and source, and the check's sentence."""
+def summary_lines(rows: Sequence[dict], check: dict | None = None) -> Iterator[str]:
+    """A markdown table of the main figures per class and source (rows of ``sar_stats.json``
+    or :meth:`ClassResult.row`), and the check's sentence."""
+
+    def num(v, f):
+        return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f % v
+
     yield (
         "| source | class | pixels | ENL | local ENL | CV(A) | Gamma L | KS | K L | K alpha "
         "| KS | acf(1) |"
     )
     yield "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-    for r in sorted(results, key=lambda r: (r.class_key, KINDS.index(r.kind))):
-        s = r.stats.row()
+    order = {k: i for i, k in enumerate(KINDS)}
+    for r in sorted(rows, key=lambda r: (r["class"], order.get(r["source"], 9))):
         yield (
-            f"| {r.kind} | {r.class_key} | {s['pixels']} | {s['enl']:.2f} | {s['enl_local']:.2f} | "
-            f"{s['cv_amplitude']:.3f} | {s['gamma_looks']:.2f} | {s['gamma_ks']:.3f} | "
-            f"{s['k_looks']:.2f} | {s['k_alpha']:.3g} | {s['k_ks']:.3f} | {s['acf1']:.2f} |"
+            f"| {r['source']} | {r['class']} | {r['pixels']} | {num(r['enl'], '%.2f')} | "
+            f"{num(r['enl_local'], '%.2f')} | {num(r['cv_amplitude'], '%.3f')} | "
+            f"{num(r['gamma_looks'], '%.2f')} | {num(r['gamma_ks'], '%.3f')} | "
+            f"{num(r['k_looks'], '%.2f')} | {num(r['k_alpha'], '%.3g')} | "
+            f"{num(r['k_ks'], '%.3f')} | {num(r['acf1'], '%.2f')} |"
         )
     if check is not None:
         yield ""
         yield check_sentence(check)
+
+
+def plot_pair(store, path: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """``sar_pair_<tile>.png``: the tile's real SAR and the synthesized raster ``path`` in dB
+    (``20 log10 A``) on one colour scale with a colour bar, and the real SAR's validity mask."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    (synth,) = synth_pieces(store, [path])
+    i = store.index(synth.where)
+    db = {"synthesized": 10.0 * np.log10(np.maximum(synth.intensity, 1e-12))}
+    valid = synth.valid
+    if store.present("sar")[i]:
+        (real,) = store_pieces(store, [synth.where])
+        db = {"real": 10.0 * np.log10(np.maximum(real.intensity, 1e-12)), **db}
+    shown = np.concatenate([v[valid] for v in db.values()])
+    lo, hi = np.percentile(shown, [1, 99]) if shown.size else (0.0, 100.0)
+    fig, axes = plt.subplots(1, len(db) + 1, figsize=(4.2 * (len(db) + 1), 4.4))
+    for ax, (name, values) in zip(axes, db.items(), strict=False):
+        im = ax.imshow(np.where(valid, values, np.nan), cmap="gray", vmin=lo, vmax=hi)
+        ax.set_title(f"{name} SAR (dB)")
+        ax.axis("off")
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03, label="20 log10 A (dB)")
+    axes[-1].imshow(valid, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+    axes[-1].set_title(f"valid SAR ({valid.mean():.0%})")
+    axes[-1].axis("off")
+    fig.suptitle(f"{synth.where}: real and synthesized SAR")
+    fig.tight_layout()
+    target = Path(out) / f"sar_pair_{synth.where}.png"
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
+    return target
 
 
 def check_sentence(check: dict) -> str:

@@ -147,8 +147,10 @@ def demo(out, overrides, force):
 
     Generates the demo world, builds its store, trains a short U-Net and three
     short generators (label-only, DEM-only, ours), evaluates them (Table III),
-    synthesizes the test tiles, floods one and writes OUT/report.md and
-    OUT/report.html. Rerunning skips finished steps.
+    synthesizes the test tiles, floods one, trains a short SAR generator
+    (labels + DEM -> SAR) whose speckle `sar-stats` compares with the real
+    SAR's, and writes OUT/report.md and OUT/report.html. Rerunning skips
+    finished steps.
     """
     from geosynth.pipeline import bundled_pipeline
 

@@ -36,9 +36,8 @@ from geosynth.cli.options import comma_list, json_option, out_folder_option, sto
 )
 @click.option(
     "--world",
-    type=click.Path(exists=True, file_okay=False),
-    help="A demo world folder: its SAR scenes count as --raw and its simulated looks are "
-    "checked (exit 1 when not recovered).",
+    help="A demo world folder ('store': the one the store was built from): its SAR scenes "
+    "count as --raw and its simulated looks are checked (exit 1 when not recovered).",
 )
 @click.option("--no-real", is_flag=True, help="Leave out the store's own SAR.")
 @click.option(
@@ -74,6 +73,10 @@ def sar_stats(
     s = open_store(store, storage_options=storage_options)
     split = None if split == "all" else split
     scenes, expected = list(raw), None
+    if world == "store":
+        world = s.provenance.get("parameters", {}).get("source_dir")
+        if not world:
+            raise UsageError(f"--world store: {store} records no source folder it was built from")
     if world:
         found, expected = ss.world_scenes(world)
         scenes += [str(p) for p in found]
@@ -94,12 +97,15 @@ def sar_stats(
         )
     check = ss.looks_check(results, expected) if expected is not None else None
     written = ss.write_outputs(results, out, erode_px=erode, check=check)
+    written += [ss.plot_pair(s, path, out) for path in ss.expand_rasters(synth)]
     if as_json:
         click.echo(json.dumps(json.loads(written[1].read_text()), indent=2))
     else:
         click.echo(ss.INVERSION_NOTE + ".")
-        for line in ss.summary_lines(results, check):
+        for line in ss.summary_lines([r.row() for r in results], check):
             click.echo(line)
-        click.echo(f"wrote {written[0]}, {written[1]} and {len(written) - 2} figure(s) in {out}")
+        click.echo(
+            f"wrote {written[0].name}, {written[1].name} and {len(written) - 2} figure(s) in {out}"
+        )
     if check is not None and not check["passed"]:
         raise click.ClickException(ss.check_sentence(check))
