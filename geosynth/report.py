@@ -5,8 +5,8 @@ explains it: the data (``world/world.json``, ``figures/class_shares.csv``),
 the setup (``runs/*/config.yaml``), Table III (``eval/<name>/metrics.json``,
 several seeds as ``eval/<name>-s<seed>``) with what each block means, the
 paper's GeoNRW row as a reference line and an honest verdict, the fusion
-probe (``probe/probe.json``), the flood edit (``flood/*``), the figures and
-the steps' timings.
+probe (``probe/probe.json``), the flood edit (``flood/*``), SAR synthesis and speckle
+(``sar/stats/``, ``geosynth sar-stats``), the figures and the steps' timings.
 
 The page is a list of sections (:data:`SECTIONS`): each is a function of the
 folder's :class:`Context` that returns Markdown lines (or none, when its
@@ -522,12 +522,43 @@ def steps_section(ctx: Context) -> list[str]:
     return [*lines, "", f"Total: {total:.1f} minutes.", ""]
 
 
+SAR_INTRO = (
+    "Beyond the paper: a short `ours` generator (labels + DEM -> SAR) trained on the tiles "
+    "with enough SAR, its synthesized SAR beside the real one in dB, and the speckle "
+    "statistics of both over homogeneous areas (`geosynth sar-stats`). `raw` is the "
+    "simulated TerraSAR-X amplitude on its own 1.25 m grid; `real` is the store's SAR "
+    "(resampled to 1 m and averaged over scenes, which raises the ENL and correlates "
+    "neighbours); `synth` is the generator's."
+)
+
+
+def sar_section(ctx: Context) -> list[str]:
+    """SAR synthesis and speckle statistics, from ``sar/stats`` (``geosynth sar-stats``)."""
+    from geosynth.sar_stats import check_sentence, summary_lines
+
+    folder = ctx.root / "sar" / "stats"
+    stats = folder / "sar_stats.json"
+    if not stats.exists():
+        return []
+    summary = json.loads(stats.read_text())
+    check = summary.get("looks_check")
+    figures = sorted(folder.glob("sar_pair_*.png")) + sorted(folder.glob("sar_stats_*.png"))
+    lines = ["## SAR: synthesis and speckle statistics", "", SAR_INTRO, ""]
+    lines += [*summary_lines(summary["rows"]), ""]
+    if check:
+        lines += [check_sentence(check), ""]
+    lines += [f"{summary['note']}.", ""]
+    lines += [f"![{p.stem}]({_rel(p, ctx.root)})\n" for p in figures]
+    return lines
+
+
 SECTIONS: list[Section] = [
     data_section,
     setup_section,
     table_section,
     probe_section,
     flood_section,
+    sar_section,
     figures_section,
     steps_section,
 ]

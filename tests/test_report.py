@@ -148,3 +148,26 @@ def test_long_recipe_runs_three_seeds_of_three_generators_for_the_report():
             (s.args for s in recipe.steps), ()
         )
         assert steps["build"].args[steps["build"].args.index("--source-dir") + 1] == "x/world"
+
+
+def test_report_has_a_sar_section_when_sar_stats_ran(tmp_path):
+    from geosynth.catalog import load_catalog
+    from geosynth.sar_stats import Piece, class_stats, looks_check, write_outputs
+
+    rng = np.random.default_rng(0)
+    labels = np.ones((80, 80), dtype=np.uint8)
+    pieces = [
+        Piece(kind, "t", rng.gamma(looks, 1 / looks, labels.shape), labels, labels > 0)
+        for kind, looks in (("raw", 1.5), ("synth", 6.0))
+    ]
+    results = class_stats(pieces, load_catalog().classes)
+    check = looks_check(results, 1.5)
+    write_outputs(results, tmp_path / "sar" / "stats", erode_px=3, check=check)
+    md, page = write_report(tmp_path, title="t")
+    text = md.read_text()
+    assert "## SAR: synthesis and speckle statistics" in text
+    assert "| raw | " in text and "| synth | " in text and "10^(100 x / 20)" in text
+    assert "Theory check passes" in text
+    name = next(c.key for c in load_catalog().classes.classes if c.id == 1)
+    assert f"sar/stats/sar_stats_{name}.png" in text
+    assert f"sar/stats/sar_stats_{name}.png" in page.read_text()

@@ -37,6 +37,7 @@ COMMANDS = {
     "info": ("geosynth.cli.store_cmd", "info"),
     "verify": ("geosynth.cli.store_cmd", "verify"),
     "stats": ("geosynth.cli.store_cmd", "stats"),
+    "sar-stats": ("geosynth.cli.sar_stats_cmd", "sar_stats"),
     "export": ("geosynth.cli.store_cmd", "export"),
     "upgrade-store": ("geosynth.cli.store_cmd", "upgrade_store"),
     "model-info": ("geosynth.cli.model_info_cmd", "model_info"),

@@ -149,9 +149,10 @@ def demo(out, overrides, force):
     U-Net and three short generators (label-only, DEM-only, ours), evaluates
     them (Table III), probes where the DEM carries what the labels lack (the
     paper's Fig. 7, from the world's truth rasters), synthesizes a test tile,
-    floods it and writes OUT/report.md and OUT/report.html. Every step shows
-    its own progress; rerunning skips finished steps. pipelines/demo_long.yaml
-    tells the same story with 3 seeds.
+    floods it, trains a short SAR generator (labels + DEM -> SAR) whose speckle
+    `sar-stats` compares with the real SAR's, and writes OUT/report.md and
+    OUT/report.html. Every step shows its own progress; rerunning skips
+    finished steps. pipelines/demo_long.yaml tells the same story with 3 seeds.
     """
     from geosynth.pipeline import bundled_pipeline
 

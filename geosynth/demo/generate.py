@@ -241,6 +241,7 @@ def _write_sar(root: Path, world: World, scenes: list, step) -> dict:
 
     from geosynth.demo.sar import (
         CAL_FACTOR,
+        LOOKS,
         PIXEL_M,
         SAR_CRS,
         annotation_xml,
@@ -278,6 +279,7 @@ def _write_sar(root: Path, world: World, scenes: list, step) -> dict:
         "crs": SAR_CRS,
         "pixel_m": PIXEL_M,
         "cal_factor": CAL_FACTOR,
+        "looks": LOOKS,  # of the simulated speckle (what `geosynth sar-stats --world` checks)
         "polarisation": "HH",
         "nodata": 0,
         "scenes": records,

@@ -1,0 +1,111 @@
+"""``geosynth sar-stats``: speckle statistics of real and synthesized SAR, per class."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from geosynth.cli.options import comma_list, json_option, out_folder_option, storage_option
+
+
+@click.command("sar-stats")
+@click.option("--store", required=True, help="Store with labels (seg) and, for real SAR, sar.")
+@storage_option
+@click.option("--tiles", callback=comma_list, help="Only these tiles (default: the split's).")
+@click.option(
+    "--split",
+    default="all",
+    show_default=True,
+    help="Store split whose tiles count ('all': every complete tile).",
+)
+@click.option(
+    "--synth",
+    "synth",
+    multiple=True,
+    type=click.Path(exists=True),
+    help="Synthesized SAR: <tile>_sar.tif files of `geosynth synthesize`, or folders of them "
+    "(repeatable).",
+)
+@click.option(
+    "--raw",
+    multiple=True,
+    type=click.Path(exists=True),
+    help="Raw EEC scenes (product folders or GeoTIFFs of amplitude DN), measured on their own "
+    "pixel grid (repeatable).",
+)
+@click.option(
+    "--world",
+    help="A demo world folder ('store': the one the store was built from): its SAR scenes "
+    "count as --raw and its simulated looks are checked (exit 1 when not recovered).",
+)
+@click.option("--no-real", is_flag=True, help="Leave out the store's own SAR.")
+@click.option(
+    "--erode",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    help="Pixels removed from every class edge, validity edge and tile border.",
+)
+@click.option(
+    "--looks",
+    type=click.FloatRange(min=0.01),
+    help="Fix the K fit's looks L (default: L and the texture alpha both fitted).",
+)
+@out_folder_option("Folder for sar_stats.csv, sar_stats.json and a PNG per class.")
+@json_option
+def sar_stats(
+    store, storage_options, tiles, split, synth, raw, world, no_real, erode, looks, out, as_json
+):
+    """Speckle statistics per class over homogeneous areas, real against synthesized SAR.
+
+    For each source (raw scenes, the store's SAR, synthesized rasters) and
+    class: ENL, local ENL, CV of amplitude, Gamma and K fits with their
+    Kolmogorov-Smirnov distances, and the autocorrelation at lags 1..5. The
+    store's normalised SAR is inverted with A = 10^(100 x / 20).
+
+    Example: geosynth sar-stats --store demo.zarr --synth synth/ --out sar-stats
+    """
+    from geosynth import sar_stats as ss
+    from geosynth.errors import UsageError
+    from geosynth.store import open_store
+
+    s = open_store(store, storage_options=storage_options)
+    split = None if split == "all" else split
+    scenes, expected = list(raw), None
+    if world == "store":
+        world = s.provenance.get("parameters", {}).get("source_dir")
+        if not world:
+            raise UsageError(f"--world store: {store} records no source folder it was built from")
+    if world:
+        found, expected = ss.world_scenes(world)
+        scenes += [str(p) for p in found]
+
+    def pieces():
+        if scenes:
+            yield from ss.raw_pieces(s, scenes, tiles, split)
+        if not no_real and "sar" in s.modalities:
+            yield from ss.store_pieces(s, tiles, split)
+        if synth:
+            yield from ss.synth_pieces(s, synth)
+
+    results = ss.class_stats(pieces(), s.classes, erode_px=erode, looks=looks)
+    if not results:
+        raise UsageError(
+            "no SAR to measure: no class has enough homogeneous pixels in any source "
+            "(give --raw, --world or --synth, or a store with sar)"
+        )
+    check = ss.looks_check(results, expected) if expected is not None else None
+    written = ss.write_outputs(results, out, erode_px=erode, check=check)
+    written += [ss.plot_pair(s, path, out) for path in ss.expand_rasters(synth)]
+    if as_json:
+        click.echo(json.dumps(json.loads(written[1].read_text()), indent=2))
+    else:
+        click.echo(ss.INVERSION_NOTE + ".")
+        for line in ss.summary_lines([r.row() for r in results], check):
+            click.echo(line)
+        click.echo(
+            f"wrote {written[0].name}, {written[1].name} and {len(written) - 2} figure(s) in {out}"
+        )
+    if check is not None and not check["passed"]:
+        raise click.ClickException(ss.check_sentence(check))
