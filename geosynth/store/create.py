@@ -160,7 +160,7 @@ class _ArrayMaker:
             dtype=dtype,
             fill_value=fill,
             dimension_names=dims,
-            compressors=None,
+            compressors=self.layout.checksums() or None,
             attributes=attrs or {},
         )
 

@@ -122,7 +122,7 @@ def upgrade_store(
             classes=attrs["geosynth:classes"],
             normalisation=attrs.get("geosynth:normalisation", {}),
             provenance={**provenance, "upgraded_from": {"store": source.url, "store_version": 1}},
-            layout=StoreLayout(**attrs.get("geosynth:layout", {})),
+            layout=StoreLayout(**{**attrs.get("geosynth:layout", {}), "checksum": True}),
         )
     states = group["state"][:]
     tasks = [

@@ -143,22 +143,25 @@ def _write_group(
         )
         array[...] = values
         if per_band:
-            _coordinate(group, band_dimension(name), np.array(spec.bands, dtype=object), str)
+            _coordinate(
+                group, band_dimension(name), np.array(spec.bands, dtype=object), str, layout
+            )
         if progress:
             progress(name)
     x, y = pixel_centres(transform, shape)
     units = {"units": "m"} if georeferenced else {}
-    _coordinate(group, "x", x, "float64", {"standard_name": "projection_x_coordinate", **units})
-    _coordinate(group, "y", y, "float64", {"standard_name": "projection_y_coordinate", **units})
+    for axis, values in (("x", x), ("y", y)):
+        standard = {"standard_name": f"projection_{axis}_coordinate", **units}
+        _coordinate(group, axis, values, "float64", layout, standard)
     if georeferenced:
         ref = group.create_array(
             "spatial_ref", shape=(), dtype="int64", fill_value=0, dimension_names=(),
-            compressors=None, attributes=grid_mapping_attrs(transform, crs),
+            compressors=layout.checksums() or None, attributes=grid_mapping_attrs(transform, crs),
         )  # fmt: skip
         ref[...] = 0
 
 
-def _coordinate(group, name: str, values: np.ndarray, dtype, attrs=None) -> None:
+def _coordinate(group, name: str, values: np.ndarray, dtype, layout, attrs=None) -> None:
     array = group.create_array(
         name,
         shape=values.shape,
@@ -166,7 +169,7 @@ def _coordinate(group, name: str, values: np.ndarray, dtype, attrs=None) -> None
         dtype=dtype,
         fill_value="" if dtype is str else 0,
         dimension_names=(name,),
-        compressors=None,
+        compressors=layout.checksums() or None,
         attributes=attrs or {},
     )
     array[:] = values
