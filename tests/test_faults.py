@@ -9,6 +9,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -165,9 +169,7 @@ def test_verify_lists_damaged_chunks_and_repair_marks_their_tiles(stores, tmp_pa
     s = open_store(store, mode="r+")
     ref = open_store(stores["crc"])
     for i in (0, 2):
-        s.write_tile(
-            TILES[i], TileData(**{n: ref.read(n, i) for n in ("rgb", "dem", "seg")})
-        )
+        s.write_tile(TILES[i], TileData(**{n: ref.read(n, i) for n in ("rgb", "dem", "seg")}))
     result = run_cli("verify", store)
     assert result.exit_code == 0, result.output
 
@@ -194,3 +196,120 @@ def test_verify_of_a_damaged_zarr_json_names_the_tile(stores, tmp_path):
     assert one_line(result.output) == f"Error: 3 problem(s) in {store}"  # rgb, dem, seg
     result = run_cli("verify", "--repair", store)
     assert f"1 tile(s) marked for rewriting ({TILES[1]})" in one_line(result.output)
+
+
+# --------------------------------------------------------------------------- orphans
+
+
+def session_pids(sid: int) -> list[int]:
+    """Live (not zombie) processes of session ``sid``."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path("/proc", entry, "stat").read_text()
+        except OSError:
+            continue
+        state, _ppid, _pgrp, session = stat.rsplit(")", 1)[1].split()[:4]
+        if int(session) == sid and state != "Z":
+            out.append(int(entry))
+    return out
+
+
+def wait_for(condition, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+
+
+def kill_parent_then_expect_no_orphans(proc, children: int, delay: float) -> None:
+    """Wait until ``proc`` has ``children`` processes besides itself, SIGKILL only ``proc``
+    after ``delay`` s; every process it started must then exit on its own."""
+    sid = proc.pid  # start_new_session: the parent leads its own session
+    try:
+        wait_for(lambda: len(session_pids(sid)) >= children + 1, 120, f"{children} workers")
+        time.sleep(delay)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        wait_for(lambda: not session_pids(sid), 30, "the orphaned workers to exit")
+    finally:
+        for pid in session_pids(sid):  # never leave them behind, even when the test fails
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from geosynth.demo import generate_world
+
+    root = tmp_path_factory.mktemp("world")
+    generate_world(root, tiles=(2, 1), seed=3, dop_resolution=1.0, lidar_density=1.0)
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1])
+def test_killed_build_leaves_no_workers(world, tmp_path, seed):
+    delay = float(np.random.default_rng(seed).uniform(0.5, 4.0))
+    cmd = [sys.executable, "-m", "geosynth", "-q", "build-geonrw", "--region", "demo",
+           "--source-dir", str(world), "--out", str(tmp_path / "k.zarr"), "--workers", "2"]  # fmt: skip
+    proc = subprocess.Popen(cmd, start_new_session=True, stderr=subprocess.DEVNULL)
+    kill_parent_then_expect_no_orphans(proc, children=3, delay=delay)  # 2 workers + tracker
+
+
+LOADER_SCRIPT = """
+import sys, time
+from torch.utils.data import DataLoader
+from geosynth.ml.data import SynthesisDataset
+loader = DataLoader(SynthesisDataset(sys.argv[1], "train", crop=32, seed=0), batch_size=2,
+                    num_workers=2, persistent_workers=True)
+for batch in loader:
+    break
+print("loaded", flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.slow
+def test_killed_training_process_leaves_no_loader_workers(stores, tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LOADER_SCRIPT, str(stores["crc"])],
+        start_new_session=True, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout.readline().strip() == "loaded"
+    kill_parent_then_expect_no_orphans(proc, children=2, delay=0.0)
+
+
+DASK_SCRIPT = """
+import time
+from dask.distributed import LocalCluster
+from geosynth.ingest.run import TileTask, run_tasks
+from geosynth.store import TilePlan
+
+def sleepy(task):
+    print("running", flush=True)
+    time.sleep(600)
+
+if __name__ == "__main__":
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        tasks = [TileTask(store="x", plan=TilePlan("356_5645", "demo", "train"))]
+        for _ in run_tasks(sleepy, tasks, scheduler=cluster.scheduler_address):
+            pass
+"""
+
+
+@pytest.mark.slow
+def test_killed_dask_client_leaves_no_cluster_workers(tmp_path):
+    script = tmp_path / "cluster.py"
+    script.write_text(DASK_SCRIPT)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], start_new_session=True, stdout=subprocess.PIPE, text=True,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.stdout.readline().strip() == "running"
+    kill_parent_then_expect_no_orphans(proc, children=1, delay=0.0)

@@ -29,6 +29,7 @@ from typing import Any
 
 from geosynth.errors import GeosynthError
 from geosynth.store.contract import TilePlan
+from geosynth.workers import exit_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -285,8 +286,12 @@ def run_tasks(
     # spawn, not fork: zarr's event loop and thread pool do not survive a fork
     # GDAL, lazrs and zarr use every core by default: share the cores out instead
     run = functools.partial(_with_threads, func, max(1, (os.cpu_count() or 1) // workers))
+    # each worker exits when this process dies (kill -9 too): no orphans writing tiles
     with ProcessPoolExecutor(
-        max_workers=workers, mp_context=multiprocessing.get_context("spawn")
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=exit_with_parent,
+        initargs=(os.getpid(),),
     ) as pool:
         futures = [pool.submit(run, task) for task in tasks]
         for future in as_completed(futures):
@@ -297,10 +302,15 @@ def _with_threads(func: Callable[[Any], Record], threads: int, task: Any) -> Rec
     """Run ``func(task)`` with this worker's libraries limited to ``threads`` threads each.
 
     GDAL (JPEG2000 decoding), lazrs (LAZ decompression, a rayon pool sized at
-    first use) and zarr (chunk compression) would each use every core.
+    first use) and zarr (chunk compression) would each use every core. A worker process
+    started by multiprocessing (a pool's, a dask nanny's) exits when its parent dies.
     """
+    import multiprocessing
+
     import zarr
 
+    if multiprocessing.parent_process() is not None:  # a pool's or a dask nanny's worker
+        exit_with_parent()
     os.environ["GDAL_NUM_THREADS"] = str(threads)
     os.environ.setdefault("RAYON_NUM_THREADS", str(threads))
     zarr.config.set({"threading.max_workers": threads})
