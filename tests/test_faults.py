@@ -313,3 +313,147 @@ def test_killed_dask_client_leaves_no_cluster_workers(tmp_path):
     )  # fmt: skip
     assert proc.stdout.readline().strip() == "running"
     kill_parent_then_expect_no_orphans(proc, children=1, delay=0.0)
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def geosynth_cmd(*args) -> list[str]:
+    return [sys.executable, "-m", "geosynth", "-q", *(str(a) for a in args)]
+
+
+def build_cmd(world, out, *extra):
+    return geosynth_cmd("build-geonrw", "--region", "demo", "--source-dir", world, "--out", out,
+                        "--modalities", "rgb,dem,seg", *extra)  # fmt: skip
+
+
+def file_size_limit(limit: int):
+    """A ``preexec_fn``: files of this process may not grow beyond ``limit`` bytes (EFBIG,
+    as on a full disk; SIGXFSZ ignored so that the write fails instead of killing it)."""
+    import resource
+
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def error_line(stderr: str) -> str:
+    lines = [line for line in stderr.strip().splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    return lines[0]
+
+
+@pytest.mark.slow
+def test_disk_full_build_stops_with_one_line_and_writes_its_report(world, tmp_path):
+    out = tmp_path / "full.zarr"
+    result = subprocess.run(build_cmd(world, out), preexec_fn=file_size_limit(30_000),
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 1
+    line = error_line(result.stderr)
+    assert line.startswith(f"Error: {out}: file too large") and "(disk full)" in line
+    assert "rerun to resume" in line and "Task was destroyed" not in result.stderr
+    report = json.loads((tmp_path / "full.zarr.report.json").read_text())
+    assert report["interrupted"] and report["done"] == []
+    assert "disk full" in next(iter(report["failed"].values()))
+    assert len(report["records"]) == 1  # stopped at the first: the other tile never started
+    states = open_store(out).states()
+    assert COMPLETE not in states and 1 not in states  # none left 'being written'
+    assert not list(tmp_path.glob(".*"))  # no temporaries
+    rerun = subprocess.run(build_cmd(world, out), capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert verify(open_store(out)) == []
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A folder this process cannot write: its mode (or, for root, a read-only bind mount)."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("x")
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    mount = subprocess.run(["mount", "--bind", "-o", "ro", str(folder), str(folder)],
+                           capture_output=True)  # fmt: skip
+    if mount.returncode != 0:
+        pytest.skip("root without mount rights: cannot make a read-only folder")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_read_only_output_is_refused_before_any_work(stores, read_only_dir):
+    out = read_only_dir / "s.zarr"
+    result = run_cli("upgrade-store", stores["crc"], out)
+    assert result.exit_code == 1
+    assert one_line(result.output) == (
+        f"Error: cannot write the store {out}: {read_only_dir}/s.zarr.lock: read-only file system"
+        if os.geteuid() == 0
+        else f"Error: cannot write the store {out}: {read_only_dir}/s.zarr.lock: permission denied"
+    )
+    assert sorted(p.name for p in read_only_dir.iterdir()) == ["keep.txt"]
+
+
+def test_a_second_writer_is_refused_naming_the_holder(stores, tmp_path):
+    from geosynth.errors import OutputError
+    from geosynth.store.lock import store_lock
+
+    out = tmp_path / "s.zarr"
+    with store_lock(out):
+        with (
+            pytest.raises(OutputError, match=rf"being written by process {os.getpid()} on"),
+            store_lock(out),
+        ):
+            pass
+        result = subprocess.run(
+            geosynth_cmd("upgrade-store", stores["crc"], out), capture_output=True, text=True
+        )
+        assert result.returncode == 1
+        assert f"store {out} is being written by process {os.getpid()}" in error_line(result.stderr)
+    assert not (tmp_path / "s.zarr.lock").exists()  # released and removed
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_racing_builds_on_one_new_store(world, tmp_path, assert_same_store):
+    out = tmp_path / "race.zarr"
+    procs = [
+        subprocess.Popen(build_cmd(world, out), stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
+    results = [(p.wait(timeout=600), p.stderr.read()) for p in procs]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 1], results
+    loser = next(err for code, err in results if code == 1)
+    assert f"store {out} is being written by process" in error_line(loser)
+    rerun = subprocess.run(build_cmd(world, out), capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0 and verify(open_store(out)) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["race.zarr", "race.zarr.report.json"]
+
+
+CREATE_SCRIPT = """
+import os, signal, sys
+sys.path.insert(0, sys.argv[2])
+import geosynth.store.create as create
+from test_faults import make_store
+if sys.argv[3] == "kill":  # die while the root is being written, as kill -9 would
+    create.consolidate = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+make_store(sys.argv[1])
+"""
+
+
+def test_kill_during_creation_leaves_nothing_after_the_rerun(tmp_path):
+    out = tmp_path / "s.zarr"
+    tests = Path(__file__).parent
+    run = [sys.executable, "-c", CREATE_SCRIPT, str(out), str(tests)]
+    killed = subprocess.run([*run, "kill"], capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL
+    assert [p.name.split("-")[0] for p in tmp_path.iterdir()] == [".s.zarr.creating"]
+    rerun = subprocess.run([*run, "run"], capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["s.zarr"]
+    assert verify(open_store(out)) == []
