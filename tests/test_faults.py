@@ -457,3 +457,49 @@ def test_kill_during_creation_leaves_nothing_after_the_rerun(tmp_path):
     assert rerun.returncode == 0, rerun.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["s.zarr"]
     assert verify(open_store(out)) == []
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def test_inputs_with_a_transform_but_no_crs_need_crs(tmp_path):
+    import rasterio
+    from affine import Affine
+
+    seg = tmp_path / "seg.tif"
+    profile = {"driver": "GTiff", "width": 32, "height": 32, "count": 1, "dtype": "uint8",
+               "transform": Affine(1, 0, 356_000, 0, -1, 5_646_000)}  # fmt: skip
+    with rasterio.open(seg, "w", **profile) as dst:
+        dst.write(np.kron([[10, 3], [3, 3]], np.ones((16, 16), dtype=np.uint8))[None])
+    dem = tmp_path / "dem.tif"
+    with rasterio.open(dem, "w", **{**profile, "dtype": "float32"}) as dst:
+        dst.write(np.full((1, 32, 32), 100, dtype=np.float32))
+    out = tmp_path / "edit"
+    args = ["edit-classes", "--seg", seg, "--dem", dem, "--from", "buildings",
+            "--to", "agricultural", "--out", out]  # fmt: skip
+    result = run_cli(*args)
+    assert result.exit_code == 1
+    assert one_line(result.output) == (
+        f"Error: {seg}: has a transform but no CRS; give --crs (e.g. EPSG:25832), or the "
+        "outputs would not be georeferenced"
+    )
+    assert not out.exists()  # no empty output folder
+    result = run_cli(*args, "--crs", "EPSG:25832")
+    assert result.exit_code == 0, result.output
+    with rasterio.open(next(out.glob("*.tif"))) as src:
+        assert src.crs.to_epsg() == 25832 and src.transform.c == 356_000
+
+
+def test_zip_with_an_empty_member_name_is_refused(tmp_path):
+    import zipfile
+
+    from geosynth.download import safe_extract
+    from geosynth.errors import DataError
+
+    archive = tmp_path / "e.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("ok.txt", b"x")
+        zf.writestr(zipfile.ZipInfo(""), b"data")
+    with pytest.raises(DataError, match="a member has an empty name"):
+        safe_extract(archive, tmp_path / "x")
+    assert not (tmp_path / "x").exists()
