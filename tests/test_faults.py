@@ -503,3 +503,44 @@ def test_zip_with_an_empty_member_name_is_refused(tmp_path):
     with pytest.raises(DataError, match="a member has an empty name"):
         safe_extract(archive, tmp_path / "x")
     assert not (tmp_path / "x").exists()
+
+
+# --------------------------------------------------------------------------- downloads
+
+
+def test_every_redirect_hop_is_checked_and_the_manifest_has_the_final_url(tmp_path, http_serve):
+    from urllib.parse import urlsplit
+
+    from geosynth.download import Download, RefusedHost, download_many
+
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "data.bin").write_bytes(b"catalog data" * 100)
+    (served / "evil.bin").write_bytes(b"not from the catalog")
+    with http_serve(served) as other:
+        hops = {"/a": "/b", "/b": "/data.bin", "/x": "/y", "/y": f"{other.url}/evil.bin"}
+        with http_serve(served, redirects=hops) as catalog:
+            host = urlsplit(catalog.url).netloc
+            dest = tmp_path / "dest"
+            records = download_many([Download("dop", f"{catalog.url}/a", "a.bin")], dest,
+                                    allowed_hosts={host}, retries=0)  # fmt: skip
+            assert records[0]["final_url"] == f"{catalog.url}/data.bin"
+            manifest = json.loads((dest / "manifest.json").read_text())
+            assert json.dumps(manifest).count(f"{catalog.url}/data.bin") == 1
+            assert (dest / "a.bin").read_bytes() == (served / "data.bin").read_bytes()
+
+            with pytest.raises(RefusedHost) as err:  # the second hop leaves the catalog
+                download_many([Download("dop", f"{catalog.url}/x", "x.bin")], dest,
+                              allowed_hosts={host}, retries=3)  # fmt: skip
+            assert str(err.value) == (
+                f"refusing the redirect of {catalog.url}/y to {other.url}/evil.bin: "
+                f"{urlsplit(other.url).netloc!r} is not a host of the data catalog"
+            )
+            assert sorted(p.name for p in dest.iterdir()) == ["a.bin", "manifest.json"]
+            assert not other.requests  # never contacted
+            assert [r[0] for r in catalog.requests].count("/x") == 1  # refused: not retried
+
+            both = {host, urlsplit(other.url).netloc}  # the catalog's redirect_hosts
+            records = download_many([Download("dop", f"{catalog.url}/x", "x.bin")], dest,
+                                    allowed_hosts=both, retries=0)  # fmt: skip
+            assert records[0]["final_url"] == f"{other.url}/evil.bin"
