@@ -17,7 +17,8 @@ For the default layout two more rows: the same pixels in store layout v1
 (one array per modality with a tile axis, read by the v1 reader: v2 must not
 be slower) and, with ``--s3``, the same store on a loopback S3-API server
 (moto), read through zarr.
-Target: (a) >= 100 x (b) in samples/s. Other processes share the CPU, so the
+A row for the default layout without crc32c chunk checksums prints their cost
+(target < 10 %). Target: (a) >= 100 x (b) in samples/s. Other processes share the CPU, so the
 figures are indicative. Run: python benchmarks/loader.py [--tiles 8] [--s3]
 """
 
@@ -29,6 +30,7 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(var, "1")
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -393,6 +395,13 @@ def main() -> None:
             contenders.append(Contender(f"(a) store, chunk {layout.chunk}, {codec}", ds,
                                         args.samples, args.batch, du(path)))  # fmt: skip
             if layout == STORE_LAYOUT:
+                plain_layout = dataclasses.replace(layout, checksum=False)
+                plain = work / "store-no-checksum.zarr"
+                write_store(tiles, plain, plain_layout)
+                contenders.append(Contender("    same without chunk checksums",
+                                            SynthesisDataset(plain, "train", crop=args.crop,
+                                                             seed=0),
+                                            args.samples, args.batch, du(plain)))  # fmt: skip
                 zds = ThroughZarr(path, "train", crop=args.crop, seed=0)
                 contenders.append(Contender("    same, read through zarr's API", zds,
                                             args.samples // 2, args.batch))  # fmt: skip
@@ -426,6 +435,10 @@ def main() -> None:
         default = next(c for c in contenders if c.label.startswith(
             f"(a) store, chunk {STORE_LAYOUT.chunk}, {STORE_LAYOUT.codec} {STORE_LAYOUT.level}"))  # fmt: skip
         v1 = next(c for c in contenders if "layout v1" in c.label)
+        plain = next(c for c in contenders if "without chunk checksums" in c.label)
+        cost = [1 - default.rates[k] / plain.rates[k] for k in (0, 1)]
+        print(f"cost of the crc32c chunk checksums: {cost[0]:+.1%} per worker, {cost[1]:+.1%} "
+              "through the DataLoader (target < 10 %)")  # fmt: skip
         print(f"store layout v2 / v1: {default.rates[0] / v1.rates[0]:.2f}x per worker, "
               f"{default.rates[1] / v1.rates[1]:.2f}x through the DataLoader (target >= 1)")  # fmt: skip
         print(f"default layout {STORE_LAYOUT}: (a)/(b) = {default.rates[0] / base[0]:.0f}x per "

@@ -228,6 +228,8 @@ def _verify(path: Path, size: int | None, md5: str | None, sha256: str | None, u
 
 def _safe_member_path(name: str, archive: Path) -> PurePosixPath:
     path = PurePosixPath(name.replace("\\", "/"))
+    if not name.strip() or not path.parts or path.parts == (".",):
+        raise DataError(f"{archive}: a member has an empty name ({name!r}); refusing to extract")
     if path.is_absolute() or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
         raise DataError(f"{archive}: member {name!r} has an absolute path; refusing to extract")
     if ".." in path.parts:

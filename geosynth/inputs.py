@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
@@ -18,6 +19,8 @@ from geosynth.catalog import ClassTable
 from geosynth.errors import DataError, UsageError
 from geosynth.grid import RasterGrid
 from geosynth.names import NETWORK_MODALITIES
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -81,8 +84,14 @@ def _openable(path: str | os.PathLike) -> str:
     return members[0]
 
 
-def from_files(classes: ClassTable, **paths: str | os.PathLike | None) -> TileInputs:
-    """Read ``seg=..., dem=..., sar=..., rgb=...`` GeoTIFFs that share one grid."""
+def from_files(
+    classes: ClassTable, crs: str | None = None, **paths: str | os.PathLike | None
+) -> TileInputs:
+    """Read ``seg=..., dem=..., sar=..., rgb=...`` GeoTIFFs that share one grid.
+
+    Inputs with a transform but no CRS are refused unless ``crs`` says which it is (their
+    outputs would lose the georeferencing); inputs with neither are plain images.
+    """
     import rasterio
 
     arrays, grid, name = {}, None, None
@@ -117,5 +126,23 @@ def from_files(classes: ClassTable, **paths: str | os.PathLike | None) -> TileIn
     if not arrays:
         raise UsageError("give --store and --tile, or input rasters (--seg, --dem, ...)")
     if grid is not None and not grid.crs:
-        grid = None
+        if crs:
+            from pyproj import CRS
+            from pyproj.exceptions import CRSError
+
+            try:
+                name_of_crs = CRS.from_user_input(crs).to_string()
+            except CRSError as exc:
+                raise UsageError(f"--crs {crs!r} is not a CRS: {exc}") from exc
+            grid = RasterGrid(name_of_crs, grid.transform, grid.width, grid.height)
+        elif not grid.transform.is_identity:
+            first = next(str(p) for p in paths.values() if p is not None)
+            raise DataError(
+                f"{first}: has a transform but no CRS; give --crs (e.g. EPSG:25832), or the "
+                "outputs would not be georeferenced"
+            )
+        else:
+            grid = None
+    elif grid is not None and crs:
+        log.warning("inputs have the CRS %s; --crs %s is not used", grid.crs, crs)
     return TileInputs(name or "input", arrays, grid, classes)

@@ -17,7 +17,7 @@ import sys
 import click
 
 from geosynth import __version__
-from geosynth.errors import GeosynthError
+from geosynth.errors import GeosynthError, OutputError, write_failure
 
 log = logging.getLogger("geosynth")
 
@@ -55,12 +55,15 @@ COMMANDS = {
 
 
 class GeosynthGroup(click.Group):
-    """A click group that turns :class:`GeosynthError` into clean exits."""
+    """A click group that turns :class:`GeosynthError` and failed writes (disk full,
+    read-only output) into clean one-line exits."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except GeosynthError as exc:
+            if isinstance(exc, OutputError):
+                _quiet_abandoned_writes()
             verbose = (ctx.obj or {}).get("verbosity", 0) > 0
             if verbose:
                 log.error("traceback", exc_info=True)
@@ -69,6 +72,23 @@ class GeosynthGroup(click.Group):
                     str(exc), ctx=click.get_current_context(silent=True) or ctx
                 ) from exc
             raise click.ClickException(str(exc)) from exc
+        except OSError as exc:  # disk full, read-only output: one line, not a traceback
+            message = write_failure(exc)
+            if message is None:
+                raise
+            _quiet_abandoned_writes()
+            if (ctx.obj or {}).get("verbosity", 0) > 0:
+                log.error("traceback", exc_info=True)
+            raise click.ClickException(message) from exc
+
+
+def _quiet_abandoned_writes() -> None:
+    """After a failed write (disk full) zarr's event loop still holds the abandoned chunk
+    writes; at exit asyncio would log each ('Task was destroyed but it is pending') and
+    Python print a traceback per coroutine closed with the loop. The process is exiting
+    with the one-line error: those say nothing more."""
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    sys.unraisablehook = lambda unraisable: None
 
 
 def _configure_logging(verbosity: int) -> None:

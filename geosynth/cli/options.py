@@ -151,11 +151,18 @@ def raster_options(func):
         ]
     ):
         func = click.option(name, type=click.Path(exists=True, dir_okay=False), help=what)(func)
-    return func
+    return click.option(
+        "--crs",
+        expose_value=False,
+        callback=lambda ctx, param, value: ctx.meta.__setitem__("geosynth.input_crs", value),
+        help="CRS of input rasters that have a transform but none (e.g. EPSG:25832); "
+        "without it such inputs are refused.",
+    )(func)
 
 
 def load_inputs(store, tile, seg, dem, sar, storage_options=None):
-    """One tile's inputs from ``--store/--tile`` or from the user's own rasters."""
+    """One tile's inputs from ``--store/--tile`` or from the user's own rasters (with the
+    command's ``--crs``)."""
     from geosynth.catalog import load_catalog
     from geosynth.inputs import from_files, from_store
 
@@ -166,7 +173,9 @@ def load_inputs(store, tile, seg, dem, sar, storage_options=None):
         if any(files.values()):
             raise click.UsageError("give --store/--tile or input rasters, not both")
         return from_store(store, tile, storage_options=storage_options)
-    return from_files(load_catalog().classes, **files)
+    ctx = click.get_current_context(silent=True)
+    crs = ctx.meta.get("geosynth.input_crs") if ctx else None
+    return from_files(load_catalog().classes, crs=crs, **files)
 
 
 def device_name(device: str) -> str:

@@ -36,19 +36,40 @@ def info(store: str, storage_options, as_json: bool) -> None:
 @click.command()
 @store_argument
 @storage_option
-def verify(store: str, storage_options) -> None:
-    """Check STORE against the store contract; exits 1 listing every problem."""
+@click.option("--quick", is_flag=True, help="Metadata only: do not decode the chunks.")
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Mark the complete tiles with problems (damaged chunks) planned, so that the next "
+    "build or import rewrites them.",
+)
+def verify(store: str, storage_options, quick: bool, repair: bool) -> None:
+    """Check STORE against the store contract; exits 1 listing every problem.
+
+    Decodes every chunk of every complete tile (checksums, frame lengths)
+    and lists each damaged chunk with its tile; --quick checks the metadata
+    only.
+    """
     from geosynth.store import open_store
     from geosynth.store import verify as verify_store
+    from geosynth.store.inspect import repair as repair_store
 
-    s = open_store(store, storage_options=storage_options)
+    s = open_store(store, mode="r+" if repair else "r", storage_options=storage_options)
     with progress_bar("verify", "tile", total=len(s)) as update:
-        problems = verify_store(s, progress=lambda i, n: update(i, n))
+        problems = verify_store(s, progress=lambda i, n: update(i, n), quick=quick)
     if problems:
         for p in problems:
             click.echo(str(p), err=True)
-        raise click.ClickException(f"{len(problems)} problem(s) in {store}")
-    click.echo(f"{store}: {len(s)} tiles, all complete and consistent")
+        marked = repair_store(s, problems) if repair else []
+        fixed = (
+            f"; {len(marked)} tile(s) marked for rewriting ({', '.join(marked[:5])}"
+            f"{' ...' if len(marked) > 5 else ''}): rerun the build or import"
+            if marked
+            else ""
+        )
+        raise click.ClickException(f"{len(problems)} problem(s) in {store}{fixed}")
+    checked = "metadata only" if quick else "every chunk decoded"
+    click.echo(f"{store}: {len(s)} tiles, all complete and consistent ({checked})")
 
 
 @click.command()

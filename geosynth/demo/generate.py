@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import os
 import shutil
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -15,6 +16,7 @@ from geosynth.catalog import Catalog, load_catalog
 from geosynth.demo.layout import build_world
 from geosynth.demo.scene import World, WorldParams
 from geosynth.grid import RasterGrid, TileId
+from geosynth.workers import exit_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +75,12 @@ def generate_into(
     else:
         # spawn, not fork: a forked child inherits thread pools (lazrs, GDAL) it cannot use
         context = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+        pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=context,
+            initializer=exit_with_parent,
+            initargs=(os.getpid(),),
+        )
         try:
             futures = [pool.submit(_tile_job, root, staging, params, str(t)) for t in tiles]
             sar_records = _write_sar(root, world, scenes, step)

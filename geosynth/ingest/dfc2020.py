@@ -48,6 +48,7 @@ from geosynth.ingest.run import IngestReport, Progress, Record, TileTask, run_in
 from geosynth.names import DFC2020_SPLIT_RULES
 from geosynth.store import TilePlan, class_table, open_for_resume
 from geosynth.store.location import locate
+from geosynth.store.lock import locks_store
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +224,7 @@ def import_dfc2020_tile(task: Dfc2020Task, record: Record) -> None:
 # --------------------------------------------------------------------------- the import
 
 
+@locks_store("out")
 def import_dfc2020(
     root: str | os.PathLike,
     out: str | os.PathLike,

@@ -50,6 +50,7 @@ from geosynth.ingest.run import IngestReport, Progress, Record, TileTask, run_in
 from geosynth.names import SPLITS
 from geosynth.store import TilePlan, open_for_resume
 from geosynth.store.location import locate
+from geosynth.store.lock import locks_store
 
 log = logging.getLogger(__name__)
 
@@ -455,6 +456,7 @@ def _sar_channels(candidates: list[Triplet], infos, root: Path) -> int:
     return max(set(counts), key=counts.count)
 
 
+@locks_store("out")
 def import_geonrw(
     root: str | os.PathLike,
     out: str | os.PathLike,

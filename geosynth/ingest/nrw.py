@@ -35,6 +35,7 @@ from geosynth.catalog import Catalog, Region, load_catalog
 from geosynth.errors import DataError, UsageError
 from geosynth.ingest.run import IngestReport, Progress, Record, TileTask, run_ingest, writable_store
 from geosynth.names import BUILD_MODALITIES
+from geosynth.store.lock import locks_store
 
 log = logging.getLogger(__name__)
 
@@ -433,6 +434,7 @@ def open_or_create_store(
     )
 
 
+@locks_store("out")
 def build_region(
     region_name: str,
     out: str | os.PathLike,

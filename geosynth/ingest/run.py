@@ -27,8 +27,9 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from geosynth.errors import GeosynthError
+from geosynth.errors import GeosynthError, OutputError, write_failure
 from geosynth.store.contract import TilePlan
+from geosynth.workers import exit_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class IngestReport:
     interrupted: bool = False
     seconds: float = 0.0
     records: list[Record] = field(default_factory=list)
+    path: str = ""  # where the report was written
 
     @property
     def ok(self) -> bool:
@@ -124,7 +126,8 @@ def write_report(
     from geosynth.io import write_text
     from geosynth.store.location import locate
 
-    text = json.dumps(asdict(report), indent=2, sort_keys=True)
+    fields = {k: v for k, v in asdict(report).items() if k != "path"}
+    text = json.dumps(fields, indent=2, sort_keys=True)
     target = locate(path, storage_options)
     if target.is_local:
         return str(write_text(target.local, text))
@@ -162,6 +165,13 @@ def tile_record(work: Work, task: TileTask) -> Record:
         work(task, record)
     except GeosynthError as exc:
         record.update(status="failed", error=str(exc))
+    except OSError as exc:
+        failure = write_failure(exc, task.store)
+        if failure is None:
+            log.exception("tile %s failed unexpectedly", task.tile_id)
+            record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+        else:  # disk full, read-only: every other tile would fail the same way
+            record.update(status="failed", error=failure, fatal=True)
     except Exception as exc:  # a bug or an unexpected library error: report it, keep going
         log.exception("tile %s failed unexpectedly", task.tile_id)
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
@@ -215,7 +225,6 @@ def run_ingest(
     :class:`TileTask` subclasses.
     """
     from geosynth.store import open_store
-    from geosynth.store.create import consolidate
 
     store = open_store(report.store, storage_options=storage_options)
     complete = {store.tile_ids[i] for i in store.tiles()}
@@ -224,29 +233,55 @@ def run_ingest(
     if on_plan:
         on_plan(len(todo))
     started = time.perf_counter()
+    fatal: str | None = None
     try:
         for record in run_tasks(functools.partial(tile_record, work), todo, workers, scheduler):
             report.add(record)
             if progress:
                 progress(record)
+            if record.get("fatal"):
+                fatal = record["error"]
+                break  # closes run_tasks: queued tiles are cancelled
     except BaseException:
         report.interrupted = True
         raise
     finally:
         report.seconds = round(time.perf_counter() - started, 2)
         report.done.sort()
-        if report.done:
-            try:
-                consolidate(store.location)
-            except Exception:
-                if not report.interrupted:
-                    raise
-                log.exception("consolidating %s after the interruption failed", store.location)
-        write_report(
-            report, report_path or default_report_path(report.store, storage_options),
-            storage_options,
-        )  # fmt: skip
+        report.interrupted = report.interrupted or fatal is not None
+        if fatal:
+            report.notes.append(f"stopped: {fatal}")
+        _finish(report, store, report_path, storage_options)
+    if fatal:
+        complete = len(report.done) + len(report.already_complete)
+        raise OutputError(
+            f"{fatal}; stopped after {complete} of {report.tiles_planned} tiles complete "
+            f"(report: {report.path}); free space, then rerun to resume"
+        )
     return report
+
+
+def _finish(report: IngestReport, store, report_path, storage_options) -> None:
+    """Consolidate the store's metadata and write the report; neither failing hides the other
+    (on a full disk the report may still fit; an unwritable report is logged)."""
+    from geosynth.store.create import consolidate
+
+    failure = None
+    if report.done:
+        try:
+            consolidate(store.location)
+        except Exception as exc:
+            failure = exc
+            report.notes.append(f"store metadata not consolidated: {write_failure(exc) or exc}")
+    path = report_path or default_report_path(report.store, storage_options)
+    try:
+        report.path = write_report(report, path, storage_options)
+    except OSError as exc:
+        log.error("the report %s could not be written: %s", path, write_failure(exc) or exc)
+        if failure is None and not report.interrupted:
+            raise
+    if failure is not None and not report.interrupted:
+        raise failure
 
 
 def run_tasks(
@@ -285,22 +320,34 @@ def run_tasks(
     # spawn, not fork: zarr's event loop and thread pool do not survive a fork
     # GDAL, lazrs and zarr use every core by default: share the cores out instead
     run = functools.partial(_with_threads, func, max(1, (os.cpu_count() or 1) // workers))
-    with ProcessPoolExecutor(
-        max_workers=workers, mp_context=multiprocessing.get_context("spawn")
-    ) as pool:
+    # each worker exits when this process dies (kill -9 too): no orphans writing tiles
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=exit_with_parent,
+        initargs=(os.getpid(),),
+    )
+    try:
         futures = [pool.submit(run, task) for task in tasks]
         for future in as_completed(futures):
             yield future.result()
+    finally:  # stopped early (disk full, Ctrl-C): the queued tiles never start
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _with_threads(func: Callable[[Any], Record], threads: int, task: Any) -> Record:
     """Run ``func(task)`` with this worker's libraries limited to ``threads`` threads each.
 
     GDAL (JPEG2000 decoding), lazrs (LAZ decompression, a rayon pool sized at
-    first use) and zarr (chunk compression) would each use every core.
+    first use) and zarr (chunk compression) would each use every core. A worker process
+    started by multiprocessing (a pool's, a dask nanny's) exits when its parent dies.
     """
+    import multiprocessing
+
     import zarr
 
+    if multiprocessing.parent_process() is not None:  # a pool's or a dask nanny's worker
+        exit_with_parent()
     os.environ["GDAL_NUM_THREADS"] = str(threads)
     os.environ.setdefault("RAYON_NUM_THREADS", str(threads))
     zarr.config.set({"threading.max_workers": threads})

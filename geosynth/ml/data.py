@@ -163,6 +163,7 @@ class SynthesisDataset(Dataset):
     def _open(self) -> dict[str, WindowReader]:
         """Readers of this process's arrays, (re)opened after a fork or unpickling."""
         if self._arrays is None or self._pid != os.getpid():
+            _exit_with_loader()
             store = open_store(self.path, storage_options=self.storage_options)
             names = list(self.modalities)
             if "sar" in self.modalities:
@@ -238,3 +239,13 @@ class SynthesisDataset(Dataset):
             tile = self._open()["dem"].read(index, slice(None), slice(None))
             self._tile_stats[index] = dem_stats(tile)
         return self._tile_stats[index]
+
+
+def _exit_with_loader() -> None:
+    """In a DataLoader worker: exit when the process that runs the loader dies (kill -9 too)."""
+    from torch.utils.data import get_worker_info
+
+    if get_worker_info() is not None:
+        from geosynth.workers import exit_with_parent
+
+        exit_with_parent()

@@ -66,12 +66,16 @@ class StoreLayout:
     per chunk); ``codec`` one of :data:`~geosynth.names.CODECS` (Blosc with
     byte shuffle, or plain Zstandard, or none) at ``level``. Chosen for random
     256 x 256 training crops with ``benchmarks/loader.py``; see the README's
-    performance section.
+    performance section. ``checksum``: Zarr v3's ``crc32c`` codec ends every chunk's
+    codec chain (of every array of the store), so a flipped or missing byte fails the
+    read instead of passing as data. Stores written before checksums have none
+    (:meth:`from_attrs`) and stay readable.
     """
 
     chunk: int = 128
     codec: str = "blosc-lz4"
     level: int = 5
+    checksum: bool = True
 
     def __post_init__(self):
         if self.codec not in CODECS:
@@ -80,17 +84,39 @@ class StoreLayout:
             raise UsageError(f"chunk must be positive, got {self.chunk}")
 
     def compressors(self) -> tuple | None:
+        """The bytes-to-bytes codecs of the image arrays: compression, then the checksum."""
         from zarr.codecs import BloscCodec, ZstdCodec
 
         if self.codec == "none":
-            return None
-        if self.codec == "zstd":
-            return (ZstdCodec(level=self.level),)
-        cname = self.codec.split("-", 1)[1]
-        return (BloscCodec(cname=cname, clevel=self.level, shuffle="shuffle"),)
+            codecs: tuple = ()
+        elif self.codec == "zstd":
+            codecs = (ZstdCodec(level=self.level),)
+        else:
+            cname = self.codec.split("-", 1)[1]
+            codecs = (BloscCodec(cname=cname, clevel=self.level, shuffle="shuffle"),)
+        return (codecs + self.checksums()) or None
+
+    def checksums(self) -> tuple:
+        """The codecs of the uncompressed arrays (tile index, coordinates): the checksum."""
+        from zarr.codecs import Crc32cCodec
+
+        return (Crc32cCodec(),) if self.checksum else ()
 
     def to_attrs(self) -> dict[str, Any]:
-        return {"chunk": self.chunk, "codec": self.codec, "level": self.level}
+        return {
+            "chunk": self.chunk,
+            "codec": self.codec,
+            "level": self.level,
+            "checksum": self.checksum,
+        }
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping[str, Any] | None) -> StoreLayout:
+        """The layout recorded in a store's ``geosynth:layout``; one recorded before checksums
+        existed (no ``checksum`` key) has none, so that tiles rewritten into it match."""
+        attrs = dict(attrs or {})
+        attrs.setdefault("checksum", False)
+        return cls(**attrs)
 
 
 STORE_LAYOUT = StoreLayout()

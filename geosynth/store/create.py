@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from glob import escape as glob_escape
 from typing import Any
 
 import numpy as np
@@ -67,6 +68,7 @@ def create_store(
             raise StoreError(
                 f"store {location} already exists; open it to resume, or remove it first"
             )
+        _remove_stale_creations(location.local)
         with atomic_path(location.local, tag="creating") as tmp:
             _write_root(StoreLocation(str(tmp), {}, tmp), tiles, modalities, table, attrs, layout)
     else:
@@ -80,6 +82,16 @@ def create_store(
                 location.remove()
             _write_root(location, tiles, modalities, table, attrs, layout)
     return open_store(location, mode="r+")
+
+
+def _remove_stale_creations(path) -> None:
+    """Remove ``.<name>.creating-*`` beside ``path``: creations of this store by a process
+    killed before it finished (a producer holds the store's lock, so none is running)."""
+    import shutil
+
+    for stale in path.parent.glob(f".{glob_escape(path.name)}.creating-*"):
+        log.warning("%s: removing an unfinished store creation", stale)
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def _is_store(location: StoreLocation) -> bool:
@@ -160,7 +172,7 @@ class _ArrayMaker:
             dtype=dtype,
             fill_value=fill,
             dimension_names=dims,
-            compressors=None,
+            compressors=self.layout.checksums() or None,
             attributes=attrs or {},
         )
 

@@ -80,18 +80,27 @@ def summary_lines(store: GeoStore, summary: dict) -> list[str]:
 
 @dataclass(frozen=True)
 class Problem:
+    """One finding of :func:`verify`: the tile (None for the store as a whole), what is wrong
+    and, for a chunk that does not decode, its path in the store."""
+
     tile: str | None
     message: str
+    chunk: str | None = None
 
     def __str__(self) -> str:
         return f"{self.tile}: {self.message}" if self.tile else self.message
 
 
-def verify(store: GeoStore, progress: Callable[[int, int], None] | None = None) -> list[Problem]:
+def verify(
+    store: GeoStore, progress: Callable[[int, int], None] | None = None, quick: bool = False
+) -> list[Problem]:
     """Check a store against the contract; returns the problems found (empty when sound).
 
     Finds tiles that are not complete, arrays whose shape or dtype break the
-    contract, NaN in the DEM, class ids out of range and valid SAR outside [0, 1].
+    contract and, unless ``quick`` (metadata only), every chunk of a complete
+    tile that does not decode (checksum, frame length, codec error; one
+    problem per chunk, naming it), NaN in the DEM, class ids out of range and
+    valid SAR outside [0, 1].
     """
     problems = _array_problems(store)
     if problems:
@@ -108,33 +117,61 @@ def verify(store: GeoStore, progress: Callable[[int, int], None] | None = None) 
             )
             continue
         row = dict(zip(store.modalities, present[i], strict=True))
-        problems += [Problem(tile, m) for m in _pixel_problems(store, i, row)]
+        problems += _tile_problems(store, i, row, quick)
     if progress:
         progress(n, n)
     return problems
 
 
+def repair(store: GeoStore, problems: list[Problem]) -> list[str]:
+    """Mark every complete tile with a problem 'planned', so that the next build or import
+    rewrites it; returns those tiles. ``store`` must be open for writing."""
+    states = store.states()
+    tiles = sorted({p.tile for p in problems if p.tile is not None})
+    marked = [t for t in tiles if states[store.index(t)] == COMPLETE]
+    for tile in marked:
+        store.mark_planned(tile)
+    return marked
+
+
+def _tile_problems(store: GeoStore, i: int, present: dict[str, bool], quick: bool) -> list:
+    tile = store.tile_ids[i]
+    found = [Problem(tile, m) for m in _metadata_problems(store, i, present)]
+    if found or quick:
+        return found
+    names = [m for m, here in present.items() if here]
+    for name in names + (["sar_valid"] if "sar" in names else []):
+        for key, reason in store.reader(name).damaged_chunks(i):
+            path = f"{tile_group_path(tile)}/{name}/{key}"
+            found.append(Problem(tile, f"damaged chunk {path}: {reason}", chunk=path))
+    if found:
+        return found
+    return [Problem(tile, m) for m in _value_problems(store, i, present)]
+
+
 def _array_problems(store: GeoStore) -> list[Problem]:
     """The root's tile index against the tile count, and the modality table."""
     problems: list[Problem] = []
-    g, n = store.group, len(store)
+    n = len(store)
     for name in store.modalities:
         spec = store.modality_spec(name)
         if name in STANDARD_DTYPES and spec.dtype != STANDARD_DTYPES[name]:
             problems.append(
                 Problem(None, f"modality {name} must be {STANDARD_DTYPES[name]}, not {spec.dtype}")
             )
-    for name in TILE_ARRAYS:
-        if g[name].shape != (n,):
-            problems.append(
-                Problem(None, f"array {name} has shape {g[name].shape}, expected {(n,)}")
-            )
+    for name in (*TILE_ARRAYS, "present", "transform", "class_hist"):
+        try:
+            shape = store.root_array(name).shape
+        except GeosynthError as exc:
+            problems.append(Problem(None, str(exc)))
+            continue
+        if name in TILE_ARRAYS and shape != (n,):
+            problems.append(Problem(None, f"array {name} has shape {shape}, expected {(n,)}"))
     return problems
 
 
-def _pixel_problems(store: GeoStore, i: int, present: dict[str, bool]) -> list[str]:
-    """Shapes and dtypes of a complete tile's arrays, NaN in its DEM, class ids out of range,
-    valid SAR outside [0, 1]."""
+def _metadata_problems(store: GeoStore, i: int, present: dict[str, bool]) -> list[str]:
+    """Shapes and dtypes of a complete tile's arrays (their metadata must be readable)."""
     out = []
     h, w = store.tile_shape
     names = [m for m, here in present.items() if here]
@@ -145,14 +182,21 @@ def _pixel_problems(store: GeoStore, i: int, present: dict[str, bool]) -> list[s
         except GeosynthError as exc:
             out.append(str(exc))
             continue
+        except Exception as exc:  # a damaged zarr.json: zarr raises many types
+            out.append(f"{name}: unreadable metadata ({type(exc).__name__}: {exc})")
+            continue
         expected = (spec.channels, h, w) if spec and spec.per_band else (h, w)
         dtype = spec.dtype if spec else "bool"
         if tuple(array.shape) != expected:
             out.append(f"{name} has shape {tuple(array.shape)}, expected {expected}")
         if str(array.dtype) != dtype:
             out.append(f"{name} has dtype {array.dtype}, expected {dtype}")
-    if out:
-        return out
+    return out
+
+
+def _value_problems(store: GeoStore, i: int, present: dict[str, bool]) -> list[str]:
+    """NaN in a tile's DEM, class ids out of range, valid SAR outside [0, 1]."""
+    out = []
     if present.get("dem"):
         nan = int(np.isnan(store.read("dem", i)).sum())
         if nan:

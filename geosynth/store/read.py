@@ -15,6 +15,7 @@ paths return the same values (tested).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -31,7 +32,6 @@ from geosynth.errors import DataError, GeosynthError, StoreError, UsageError
 from geosynth.store.contract import (
     COMPLETE,
     PLANNED,
-    STORE_LAYOUT,
     STORE_VERSION,
     ModalitySpec,
     StoreLayout,
@@ -113,24 +113,51 @@ class GeoStore:
         self.path = location.url
         self.group = group
         self.attrs = dict(group.attrs)
-        self.tile_ids: list[str] = [str(v) for v in group["tile_id"][:]]
-        self.regions: list[str] = [str(v) for v in group["region"][:]]
-        self.splits: list[str] = [str(v) for v in group["split"][:]]
+        self.tile_ids: list[str] = [str(v) for v in self.root_values("tile_id")]
+        self.regions: list[str] = [str(v) for v in self.root_values("region")]
+        self.splits: list[str] = [str(v) for v in self.root_values("split")]
         self._index = {t: i for i, t in enumerate(self.tile_ids)}
-        self.modalities: list[str] = list(group["present"].attrs["geosynth:modalities"])
+        self.modalities: list[str] = list(self.root_array("present").attrs["geosynth:modalities"])
         try:
             self.classes: ClassTable = class_table(self.attrs["geosynth:classes"])
         except (KeyError, TypeError, ValueError, GeosynthError) as exc:
             raise StoreError(
                 f"{location}: unreadable class table (geosynth:classes): {exc}"
             ) from exc
-        self.layout = StoreLayout(**self.attrs.get("geosynth:layout", STORE_LAYOUT.to_attrs()))
+        self.layout = StoreLayout.from_attrs(self.attrs.get("geosynth:layout"))
         self._readers: dict[str, WindowReader] = {}
         self._tile_groups: dict[int, Any] = {}
         self.batch_writes = False  # True in a build's or import's writers: consolidated at the end
         self.unconsolidated = False
 
     # ------------------------------------------------------------------ metadata
+    def root_array(self, name: str):
+        """One array of the root's tile index (``state``, ``present``, ...); a missing or
+        unreadable one is a :class:`StoreError` naming it."""
+        try:
+            with storage_errors(self.path):
+                return self.group[name]
+        except KeyError:
+            raise StoreError(
+                f"{self.path}: the tile index array {name!r} is missing ({name}/zarr.json); "
+                "the store cannot be read, build or import it anew"
+            ) from None
+        except (ValueError, TypeError) as exc:  # a damaged zarr.json
+            raise StoreError(
+                f"{self.path}: the tile index array {name!r} is unreadable: {exc}"
+            ) from exc
+
+    def root_values(self, name: str, index: Any = slice(None)) -> np.ndarray:
+        """``root_array(name)[index]``; a damaged chunk is a :class:`StoreError` naming it."""
+        array = self.root_array(name)
+        try:
+            with storage_errors(self.path):
+                return array[index]
+        except (ValueError, RuntimeError, TypeError) as exc:
+            raise StoreError(
+                f"{self.path}: damaged chunk of the tile index array {name!r}: {exc}"
+            ) from exc
+
     def __len__(self) -> int:
         return len(self.tile_ids)
 
@@ -196,14 +223,14 @@ class GeoStore:
         return sorted(self.tile_ids, key=lambda t: (distance(t), t))[:k]
 
     def states(self) -> np.ndarray:
-        return self.group["state"][:]
+        return self.root_values("state")
 
     def complete_mask(self) -> np.ndarray:
         return self.states() == COMPLETE
 
     def present(self, modality_name: str | None = None) -> np.ndarray:
         """``(N, M)`` bool of present modalities, or ``(N,)`` for one modality."""
-        table = self.group["present"][:]
+        table = self.root_values("present")
         if modality_name is None:
             return table
         if modality_name not in self.modalities:
@@ -222,17 +249,17 @@ class GeoStore:
         return [int(i) for i in np.flatnonzero(mask)]
 
     def transform(self, index: int) -> Affine | None:
-        coeffs = self.group["transform"][index]
+        coeffs = self.root_values("transform", index)
         if np.isnan(coeffs).any():
             return None
         return Affine(*(float(v) for v in coeffs))
 
     def tile_crs(self, index: int) -> str | None:
-        value = str(self.group["crs"][index])
+        value = str(self.root_values("crs", index))
         return value or self.crs
 
     def sources(self, index: int) -> dict:
-        text = str(self.group["sources"][index])
+        text = str(self.root_values("sources", index))
         return json.loads(text) if text else {}
 
     def acquisition(self, index: int) -> dict:
@@ -241,7 +268,7 @@ class GeoStore:
         return dict(self.tile_group(index).attrs.get("geosynth:acquisition", {}))
 
     def class_hist(self) -> np.ndarray:
-        return self.group["class_hist"][:]
+        return self.root_values("class_hist")
 
     # ------------------------------------------------------------------ pixels
     def tile_group(self, index: int):
@@ -310,8 +337,12 @@ class GeoStore:
             async def fetch():
                 return await asyncio.gather(*(a.getitem((..., rows, cols)) for a in arrays))
 
-            with storage_errors(self.path):
-                out.update(zip(remote, sync(fetch()), strict=True))
+            try:
+                with storage_errors(self.path):
+                    out.update(zip(remote, sync(fetch()), strict=True))
+            except (ValueError, RuntimeError, TypeError):  # a damaged chunk: name it
+                for n in remote:
+                    out[n] = readers[n].read(index, rows, cols)
         return out
 
     def tile_dataset(self, tile_id: str):
@@ -337,7 +368,7 @@ class GeoStore:
 
 def _direct_layout(array) -> str | None:
     """Why ``array`` cannot be read directly from its chunk files, or None when it can."""
-    from zarr.codecs import BloscCodec, BytesCodec, ZstdCodec
+    from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ZstdCodec
     from zarr.core.chunk_grids import RegularChunkGrid
     from zarr.core.chunk_key_encodings import DefaultChunkKeyEncoding
     from zarr.storage import LocalStore
@@ -358,17 +389,37 @@ def _direct_layout(array) -> str | None:
     codecs = list(meta.codecs)
     if not codecs or not isinstance(codecs[0], BytesCodec):
         return "first codec is not 'bytes'"
-    if any(not isinstance(c, ZstdCodec | BloscCodec) for c in codecs[1:]) or len(codecs) > 2:
+    rest = codecs[1:]
+    if rest and isinstance(rest[-1], Crc32cCodec):
+        rest = rest[:-1]
+    if any(not isinstance(c, ZstdCodec | BloscCodec) for c in rest) or len(rest) > 1:
         return f"codecs {[type(c).__name__ for c in codecs]}"
     return None
 
 
+_BLOSC_HEADER = 16  # bytes
+
+
+class DamagedChunk(Exception):
+    """A chunk file that cannot be decoded into its chunk: ``key`` (e.g. ``c/0/1/0``), ``reason``."""
+
+    def __init__(self, key: str, reason: str):
+        super().__init__(f"chunk {key}: {reason}")
+        self.key, self.reason = key, reason
+
+
 class _ChunkDecoder:
-    """Decodes the chunk files of one tile array layout directly (see the module docstring)."""
+    """Decodes the chunk files of one tile array layout directly (see the module docstring).
+
+    Every chunk is checked before it counts as data: its crc32c checksum where the array has
+    one, the length of the compressed frame against the file's and the decoded length
+    against the chunk's (a Blosc frame cut short otherwise decodes without error, the rest
+    filled from outside the buffer). A chunk failing a check raises :class:`DamagedChunk`.
+    """
 
     def __init__(self, array):
         from numcodecs import Blosc, Zstd
-        from zarr.codecs import ZstdCodec
+        from zarr.codecs import Crc32cCodec, ZstdCodec
 
         meta = array.metadata
         self.chunk = tuple(meta.chunk_grid.chunk_shape)
@@ -381,30 +432,40 @@ class _ChunkDecoder:
             )
         self.dtype, self.out_dtype = dtype, np.dtype(array.dtype)
         self.fill = np.asarray(meta.fill_value, dtype=array.dtype)
-        compressor = meta.codecs[1] if len(meta.codecs) > 1 else None
+        codecs = list(meta.codecs[1:])
+        self.checksum = bool(codecs) and isinstance(codecs[-1], Crc32cCodec)
+        compressor = codecs[0] if codecs and not isinstance(codecs[0], Crc32cCodec) else None
         # Blosc frames describe themselves; numcodecs decodes them as zarr wrote them
+        self.blosc = compressor is not None and not isinstance(compressor, ZstdCodec)
         self.decoder = (
-            None
-            if compressor is None
-            else (Zstd() if isinstance(compressor, ZstdCodec) else Blosc())
-        )
+            None if compressor is None else (Blosc() if self.blosc else Zstd())
+        )  # fmt: skip
         self.chunk_bytes = int(np.prod(self.chunk)) * dtype.itemsize
         self._local = threading.local()
 
+    def chunk_grid(self) -> list[tuple[int, int]]:
+        """``(row, col)`` of every chunk of the array's plane."""
+        ch, cw = self.chunk[-2:]
+        rows, cols = -(-self.shape[-2] // ch), -(-self.shape[-1] // cw)
+        return [(bi, bj) for bi in range(rows) for bj in range(cols)]
+
+    def key(self, bi: int, bj: int) -> str:
+        """The chunk's key under its array, e.g. ``c/0/1/2`` (all bands of a tile: band 0)."""
+        return "/".join(["c", *(["0"] if len(self.shape) > 2 else []), str(bi), str(bj)])
+
     def read(self, folder: str, rows: slice, cols: slice) -> np.ndarray:
-        """The window of the array whose chunks are under ``folder`` (``.../<name>/c``)."""
+        """The window of the array whose chunk files are under ``folder`` (its zarr.json's)."""
         r0, r1, _ = rows.indices(self.shape[-2])
         c0, c1, _ = cols.indices(self.shape[-1])
         ch, cw = self.chunk[-2:]
         bands = self.shape[:-2]  # (C,) or ()
         out = np.empty((*bands, r1 - r0, c1 - c0), dtype=self.out_dtype)
-        base = os.path.join(folder, *(["0"] if bands else []))
         for bi in range(r0 // ch, (r1 - 1) // ch + 1):
             y0, y1 = max(r0, bi * ch), min(r1, (bi + 1) * ch)
             for bj in range(c0 // cw, (c1 - 1) // cw + 1):
                 x0, x1 = max(c0, bj * cw), min(c1, (bj + 1) * cw)
                 target = out[..., y0 - r0 : y1 - r0, x0 - c0 : x1 - c0]
-                block = self._chunk(os.path.join(base, str(bi), str(bj)))
+                block = self.chunk_at(folder, bi, bj)
                 if block is None:  # never written: all fill value (zarr skips empty chunks)
                     target[...] = self.fill
                 else:
@@ -413,19 +474,56 @@ class _ChunkDecoder:
                     ]
         return out
 
-    def _chunk(self, path: str) -> np.ndarray | None:
-        """One decoded chunk, a view of this thread's reused buffer."""
+    def chunk_at(self, folder: str, bi: int, bj: int) -> np.ndarray | None:
+        """One decoded chunk, a view of this thread's reused buffer; None if never written."""
+        key = self.key(bi, bj)
         try:
-            with open(path, "rb", buffering=0) as f:  # one read, no Python-level buffer
+            with open(os.path.join(folder, key), "rb", buffering=0) as f:  # one read, no buffer
                 data = f.readall()
         except FileNotFoundError:
             return None
-        if self.decoder is not None:
-            buffer = getattr(self._local, "buffer", None)
-            if buffer is None:
-                buffer = self._local.buffer = np.empty(self.chunk_bytes, dtype=np.uint8)
-            data = self.decoder.decode(data, out=buffer)
-        return np.frombuffer(data, dtype=self.dtype).reshape(self.chunk)
+        except OSError as exc:
+            raise DamagedChunk(key, f"unreadable ({exc.strerror or exc})") from exc
+        return np.frombuffer(self._decoded(key, data), dtype=self.dtype).reshape(self.chunk)
+
+    def _decoded(self, key: str, data: bytes):
+        if self.checksum:
+            import google_crc32c
+
+            if len(data) < 4:
+                raise DamagedChunk(key, f"{len(data)} bytes, too short for its checksum")
+            stored = int.from_bytes(data[-4:], "little")
+            data = np.frombuffer(data, dtype=np.uint8)[:-4]
+            if google_crc32c.value(data) != stored:
+                raise DamagedChunk(key, "checksum mismatch (crc32c)")
+        if self.decoder is None:
+            if len(data) != self.chunk_bytes:
+                raise DamagedChunk(key, f"{len(data)} bytes, expected {self.chunk_bytes}")
+            return data
+        if self.blosc:
+            self._check_blosc_frame(key, data)
+        buffer = getattr(self._local, "buffer", None)
+        if buffer is None:
+            buffer = self._local.buffer = np.empty(self.chunk_bytes, dtype=np.uint8)
+        try:
+            decoded = self.decoder.decode(data, out=buffer)
+        except Exception as exc:  # numcodecs raises RuntimeError/ValueError for bad frames
+            raise DamagedChunk(key, f"cannot be decoded ({exc})") from exc
+        if len(memoryview(decoded).cast("B")) != self.chunk_bytes:
+            raise DamagedChunk(key, f"decodes to the wrong size, expected {self.chunk_bytes}")
+        return decoded
+
+    def _check_blosc_frame(self, key: str, data) -> None:
+        """The Blosc header's sizes against the file's and the chunk's (the 16-byte header:
+        version, format, flags, type size, then little-endian uint32 nbytes, blocksize and
+        cbytes)."""
+        if len(data) < _BLOSC_HEADER:
+            raise DamagedChunk(key, f"{len(data)} bytes, shorter than a Blosc header")
+        nbytes, _, cbytes = np.frombuffer(data, dtype="<u4", count=3, offset=4)
+        if cbytes != len(data):
+            raise DamagedChunk(key, f"Blosc frame of {cbytes} bytes in a file of {len(data)}")
+        if nbytes != self.chunk_bytes:
+            raise DamagedChunk(key, f"Blosc frame of {nbytes} bytes, expected {self.chunk_bytes}")
 
 
 class WindowReader:
@@ -450,25 +548,68 @@ class WindowReader:
         self._arrays.pop(tile, None)
 
     def decides_direct(self, tile: int) -> bool:
-        """Whether reads go straight to the chunk files (decided on the first call)."""
+        """Whether reads go straight to the chunk files (decided on the first call, from the
+        array's metadata)."""
         if self._direct is None:
-            self.read(tile, slice(0, 1), slice(0, 1))
-        return bool(self._direct)
-
-    def read(self, tile: int, rows: slice, cols: slice) -> np.ndarray:
-        tile = int(tile)
-        if self._direct is None:
-            array = self._array(tile)
+            array = self._array(int(tile))
             reason = _direct_layout(array)
             self._direct = reason is None
             if self._direct:
                 self._decoder = _ChunkDecoder(array)
             else:
                 log.debug("%s of %s: reading through zarr (%s)", self.name, self.store, reason)
-        if not self._direct:
-            return self._array(tile)[..., rows, cols]
-        chunks = self._chunk_folders.get(tile)
-        if chunks is None:
+        return bool(self._direct)
+
+    def read(self, tile: int, rows: slice, cols: slice) -> np.ndarray:
+        tile = int(tile)
+        if not self.decides_direct(tile):
+            with self._damage_named(tile, f"window rows {_span(rows)}, cols {_span(cols)}"):
+                return self._array(tile)[..., rows, cols]
+        folder = self._folder(tile)
+        try:
+            return self._decoder.read(folder, rows, cols)
+        except DamagedChunk as exc:
+            raise self.damaged(tile, exc.key, exc.reason) from exc
+
+    def damaged(self, tile: int, key: str, reason: str) -> StoreError:
+        """The error of a damaged chunk: store, array, tile and chunk (``key``, or the window
+        read when zarr did not say which chunk) named."""
+        tile_id = self.store.tile_ids[tile]
+        where = f"/{key}" if key.startswith("c/") else f" ({key})"
+        return StoreError(
+            f"{self.store.path}: damaged chunk {tile_group_path(tile_id)}/{self.name}{where} "
+            f"(array {self.name}, tile {tile_id}): {reason}; `geosynth verify --repair` marks "
+            "the tile for rewriting"
+        )
+
+    def damaged_chunks(self, tile: int) -> list[tuple[str, str]]:
+        """``(chunk key, reason)`` of every chunk of a tile's array that fails to decode."""
+        tile = int(tile)
+        self.decides_direct(tile)
+        if self._direct:
+            folder = self._folder(tile)
+            found = []
+            for bi, bj in self._decoder.chunk_grid():
+                try:
+                    self._decoder.chunk_at(folder, bi, bj)
+                except DamagedChunk as exc:
+                    found.append((exc.key, exc.reason))
+            return found
+        array = self._array(tile)
+        ch, cw = array.chunks[-2:]
+        found = []
+        for bi in range(-(-array.shape[-2] // ch)):
+            for bj in range(-(-array.shape[-1] // cw)):
+                key = "/".join(["c", *(["0"] * (array.ndim - 2)), str(bi), str(bj)])
+                try:
+                    array[..., bi * ch : (bi + 1) * ch, bj * cw : (bj + 1) * cw]
+                except (ValueError, RuntimeError, TypeError) as exc:
+                    found.append((key, f"cannot be decoded ({exc})"))
+        return found
+
+    def _folder(self, tile: int) -> str:
+        folder = self._chunk_folders.get(tile)
+        if folder is None:
             folder = os.path.join(
                 str(self.store.location.local),
                 tile_group_path(self.store.tile_ids[tile]),
@@ -476,10 +617,24 @@ class WindowReader:
             )
             if not os.path.isfile(os.path.join(folder, "zarr.json")):
                 self._array(tile)  # raises, naming the tile
-            chunks = self._chunk_folders[tile] = os.path.join(folder, "c")
-        return self._decoder.read(chunks, rows, cols)
+            self._chunk_folders[tile] = folder
+        return folder
+
+    @contextlib.contextmanager
+    def _damage_named(self, tile: int, where: str):
+        """Decoding errors of reads through zarr (checksum mismatches, bad frames) as a
+        :class:`StoreError` naming the store, array, tile and window."""
+        try:
+            yield
+        except (ValueError, RuntimeError, TypeError) as exc:
+            raise self.damaged(tile, where, str(exc)) from exc
 
     def _array(self, tile: int):
+        """The tile's zarr array (through zarr; its metadata must be readable)."""
         if tile not in self._arrays:
             self._arrays[tile] = self.store.tile_array(self.name, tile)
         return self._arrays[tile]
+
+
+def _span(s: slice) -> str:
+    return f"{s.start or 0}:{'' if s.stop is None else s.stop}"

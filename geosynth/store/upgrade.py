@@ -23,6 +23,7 @@ from geosynth.errors import StoreError
 from geosynth.ingest.run import IngestReport, Progress, Record, TileTask, run_ingest, writable_store
 from geosynth.store.contract import COMPLETE, ModalitySpec, StoreLayout, TilePlan
 from geosynth.store.location import locate, storage_errors
+from geosynth.store.lock import locks_store
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ def upgrade_tile(task: UpgradeTask, record: Record) -> None:
     writable_store(task).write_tile(task.tile_id, data)
 
 
+@locks_store("new")
 def upgrade_store(
     old,
     new,
@@ -122,7 +124,7 @@ def upgrade_store(
             classes=attrs["geosynth:classes"],
             normalisation=attrs.get("geosynth:normalisation", {}),
             provenance={**provenance, "upgraded_from": {"store": source.url, "store_version": 1}},
-            layout=StoreLayout(**attrs.get("geosynth:layout", {})),
+            layout=StoreLayout(**{**attrs.get("geosynth:layout", {}), "checksum": True}),
         )
     states = group["state"][:]
     tasks = [

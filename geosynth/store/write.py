@@ -15,6 +15,7 @@ pixels square, plus what xarray and rioxarray need without geosynth:
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 
@@ -25,6 +26,7 @@ from geosynth.names import LABELS
 from geosynth.store.contract import (
     COMPLETE,
     FILL_VALUES,
+    PLANNED,
     STANDARD_DTYPES,
     WRITING,
     TileData,
@@ -84,20 +86,25 @@ def write_tile(
         unconsolidate(store.location)
         store.unconsolidated = True
     g["state"][i] = WRITING
-    _write_group(store, tile_id, arrays, transform, crs or None, progress, data.acquisition)
-    consolidate(store.location, tile_id)
-    hist = np.zeros(store.num_classes, dtype="int64")
-    if LABELS in arrays:
-        counts = np.bincount(arrays[LABELS].ravel(), minlength=store.num_classes)
-        hist[:] = counts[: store.num_classes]
-    g["class_hist"][i] = hist
-    g["present"][i] = np.array([name in arrays for name in store.modalities])
-    if data.transform is not None:
-        g["transform"][i] = np.array(data.transform[:6], dtype="float64")
-    if data.crs is not None:
-        g["crs"][i] = data.crs
-    g["sources"][i] = json.dumps(dict(data.sources or {}), sort_keys=True, default=str)
-    g["state"][i] = COMPLETE
+    try:
+        _write_group(store, tile_id, arrays, transform, crs or None, progress, data.acquisition)
+        consolidate(store.location, tile_id)
+        hist = np.zeros(store.num_classes, dtype="int64")
+        if LABELS in arrays:
+            counts = np.bincount(arrays[LABELS].ravel(), minlength=store.num_classes)
+            hist[:] = counts[: store.num_classes]
+        g["class_hist"][i] = hist
+        g["present"][i] = np.array([name in arrays for name in store.modalities])
+        if data.transform is not None:
+            g["transform"][i] = np.array(data.transform[:6], dtype="float64")
+        if data.crs is not None:
+            g["crs"][i] = data.crs
+        g["sources"][i] = json.dumps(dict(data.sources or {}), sort_keys=True, default=str)
+        g["state"][i] = COMPLETE
+    except BaseException:
+        with contextlib.suppress(Exception):  # e.g. the disk is full: state 1 says the same
+            g["state"][i] = PLANNED
+        raise
     store.forget_tile(i)
 
 
@@ -143,22 +150,25 @@ def _write_group(
         )
         array[...] = values
         if per_band:
-            _coordinate(group, band_dimension(name), np.array(spec.bands, dtype=object), str)
+            _coordinate(
+                group, band_dimension(name), np.array(spec.bands, dtype=object), str, layout
+            )
         if progress:
             progress(name)
     x, y = pixel_centres(transform, shape)
     units = {"units": "m"} if georeferenced else {}
-    _coordinate(group, "x", x, "float64", {"standard_name": "projection_x_coordinate", **units})
-    _coordinate(group, "y", y, "float64", {"standard_name": "projection_y_coordinate", **units})
+    for axis, values in (("x", x), ("y", y)):
+        standard = {"standard_name": f"projection_{axis}_coordinate", **units}
+        _coordinate(group, axis, values, "float64", layout, standard)
     if georeferenced:
         ref = group.create_array(
             "spatial_ref", shape=(), dtype="int64", fill_value=0, dimension_names=(),
-            compressors=None, attributes=grid_mapping_attrs(transform, crs),
+            compressors=layout.checksums() or None, attributes=grid_mapping_attrs(transform, crs),
         )  # fmt: skip
         ref[...] = 0
 
 
-def _coordinate(group, name: str, values: np.ndarray, dtype, attrs=None) -> None:
+def _coordinate(group, name: str, values: np.ndarray, dtype, layout, attrs=None) -> None:
     array = group.create_array(
         name,
         shape=values.shape,
@@ -166,7 +176,7 @@ def _coordinate(group, name: str, values: np.ndarray, dtype, attrs=None) -> None
         dtype=dtype,
         fill_value="" if dtype is str else 0,
         dimension_names=(name,),
-        compressors=None,
+        compressors=layout.checksums() or None,
         attributes=attrs or {},
     )
     array[:] = values

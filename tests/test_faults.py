@@ -1,0 +1,546 @@
+"""Trust under faults, each done for real: damaged chunks, verify and its repair, killed
+parents with live workers, racing builds, disk full, read-only outputs, redirects, leftovers.
+
+Every case asserts the exit code, the one-line message and what is on disk afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from geosynth.catalog import load_catalog
+from geosynth.cli import cli
+from geosynth.errors import StoreError
+from geosynth.store import (
+    COMPLETE,
+    PLANNED,
+    StoreLayout,
+    TileData,
+    TilePlan,
+    create_store,
+    modality,
+    open_store,
+    verify,
+)
+
+SIZE, CHUNK = 64, 32  # 2 x 2 chunks per tile array
+TILES = ["356_5645", "357_5645", "358_5645"]
+
+
+def make_store(path, *, checksum: bool = True, codec: str = "blosc-lz4", seed: int = 0):
+    """Three complete tiles of rgb (noise: Blosc stores it as a raw copy), dem and seg."""
+    plans = [TilePlan(t, "demo", "train") for t in TILES]
+    store = create_store(
+        path, plans, tile_shape=(SIZE, SIZE), dataset="test", crs="EPSG:25832",
+        modalities=[modality("rgb"), modality("dem"), modality("seg")],
+        classes=load_catalog().classes,
+        layout=StoreLayout(chunk=CHUNK, codec=codec, checksum=checksum),
+    )  # fmt: skip
+    rng = np.random.default_rng(seed)
+    for t in TILES:
+        store.write_tile(
+            t,
+            TileData(
+                rgb=rng.integers(0, 256, (3, SIZE, SIZE), dtype=np.uint8),
+                dem=rng.normal(100, 5, (1, SIZE, SIZE)).astype("float32"),
+                seg=rng.integers(1, 11, (SIZE, SIZE), dtype=np.uint8),
+            ),
+        )
+    return Path(path)
+
+
+def chunk_file(store: Path, tile: str, name: str, bi: int = 1, bj: int = 0) -> Path:
+    band = ["0"] if name != "seg" else []
+    return store.joinpath("tiles", tile, name, "c", *band, str(bi), str(bj))
+
+
+def truncate(path: Path, keep: float = 0.6) -> None:
+    with open(path, "r+b") as f:
+        f.truncate(int(os.path.getsize(path) * keep))
+
+
+def flip_byte(path: Path, seed: int = 0) -> None:
+    data = bytearray(path.read_bytes())
+    offset = int(np.random.default_rng(seed).integers(20, len(data) - 8))  # past the header
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def run_cli(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def one_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    assert "Traceback" not in text, text
+    return lines[-1]
+
+
+# --------------------------------------------------------------------------- damaged chunks
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stores")
+    return {
+        "crc": make_store(root / "crc.zarr"),
+        "plain": make_store(root / "plain.zarr", checksum=False),
+        "zstd": make_store(root / "zstd.zarr", codec="zstd"),
+        "none": make_store(root / "none.zarr", codec="none", checksum=False),
+    }
+
+
+def test_new_stores_checksum_every_chunk(stores):
+    store = stores["crc"]
+    for meta in store.rglob("zarr.json"):
+        doc = json.loads(meta.read_text())
+        if doc.get("node_type") == "array":
+            names = [c["name"] for c in doc["codecs"]]
+            assert names[-1] == "crc32c", (meta, names)
+    assert open_store(store).layout.checksum
+    old = open_store(stores["plain"])  # written without checksums: still read, and kept so
+    assert not old.layout.checksum
+    assert old.read("rgb", 0).shape == (3, SIZE, SIZE)
+
+
+@pytest.mark.parametrize("kind", ["crc", "plain", "zstd", "none"])
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_every_read_of_a_damaged_chunk_fails_naming_it(stores, tmp_path, kind, damage):
+    if damage == "flip" and kind in ("plain", "none"):
+        pytest.skip("without a checksum a flipped byte of a raw copy is undetectable")
+    store = tmp_path / "s.zarr"
+    shutil.copytree(stores[kind], store)
+    target = chunk_file(store, TILES[1], "rgb")
+    (truncate if damage == "truncate" else flip_byte)(target)
+    s = open_store(store)
+    clean = s.read("rgb", 1, (slice(0, CHUNK), slice(None)))  # other chunks still read
+    assert clean.shape == (3, CHUNK, SIZE)
+    with pytest.raises(StoreError) as err:
+        s.read("rgb", 1)
+    message = str(err.value)
+    assert str(store) in message and "array rgb" in message and f"tile {TILES[1]}" in message
+    assert f"tiles/{TILES[1]}/rgb/c/0/1/0" in message
+    if kind in ("plain", "none"):
+        return  # zarr itself checks no frame lengths: remote stores rely on the checksum
+    # the same through zarr (as for a remote store)
+    reader = s.reader("rgb")
+    reader._direct = False
+    with pytest.raises(StoreError, match=f"array rgb, tile {TILES[1]}"):
+        s.read("rgb", 1)
+
+
+def test_verify_lists_damaged_chunks_and_repair_marks_their_tiles(stores, tmp_path):
+    store = tmp_path / "s.zarr"
+    shutil.copytree(stores["crc"], store)
+    truncate(chunk_file(store, TILES[0], "rgb", 0, 1))
+    flip_byte(chunk_file(store, TILES[0], "dem", 1, 1))
+    truncate(chunk_file(store, TILES[2], "seg", 1, 0), keep=0.3)
+    problems = verify(open_store(store))
+    chunks = sorted(p.chunk for p in problems)
+    assert chunks == [
+        f"tiles/{TILES[0]}/dem/c/0/1/1",
+        f"tiles/{TILES[0]}/rgb/c/0/0/1",
+        f"tiles/{TILES[2]}/seg/c/1/0",
+    ]
+    assert verify(open_store(store), quick=True) == []  # metadata only
+
+    result = run_cli("verify", store)
+    assert result.exit_code == 1
+    assert one_line(result.output) == f"Error: 3 problem(s) in {store}"
+    assert f"{TILES[2]}: damaged chunk tiles/{TILES[2]}/seg/c/1/0" in result.output
+    assert run_cli("verify", "--quick", store).exit_code == 0
+
+    result = run_cli("verify", "--repair", store)
+    assert result.exit_code == 1 and "2 tile(s) marked for rewriting" in result.output
+    states = open_store(store).states()
+    assert list(states) == [PLANNED, COMPLETE, PLANNED]
+    # what a build or import does next: rewrite the planned tiles
+    s = open_store(store, mode="r+")
+    ref = open_store(stores["crc"])
+    for i in (0, 2):
+        s.write_tile(TILES[i], TileData(**{n: ref.read(n, i) for n in ("rgb", "dem", "seg")}))
+    result = run_cli("verify", store)
+    assert result.exit_code == 0, result.output
+
+
+def test_verify_without_the_state_array_is_one_line(stores, tmp_path):
+    store = tmp_path / "s.zarr"
+    shutil.copytree(stores["crc"], store)
+    (store / "state" / "zarr.json").unlink()
+    result = run_cli("verify", store)
+    assert result.exit_code == 1
+    assert one_line(result.output) == f"Error: 1 problem(s) in {store}"
+    assert "the tile index array 'state' is missing (state/zarr.json)" in result.output
+    with pytest.raises(StoreError, match="'state' is missing"):
+        open_store(store).states()
+
+
+def test_verify_of_a_damaged_zarr_json_names_the_tile(stores, tmp_path):
+    store = tmp_path / "s.zarr"
+    shutil.copytree(stores["crc"], store)
+    (store / "tiles" / TILES[1] / "zarr.json").write_text("{not json")
+    result = run_cli("verify", store)
+    assert result.exit_code == 1, result.output
+    assert f"{TILES[1]}: rgb: unreadable metadata" in result.output
+    assert one_line(result.output) == f"Error: 3 problem(s) in {store}"  # rgb, dem, seg
+    result = run_cli("verify", "--repair", store)
+    assert f"1 tile(s) marked for rewriting ({TILES[1]})" in one_line(result.output)
+
+
+# --------------------------------------------------------------------------- orphans
+
+
+def session_pids(sid: int) -> list[int]:
+    """Live (not zombie) processes of session ``sid``."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path("/proc", entry, "stat").read_text()
+        except OSError:
+            continue
+        state, _ppid, _pgrp, session = stat.rsplit(")", 1)[1].split()[:4]
+        if int(session) == sid and state != "Z":
+            out.append(int(entry))
+    return out
+
+
+def wait_for(condition, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+
+
+def kill_parent_then_expect_no_orphans(proc, children: int, delay: float) -> None:
+    """Wait until ``proc`` has ``children`` processes besides itself, SIGKILL only ``proc``
+    after ``delay`` s; every process it started must then exit on its own."""
+    sid = proc.pid  # start_new_session: the parent leads its own session
+    try:
+        wait_for(lambda: len(session_pids(sid)) >= children + 1, 120, f"{children} workers")
+        time.sleep(delay)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        wait_for(lambda: not session_pids(sid), 30, "the orphaned workers to exit")
+    finally:
+        for pid in session_pids(sid):  # never leave them behind, even when the test fails
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from geosynth.demo import generate_world
+
+    root = tmp_path_factory.mktemp("world")
+    generate_world(root, tiles=(2, 1), seed=3, dop_resolution=1.0, lidar_density=1.0)
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1])
+def test_killed_build_leaves_no_workers(world, tmp_path, seed):
+    delay = float(np.random.default_rng(seed).uniform(0.5, 4.0))
+    cmd = [sys.executable, "-m", "geosynth", "-q", "build-geonrw", "--region", "demo",
+           "--source-dir", str(world), "--out", str(tmp_path / "k.zarr"), "--workers", "2"]  # fmt: skip
+    proc = subprocess.Popen(cmd, start_new_session=True, stderr=subprocess.DEVNULL)
+    kill_parent_then_expect_no_orphans(proc, children=3, delay=delay)  # 2 workers + tracker
+
+
+LOADER_SCRIPT = """
+import sys, time
+from torch.utils.data import DataLoader
+from geosynth.ml.data import SynthesisDataset
+loader = DataLoader(SynthesisDataset(sys.argv[1], "train", crop=32, seed=0), batch_size=2,
+                    num_workers=2, persistent_workers=True)
+for batch in loader:
+    break
+print("loaded", flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.slow
+def test_killed_training_process_leaves_no_loader_workers(stores, tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LOADER_SCRIPT, str(stores["crc"])],
+        start_new_session=True, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout.readline().strip() == "loaded"
+    kill_parent_then_expect_no_orphans(proc, children=2, delay=0.0)
+
+
+DASK_SCRIPT = """
+import time
+from dask.distributed import LocalCluster
+from geosynth.ingest.run import TileTask, run_tasks
+from geosynth.store import TilePlan
+
+def sleepy(task):
+    print("running", flush=True)
+    time.sleep(600)
+
+if __name__ == "__main__":
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        tasks = [TileTask(store="x", plan=TilePlan("356_5645", "demo", "train"))]
+        for _ in run_tasks(sleepy, tasks, scheduler=cluster.scheduler_address):
+            pass
+"""
+
+
+@pytest.mark.slow
+def test_killed_dask_client_leaves_no_cluster_workers(tmp_path):
+    script = tmp_path / "cluster.py"
+    script.write_text(DASK_SCRIPT)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], start_new_session=True, stdout=subprocess.PIPE, text=True,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.stdout.readline().strip() == "running"
+    kill_parent_then_expect_no_orphans(proc, children=1, delay=0.0)
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def geosynth_cmd(*args) -> list[str]:
+    return [sys.executable, "-m", "geosynth", "-q", *(str(a) for a in args)]
+
+
+def build_cmd(world, out, *extra):
+    return geosynth_cmd("build-geonrw", "--region", "demo", "--source-dir", world, "--out", out,
+                        "--modalities", "rgb,dem,seg", *extra)  # fmt: skip
+
+
+def file_size_limit(limit: int):
+    """A ``preexec_fn``: files of this process may not grow beyond ``limit`` bytes (EFBIG,
+    as on a full disk; SIGXFSZ ignored so that the write fails instead of killing it)."""
+    import resource
+
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def error_line(stderr: str) -> str:
+    lines = [line for line in stderr.strip().splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    return lines[0]
+
+
+@pytest.mark.slow
+def test_disk_full_build_stops_with_one_line_and_writes_its_report(world, tmp_path):
+    out = tmp_path / "full.zarr"
+    result = subprocess.run(build_cmd(world, out), preexec_fn=file_size_limit(30_000),
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 1
+    line = error_line(result.stderr)
+    assert line.startswith(f"Error: {out}: file too large") and "(disk full)" in line
+    assert "rerun to resume" in line and "Task was destroyed" not in result.stderr
+    report = json.loads((tmp_path / "full.zarr.report.json").read_text())
+    assert report["interrupted"] and report["done"] == []
+    assert "disk full" in next(iter(report["failed"].values()))
+    assert len(report["records"]) == 1  # stopped at the first: the other tile never started
+    states = open_store(out).states()
+    assert COMPLETE not in states and 1 not in states  # none left 'being written'
+    assert not list(tmp_path.glob(".*"))  # no temporaries
+    rerun = subprocess.run(build_cmd(world, out), capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert verify(open_store(out)) == []
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A folder this process cannot write: its mode (or, for root, a read-only bind mount)."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("x")
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    mount = subprocess.run(["mount", "--bind", "-o", "ro", str(folder), str(folder)],
+                           capture_output=True)  # fmt: skip
+    if mount.returncode != 0:
+        pytest.skip("root without mount rights: cannot make a read-only folder")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_read_only_output_is_refused_before_any_work(stores, read_only_dir):
+    out = read_only_dir / "s.zarr"
+    result = run_cli("upgrade-store", stores["crc"], out)
+    assert result.exit_code == 1
+    assert one_line(result.output) == (
+        f"Error: cannot write the store {out}: {read_only_dir}/s.zarr.lock: read-only file system"
+        if os.geteuid() == 0
+        else f"Error: cannot write the store {out}: {read_only_dir}/s.zarr.lock: permission denied"
+    )
+    assert sorted(p.name for p in read_only_dir.iterdir()) == ["keep.txt"]
+
+
+def test_a_second_writer_is_refused_naming_the_holder(stores, tmp_path):
+    from geosynth.errors import OutputError
+    from geosynth.store.lock import store_lock
+
+    out = tmp_path / "s.zarr"
+    with store_lock(out):
+        with (
+            pytest.raises(OutputError, match=rf"being written by process {os.getpid()} on"),
+            store_lock(out),
+        ):
+            pass
+        result = subprocess.run(
+            geosynth_cmd("upgrade-store", stores["crc"], out), capture_output=True, text=True
+        )
+        assert result.returncode == 1
+        assert f"store {out} is being written by process {os.getpid()}" in error_line(result.stderr)
+    assert not (tmp_path / "s.zarr.lock").exists()  # released and removed
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_racing_builds_on_one_new_store(world, tmp_path, assert_same_store):
+    out = tmp_path / "race.zarr"
+    procs = [
+        subprocess.Popen(build_cmd(world, out), stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
+    results = [(p.wait(timeout=600), p.stderr.read()) for p in procs]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 1], results
+    loser = next(err for code, err in results if code == 1)
+    assert f"store {out} is being written by process" in error_line(loser)
+    rerun = subprocess.run(build_cmd(world, out), capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0 and verify(open_store(out)) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["race.zarr", "race.zarr.report.json"]
+
+
+CREATE_SCRIPT = """
+import os, signal, sys
+sys.path.insert(0, sys.argv[2])
+import geosynth.store.create as create
+from test_faults import make_store
+if sys.argv[3] == "kill":  # die while the root is being written, as kill -9 would
+    create.consolidate = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+make_store(sys.argv[1])
+"""
+
+
+def test_kill_during_creation_leaves_nothing_after_the_rerun(tmp_path):
+    out = tmp_path / "s.zarr"
+    tests = Path(__file__).parent
+    run = [sys.executable, "-c", CREATE_SCRIPT, str(out), str(tests)]
+    killed = subprocess.run([*run, "kill"], capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL
+    assert [p.name.split("-")[0] for p in tmp_path.iterdir()] == [".s.zarr.creating"]
+    rerun = subprocess.run([*run, "run"], capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["s.zarr"]
+    assert verify(open_store(out)) == []
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def test_inputs_with_a_transform_but_no_crs_need_crs(tmp_path):
+    import rasterio
+    from affine import Affine
+
+    seg = tmp_path / "seg.tif"
+    profile = {"driver": "GTiff", "width": 32, "height": 32, "count": 1, "dtype": "uint8",
+               "transform": Affine(1, 0, 356_000, 0, -1, 5_646_000)}  # fmt: skip
+    with rasterio.open(seg, "w", **profile) as dst:
+        dst.write(np.kron([[10, 3], [3, 3]], np.ones((16, 16), dtype=np.uint8))[None])
+    dem = tmp_path / "dem.tif"
+    with rasterio.open(dem, "w", **{**profile, "dtype": "float32"}) as dst:
+        dst.write(np.full((1, 32, 32), 100, dtype=np.float32))
+    out = tmp_path / "edit"
+    args = ["edit-classes", "--seg", seg, "--dem", dem, "--from", "buildings",
+            "--to", "agricultural", "--out", out]  # fmt: skip
+    result = run_cli(*args)
+    assert result.exit_code == 1
+    assert one_line(result.output) == (
+        f"Error: {seg}: has a transform but no CRS; give --crs (e.g. EPSG:25832), or the "
+        "outputs would not be georeferenced"
+    )
+    assert not out.exists()  # no empty output folder
+    result = run_cli(*args, "--crs", "EPSG:25832")
+    assert result.exit_code == 0, result.output
+    with rasterio.open(next(out.glob("*.tif"))) as src:
+        assert src.crs.to_epsg() == 25832 and src.transform.c == 356_000
+
+
+def test_zip_with_an_empty_member_name_is_refused(tmp_path):
+    import zipfile
+
+    from geosynth.download import safe_extract
+    from geosynth.errors import DataError
+
+    archive = tmp_path / "e.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("ok.txt", b"x")
+        zf.writestr(zipfile.ZipInfo(""), b"data")
+    with pytest.raises(DataError, match="a member has an empty name"):
+        safe_extract(archive, tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+# --------------------------------------------------------------------------- downloads
+
+
+def test_every_redirect_hop_is_checked_and_the_manifest_has_the_final_url(tmp_path, http_serve):
+    from urllib.parse import urlsplit
+
+    from geosynth.download import Download, RefusedHost, download_many
+
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "data.bin").write_bytes(b"catalog data" * 100)
+    (served / "evil.bin").write_bytes(b"not from the catalog")
+    with http_serve(served) as other:
+        hops = {"/a": "/b", "/b": "/data.bin", "/x": "/y", "/y": f"{other.url}/evil.bin"}
+        with http_serve(served, redirects=hops) as catalog:
+            host = urlsplit(catalog.url).netloc
+            dest = tmp_path / "dest"
+            records = download_many([Download("dop", f"{catalog.url}/a", "a.bin")], dest,
+                                    allowed_hosts={host}, retries=0)  # fmt: skip
+            assert records[0]["final_url"] == f"{catalog.url}/data.bin"
+            manifest = json.loads((dest / "manifest.json").read_text())
+            assert json.dumps(manifest).count(f"{catalog.url}/data.bin") == 1
+            assert (dest / "a.bin").read_bytes() == (served / "data.bin").read_bytes()
+
+            with pytest.raises(RefusedHost) as err:  # the second hop leaves the catalog
+                download_many([Download("dop", f"{catalog.url}/x", "x.bin")], dest,
+                              allowed_hosts={host}, retries=3)  # fmt: skip
+            assert str(err.value) == (
+                f"refusing the redirect of {catalog.url}/y to {other.url}/evil.bin: "
+                f"{urlsplit(other.url).netloc!r} is not a host of the data catalog"
+            )
+            assert sorted(p.name for p in dest.iterdir()) == ["a.bin", "manifest.json"]
+            assert not other.requests  # never contacted
+            assert [r[0] for r in catalog.requests].count("/x") == 1  # refused: not retried
+
+            both = {host, urlsplit(other.url).netloc}  # the catalog's redirect_hosts
+            records = download_many([Download("dop", f"{catalog.url}/x", "x.bin")], dest,
+                                    allowed_hosts=both, retries=0)  # fmt: skip
+            assert records[0]["final_url"] == f"{other.url}/evil.bin"
