@@ -118,7 +118,9 @@ def write_report(root: str | os.PathLike, title: str = "geosynth demo") -> tuple
             "against the segmentation of the real one (fake/real); FD is the Frechet "
             "distance of U-Net encoder features (lower is better).",
             "",
-            markdown_table([{k: v for k, v in m.items() if k != "_dir"} for m in evals]),
+            markdown_table(
+                [{k: v for k, v in m.items() if k != "_dir"} for m in evals], allow_mixed=True
+            ),
             "",
             verdict(evals),
             "",
@@ -143,7 +145,7 @@ def write_report(root: str | os.PathLike, title: str = "geosynth demo") -> tuple
 
 
 def _html(title, evals, images, steps, root: Path) -> str:
-    from geosynth.ml.results import TABLE_HEADER, table_row
+    from geosynth.ml.results import TABLE_HEADER, protocol_of, table_row
 
     e = html.escape
     out = [
@@ -154,8 +156,9 @@ def _html(title, evals, images, steps, root: Path) -> str:
         f"<h1>{e(title)}</h1>",
     ]
     if evals:
+        mixed = len({protocol_of(m) for m in evals}) > 1
         rows = [TABLE_HEADER.splitlines()[0]] + [
-            table_row({k: v for k, v in m.items() if k != "_dir"}) for m in evals
+            table_row({k: v for k, v in m.items() if k != "_dir"}, mixed) for m in evals
         ]
         out.append("<h2>Table III (test split)</h2><table>")
         for k, row in enumerate(rows):
