@@ -114,7 +114,7 @@ def bench_evaluate(tiles: int, repeats: int) -> None:
     print(f"geosynth evaluate, CPU, demo networks, {tiles} test tiles of 512 px, batch 2")
     rate = {k: tiles / statistics.median(v) for k, v in times.items()}
     for label, value in rate.items():
-        print(f"  {label:32s} {value:6.2f} tiles/s")
+        print(f"  {label:32s} {value:7.3f} tiles/s")
     base = rate["geosynth, 512 px window"]
     print(
         f"  paper / geosynth, same window {rate['paper, 512 px window'] / base:.2f}x; "
