@@ -10,17 +10,26 @@
    the covariance product, float64, as pytorch-fid) against the trace through
    the eigenvalues of the product (``sum(sqrt(eig(S1 S2)))``, as some newer
    libraries do); the two values are printed with their difference.
+3. ``geosynth evaluate`` end to end, tiles/s on the CPU with the demo's networks
+   (U-Net width 16, generator ``ours`` of capacity 8 trained on 128 px crops,
+   weights after one step: the cost does not depend on them) on a store of
+   512 px tiles: the ``geosynth`` protocol against the ``paper`` protocol on
+   the same 512 px window (what the conventions cost), and the ``paper``
+   protocol on its default window (the training crop, 128 px), with ratios.
 
 Medians of interleaved repeats. Other jobs share the CPU: figures are indicative.
 
 Run: python benchmarks/evaluate_metrics.py [--tiles 4] [--dim 960] [--samples 2000] [--repeats 3]
+     [--eval-tiles 4] [--skip-eval | --eval-only]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -49,10 +58,68 @@ def eig_frechet(mu1, s1, mu2, s2) -> float:
     return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * trace_sqrt)
 
 
-def timed(fn, *args) -> tuple[float, object]:
+def timed(fn, *args, **kwargs) -> tuple[float, object]:
     t0 = time.perf_counter()
-    out = fn(*args)
+    out = fn(*args, **kwargs)
     return time.perf_counter() - t0, out
+
+
+def demo_world(root: Path, tiles: int, size: int = 512) -> dict:
+    """A store of ``size`` px tiles (2 train, ``tiles`` test) and the demo's networks, one step."""
+    from geosynth.catalog import load_catalog
+    from geosynth.ml.config import GanConfig, UNetRunConfig
+    from geosynth.ml.train import train_gan
+    from geosynth.ml.train_unet import train_unet
+    from geosynth.store import TileData, TilePlan, create_store, modality
+
+    plans = [
+        TilePlan(f"{356 + i}_5645", "demo", "train" if i < 2 else "test") for i in range(2 + tiles)
+    ]
+    store = create_store(
+        root / "s.zarr", plans, tile_shape=(size, size),
+        modalities=[modality("rgb"), modality("dem"), modality("seg")],
+        dataset="bench", crs="EPSG:25832", classes=load_catalog().classes,
+    )  # fmt: skip
+    rng = np.random.default_rng(0)
+    for plan in plans:
+        seg = np.kron(rng.integers(0, K, (size // 16, size // 16)), np.ones((16, 16), np.uint8))
+        rgb = rng.integers(0, 256, (3, size, size), dtype=np.uint8)
+        dem = (100 + np.linspace(0, 30, size, dtype=np.float32))[None, None, :].repeat(size, 1)
+        store.write_tile(plan.tile_id, TileData(rgb=rgb, dem=dem, seg=seg.astype(np.uint8)))
+    common = dict(store=str(root / "s.zarr"), crop=128, max_steps=1, workers=0, samples=0,
+                  image_every=0, log_every=0, tensorboard=False)  # fmt: skip
+    train_gan(GanConfig(out=str(root / "g"), cap=8, batch_size=2, **common))
+    train_unet(UNetRunConfig(out=str(root / "u"), base_channels=16, batch_size=2,
+                             val_split=None, **common))  # fmt: skip
+    return {"store": root / "s.zarr", "g": root / "g", "u": root / "u"}
+
+
+def bench_evaluate(tiles: int, repeats: int) -> None:
+    from geosynth.ml.evaluate import evaluate
+
+    runs = {
+        "geosynth, 512 px window": dict(protocol="geosynth", crop=512),
+        "paper, 512 px window": dict(protocol="paper", crop=512),
+        "paper, default window (128 px)": dict(protocol="paper"),
+    }
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    with tempfile.TemporaryDirectory() as tmp:
+        w = demo_world(Path(tmp), tiles)
+        for r in range(repeats):
+            for i, (label, kw) in enumerate(runs.items()):
+                out = Path(tmp) / f"eval_{r}_{i}"
+                t, _ = timed(evaluate, w["g"], w["u"], w["store"], "test", out, device="cpu",
+                             batch_size=2, **kw)  # fmt: skip
+                times[label].append(t)
+    print(f"geosynth evaluate, CPU, demo networks, {tiles} test tiles of 512 px, batch 2")
+    rate = {k: tiles / statistics.median(v) for k, v in times.items()}
+    for label, value in rate.items():
+        print(f"  {label:32s} {value:7.3f} tiles/s")
+    base = rate["geosynth, 512 px window"]
+    print(
+        f"  paper / geosynth, same window {rate['paper, 512 px window'] / base:.2f}x; "
+        f"paper default window / geosynth {rate['paper, default window (128 px)'] / base:.2f}x"
+    )
 
 
 def main() -> None:
@@ -61,7 +128,13 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=960)
     parser.add_argument("--samples", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--eval-tiles", type=int, default=4)
+    parser.add_argument("--skip-eval", action="store_true", help="only the kernels (1, 2)")
+    parser.add_argument("--eval-only", action="store_true", help="only the evaluation (3)")
     args = parser.parse_args()
+    if args.eval_only:
+        bench_evaluate(args.eval_tiles, args.repeats)
+        return
     rng = np.random.default_rng(0)
 
     target = rng.integers(0, K, (args.tiles, 1000, 1000), dtype=np.int64)
@@ -101,6 +174,8 @@ def main() -> None:
     print(f"  geosynth (scipy sqrtm)    {o:8.3f} s   FD {fd:.6f}")
     print(f"  eigenvalue trace          {b:8.3f} s   FD {fd_eig:.6f}")
     print(f"  ratio sqrtm / eig {o / b:.1f}x; |difference| {abs(fd - fd_eig):.2e}")
+    if not args.skip_eval:
+        bench_evaluate(args.eval_tiles, args.repeats)
 
 
 if __name__ == "__main__":

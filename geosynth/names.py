@@ -53,6 +53,14 @@ SPECTRAL_MODES = ("all", "reference", "none")
 DEM_NORMS = ("none", "tile", "crop")
 #: Where networks run (``auto``: CUDA when available).
 DEVICES = ("auto", "cpu", "cuda")
+#: Evaluation conventions (``evaluate --protocol``): the paper's code (pytorch-ignite) or ours.
+EVAL_PROTOCOLS = ("paper", "geosynth")
+#: U-Net losses (``train-unet --loss``): BCE on the one-hot map (the paper's code), cross entropy.
+UNET_LOSSES = ("ce", "bce")
+#: Which fake D's step sees (``train --d-fake``): G's output before its update, or a new one.
+D_FAKES = ("reuse", "regenerate")
+#: Value range of the images a generator learns (``train --image-range``).
+IMAGE_RANGES = ("symmetric", "unit")
 
 
 def generator_input_problem(kind: str, inputs: tuple[str, ...] | list[str]) -> str | None:

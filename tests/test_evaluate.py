@@ -17,10 +17,10 @@ from geosynth.cli import cli
 from geosynth.errors import UsageError
 from geosynth.ml.checkpoint import load_generator, load_unet
 from geosynth.ml.config import GanConfig, UNetRunConfig
-from geosynth.ml.evaluate import evaluate
+from geosynth.ml.evaluate import evaluate, grid_windows
 from geosynth.ml.inputs import to_network
 from geosynth.ml.metrics import frechet_distance_of, pooled_features, predict_classes
-from geosynth.ml.results import TABLE_HEADER, markdown_table, read_metrics
+from geosynth.ml.results import TABLE_HEADER, markdown_table, protocol_of, read_metrics
 from geosynth.ml.train import train_gan
 from geosynth.ml.train_unet import train_unet
 from geosynth.store import open_store
@@ -187,3 +187,100 @@ def test_cli_scores_and_refuses_mismatches(world, tmp_path, tiny_store_factory):
     not_a_run = runner.invoke(cli, [*base, "--generator", str(world["u_rgb"]), "--unet",
                                     str(world["u_rgb"]), "--out", str(tmp_path / "x")])  # fmt: skip
     assert not_a_run.exit_code == 1 and "holds a 'unet' run, not a 'gan' run" in not_a_run.output
+
+
+# ----------------------------------------------------------------------------- the paper's protocol
+
+
+def _direct_paper(world, output: str, window: int):
+    """The paper's confusions tile by tile: centre window, every pixel, argmax over all classes,
+    the generator's output unrounded."""
+    store = open_store(world["store"])
+    g, _ = load_generator(world[f"g_{output}"])
+    u, _ = load_unet(world[f"u_{output}"])
+    k = store.num_classes
+    top = (store.tile_shape[0] - window) // 2
+    win = (slice(top, top + window), slice(top, top + window))
+    conf = {b: np.zeros((k, k), dtype=np.int64) for b in ("real_gt", "fake_gt", "fake_real")}
+    for i in store.tiles("test"):
+        seg = store.read("seg", i)[win]
+        labels = torch.from_numpy(to_network("seg", seg, k))[None]
+        dem = torch.from_numpy(store.read("dem", i)[(slice(None), *win)].copy())[None]
+        real = torch.from_numpy(to_network(output, store.read(output, i)[(slice(None), *win)], k))
+        if output == "sar":
+            real[:, ~store.read("sar_valid", i)[win]] = -1.0  # as every loader prepares SAR
+        with torch.no_grad():
+            p_real = u(real[None]).logits.argmax(1)[0].numpy()
+            p_fake = u(g(labels, dem)).logits.argmax(1)[0].numpy()
+        for key, pred, ref in (("real_gt", p_real, seg), ("fake_gt", p_fake, seg),
+                               ("fake_real", p_fake, p_real)):  # fmt: skip
+            np.add.at(conf[key], (ref.ravel().astype(np.int64), pred.ravel()), 1)
+    return conf
+
+
+@pytest.mark.parametrize("output", ["rgb", "sar"])
+def test_paper_protocol_equals_a_direct_computation_of_ignites_formulas(world, tmp_path, output):
+    m = evaluate(world[f"g_{output}"], world[f"u_{output}"], world["store"], "test",
+                 tmp_path / "paper", batch_size=2, device="cpu", protocol="paper").metrics  # fmt: skip
+    assert m["window"] == [32, 32]  # the generator's training crop, not the whole 64 px tile
+    assert protocol_of(m) == "paper" and "ignite" in m["protocol"]["description"]
+    for key, counts in _direct_paper(world, output, 32).items():
+        block = m["blocks"][key]
+        assert np.array_equal(np.array(block["confusion"]), counts), key
+        assert block["pixels"] == 3 * 32 * 32  # every pixel, ground truth 0 included
+        assert block["protocol"] == "paper" and block["window"] == [32, 32]
+        c = counts.astype(np.float64)
+        iou = np.diag(c) / (c.sum(0) + c.sum(1) - np.diag(c) + 1e-15)
+        assert block["miou"] == pytest.approx(iou[1:].mean(), abs=1e-12)
+        assert block["pixel_acc"] == pytest.approx(np.trace(c) / c.sum())
+        assert all(v is not None for v in block["iou"].values())  # absent classes score 0
+
+
+def test_window_selection_and_the_grid_of_windows(world, tmp_path):
+    args = (world["g_rgb"], world["u_rgb"], world["store"], "test")
+    ours = evaluate(*args, tmp_path / "g", device="cpu").metrics
+    assert ours["window"] == [64, 64] and protocol_of(ours) == "geosynth"
+    cropped = evaluate(*args, tmp_path / "p", device="cpu", protocol="paper", crop=48).metrics
+    assert cropped["window"] == [48, 48]
+    assert grid_windows((256, 256), (1000, 1000), 3) == [
+        (116 + 256 * i, 116 + 256 * j) for i in range(3) for j in range(3)
+    ]
+    assert grid_windows((32, 32), (64, 64), 1) == [(16, 16)]  # the centre window itself
+    with pytest.raises(UsageError, match="do not fit"):
+        grid_windows((32, 32), (64, 64), 3)
+    one = evaluate(*args, tmp_path / "one", device="cpu", protocol="paper", fd_grid=1).metrics
+    assert one["frechet"]["grid"]["value"] == pytest.approx(one["frechet"]["tile"]["value"])
+    four = evaluate(*args, tmp_path / "four", device="cpu", protocol="paper", fd_grid=2).metrics
+    grid, tile = four["frechet"]["grid"], four["frechet"]["tile"]
+    assert (grid["samples"], grid["windows_per_tile"], tile["samples"]) == (12, 4, 3)
+    assert grid["window"] == tile["window"] == [32, 32] and "encoder" in grid["features"]
+    assert tile["value"] == four["frechet_distance"] and four["blocks"] == one["blocks"]
+
+
+def test_a_table_refuses_mixed_protocols(world, tmp_path):
+    args = (world["g_rgb"], world["u_rgb"], world["store"], "test")
+    evaluate(*args, tmp_path / "ours", crop=32, device="cpu")
+    runner = CliRunner()
+    paper = runner.invoke(cli, ["-q", "evaluate", "--store", str(world["store"]), "--device", "cpu",
+                                "--generator", str(world["g_rgb"]), "--unet", str(world["u_rgb"]),
+                                "--out", str(tmp_path / "paper"), "--protocol", "paper",
+                                "--fd-grid", "2"])  # fmt: skip
+    assert paper.exit_code == 0, paper.output
+    assert "protocol paper, centre window 32x32 px" in paper.output
+    assert "Frechet distance (4 windows per tile):" in paper.output
+    evals = [str(tmp_path / "ours"), str(tmp_path / "paper")]
+    refused = runner.invoke(cli, ["table", *evals, "--out", str(tmp_path / "t.md")])
+    assert refused.exit_code == 2 and "different protocols" in refused.output
+    assert "ours (geosynth), paper (paper)" in refused.output and not (tmp_path / "t.md").exists()
+    mixed = runner.invoke(cli, ["table", *evals, "--out", str(tmp_path / "t.md"), "--allow-mixed"])
+    assert mixed.exit_code == 0, mixed.output
+    rows = (tmp_path / "t.md").read_text().splitlines()[2:]
+    assert rows[0].startswith("| ours [geosynth] |") and rows[1].startswith("| paper [paper] |")
+    same = markdown_table([read_metrics(tmp_path / "paper")] * 2)
+    assert "[paper]" not in same
+    # a file from before protocols reads as the geosynth protocol
+    old = json.loads((tmp_path / "ours" / "metrics.json").read_text())
+    old.pop("protocol")
+    old["format"] = "geosynth-eval/1"
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    assert protocol_of(read_metrics(tmp_path / "old.json")) == "geosynth"

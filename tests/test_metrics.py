@@ -13,6 +13,7 @@ from hypothesis.extra import numpy as hnp
 
 from geosynth.errors import DataError, UsageError
 from geosynth.ml.metrics import (
+    PROTOCOLS,
     ConfusionMatrix,
     FeatureStats,
     _counts_torch,
@@ -20,6 +21,7 @@ from geosynth.ml.metrics import (
     frechet_distance,
     frechet_distance_of,
     gaussian_statistics,
+    ignite_scores,
     iou_per_class,
     pooled_features,
     predict_classes,
@@ -97,6 +99,51 @@ def test_mask_and_batches_accumulate_like_one_call():
     assert whole.sum() == int(((target != 0) & mask).sum())
     kept = (target != 0) & mask
     assert np.array_equal(whole, confusion_matrix(pred[kept], target[kept], 5).numpy())
+
+
+def _protocol_scores(name: str, logits: torch.Tensor, target: torch.Tensor, k: int) -> dict:
+    protocol = PROTOCOLS[name]
+    cm = ConfusionMatrix(k, protocol.ignore)
+    cm.update(protocol.predict(logits), target)
+    return protocol.scores(cm.counts)
+
+
+def test_paper_protocol_follows_ignites_formulas_where_the_protocols_differ():
+    # 8 pixels, 4 classes: ground truth 0 on three pixels, class 0 predicted on two, class 3
+    # nowhere. The top logit gives the prediction over all classes, the runner-up (never 0)
+    # the one over classes 1..3.
+    target = torch.tensor([[[0, 0, 1, 1, 1, 2, 2, 0]]])  # (1, 1, 8)
+    top = [0, 1, 1, 1, 2, 2, 0, 2]
+    runner_up = [1, 2, 3, 2, 1, 1, 2, 1]
+    logits = torch.zeros(1, 4, 1, 8)
+    for i, (a, b) in enumerate(zip(top, runner_up, strict=True)):
+        logits[0, a, 0, i], logits[0, b, 0, i] = 2.0, 1.0
+    paper = _protocol_scores("paper", logits, target[0][None], 4)
+    # ignite by hand: every pixel; rows gt, columns argmax over all logits
+    #   gt 0 -> pred 0, 1, 2; gt 1 -> 1, 1, 2; gt 2 -> 2, 0; class 3 absent
+    # IoU_c = TP / (row + column - TP + 1e-15): class 1: 2 / (3 + 3 - 2), class 2:
+    # 1 / (2 + 3 - 1), class 3: 0 / 1e-15 = 0; mIoU over classes 1..3; accuracy 4 of 8
+    assert paper["pixels"] == 8
+    assert paper["iou"][1:].tolist() == pytest.approx([0.5, 0.25, 0.0]) and np.isnan(
+        paper["iou"][0]
+    )
+    assert paper["miou"] == pytest.approx((0.5 + 0.25 + 0.0) / 3)
+    assert paper["pixel_acc"] == pytest.approx(4 / 8)
+    # geosynth on the same logits: labelled pixels only, the runner-up where the top is 0
+    ours = _protocol_scores("geosynth", logits, target[0][None], 4)
+    # labelled pixels 2..6: gt 1, 1, 1, 2, 2; predictions 1, 1, 2, 2, 2 (pixel 6: 0 -> 2)
+    assert ours["pixels"] == 5
+    assert ours["iou"][1:3].tolist() == pytest.approx([2 / 3, 2 / 3]) and np.isnan(ours["iou"][3])
+    assert ours["miou"] == pytest.approx(2 / 3) and ours["pixel_acc"] == pytest.approx(4 / 5)
+
+
+def test_ignite_scores_of_a_class_absent_from_the_split_cap_the_miou():
+    counts = np.diag([7, 5, 3, 0, 0]).astype(np.int64)  # perfect, two of four classes absent
+    s = ignite_scores(counts)
+    assert s["iou"][1:].tolist() == pytest.approx([1.0, 1.0, 0.0, 0.0])
+    assert s["miou"] == pytest.approx(0.5)
+    assert s["pixel_acc"] == 1.0 and s["pixels"] == 15
+    assert segmentation_scores(counts)["miou"] == 1.0  # geosynth leaves them out
 
 
 def test_bad_class_ids_and_shapes_are_refused():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from geosynth.cli.options import device_option, progress_bar, storage_option
+from geosynth.names import EVAL_PROTOCOLS
 
 
 @click.command("evaluate")
@@ -38,10 +39,28 @@ from geosynth.cli.options import device_option, progress_bar, storage_option
     help="Output folder (metrics.json, metrics.csv, table_row.md, iou_per_class.png).",
 )
 @click.option(
+    "--protocol",
+    type=click.Choice(EVAL_PROTOCOLS),
+    default="geosynth",
+    show_default=True,
+    help="paper: the conventions of the code published with the paper (pytorch-ignite; every "
+    "pixel, class 0 predicted, absent classes score 0, the training crop's centre window); "
+    "geosynth: labelled pixels only, absent classes left out, the largest window.",
+)
+@click.option(
     "--crop",
     type=click.IntRange(16),
     default=None,
-    help="Edge of the centre window scored per tile [default: the largest that fits].",
+    help="Edge of the centre window scored per tile [default: paper: the generator's training "
+    "crop; geosynth: the largest that fits].",
+)
+@click.option(
+    "--fd-grid",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Also the Frechet distance over an N x N grid of windows per tile (N^2 times the "
+    "samples; 0: only one vector per tile, as the paper).",
 )
 @click.option(
     "--batch-size",
@@ -63,8 +82,8 @@ from geosynth.cli.options import device_option, progress_bar, storage_option
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing evaluation in --out.")
 def evaluate(
-    generator_run, unet_run, store, storage_options, split, out, crop, batch_size, workers,
-    device, name, overwrite,
+    generator_run, unet_run, store, storage_options, split, out, protocol, crop, fd_grid,
+    batch_size, workers, device, name, overwrite,
 ) -> None:  # fmt: skip
     """Score synthesized images by segmenting them (the paper's Table III and Fig. 5).
 
@@ -74,11 +93,12 @@ def evaluate(
     image's segmentation (class 0 ignored), per-class IoU as a bar chart,
     and the Frechet distance between the U-Net encoder features of real and
     synthesized images. The U-Net must segment what the generator
-    synthesizes (rgb or sar). Example:
+    synthesizes (rgb or sar). --protocol paper computes every number as the
+    code published with the paper does (Table III comparable). Example:
 
     \b
         geosynth evaluate --generator runs/ours --unet runs/unet_rgb
-        --store geonrw.zarr --split test --out eval/ours
+        --store geonrw.zarr --split test --protocol paper --out eval/ours
     """
     from geosynth.ml.evaluate import evaluate as run
     from geosynth.ml.results import block_lines
@@ -88,6 +108,7 @@ def evaluate(
             generator_run, unet_run, store, None if split == "all" else split, out,
             crop=crop, batch_size=batch_size, device=device, workers=workers, name=name,
             overwrite=overwrite, progress=progress, storage_options=storage_options,
+            protocol=protocol, fd_grid=fd_grid,
         )  # fmt: skip
     click.echo("\n".join(block_lines(result.metrics)))
     click.echo(f"results in {result.out}", err=True)
@@ -96,11 +117,19 @@ def evaluate(
 @click.command()
 @click.argument("evals", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Markdown file.")
-def table(evals, out):
-    """Assemble Table III (Markdown) from evaluation folders (their metrics.json), in order."""
+@click.option(
+    "--allow-mixed",
+    is_flag=True,
+    help="Tabulate evaluations of different protocols (each row names its protocol).",
+)
+def table(evals, out, allow_mixed):
+    """Assemble Table III (Markdown) from evaluation folders (their metrics.json), in order.
+
+    Evaluations of different --protocol are refused unless --allow-mixed.
+    """
     from geosynth.io import write_text
     from geosynth.ml.results import markdown_table, read_metrics
 
-    text = markdown_table([read_metrics(e) for e in evals])
+    text = markdown_table([read_metrics(e) for e in evals], allow_mixed=allow_mixed)
     write_text(out, text)
     click.echo(text, nl=False)

@@ -15,12 +15,15 @@ import click
 
 from geosynth.cli.options import progress_enabled
 from geosynth.names import (
+    D_FAKES,
     DEM_NORMS,
     DEVICES,
     GENERATOR_KINDS,
     IMAGE_OUTPUTS,
+    IMAGE_RANGES,
     NETWORK_MODALITIES,
     SPECTRAL_MODES,
+    UNET_LOSSES,
 )
 
 CONFIG_MODULE = "geosynth.ml.config"
@@ -116,6 +119,11 @@ GAN = [
     (("--lr-g",), "Generator learning rate.", {"type": float}),
     (("--lr-d",), "Discriminator learning rate.", {"type": float}),
     (("--lambda-fm",), "Weight of the feature-matching loss.", {"type": float}),
+    (("--d-fake",), "D's step on the fake of G's step (reuse) or on a new one after G's update "
+     "(regenerate, the paper's code).", {"type": click.Choice(D_FAKES)}),
+    (("--flip/--no-flip",), "Random horizontal flips of the training crops.", {}),
+    (("--image-range",), "Images in [-1, 1] (symmetric) or targets in [0, 1] under the tanh "
+     "output (unit, the paper's code).", {"type": click.Choice(IMAGE_RANGES)}),
 ]  # fmt: skip
 UNET = [
     (("--input",), "Image to segment.", {"type": click.Choice(IMAGE_OUTPUTS)}),
@@ -125,6 +133,8 @@ UNET = [
     (("--val-split",), "Split scored after each epoch ('none': no validation).", {}),
     (("--val-crop",), "Centre crop of validation tiles [default: largest multiple of 16].",
      {"type": click.IntRange(16)}),
+    (("--loss",), "ce: cross entropy without class 0; bce: BCE with logits on the one-hot map, "
+     "class 0 included (the paper's code).", {"type": click.Choice(UNET_LOSSES)}),
 ]  # fmt: skip
 RUN_OPTIONS = [
     click.option(

@@ -29,12 +29,15 @@ import yaml
 
 from geosynth.errors import UsageError
 from geosynth.names import (
+    D_FAKES,
     DEM_NORMS,
     DEVICES,
     GENERATOR_KINDS,
     IMAGE_OUTPUTS,
+    IMAGE_RANGES,
     NETWORK_MODALITIES,
     SPECTRAL_MODES,
+    UNET_LOSSES,
     generator_input_problem,
 )
 
@@ -161,7 +164,13 @@ class GanConfig(RunConfig):
     ``cap``: generator capacity (width of its first layer); ``d_cap`` the
     discriminator's (default: ``cap``); ``d_scales``: discriminator scales
     (default: 2 below 512 px crops, else 3); ``lambda_fm``: weight of the
-    feature-matching loss.
+    feature-matching loss. The paper's code, where geosynth differs:
+    ``d_fake``: ``reuse`` (D's step sees the fake of G's step, made before
+    G's update, as pix2pixHD) or ``regenerate`` (a new G forward after G's
+    update, as the paper's code); ``flip``: random horizontal flips of the
+    training crops (the paper's code: on GeoNRW, not on DFC2020);
+    ``image_range``: ``symmetric`` (images in [-1, 1], as SPADE) or ``unit``
+    (targets in [0, 1] under the tanh output, as the paper's code).
     """
 
     task: ClassVar[str] = "gan"
@@ -178,9 +187,14 @@ class GanConfig(RunConfig):
     lr_d: float = 4e-4
     betas: tuple[float, float] = (0.0, 0.9)
     lambda_fm: float = 5.0
+    d_fake: str = "reuse"
+    flip: bool = True
+    image_range: str = "symmetric"
 
     def __post_init__(self):
         super().__post_init__()
+        _choice("d_fake", self.d_fake, D_FAKES)
+        _choice("image_range", self.image_range, IMAGE_RANGES)
         object.__setattr__(self, "inputs", _names(self.inputs, "inputs"))
         object.__setattr__(self, "betas", _betas(self.betas))
         for name in self.inputs:
@@ -215,7 +229,9 @@ class UNetRunConfig(RunConfig):
     is ``seg`` with class 0 (unlabelled) ignored. ``val_split``: the split
     scored after each epoch (mIoU); ``val_crop``: its centre crop (default:
     the largest multiple of 16 that fits the tile). ``weight_decay``: as in
-    the code published with the paper.
+    the code published with the paper. ``loss``: ``ce`` (softmax cross
+    entropy, class 0 ignored) or ``bce`` (the paper's code: binary cross
+    entropy with logits on the K-channel one-hot map, class 0 included).
     """
 
     task: ClassVar[str] = "unet"
@@ -228,11 +244,13 @@ class UNetRunConfig(RunConfig):
     base_channels: int = 64
     val_split: str | None = "test"
     val_crop: int | None = None
+    loss: str = "ce"
 
     def __post_init__(self):
         super().__post_init__()
         object.__setattr__(self, "betas", _betas(self.betas))
         _choice("input", self.input, IMAGE_OUTPUTS)
+        _choice("loss", self.loss, UNET_LOSSES)
         _positive("lr", self.lr)
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise UsageError(f"weight_decay must be >= 0, got {self.weight_decay}")

@@ -10,14 +10,26 @@ synthesized image. Three blocks, as in the paper:
 - ``fake_gt``: the synthesized image's segmentation vs the ground truth;
 - ``fake_real``: the synthesized image's segmentation vs the real one's.
 
-All three count the same pixels: those labelled in the ground truth (class
-0 is unlabelled) and, for SAR, those with SAR data. The Frechet distance is
-taken between the U-Net encoder features (global average pool per level,
-concatenated) of the real and of the synthesized images, one vector per
-tile (:mod:`geosynth.ml.metrics`). Synthesized RGB is rounded to 8 bits
-first, as ``geosynth synthesize`` writes it. The result files (``metrics.json``,
+Two protocols (:data:`geosynth.ml.metrics.PROTOCOLS`): ``paper`` reproduces
+the code published with the paper (pytorch-ignite's conventions: every pixel
+counts, the argmax over all classes, absent classes score 0; the window is
+the centre crop of the generator's training size, 256 px in the Table III
+recipes, as the authors' test transform; the synthesized image unrounded);
+``geosynth`` (the default) counts only the pixels labelled in the ground
+truth (and, for SAR, those with SAR data) in all three blocks, never
+predicts class 0, leaves absent classes out of the mean and scores the
+largest centre window that fits, with the synthesized RGB rounded to 8 bits
+as ``geosynth synthesize`` writes it.
+
+The Frechet distance is taken between the U-Net encoder features (global
+average pool per level, concatenated) of the real and of the synthesized
+images, one vector per tile (the authors' way; :mod:`geosynth.ml.metrics`).
+With ``fd_grid`` N it is also computed over an N x N grid of windows of the
+same size per tile (the centred block of windows): N^2 times the samples, so
+the covariances need not be singular. The result files (``metrics.json``,
 ``metrics.csv``, ``table_row.md``, ``iou_per_class.png``) are written by
-:mod:`geosynth.ml.results`.
+:mod:`geosynth.ml.results`; ``metrics.json`` names the protocol, the window
+and the feature set of every number.
 """
 
 from __future__ import annotations
@@ -39,14 +51,14 @@ from geosynth.errors import DataError, UsageError
 from geosynth.ml.checkpoint import find_checkpoint, load_generator, load_unet
 from geosynth.ml.data import SynthesisDataset
 from geosynth.ml.distributed import resolve_device
-from geosynth.ml.inputs import generator_inputs, quantize
+from geosynth.ml.inputs import from_generator, generator_inputs, quantize
 from geosynth.ml.metrics import (
+    PROTOCOLS,
     ConfusionMatrix,
     FeatureStats,
+    Protocol,
     frechet_distance_of,
     pooled_features,
-    predict_classes,
-    segmentation_scores,
 )
 from geosynth.ml.results import BLOCKS, FORMAT, METRICS_JSON, summary, write_reports
 from geosynth.names import LABELS
@@ -143,6 +155,37 @@ def eval_window(crop: int | None, tile_shape: tuple[int, int], multiple: int) ->
     return crop, crop
 
 
+def grid_windows(
+    window: tuple[int, int], tile_shape: tuple[int, int], n: int
+) -> list[tuple[int, int]]:
+    """``(row, col)`` of an ``n`` x ``n`` grid of ``window``-sized windows centred in the tile.
+
+    Row-major order; the grid must fit the tile.
+    """
+    (h, w), (th, tw) = window, tile_shape
+    if n < 1:
+        raise UsageError(f"--fd-grid must be >= 1, got {n}")
+    if n * h > th or n * w > tw:
+        raise UsageError(
+            f"--fd-grid {n}: {n} x {n} windows of {h} x {w} px do not fit the {th} x {tw} px tiles"
+        )
+    top, left = (th - n * h) // 2, (tw - n * w) // 2
+    return [(top + i * h, left + j * w) for i in range(n) for j in range(n)]
+
+
+class GridDataset(SynthesisDataset):
+    """Evaluation samples of :func:`grid_windows`: sample ``i`` is window ``i // tiles`` of tile
+    ``i % tiles``."""
+
+    def __init__(self, *args, offsets: list[tuple[int, int]], tiles: int, **kwargs):
+        super().__init__(*args, samples_per_epoch=tiles * len(offsets), **kwargs)
+        self.offsets = list(offsets)
+
+    def window(self, item: int) -> tuple[int, int, int, int, bool]:
+        row, col = self.offsets[item // len(self.indices)]
+        return row, col, *self.crop, False
+
+
 @contextlib.contextmanager
 def _deterministic_kernels(device: torch.device) -> Iterator[None]:
     """cuDNN without autotuning and with deterministic algorithms, restored afterwards."""
@@ -161,39 +204,61 @@ def _deterministic_kernels(device: torch.device) -> Iterator[None]:
 class _Scores:
     """The three confusion matrices and the real and synthesized features of one evaluation."""
 
-    def __init__(self, num_classes: int):
-        self.blocks = {key: ConfusionMatrix(num_classes) for key in BLOCKS}
+    def __init__(self, num_classes: int, protocol: Protocol):
+        self.protocol = protocol
+        self.blocks = {key: ConfusionMatrix(num_classes, protocol.ignore) for key in BLOCKS}
         self.real = FeatureStats()
         self.fake = FeatureStats()
 
     def update(self, gt, pred_real, pred_fake, mask, feats_real, feats_fake) -> None:
         self.blocks["real_gt"].update(pred_real, gt, mask)
         self.blocks["fake_gt"].update(pred_fake, gt, mask)
-        # the real segmentation is the target; pixels unlabelled in the ground truth stay out
-        labelled = (gt != 0) if mask is None else (gt != 0) & mask
-        self.blocks["fake_real"].update(pred_fake, pred_real, labelled)
+        # the real segmentation is the target (geosynth: only where the ground truth is labelled)
+        if self.protocol.mask_unlabelled:
+            mask = (gt != 0) if mask is None else (gt != 0) & mask
+        self.blocks["fake_real"].update(pred_fake, pred_real, mask)
         self.real.update(feats_real)
         self.fake.update(feats_fake)
 
 
-@torch.inference_mode()
-def _score_batch(batch: dict, generator, unet, gan, device: torch.device, scores: _Scores) -> None:
+def _forward(batch: dict, generator, unet, gan, device: torch.device, protocol: Protocol):
+    """The U-Net's outputs on the real and the synthesized images of a batch."""
     labels, raster = generator_inputs(batch, gan.inputs)  # (B, K, H, W), (B, R, H, W)
     labels, raster = (None if t is None else t.to(device) for t in (labels, raster))
     real = batch[gan.output].to(device)  # (B, C, H, W) in [-1, 1]
+    fake = from_generator(gan, generator(labels, raster).float())  # (B, C, H, W)
+    if protocol.quantize:
+        fake = quantize(gan.output, fake)  # as stored: 8-bit rgb
+    return unet(real), unet(fake)
+
+
+@torch.inference_mode()
+def _score_batch(batch: dict, generator, unet, gan, device: torch.device, scores: _Scores) -> None:
+    protocol = scores.protocol
     gt = batch[LABELS].argmax(1).to(device)  # (B, H, W) class ids from the one-hot
-    mask = batch["sar_valid"][:, 0].to(device) if gan.output == "sar" else None  # (B, H, W)
-    fake = generator(labels, raster).float()  # (B, C, H, W)
-    fake = quantize(gan.output, fake)  # as stored: 8-bit rgb
-    out_real, out_fake = unet(real), unet(fake)
+    mask = None
+    if protocol.mask_unlabelled and gan.output == "sar":
+        mask = batch["sar_valid"][:, 0].to(device)  # (B, H, W)
+    out_real, out_fake = _forward(batch, generator, unet, gan, device, protocol)
     scores.update(
         gt,
-        predict_classes(out_real.logits),
-        predict_classes(out_fake.logits),
+        protocol.predict(out_real.logits),
+        protocol.predict(out_fake.logits),
         mask,
         pooled_features(out_real.features),  # (B, D)
         pooled_features(out_fake.features),
     )
+
+
+@torch.inference_mode()
+def _grid_features(loader, generator, unet, gan, device, protocol) -> tuple:
+    """Pooled U-Net features ``(N, D)`` of the real and synthesized images of every window."""
+    real, fake = FeatureStats(), FeatureStats()
+    for batch in loader:
+        out_real, out_fake = _forward(batch, generator, unet, gan, device, protocol)
+        real.update(pooled_features(out_real.features))
+        fake.update(pooled_features(out_fake.features))
+    return real.features, fake.features
 
 
 def evaluate(
@@ -211,11 +276,16 @@ def evaluate(
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
     storage_options: dict | None = None,
+    protocol: str = "geosynth",
+    fd_grid: int = 0,
 ) -> EvalResult:
     """Score the generator of ``generator_run`` on ``split`` of ``store`` with ``unet_run``'s U-Net.
 
-    ``crop``: edge of the centre window scored in every tile (None: the
-    largest window that fits, a multiple of the networks' stride);
+    ``protocol``: ``"geosynth"`` or ``"paper"`` (module docstring);
+    ``crop``: edge of the centre window scored in every tile (None:
+    ``geosynth`` the largest window that fits, a multiple of the networks'
+    stride; ``paper`` the generator's training crop); ``fd_grid``: also the
+    Frechet distance over an N x N grid of such windows per tile (0: not);
     ``name``: the run's name in the table (default: the folder name of
     ``out``). An ``out`` that already holds results is refused unless
     ``overwrite``. See the module docstring for what is written.
@@ -223,10 +293,14 @@ def evaluate(
     out = Path(out)
     if (out / METRICS_JSON).exists() and not overwrite:
         raise UsageError(f"{out} already holds an evaluation ({METRICS_JSON}); pass --overwrite")
-    if batch_size < 1 or workers < 0:
+    if batch_size < 1 or workers < 0 or fd_grid < 0:
         raise UsageError(
-            f"--batch-size must be >= 1 and --workers >= 0, got {batch_size}, {workers}"
+            f"--batch-size must be >= 1, --workers and --fd-grid >= 0, got {batch_size}, "
+            f"{workers}, {fd_grid}"
         )
+    if protocol not in PROTOCOLS:
+        raise UsageError(f"--protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
+    proto = PROTOCOLS[protocol]
     generator_run, unet_run = str(generator_run), str(unet_run)
     dev = resolve_device(device)
     generator, gan = load_generator(generator_run, map_location=dev)
@@ -241,7 +315,11 @@ def evaluate(
                 cfg.resize,
             )
     multiple = math.lcm(generator.config.size_multiple, 2**unet.config.depth)
+    if crop is None and protocol == "paper":
+        crop = gan.crop  # the authors' test transform: the centre crop of the training size
+        log.info("protocol paper: scoring the centre %d px of every tile (the training crop)", crop)
     window = eval_window(crop, opened.tile_shape, multiple)
+    offsets = grid_windows(window, opened.tile_shape, fd_grid) if fd_grid else []
     inputs = gan.inputs if LABELS in gan.inputs else (LABELS, *gan.inputs)  # + ground truth
     dataset = SynthesisDataset(
         opened, split, inputs=inputs, output=gan.output, crop=window, flip=False,
@@ -253,15 +331,25 @@ def evaluate(
         generator_run, gan.generator, ",".join(gan.inputs), gan.output, len(dataset), split,
         *window, dev,
     )  # fmt: skip
-    scores = _Scores(opened.num_classes)
+    scores = _Scores(opened.num_classes, proto)
+    grid = None
     with _deterministic_kernels(dev):
         for done, batch in enumerate(loader, start=1):
             _score_batch(batch, generator, unet, gan, dev, scores)
             if progress is not None:
                 progress(done, len(loader))
+        if offsets:
+            grid_set = GridDataset(
+                opened, split, inputs=inputs, output=gan.output, crop=window, flip=False,
+                train=False, dem_norm=gan.dem_norm, offsets=offsets, tiles=len(dataset.indices),
+            )  # fmt: skip
+            log.info("Frechet distance over %d windows per tile", len(offsets))
+            grid_loader = DataLoader(grid_set, batch_size=batch_size, num_workers=workers)
+            grid = _grid_features(grid_loader, generator, unet, gan, dev, proto)
     metrics = _metrics(
         scores, opened, dataset, window, generator_run, gan, generator, unet_run, ucfg
     )
+    metrics["frechet"] = _frechet_entries(scores, window, grid, fd_grid)
     metrics["name"] = name or out.resolve().name
     write_reports(out, metrics)
     log.info("%s", summary(metrics))
@@ -288,14 +376,40 @@ def _finite(value: float) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
+FEATURES = "U-Net encoder levels, each averaged over space, concatenated"
+
+
+def _fd_entry(real, fake, window, per_tile: int) -> dict:
+    return {
+        "value": _finite(frechet_distance_of(real, fake)),
+        "samples": int(real.shape[0]),
+        "feature_dim": int(real.shape[1]),
+        "reliable": bool(real.shape[0] > real.shape[1]),
+        "window": list(window),
+        "windows_per_tile": per_tile,
+        "features": FEATURES,
+    }
+
+
+def _frechet_entries(scores: _Scores, window, grid, n: int) -> dict:
+    """``{"tile": ..., "grid": ...}``: the Frechet distances with what produced them."""
+    entries = {"tile": _fd_entry(scores.real.features, scores.fake.features, window, 1)}
+    if grid is not None:
+        entries["grid"] = _fd_entry(*grid, window, n * n)
+    return entries
+
+
 def _metrics(scores, store, dataset, window, generator_run, gan, generator, unet_run, ucfg) -> dict:
     classes = _class_names(store)
+    protocol = scores.protocol
     blocks = {}
     for key, (reference, title) in BLOCKS.items():
         counts = scores.blocks[key].counts
-        s = segmentation_scores(counts)
+        s = protocol.scores(counts)
         blocks[key] = {
             "title": title,
+            "protocol": protocol.name,
+            "window": list(window),
             "reference": reference,
             "miou": _finite(s["miou"]),
             "pixel_acc": _finite(s["pixel_acc"]),
@@ -306,6 +420,7 @@ def _metrics(scores, store, dataset, window, generator_run, gan, generator, unet
     real, fake = scores.real.features, scores.fake.features
     return {
         "format": FORMAT,
+        "protocol": {"name": protocol.name, "description": protocol.description},
         "generator": {
             "run": generator_run,
             "checkpoint": str(find_checkpoint(generator_run)),
@@ -314,12 +429,14 @@ def _metrics(scores, store, dataset, window, generator_run, gan, generator, unet
             "output": gan.output,
             "capacity": generator.config.capacity,
             "dem_norm": gan.dem_norm,
+            "image_range": getattr(gan, "image_range", "symmetric"),
         },
         "unet": {
             "run": unet_run,
             "checkpoint": str(find_checkpoint(unet_run)),
             "input": ucfg.input,
             "base_channels": ucfg.base_channels,
+            "loss": getattr(ucfg, "loss", "ce"),
         },
         "store": str(store.path),
         "split": dataset.split,

@@ -75,6 +75,16 @@ def to_stored(name: str, values):
     return rounded.astype(np.uint8) if isinstance(rounded, np.ndarray) else rounded.to(torch.uint8)
 
 
+def from_generator(config, image):
+    """A generator's output in the networks' [-1, 1] convention.
+
+    A run trained with ``image_range: unit`` (the paper's code: targets in
+    [0, 1] under the tanh output) gives ``2 y - 1``; ``symmetric`` runs as is.
+    ``config``: the run's :class:`~geosynth.ml.config.GanConfig`.
+    """
+    return image * 2 - 1 if getattr(config, "image_range", "symmetric") == "unit" else image
+
+
 def quantize(name: str, image: torch.Tensor) -> torch.Tensor:
     """A network image as it reads back after being stored (8 bits for rgb), in [-1, 1]."""
     if name != "rgb":

@@ -11,6 +11,16 @@ predicted ones. From it:
   during training, :mod:`geosynth.ml.train_unet`);
 - pixel accuracy: correct pixels / counted pixels.
 
+That is the ``geosynth`` protocol. The ``paper`` protocol reproduces the
+code published with the paper (pytorch-ignite's ``ConfusionMatrix``,
+``IoU``/``mIoU`` with ``ignore_index=0`` and ``Accuracy``): every pixel
+enters the confusion matrix, ground truth 0 included; the prediction is the
+argmax over all K logits (0 included); the IoU of class c is
+``TP / (TP + FP + FN + 1e-15)``, so a class that never occurs scores 0;
+``ignore_index`` only drops entry 0 from that vector before the mean; pixel
+accuracy is the trace over all pixels (:func:`ignite_scores`,
+:data:`PROTOCOLS`).
+
 Frechet distance (FID-style, on the scorer U-Net instead of Inception, as the
 code published with the paper does): every encoder level of the U-Net is
 average-pooled over space and the levels are concatenated, one feature vector
@@ -30,7 +40,8 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -43,6 +54,7 @@ log = logging.getLogger(__name__)
 IGNORE = 0  # class id of unlabelled pixels: never a target, never predicted
 FD_EPS = 1e-6  # added to the covariances' diagonal when their product is singular
 IMAG_ATOL = 1e-3  # largest imaginary part on the root's diagonal that counts as rounding
+IGNITE_EPS = 1e-15  # pytorch-ignite's IoU denominator offset: an absent class scores 0
 
 
 # --------------------------------------------------------------------------- segmentation
@@ -53,16 +65,22 @@ def predict_classes(logits: torch.Tensor) -> torch.Tensor:
     return logits[:, 1:].argmax(1) + 1
 
 
+def predict_all_classes(logits: torch.Tensor) -> torch.Tensor:
+    """``(B, K, H, W)`` logits -> ``(B, H, W)`` class ids in 0..K-1 (the paper's code: any class)."""
+    return logits.argmax(1)
+
+
 def confusion_matrix(
     pred: torch.Tensor,
     target: torch.Tensor,
     num_classes: int,
     mask: torch.Tensor | None = None,
+    ignore: int | None = IGNORE,
 ) -> torch.Tensor:
     """``(K, K)`` int64 pixel counts, rows = target class, columns = predicted class.
 
-    Pixels whose target is 0 (unlabelled) or where ``mask`` is False are left
-    out. ``pred``, ``target`` and ``mask`` share one shape (any) and device;
+    Pixels whose target is ``ignore`` (0, unlabelled; None: no class is left
+    out) or where ``mask`` is False are left out. ``pred``, ``target`` and ``mask`` share one shape (any) and device;
     the counts are on that device. CPU tensors are counted with numpy's
     ``bincount`` (several times faster than torch's on the CPU; see
     ``benchmarks/evaluate_metrics.py``).
@@ -71,14 +89,14 @@ def confusion_matrix(
         shapes = [tuple(t.shape) for t in (pred, target, mask) if t is not None]
         raise UsageError(f"prediction, target and mask shapes differ: {shapes}")
     if pred.device.type == "cpu":
-        return _counts_numpy(pred, target, mask, int(num_classes))
-    return _counts_torch(pred, target, mask, int(num_classes))
+        return _counts_numpy(pred, target, mask, int(num_classes), ignore)
+    return _counts_torch(pred, target, mask, int(num_classes), ignore)
 
 
-def _counts_numpy(pred, target, mask, k: int) -> torch.Tensor:
+def _counts_numpy(pred, target, mask, k: int, ignore: int | None = IGNORE) -> torch.Tensor:
     p, t = pred.numpy(), target.numpy()
     _check_ids(p.min(initial=0), p.max(initial=0), t.max(initial=0), k)
-    valid = t != IGNORE
+    valid = t != (-1 if ignore is None else ignore)
     if mask is not None:
         valid &= mask.numpy().astype(bool, copy=False)
     dump = k * k  # left-out pixels go to one extra bin
@@ -87,12 +105,12 @@ def _counts_numpy(pred, target, mask, k: int) -> torch.Tensor:
     return torch.from_numpy(counts.astype(np.int64).reshape(k, k))
 
 
-def _counts_torch(pred, target, mask, k: int) -> torch.Tensor:
+def _counts_torch(pred, target, mask, k: int, ignore: int | None = IGNORE) -> torch.Tensor:
     """The same on the tensors' device, without boolean indexing (a device sync)."""
     if pred.numel():
         low, high = torch.aminmax(pred)
         _check_ids(low, high, target.max(), k)
-    valid = target != IGNORE
+    valid = target != (-1 if ignore is None else ignore)
     if mask is not None:
         valid &= mask.bool()
     dump = k * k
@@ -107,20 +125,24 @@ def _check_ids(pred_low, pred_high, target_high, num_classes: int) -> None:
 
 
 class ConfusionMatrix:
-    """Accumulates :func:`confusion_matrix` counts over batches (on the batches' device)."""
+    """Accumulates :func:`confusion_matrix` counts over batches (on the batches' device).
 
-    def __init__(self, num_classes: int):
+    ``ignore``: the target class left out (None: every pixel counts, as ignite).
+    """
+
+    def __init__(self, num_classes: int, ignore: int | None = IGNORE):
         if num_classes < 2:
             raise UsageError(
                 f"num_classes must be >= 2 (unlabelled and one class), got {num_classes}"
             )
         self.num_classes = int(num_classes)
+        self.ignore = ignore
         self._counts: torch.Tensor | None = None
 
     def update(
         self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
     ) -> None:
-        counts = confusion_matrix(pred, target, self.num_classes, mask)
+        counts = confusion_matrix(pred, target, self.num_classes, mask, self.ignore)
         self._counts = counts if self._counts is None else self._counts + counts.to(self._counts)
 
     @property
@@ -157,6 +179,69 @@ def segmentation_scores(counts: np.ndarray) -> dict:
         "iou": iou,
         "pixels": total,
     }
+
+
+def ignite_scores(counts: np.ndarray, ignore_index: int = IGNORE) -> dict:
+    """The paper's scores of a confusion matrix, as pytorch-ignite computes them.
+
+    ``IoU = diag / (row sums + column sums - diag + 1e-15)`` in float64 for
+    every class (an absent class: 0, not NaN); ``miou``: the mean over all
+    classes but ``ignore_index``; ``pixel_acc``: trace / all counted pixels.
+    The returned ``iou`` is ``(K,)`` with NaN at ``ignore_index`` (no score),
+    the same shape as :func:`segmentation_scores`.
+    """
+    conf = np.asarray(counts, dtype=np.float64)
+    inter = np.diag(conf)
+    iou = inter / (conf.sum(1) + conf.sum(0) - inter + IGNITE_EPS)
+    kept = np.delete(iou, ignore_index)
+    iou[ignore_index] = np.nan
+    total = int(np.asarray(counts).sum())
+    return {
+        "miou": float(kept.mean()),
+        "pixel_acc": float(np.trace(conf) / total) if total else float("nan"),
+        "iou": iou,
+        "pixels": total,
+    }
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How logits and targets become segmentation scores (``evaluate --protocol``).
+
+    ``predict``: logits -> class ids; ``ignore``: the target class left out of
+    the confusion matrix (None: every pixel); ``mask_unlabelled``: whether the
+    fake-vs-real block also leaves out pixels unlabelled in the ground truth
+    (and SAR pixels without data); ``quantize``: whether the synthesized image
+    is rounded as stored (8-bit rgb) before it is segmented; ``scores``: counts
+    -> ``{"miou", "pixel_acc", "iou", "pixels"}``; ``description``: for the
+    metrics file.
+    """
+
+    name: str
+    predict: Callable[[torch.Tensor], torch.Tensor]
+    ignore: int | None
+    mask_unlabelled: bool
+    quantize: bool
+    scores: Callable[[np.ndarray], dict]
+    description: str
+
+
+PROTOCOLS = {
+    "paper": Protocol(
+        "paper", predict_all_classes, None, False, False, ignite_scores,
+        "the code published with the paper (pytorch-ignite): every pixel counts, ground "
+        "truth 0 included; prediction = argmax over all classes; IoU = TP / (TP + FP + FN + "
+        "1e-15), an absent class scores 0 and counts in the mean; mean over classes 1..K-1; "
+        "pixel accuracy over all pixels; the synthesized image unrounded",
+    ),
+    "geosynth": Protocol(
+        "geosynth", predict_classes, IGNORE, True, True, segmentation_scores,
+        "geosynth: pixels unlabelled in the ground truth (and SAR pixels without data) are "
+        "left out; prediction = argmax over classes 1..K-1; IoU = TP / (TP + FP + FN), NaN "
+        "for a class absent from target and prediction, left out of the mean; pixel accuracy "
+        "over the counted pixels; the synthesized image rounded as stored (8-bit rgb)",
+    ),
+}  # fmt: skip
 
 
 # --------------------------------------------------------------------------- features

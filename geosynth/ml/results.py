@@ -6,14 +6,18 @@ read and format them without importing torch.
 
 The output folder (``--out eval/NAME``)::
 
-    metrics.json        everything: runs, store, window, tiles, the three blocks (mIoU,
-                        pixel accuracy, per-class IoU, confusion matrix), Frechet distance
+    metrics.json        everything: protocol, runs, store, window, tiles, the three blocks
+                        (mIoU, pixel accuracy, per-class IoU, confusion matrix, each with
+                        its protocol and window), the Frechet distances (``frechet``: per
+                        variant its value, samples, window and feature set)
     metrics.csv         one header and one row (per-class IoU as columns): cat them
     table_row.md        one Markdown row of Table III (header: TABLE_HEADER)
     iou_per_class.png   per-class IoU of the three blocks as bars
 
 Each file is written atomically; ``metrics.json`` comes last, so a folder
-with it is complete.
+with it is complete. Files of format ``geosynth-eval/1`` (before protocols)
+read as the ``geosynth`` protocol. A table refuses rows of different
+protocols unless asked (:func:`markdown_table`).
 """
 
 from __future__ import annotations
@@ -28,10 +32,11 @@ from typing import Any
 
 import numpy as np
 
-from geosynth.errors import DataError
+from geosynth.errors import DataError, UsageError
 from geosynth.io import atomic_path, write_text
 
-FORMAT = "geosynth-eval/1"
+FORMAT = "geosynth-eval/2"
+READABLE_FORMATS = ("geosynth-eval/1", FORMAT)
 # block key -> (reference, title); the order of the paper's Table III
 BLOCKS = {
     "real_gt": ("ground truth", "real vs ground truth"),
@@ -49,10 +54,15 @@ TABLE_HEADER = (
 )
 
 
+def protocol_of(metrics: dict) -> str:
+    """The protocol of an evaluation (``geosynth`` for files written before protocols)."""
+    return (metrics.get("protocol") or {}).get("name", "geosynth")
+
+
 def summary(m: dict) -> str:
     b = m["blocks"]
     return (
-        f"{m['name']}: mIoU real {_pct(b['real_gt']['miou'])}, fake {_pct(b['fake_gt']['miou'])}, "
+        f"{m['name']} ({protocol_of(m)} protocol): mIoU real {_pct(b['real_gt']['miou'])}, fake {_pct(b['fake_gt']['miou'])}, "
         f"fake vs real {_pct(b['fake_real']['miou'])}; FD {_num(m['frechet_distance'])}"
     )
 
@@ -64,8 +74,14 @@ def block_lines(metrics: dict) -> list[str]:
         f"{b[key]['title']}: mIoU {_percent(b[key]['miou'])}, acc {_percent(b[key]['pixel_acc'])}"
         for key in BLOCKS
     ]
-    fd = metrics["frechet_distance"]
-    return [*lines, f"Frechet distance: {'n/a' if fd is None else f'{fd:.3f}'}"]
+    window = "x".join(str(v) for v in metrics["window"])
+    lines.insert(0, f"protocol {protocol_of(metrics)}, centre window {window} px")
+    fds = metrics.get("frechet") or {"tile": {"value": metrics["frechet_distance"]}}
+    for key, entry in fds.items():
+        fd = entry["value"]
+        what = "" if key == "tile" else f" ({entry['windows_per_tile']} windows per tile)"
+        lines.append(f"Frechet distance{what}: {'n/a' if fd is None else f'{fd:.3f}'}")
+    return lines
 
 
 def _percent(value: float | None) -> str:
@@ -80,12 +96,16 @@ def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
-def table_row(metrics: dict) -> str:
-    """One Markdown row of Table III (mIoU and accuracy in %); see :data:`TABLE_HEADER`."""
+def table_row(metrics: dict, show_protocol: bool = False) -> str:
+    """One Markdown row of Table III (mIoU and accuracy in %); see :data:`TABLE_HEADER`.
+
+    ``show_protocol``: the run's name is followed by its protocol in brackets.
+    """
     b = metrics["blocks"]
     g = metrics["generator"]
+    name = f"{metrics['name']} [{protocol_of(metrics)}]" if show_protocol else metrics["name"]
     cells = [
-        metrics["name"], g["kind"], "+".join(g["inputs"]),
+        name, g["kind"], "+".join(g["inputs"]),
         _pct(b["real_gt"]["miou"]), _pct(b["real_gt"]["pixel_acc"]),
         _pct(b["fake_gt"]["miou"]), _pct(b["fake_gt"]["pixel_acc"]),
         _pct(b["fake_real"]["miou"]), _pct(b["fake_real"]["pixel_acc"]),
@@ -94,9 +114,21 @@ def table_row(metrics: dict) -> str:
     return "| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |"
 
 
-def markdown_table(metrics: Sequence[dict]) -> str:
-    """Table III from several evaluations' ``metrics.json`` contents, in the given order."""
-    return "\n".join([TABLE_HEADER, *(table_row(m) for m in metrics)]) + "\n"
+def markdown_table(metrics: Sequence[dict], allow_mixed: bool = False) -> str:
+    """Table III from several evaluations' ``metrics.json`` contents, in the given order.
+
+    Rows of different protocols are refused (:class:`UsageError`) unless
+    ``allow_mixed``; then every run's name shows its protocol.
+    """
+    protocols = {protocol_of(m) for m in metrics}
+    mixed = len(protocols) > 1
+    if mixed and not allow_mixed:
+        rows = ", ".join(f"{m['name']} ({protocol_of(m)})" for m in metrics)
+        raise UsageError(
+            f"the evaluations use different protocols ({rows}): their numbers are not "
+            "comparable; evaluate them alike, or pass --allow-mixed to tabulate them anyway"
+        )
+    return "\n".join([TABLE_HEADER, *(table_row(m, mixed) for m in metrics)]) + "\n"
 
 
 def csv_columns(metrics: dict) -> dict[str, Any]:
@@ -104,6 +136,8 @@ def csv_columns(metrics: dict) -> dict[str, Any]:
     g = metrics["generator"]
     row: dict[str, Any] = {
         "name": metrics["name"],
+        "protocol": protocol_of(metrics),
+        "window": "x".join(str(v) for v in metrics["window"]),
         "generator": g["kind"],
         "inputs": "+".join(g["inputs"]),
         "output": g["output"],
@@ -116,6 +150,9 @@ def csv_columns(metrics: dict) -> dict[str, Any]:
     row["fd"] = metrics["frechet_distance"]
     row["fd_samples"] = metrics["fd_samples"]
     row["feature_dim"] = metrics["feature_dim"]
+    grid = (metrics.get("frechet") or {}).get("grid")
+    row["fd_grid"] = None if grid is None else grid["value"]
+    row["fd_grid_samples"] = None if grid is None else grid["samples"]
     for key, block in metrics["blocks"].items():
         for cls, value in block["iou"].items():
             row[f"{key}_iou_{cls}"] = value
@@ -148,7 +185,8 @@ def plot_iou(metrics: dict, path: str | os.PathLike) -> Path:
     ax.set_ylim(0, 1)
     ax.set_ylabel("IoU")
     ax.set_title(
-        f"{metrics['name']}: per-class IoU ({len(metrics['tiles'])} tiles, {metrics['split']})"
+        f"{metrics['name']}: per-class IoU ({len(metrics['tiles'])} tiles, {metrics['split']}, "
+        f"{protocol_of(metrics)} protocol)"
     )
     ax.legend(fontsize="small", loc="upper right")
     ax.grid(axis="y", alpha=0.3)
@@ -180,6 +218,6 @@ def read_metrics(path: str | os.PathLike) -> dict:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise DataError(f"{path} is not a readable evaluation: {exc}") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise DataError(f"{path} is not a geosynth evaluation (format geosynth-eval/1)")
+    if not isinstance(data, dict) or data.get("format") not in READABLE_FORMATS:
+        raise DataError(f"{path} is not a geosynth evaluation (format {FORMAT})")
     return data

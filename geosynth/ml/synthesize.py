@@ -29,7 +29,13 @@ import torch.nn.functional as F
 from geosynth.errors import UsageError
 from geosynth.io import write_geotiff
 from geosynth.ml.config import GanConfig
-from geosynth.ml.inputs import dem_stats, generator_inputs, prepare_window, to_stored
+from geosynth.ml.inputs import (
+    dem_stats,
+    from_generator,
+    generator_inputs,
+    prepare_window,
+    to_stored,
+)
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +173,7 @@ def synthesize_array(
         ]
         batch = {n: torch.stack([s[n] for s in windows]).to(device) for n in config.inputs}
         fake = generator(*generator_inputs(batch, config.inputs)).float().cpu()  # (B, C, s, s)
+        fake = from_generator(config, fake)  # [-1, 1] also for image_range unit
         if size != window:
             fake = F.interpolate(fake, size=(window, window), mode="bilinear", align_corners=False)
         if out is None:

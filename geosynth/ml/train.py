@@ -17,7 +17,16 @@ D sees fake and real in ONE forward (as SPADE does). During the G step its
 parameters do not require gradients, so G's backward computes no weight
 gradients for D and D's DDP wrapper stays out of it (the frozen D is the
 plain module); the D step reuses the fake of the same G forward, taken
-before G's update, as pix2pixHD does. G and D are separate DDP modules.
+before G's update, as pix2pixHD does (``d_fake: reuse``), or, as the code
+published with the paper, a second G forward after G's update makes a new
+fake for it (``d_fake: regenerate``; without gradients). G and D are
+separate DDP modules.
+
+``image_range: unit`` (the paper's code) scales the real images to [0, 1]
+before D sees them, so G's tanh output learns [0, 1];
+:func:`~geosynth.ml.inputs.from_generator` maps its output back to [-1, 1]
+wherever an image leaves the generator. ``flip`` turns the random
+horizontal flips of the training crops on or off.
 """
 
 from __future__ import annotations
@@ -37,7 +46,7 @@ from geosynth.ml.discriminator import (
 )
 from geosynth.ml.distributed import DistContext, prepare, wrap_ddp
 from geosynth.ml.generators import build_generator, generator_config_for
-from geosynth.ml.inputs import generator_inputs
+from geosynth.ml.inputs import from_generator, generator_inputs
 from geosynth.ml.losses import feature_matching_loss, hinge_d_loss, hinge_g_loss
 from geosynth.ml.trainer import (
     ProgressCallback,
@@ -104,7 +113,7 @@ class GanTask(Task):
             output=cfg.output,
             crop=cfg.crop,
             resize=cfg.resize,
-            flip=train,
+            flip=train and cfg.flip,
             seed=cfg.seed,
             train=train,
             dem_norm=cfg.dem_norm,
@@ -139,7 +148,8 @@ class GanTask(Task):
 
     def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
         cfg, amp = self.config, self.config.amp
-        labels, raster, real = self._inputs(batch)
+        labels, raster, image = self._inputs(batch)  # image in [-1, 1]
+        real = (image + 1) / 2 if cfg.image_range == "unit" else image  # G's target range
         n = real.shape[0]
         cond = generator_condition(labels, raster)  # (B, C_cond, H, W)
         cond2 = torch.cat([cond, cond])  # (2B, C_cond, H, W): fake half, real half
@@ -158,7 +168,10 @@ class GanTask(Task):
         self.opt_g.step()
         self.d_net.requires_grad_(True)
 
-        # discriminator step on the same fake, detached
+        # discriminator step on the same fake, detached, or on a new one from the updated G
+        if cfg.d_fake == "regenerate":
+            with torch.no_grad(), autocast(self.ctx, amp):
+                fake = self.g(labels, raster)
         with autocast(self.ctx, amp):
             out = self.d(cond2, torch.cat([fake.detach(), real]))
             d_real, d_fake = hinge_d_loss(out, n)
@@ -168,9 +181,8 @@ class GanTask(Task):
 
         if self.ctx.is_main and cfg.image_every and cfg.samples:
             k = min(cfg.samples, n)
-            self._last = tuple(
-                None if t is None else t[:k].detach() for t in (labels, raster, fake, real)
-            )
+            shown = (labels, raster, from_generator(cfg, fake), image)
+            self._last = tuple(None if t is None else t[:k].detach() for t in shown)
         losses = {"g_adv": g_adv, "g_fm": g_fm, "d_real": d_real, "d_fake": d_fake}
         return {k: v.detach() for k, v in losses.items()}
 
@@ -192,7 +204,7 @@ class GanTask(Task):
         self.g_net.eval()
         try:
             with autocast(self.ctx, self.config.amp):
-                fake = self.g_net(labels, raster)
+                fake = from_generator(self.config, self.g_net(labels, raster))
         finally:
             self.g_net.train()
         return self._grid(labels, raster, fake, real)

@@ -2,7 +2,9 @@
 
 Adam with betas (0.9, 0.999), learning rate 2e-4 (weight decay 5e-4 as in the
 code published with the paper), cross entropy over the GeoNRW classes with
-class 0 (unlabelled) ignored, 100 epochs. After every epoch the validation
+class 0 (unlabelled) ignored (``loss: ce``; ``bce``: the paper's code, binary
+cross entropy with logits on the K-channel one-hot map, class 0 included),
+100 epochs. After every epoch the validation
 split is segmented (centre crops) and its mIoU reported: the IoU of every
 class 1..K-1 that occurs in the target or the prediction, averaged. The
 prediction never picks class 0. Distribution, checkpoints, resuming and
@@ -54,6 +56,18 @@ def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Te
     """Cross entropy ignoring class 0; 0 (not NaN) for a batch without labelled pixels."""
     total = F.cross_entropy(logits.float(), target, ignore_index=IGNORE, reduction="sum")
     return total / (target != IGNORE).sum().clamp_min(1)
+
+
+def one_hot_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The paper's loss: BCE with logits of ``(B, K, H, W)`` against the one-hot ``(B, H, W)``
+    targets, class 0 included, averaged over every element."""
+    one_hot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2).float()  # (B, K, H, W)
+    return F.binary_cross_entropy_with_logits(logits.float(), one_hot)
+
+
+def unet_loss(kind: str, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The training loss ``kind`` (``ce`` or ``bce``) of logits and class-id targets."""
+    return one_hot_bce(logits, target) if kind == "bce" else masked_cross_entropy(logits, target)
 
 
 class UNetTask(Task):
@@ -127,14 +141,14 @@ class UNetTask(Task):
         x, target = self._inputs(batch)
         with autocast(self.ctx, self.config.amp):
             logits = self.net(x).logits  # (B, K, H, W)
-        loss = masked_cross_entropy(logits, target)
+        loss = unet_loss(self.config.loss, logits, target)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
         if self.ctx.is_main and self.config.image_every and self.config.samples:
             k = min(self.config.samples, x.shape[0])
             self._last = (x[:k].detach(), logits[:k].detach(), target[:k])
-        return {"ce": loss.detach()}
+        return {self.config.loss: loss.detach()}
 
     def _predict(self, logits: torch.Tensor) -> torch.Tensor:
         return logits[:, 1:].argmax(1) + 1  # (B, H, W), never the unlabelled class
@@ -178,8 +192,12 @@ class UNetTask(Task):
                 with autocast(self.ctx, self.config.amp):
                     logits = self.net_plain(x).logits.float()
                 conf += confusion_matrix(self._predict(logits), target, k)
-                ce = F.cross_entropy(logits, target, ignore_index=IGNORE, reduction="sum")
-                loss_sum += torch.stack([ce.double(), (target != IGNORE).sum().double()])
+                if self.config.loss == "bce":  # the element mean, weighted by the elements
+                    bce, n = one_hot_bce(logits, target).double(), logits.numel()
+                    loss_sum += torch.stack([bce * n, torch.full_like(bce, n)])
+                else:
+                    ce = F.cross_entropy(logits, target, ignore_index=IGNORE, reduction="sum")
+                    loss_sum += torch.stack([ce.double(), (target != IGNORE).sum().double()])
         finally:
             self.net_plain.train()
         all_reduce(conf, self.ctx)
