@@ -37,7 +37,7 @@ from geosynth.ml.discriminator import (
 )
 from geosynth.ml.distributed import DistContext, prepare, wrap_ddp
 from geosynth.ml.generators import build_generator, generator_config_for
-from geosynth.ml.inputs import generator_inputs
+from geosynth.ml.inputs import expand_compact, generator_inputs
 from geosynth.ml.losses import feature_matching_loss, hinge_d_loss, hinge_g_loss
 from geosynth.ml.trainer import (
     ProgressCallback,
@@ -110,6 +110,7 @@ class GanTask(Task):
             dem_norm=cfg.dem_norm,
             samples_per_epoch=cfg.samples_per_epoch if train else None,
             storage_options=cfg.storage_options,
+            compact=True,  # uint8 across the DataLoader; expanded on the device in _inputs
         )
 
     # ------------------------------------------------------------------ Task
@@ -130,6 +131,7 @@ class GanTask(Task):
 
     def _inputs(self, batch: dict) -> tuple:
         cl = self.config.channels_last
+        batch = expand_compact(batch, self.dataset.num_classes, self.ctx.device)
         labels, raster = generator_inputs(batch, self.config.inputs)
         labels, raster = (
             None if t is None else to_device(t, self.ctx, cl) for t in (labels, raster)
@@ -143,12 +145,12 @@ class GanTask(Task):
         n = real.shape[0]
         cond = generator_condition(labels, raster)  # (B, C_cond, H, W)
         cond2 = torch.cat([cond, cond])  # (2B, C_cond, H, W): fake half, real half
-        with autocast(self.ctx, amp):
+        with autocast(self.ctx, amp, cpu=True):
             fake = self.g(labels, raster)  # (B, C_out, H, W)
 
         # generator step: D frozen, one forward on fake and real
         self.d_net.requires_grad_(False)
-        with autocast(self.ctx, amp):
+        with autocast(self.ctx, amp, cpu=True):
             out = self.d_frozen(cond2, torch.cat([fake, real]))
             g_adv = hinge_g_loss(out, n)
             g_fm = feature_matching_loss(out, n) if cfg.lambda_fm else torch.zeros_like(g_adv)
@@ -159,7 +161,7 @@ class GanTask(Task):
         self.d_net.requires_grad_(True)
 
         # discriminator step on the same fake, detached
-        with autocast(self.ctx, amp):
+        with autocast(self.ctx, amp, cpu=True):
             out = self.d(cond2, torch.cat([fake.detach(), real]))
             d_real, d_fake = hinge_d_loss(out, n)
         self.opt_d.zero_grad(set_to_none=True)
@@ -191,7 +193,7 @@ class GanTask(Task):
         labels, raster, real = self._inputs(batch)
         self.g_net.eval()
         try:
-            with autocast(self.ctx, self.config.amp):
+            with autocast(self.ctx, self.config.amp, cpu=True):
                 fake = self.g_net(labels, raster)
         finally:
             self.g_net.train()

@@ -150,10 +150,16 @@ class Task(ABC):
 # --------------------------------------------------------------------------- helpers for tasks
 
 
-def autocast(ctx: DistContext, enabled: bool):
-    """bf16 autocast on CUDA when ``enabled``; a no-op on the CPU."""
+def autocast(ctx: DistContext, enabled: bool, cpu: bool = False):
+    """bf16 autocast on CUDA when ``enabled``; on the CPU too when ``cpu`` (else a no-op there).
+
+    The GAN step passes ``cpu=True``: bf16 on a CPU with AVX-512 BF16 or AMX is
+    about 1.5x faster for the same loss curves (``benchmarks/train_step.py``).
+    """
     if enabled and ctx.cuda:
         return torch.autocast("cuda", dtype=torch.bfloat16)
+    if enabled and cpu and ctx.device.type == "cpu":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
