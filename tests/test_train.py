@@ -349,3 +349,80 @@ def test_unet_learns_the_colour_to_class_mapping(store_path, tmp_path):
     mious = [r["miou"] for r in map(json.loads, lines) if r.get("end_of_epoch")]
     assert len(mious) == 50
     assert mious[0] < 0.05 and mious[-1] > 0.2, mious
+
+
+# ----------------------------------------------------------------------------- rough edges
+
+
+def test_short_runs_log_every_epoch_and_at_the_end(store_path, tmp_path):
+    out = tmp_path / "run"
+    cfg = _gan(store_path, out, epochs=2, max_steps=4, tensorboard=True, samples=1)
+    assert cfg.log_every == 50 and cfg.image_every == 500  # the defaults, far beyond 4 steps
+    train_gan(cfg)
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "g_adv" in r] == [3, 4]  # epoch 1's end, the end
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(out / "tensorboard")).Reload()
+    assert [e.step for e in acc.Scalars("loss/g_adv")] == [3, 4]
+    assert [e.step for e in acc.Images("train/inputs_output_target")] == [3, 4]
+
+
+def test_resuming_a_finished_run_says_so_and_how_to_extend_it(store_path, tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "--store", str(store_path), "--out", str(out), "--cap", "4", "--crop",
+            "32", "--batch-size", "2", "--epochs", "1", "--workers", "0"]  # fmt: skip
+    runner = CliRunner()
+    assert runner.invoke(cli, ["-q", *args]).exit_code == 0
+    events = sorted((out / "tensorboard").iterdir())
+    again = runner.invoke(cli, ["train", "--out", str(out), "--resume"])
+    assert again.exit_code == 0, again.output
+    assert f"{out} is complete: 3 steps, 1 of 1 epochs" in again.output
+    assert f"geosynth train --resume --out {out} --epochs 2" in again.output
+    assert sorted((out / "tensorboard").iterdir()) == events  # no new, empty event file
+    more = runner.invoke(cli, ["-q", "train", "--out", str(out), "--resume", "--epochs", "2"])
+    assert more.exit_code == 0, more.output
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == 6
+
+
+def test_store_path_is_saved_absolute_and_resumes_from_another_directory(
+    store_path, tmp_path, monkeypatch
+):
+    import shutil
+
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copytree(store_path, work / "data.zarr")
+    monkeypatch.chdir(work)
+    train_gan(_gan("data.zarr", "run", epochs=2, max_steps=1))
+    saved = yaml.safe_load((work / "run" / "config.yaml").read_text())
+    assert saved["store"] == str((work / "data.zarr").resolve())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    runner = CliRunner()
+    more = runner.invoke(cli, ["-q", "train", "--out", str(work / "run"), "--resume",
+                               "--max-steps", "2"])  # fmt: skip
+    assert more.exit_code == 0, more.output
+    # a config.yaml edited by hand with a path relative to the run folder
+    saved["store"] = "../data.zarr"
+    (work / "run" / "config.yaml").write_text(yaml.safe_dump(saved))
+    again = runner.invoke(cli, ["-q", "train", "--out", str(work / "run"), "--resume",
+                                "--max-steps", "3"])  # fmt: skip
+    assert again.exit_code == 0, again.output
+    assert load_checkpoint(work / "run" / "checkpoints" / "last.pt")["step"] == 3
+
+
+def test_ctrl_c_says_what_is_saved_and_how_to_resume(store_path, tmp_path, caplog):
+    out = tmp_path / "run"
+
+    def interrupt(info):
+        if info.kind == "step" and info.step == 4:
+            raise KeyboardInterrupt
+
+    with caplog.at_level("WARNING", logger="geosynth"), pytest.raises(KeyboardInterrupt):
+        train_gan(_gan(store_path, out, epochs=3), progress=interrupt)
+    last = out / "checkpoints" / "last.pt"
+    assert load_checkpoint(last)["step"] == 3  # the epoch-end checkpoint
+    assert f"interrupted at step 4; saved: {last} (step 3)" in caplog.text
+    assert f"geosynth train --resume --out {out}" in caplog.text

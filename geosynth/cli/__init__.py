@@ -58,6 +58,9 @@ class GeosynthGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:  # Ctrl-C: the command has logged what is saved; exit 130
+            click.echo("interrupted (Ctrl-C)", err=True)
+            raise click.exceptions.Exit(130) from None
         except GeosynthError as exc:
             verbose = (ctx.obj or {}).get("verbosity", 0) > 0
             if verbose:

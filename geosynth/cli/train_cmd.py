@@ -91,14 +91,14 @@ COMMON = [
     (("--seed",), "Seed of initialisation, crops and order.", {"type": int}),
     (("--workers",), "DataLoader worker processes.", {"type": click.IntRange(0)}),
     (("--device",), "auto: CUDA when available.", {"type": click.Choice(DEVICES)}),
-    (("--amp/--no-amp",), "bf16 autocast on CUDA.", {}),
+    (("--amp/--no-amp",), "bf16 autocast: on CUDA; the GAN on CPU too (about 1.5x faster there).", {}),
     (("--channels-last/--no-channels-last",), "channels-last memory layout.", {}),
     (("--compile/--no-compile",), "torch.compile the networks.", {}),
     (("--deterministic/--no-deterministic",), "Deterministic kernels.", {}),
     (("--checkpoint-every",), "Checkpoint every N steps (0: epoch ends only).", {"type": click.IntRange(0)}),
     (("--keep-checkpoints",), "Step checkpoints kept.", {"type": POS}),
-    (("--log-every",), "TensorBoard scalars every N steps.", {"type": click.IntRange(0)}),
-    (("--image-every",), "TensorBoard image grid every N steps.", {"type": click.IntRange(0)}),
+    (("--log-every",), "Scalars (TensorBoard, log.jsonl) every N steps, and at every epoch end.", {"type": click.IntRange(0)}),
+    (("--image-every",), "TensorBoard image grid every N steps, and at every epoch end.", {"type": click.IntRange(0)}),
     (("--samples",), "Rows of the sample grids.", {"type": click.IntRange(0)}),
     (("--samples-per-epoch",), "Crops per epoch [default: one per tile].", {"type": POS}),
     (("--tensorboard/--no-tensorboard",), "Write TensorBoard events.", {}),
@@ -174,6 +174,8 @@ def _resolve(config_class_name: str, params: dict, config_file, resume: bool):
         if not folder.config_path.is_file():
             raise UsageError(f"--resume: {out} holds no run (no config.yaml) to resume")
         base = folder.saved_config()
+        if isinstance(base.get("store"), str):  # relative paths: against the run folder
+            base["store"] = cfg_module.absolute_store(base["store"], folder.root)
         if base.get("task") != cls.task:
             command = {"gan": "train", "unet": "train-unet"}.get(base.get("task"), "?")
             raise UsageError(f"{out} is a {base.get('task')!r} run; resume it with {command}")

@@ -246,6 +246,11 @@ def run_ingest(
             report, report_path or default_report_path(report.store, storage_options),
             storage_options,
         )  # fmt: skip
+        if report.interrupted:
+            log.warning(
+                "interrupted: %d of %d tiles complete in %s; rerun the same command to resume",
+                len(report.done) + len(report.already_complete), report.tiles_planned, report.store,
+            )  # fmt: skip
     return report
 
 

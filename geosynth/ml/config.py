@@ -296,6 +296,22 @@ def resolve_config(
     return config
 
 
+def absolute_store(store: str, relative_to: str | os.PathLike | None = None) -> str:
+    """A local store path as an absolute path; URLs (``s3://``, ``file://``, ...) as given.
+
+    A relative path is taken relative to ``relative_to`` (a run folder, for a
+    ``config.yaml`` that says ``store: ../data.zarr``) when it exists there,
+    else to the working directory.
+    """
+    from urllib.parse import urlsplit
+
+    if not store or len(urlsplit(store).scheme) > 1 or Path(store).is_absolute():
+        return store
+    if relative_to is not None and (Path(relative_to) / store).exists():
+        return str((Path(relative_to) / store).resolve())
+    return str(Path(store).resolve())
+
+
 def default_of(cls: type[RunConfig], name: str) -> Any:
     """The default of one option, for ``--help`` texts."""
     for f in fields(cls):

@@ -84,6 +84,7 @@ class TrainResult:
     checkpoint: Path | None
     values: dict[str, float]
     models: dict[str, nn.Module]
+    complete: bool = False  # a resumed run that was already finished (nothing trained)
 
 
 class Task(ABC):
@@ -297,6 +298,11 @@ def run_training(
     progress: ProgressCallback | None = None,
 ) -> TrainResult:
     """Train ``config`` with the task built by ``task_factory`` on this process's rank."""
+    from dataclasses import replace
+
+    from geosynth.ml.config import absolute_store
+
+    config = replace(config, store=absolute_store(config.store))  # config.yaml: from anywhere
     with distributed_context(config.device) as ctx, _only_main_logs(ctx):
         folder = RunFolder(Path(config.out))
         start_from = folder.check_start(resume)
@@ -379,11 +385,13 @@ class _Run:
             self._sums[k] = self._sums.get(k, 0.0) + v
         ips = cfg.batch_size / max(seconds, 1e-9)
         self.report(Progress("step", self.step, total, self.epoch, cfg.epochs, self.values, ips))
-        if cfg.log_every and self.step % cfg.log_every == 0:
-            self.log_window()
-        if cfg.image_every and self.step % cfg.image_every == 0 and self.ctx.is_main:
-            self.logger.image("train/inputs_output_target", self.task.step_images(), self.step)
         at_epoch_end = self.epoch_step == self.steps_per_epoch  # that checkpoint comes next
+        last = at_epoch_end or self.step >= total  # short runs log too: every epoch and the end
+        if (cfg.log_every and self.step % cfg.log_every == 0) or last:
+            self.log_window()
+        image_due = (cfg.image_every and self.step % cfg.image_every == 0) or last
+        if image_due and self.ctx.is_main:
+            self.logger.image("train/inputs_output_target", self.task.step_images(), self.step)
         if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and not at_epoch_end:
             self.save(step_file=True, metrics=self.values)
 
@@ -418,6 +426,40 @@ class _Run:
             step_file=bool(every) and self.step % every == 0, metrics={**self.values, **metrics}
         )
 
+    # ------------------------------------------------------------------ stopping
+    def _command(self) -> str:
+        name = {"gan": "train", "unet": "train-unet"}.get(self.task.name, self.task.name)
+        return f"geosynth {name} --resume --out {self.folder.root}"
+
+    def complete(self, total: int) -> TrainResult:
+        """A resumed run that has nothing left to do: say so and how to extend it."""
+        cfg = self.config
+        if cfg.max_steps is not None and self.step >= cfg.max_steps:
+            how = f"--max-steps {cfg.max_steps * 2} (more than {cfg.max_steps})"
+        else:
+            how = f"--epochs {cfg.epochs * 2} (more than {cfg.epochs})"
+        log.warning(
+            "%s is complete: %d steps, %d of %d epochs; nothing to do. To train longer: %s %s",
+            self.folder.root, self.step, min(self.epoch, cfg.epochs), cfg.epochs,
+            self._command(), how,
+        )  # fmt: skip
+        nets = {name: unwrap(module) for name, (_, module) in self.task.models().items()}
+        path = self.last[0] if self.last else None
+        return TrainResult(self.step, self.epoch, path, self.values, nets, complete=True)
+
+    def interrupted(self) -> None:
+        """Ctrl-C: say what is saved and how to continue."""
+        if self.last is None:
+            log.warning(
+                "interrupted at step %d; no checkpoint was written yet (rerun with --resume "
+                "to start again: %s)", self.step, self._command(),
+            )  # fmt: skip
+            return
+        log.warning(
+            "interrupted at step %d; saved: %s (step %d). Continue with: %s",
+            self.step, self.last[0], self.last[1], self._command(),
+        )  # fmt: skip
+
     # ------------------------------------------------------------------ the loop
     def run(self, start_from: Path | None) -> TrainResult:
         cfg, ctx = self.config, self.ctx
@@ -428,6 +470,8 @@ class _Run:
         total = cfg.epochs * self.steps_per_epoch
         if cfg.max_steps is not None:
             total = min(total, cfg.max_steps)
+        if start_from is not None and (self.step >= total or self.epoch >= cfg.epochs):
+            return self.complete(total)
         if ctx.is_main:
             self.folder.write_config(cfg)
         self.logger = _Logger(self.folder, cfg, ctx, self.step)
@@ -458,6 +502,9 @@ class _Run:
                     self.epoch, self.epoch_step = self.epoch + 1, 0
                 elif self.step >= total:  # stopped by max_steps inside an epoch
                     self.save(step_file=False, metrics=self.values)
+        except KeyboardInterrupt:
+            self.interrupted()
+            raise
         finally:
             self.logger.close()
         self.report(Progress("end", self.step, total, self.epoch, cfg.epochs, self.values))
