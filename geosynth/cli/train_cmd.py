@@ -112,7 +112,10 @@ GAN = [
     (("--d-cap",), "Discriminator capacity [default: --cap].", {"type": POS}),
     (("--d-scales",), "Discriminator scales [default: 2 below 512 px, else 3].", {"type": POS}),
     (("--spectral-norm",), "Spectral norm placement.", {"type": click.Choice(SPECTRAL_MODES)}),
-    (("--dem-norm",), "DEM normalisation.", {"type": click.Choice(DEM_NORMS)}),
+    (("--dem-norm",), "DEM normalisation: none = metres as stored (absolute heights); crop = "
+     "each crop standardised by its own mean and std (relative relief; what the demo and the "
+     "recipes use: a region's altitude does not shift the inputs); tile = by the whole tile's.",
+     {"type": click.Choice(DEM_NORMS)}),
     (("--lr-g",), "Generator learning rate.", {"type": float}),
     (("--lr-d",), "Discriminator learning rate.", {"type": float}),
     (("--lambda-fm",), "Weight of the feature-matching loss.", {"type": float}),
