@@ -426,3 +426,53 @@ def test_ctrl_c_says_what_is_saved_and_how_to_resume(store_path, tmp_path, caplo
     assert load_checkpoint(last)["step"] == 3  # the epoch-end checkpoint
     assert f"interrupted at step 4; saved: {last} (step 3)" in caplog.text
     assert f"geosynth train --resume --out {out}" in caplog.text
+
+
+# ----------------------------------------------------------------------------- modern practice
+
+
+def test_lr_schedule_is_constant_then_linear_to_zero_at_the_boundaries():
+    from geosynth.ml.trainer import lr_factor
+
+    assert [lr_factor(e, 10, None) for e in range(10)] == [1.0] * 10
+    factors = [lr_factor(e, 10, 5) for e in range(10)]
+    assert factors[:6] == [1.0] * 6  # SPADE: the first decayed epoch still trains at the base
+    assert factors[6:] == pytest.approx([0.8, 0.6, 0.4, 0.2])  # the last at 1/(10 - 5)
+    assert lr_factor(0, 4, 0) == 1.0 and lr_factor(3, 4, 0) == pytest.approx(0.25)
+    assert lr_factor(9, 10, 10) == 1.0  # decay starting after the run: constant
+
+
+def test_lr_decay_start_sets_each_epochs_rates_and_survives_resume(store_path, tmp_path):
+    out = tmp_path / "run"
+    train_gan(_gan(store_path, out, epochs=3, lr_decay_start=1, max_steps=4))  # into epoch 2
+    opt = load_checkpoint(out / "checkpoints" / "last.pt")["optimizers"]["generator"]
+    assert opt["param_groups"][0]["lr"] == pytest.approx(1e-4)  # epoch 2 (index 1): full rate
+    train_gan(_gan(store_path, out, epochs=3, lr_decay_start=1), resume=True)
+    payload = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert payload["step"] == 9
+    g, d = (payload["optimizers"][n]["param_groups"][0] for n in ("generator", "discriminator"))
+    assert g["lr"] == pytest.approx(0.5e-4) and g["base_lr"] == pytest.approx(1e-4)
+    assert d["lr"] == pytest.approx(2e-4)  # the last epoch: half the rate (1 / (3 - 1))
+
+
+def test_ema_weights_differ_from_the_raw_ones_and_are_what_evaluation_loads(store_path, tmp_path):
+    from geosynth.ml.checkpoint import load_generator
+    from geosynth.ml.distributed import DistContext
+    from geosynth.ml.train import GanTask
+    from geosynth.ml.trainer import _seed
+
+    cfg = _gan(store_path, tmp_path / "run", epochs=1, max_steps=1, ema=0.9)
+    _seed(cfg.seed)  # the networks as the run initialises them
+    initial = GanTask(cfg, DistContext(device=torch.device("cpu"))).g_net.state_dict()
+    result = train_gan(cfg)
+    raw, ema = (result.models[n].state_dict() for n in ("generator", "generator_ema"))
+    assert not _states_equal(raw, ema)
+    for name, param in result.models["generator"].named_parameters():
+        expected = initial[name] + 0.1 * (param.detach() - initial[name])  # one step, decay 0.9
+        assert torch.allclose(ema[name], expected, atol=1e-6), name
+    loaded, _ = load_generator(tmp_path / "run")  # what evaluate, synthesize and the edits use
+    assert _states_equal(loaded.state_dict(), ema)
+    plain, _ = load_generator(tmp_path / "run", ema=False)
+    assert _states_equal(plain.state_dict(), raw)
+    with pytest.raises(UsageError, match="ema must be a decay in"):
+        _gan(store_path, tmp_path / "x", ema=1.0)

@@ -102,6 +102,8 @@ COMMON = [
     (("--samples",), "Rows of the sample grids.", {"type": click.IntRange(0)}),
     (("--samples-per-epoch",), "Crops per epoch [default: one per tile].", {"type": POS}),
     (("--tensorboard/--no-tensorboard",), "Write TensorBoard events.", {}),
+    (("--lr-decay-start",), "SPADE's schedule: learning rates constant for N epochs, then "
+     "linear to 0 at the end [default: constant].", {"type": click.IntRange(0)}),
 ]  # fmt: skip
 GAN = [
     (("--inputs",), f"Generator inputs, comma-separated ({', '.join(NETWORK_MODALITIES)}).", {}),
@@ -119,6 +121,9 @@ GAN = [
     (("--lr-g",), "Generator learning rate.", {"type": float}),
     (("--lr-d",), "Discriminator learning rate.", {"type": float}),
     (("--lambda-fm",), "Weight of the feature-matching loss.", {"type": float}),
+    (("--ema",), "Keep an exponential moving average of G's weights with this decay (e.g. "
+     "0.999); evaluate, synthesize and the edits use it [default: none].",
+     {"type": click.FloatRange(0, 1, min_open=True, max_open=True)}),
 ]  # fmt: skip
 UNET = [
     (("--input",), "Image to segment.", {"type": click.Choice(IMAGE_OUTPUTS)}),

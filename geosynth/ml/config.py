@@ -74,6 +74,9 @@ class RunConfig:
     ``epochs``). ``checkpoint_every``, ``log_every`` and ``image_every`` count
     optimisation steps (0 turns the step-wise action off; checkpoints and
     sample grids are written at each epoch end regardless).
+    ``lr_decay_start``: SPADE's schedule, the learning rates constant for this
+    many epochs, then falling linearly to 0 at the end of ``epochs`` (None:
+    constant throughout, the paper's recipe).
     """
 
     task: ClassVar[str] = ""
@@ -101,6 +104,7 @@ class RunConfig:
     samples_per_epoch: int | None = None
     tensorboard: bool = True
     storage_options: dict = field(default_factory=dict)
+    lr_decay_start: int | None = None
 
     def __post_init__(self):
         if not self.store:
@@ -123,6 +127,8 @@ class RunConfig:
         _at_least("keep_checkpoints", self.keep_checkpoints, 1)
         if self.samples_per_epoch is not None:
             _at_least("samples_per_epoch", self.samples_per_epoch, 1)
+        if self.lr_decay_start is not None:
+            _at_least("lr_decay_start", self.lr_decay_start, 0)
 
     @property
     def size(self) -> int:
@@ -161,7 +167,8 @@ class GanConfig(RunConfig):
     ``cap``: generator capacity (width of its first layer); ``d_cap`` the
     discriminator's (default: ``cap``); ``d_scales``: discriminator scales
     (default: 2 below 512 px crops, else 3); ``lambda_fm``: weight of the
-    feature-matching loss.
+    feature-matching loss; ``ema``: decay of an exponential moving average of
+    the generator's weights (None: none), which evaluation and synthesis use.
     """
 
     task: ClassVar[str] = "gan"
@@ -178,9 +185,12 @@ class GanConfig(RunConfig):
     lr_d: float = 4e-4
     betas: tuple[float, float] = (0.0, 0.9)
     lambda_fm: float = 5.0
+    ema: float | None = None
 
     def __post_init__(self):
         super().__post_init__()
+        if self.ema is not None and not (isinstance(self.ema, float) and 0 < self.ema < 1):
+            raise UsageError(f"ema must be a decay in (0, 1), e.g. 0.999, got {self.ema!r}")
         object.__setattr__(self, "inputs", _names(self.inputs, "inputs"))
         object.__setattr__(self, "betas", _betas(self.betas))
         for name in self.inputs:
@@ -372,7 +382,11 @@ def _betas(value: Any) -> tuple[float, float]:
 def _coerce(cls: type[RunConfig], key: str, value: Any, source: str) -> Any:
     """YAML's ints where floats are expected (``lr: 1``) and numbers written as text (``1e-4``)."""
     annotation = next(str(f.type) for f in fields(cls) if f.name == key)
-    if annotation == "float" and isinstance(value, str | int) and not isinstance(value, bool):
+    if (
+        annotation in ("float", "float | None")
+        and isinstance(value, str | int)
+        and not isinstance(value, bool)
+    ):
         try:
             return float(value)
         except ValueError:

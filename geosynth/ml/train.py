@@ -22,6 +22,7 @@ before G's update, as pix2pixHD does. G and D are separate DDP modules.
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import torch
@@ -91,6 +92,10 @@ class GanTask(Task):
         self.g = maybe_compile(wrap_ddp(g_run, ctx), config.compile)
         self.d = maybe_compile(wrap_ddp(d_run, ctx), config.compile)
         self.d_frozen = maybe_compile(d_run, config.compile)  # G step: no DDP, no D gradients
+        # --ema: a moving average of G's weights (checkpointed; evaluation and synthesis use it)
+        self.g_ema = None
+        if config.ema is not None:
+            self.g_ema = copy.deepcopy(self.g_net).eval().requires_grad_(False)
         self.opt_g = adam(self.g_net.parameters(), config.lr_g, config.betas, ctx)
         self.opt_d = adam(self.d_net.parameters(), config.lr_d, config.betas, ctx)
         self._last: tuple | None = None
@@ -121,10 +126,22 @@ class GanTask(Task):
         return self._dataset(train=False)
 
     def models(self) -> dict:
-        return {
+        models = {
             "generator": (self.g_config.to_dict(), self.g_net),
             "discriminator": (self.d_config.to_dict(), self.d_net),
         }
+        if self.g_ema is not None:
+            models["generator_ema"] = (self.g_config.to_dict(), self.g_ema)
+        return models
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """``ema = decay * ema + (1 - decay) * weights``; buffers (BN statistics, spectral-norm
+        vectors) copied."""
+        ema, net = self.g_ema, self.g_net
+        torch._foreach_lerp_(list(ema.parameters()), list(net.parameters()), 1 - self.config.ema)
+        for mine, theirs in zip(ema.buffers(), net.buffers(), strict=True):
+            mine.copy_(theirs)
 
     def optimizers(self) -> dict:
         return {"generator": self.opt_g, "discriminator": self.opt_d}
@@ -158,6 +175,8 @@ class GanTask(Task):
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         self.opt_g.step()
+        if self.g_ema is not None:
+            self._update_ema()
         self.d_net.requires_grad_(True)
 
         # discriminator step on the same fake, detached
@@ -194,7 +213,7 @@ class GanTask(Task):
         self.g_net.eval()
         try:
             with autocast(self.ctx, self.config.amp, cpu=True):
-                fake = self.g_net(labels, raster)
+                fake = (self.g_net if self.g_ema is None else self.g_ema)(labels, raster)
         finally:
             self.g_net.train()
         return self._grid(labels, raster, fake, real)

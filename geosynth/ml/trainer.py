@@ -188,6 +188,19 @@ def prepare_network(module: nn.Module, config: RunConfig) -> nn.Module:
     return module
 
 
+def lr_factor(epoch: int, epochs: int, decay_start: int | None) -> float:
+    """SPADE's schedule: the factor of the base learning rate in ``epoch`` (0-based).
+
+    1 for the first ``decay_start`` epochs and the next one (SPADE lowers the
+    rate after each epoch past ``niter``), then lower by ``1 / (epochs -
+    decay_start)`` each epoch: the last epoch trains at ``1 / (epochs -
+    decay_start)``, and the rate would reach 0 after it.
+    """
+    if decay_start is None or epoch < decay_start or decay_start >= epochs:
+        return 1.0
+    return 1.0 - (epoch - decay_start) / (epochs - decay_start)
+
+
 def maybe_compile(module: nn.Module, enabled: bool) -> nn.Module:
     """``torch.compile(module)`` when ``enabled`` (wrap DDP first, then compile)."""
     return torch.compile(module) if enabled else module
@@ -426,6 +439,14 @@ class _Run:
             step_file=bool(every) and self.step % every == 0, metrics={**self.values, **metrics}
         )
 
+    def set_learning_rates(self) -> None:
+        """This epoch's learning rates (``lr_decay_start``): the base rate times :func:`lr_factor`."""
+        factor = lr_factor(self.epoch, self.config.epochs, self.config.lr_decay_start)
+        for opt in self.task.optimizers().values():
+            for group in opt.param_groups:
+                group.setdefault("base_lr", group["lr"])  # saved with the optimizer's state
+                group["lr"] = group["base_lr"] * factor
+
     # ------------------------------------------------------------------ stopping
     def _command(self) -> str:
         name = {"gan": "train", "unet": "train-unet"}.get(self.task.name, self.task.name)
@@ -484,6 +505,7 @@ class _Run:
         self.report(Progress("start", self.step, total, self.epoch, cfg.epochs))
         try:
             while self.step < total and self.epoch < cfg.epochs:
+                self.set_learning_rates()
                 self.sampler.set_epoch(self.epoch)
                 if hasattr(self.dataset, "set_epoch"):
                     self.dataset.set_epoch(self.epoch)
