@@ -476,3 +476,20 @@ def test_ema_weights_differ_from_the_raw_ones_and_are_what_evaluation_loads(stor
     assert _states_equal(plain.state_dict(), raw)
     with pytest.raises(UsageError, match="ema must be a decay in"):
         _gan(store_path, tmp_path / "x", ema=1.0)
+
+
+def test_hyperparameters_go_to_tensorboard_and_config_yaml(store_path, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    out = tmp_path / "run"
+    train_gan(_gan(store_path, out, epochs=1, max_steps=1, tensorboard=True, ema=0.99))
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["ema"] == 0.99 and saved["lambda_fm"] == 5.0 and saved["cap"] == 4
+    acc = EventAccumulator(str(out / "tensorboard")).Reload()
+    content = acc.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    info = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+    assert info.hparams["ema"].number_value == pytest.approx(0.99)
+    assert info.hparams["generator"].string_value == "ours"
+    assert info.hparams["inputs"].string_value == "['seg', 'dem']"
+    assert info.hparams["lr_decay_start"].string_value == "None"

@@ -265,6 +265,21 @@ class _Logger:
             from torch.utils.tensorboard import SummaryWriter
 
             self.tb = SummaryWriter(str(folder.tensorboard), purge_step=start_step or None)
+            self.hparams(config)
+
+    def hparams(self, config: RunConfig) -> None:
+        """The run's options in TensorBoard's HPARAMS tab, beside the loss scalars (as in
+        ``config.yaml``; lists, mappings and None as text)."""
+        from torch.utils.tensorboard.summary import hparams
+
+        values = {
+            k: v if isinstance(v, bool | int | float | str) else str(v)
+            for k, v in config.to_dict().items()
+        }
+        metrics = {f"loss/{k}": 0.0 for k in ("g_adv", "g_fm", "d_real", "d_fake", "ce")}
+        writer = self.tb._get_file_writer()
+        for summary in hparams(values, metrics):
+            writer.add_summary(summary)
 
     def scalars(self, step: int, values: dict[str, float], record: dict[str, Any]) -> None:
         if not self.on:
