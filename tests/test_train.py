@@ -493,3 +493,25 @@ def test_hyperparameters_go_to_tensorboard_and_config_yaml(store_path, tmp_path)
     assert info.hparams["generator"].string_value == "ours"
     assert info.hparams["inputs"].string_value == "['seg', 'dem']"
     assert info.hparams["lr_decay_start"].string_value == "None"
+
+
+def test_validation_every_n_steps_l1_and_unet_miou(store_path, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    unet = tmp_path / "unet"
+    train_unet(UNetRunConfig(store=str(store_path), out=str(unet), crop=32, batch_size=2,
+                             base_channels=4, max_steps=1, workers=0, tensorboard=False,
+                             val_split=None))  # fmt: skip
+    out = tmp_path / "run"
+    train_gan(_gan(store_path, out, epochs=2, max_steps=4, val_every=2, unet=str(unet),
+                   val_split=None, val_crops=3, tensorboard=True, ema=0.9))  # fmt: skip
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    val = [r for r in records if r.get("validation")]
+    assert [r["step"] for r in val] == [2, 4]
+    assert all(0 < r["l1"] < 2 and 0 <= r["miou"] <= 1 for r in val)
+    assert val[0]["l1"] != val[1]["l1"]  # the generator moved between the two
+    acc = EventAccumulator(str(out / "tensorboard")).Reload()
+    assert [e.step for e in acc.Scalars("val/l1")] == [2, 4]
+    assert [e.step for e in acc.Scalars("val/miou")] == [2, 4]
+    with pytest.raises(UsageError, match="--unet validation"):
+        _gan(store_path, out, inputs="dem", generator="pix2pix", unet=str(unet))

@@ -124,6 +124,13 @@ GAN = [
     (("--ema",), "Keep an exponential moving average of G's weights with this decay (e.g. "
      "0.999); evaluate, synthesize and the edits use it [default: none].",
      {"type": click.FloatRange(0, 1, min_open=True, max_open=True)}),
+    (("--val-every",), "Validate every N steps (0: never): L1 to the real images and, with "
+     "--unet, the U-Net's mIoU of the fakes, on fixed crops; TensorBoard val/ and log.jsonl.",
+     {"type": click.IntRange(0)}),
+    (("--val-split",), "Split of the validation crops ('none': all tiles).", {}),
+    (("--val-crops",), "Validation crops (centre crops of the first N tiles).", {"type": POS}),
+    (("--unet",), "A train-unet run that scores the validation fakes (mIoU).",
+     {"type": click.Path(exists=True)}),
 ]  # fmt: skip
 UNET = [
     (("--input",), "Image to segment.", {"type": click.Choice(IMAGE_OUTPUTS)}),

@@ -59,6 +59,9 @@ RESUMABLE_KEYS = frozenset(
         "compile",
         "device",
         "storage_options",
+        "val_every",
+        "val_crops",
+        "unet",
     }
 )
 
@@ -168,7 +171,11 @@ class GanConfig(RunConfig):
     discriminator's (default: ``cap``); ``d_scales``: discriminator scales
     (default: 2 below 512 px crops, else 3); ``lambda_fm``: weight of the
     feature-matching loss; ``ema``: decay of an exponential moving average of
-    the generator's weights (None: none), which evaluation and synthesis use.
+    the generator's weights (None: none), which evaluation and synthesis use;
+    ``val_every``: every N steps (0: never), the generator (its average with
+    ``ema``) on the centre crops of the first ``val_crops`` tiles of
+    ``val_split``: the L1 distance to the real images and, with ``unet`` (a
+    ``train-unet`` run), the mIoU of the U-Net's segmentation of the fakes.
     """
 
     task: ClassVar[str] = "gan"
@@ -186,11 +193,19 @@ class GanConfig(RunConfig):
     betas: tuple[float, float] = (0.0, 0.9)
     lambda_fm: float = 5.0
     ema: float | None = None
+    val_every: int = 0
+    val_split: str | None = "test"
+    val_crops: int = 8
+    unet: str | None = None
 
     def __post_init__(self):
         super().__post_init__()
         if self.ema is not None and not (isinstance(self.ema, float) and 0 < self.ema < 1):
             raise UsageError(f"ema must be a decay in (0, 1), e.g. 0.999, got {self.ema!r}")
+        _at_least("val_every", self.val_every, 0)
+        _at_least("val_crops", self.val_crops, 1)
+        if self.unet and "seg" not in _names(self.inputs, "inputs"):
+            raise UsageError("--unet validation scores the fakes against seg, not an input here")
         object.__setattr__(self, "inputs", _names(self.inputs, "inputs"))
         object.__setattr__(self, "betas", _betas(self.betas))
         for name in self.inputs:

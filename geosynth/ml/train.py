@@ -26,8 +26,10 @@ import copy
 import logging
 
 import torch
+from torch.utils.data import default_collate
 
 from geosynth.errors import UsageError
+from geosynth.ml.checkpoint import load_unet
 from geosynth.ml.config import GanConfig
 from geosynth.ml.data import SynthesisDataset
 from geosynth.ml.discriminator import (
@@ -38,8 +40,9 @@ from geosynth.ml.discriminator import (
 )
 from geosynth.ml.distributed import DistContext, prepare, wrap_ddp
 from geosynth.ml.generators import build_generator, generator_config_for
-from geosynth.ml.inputs import expand_compact, generator_inputs
+from geosynth.ml.inputs import expand_compact, generator_inputs, quantize
 from geosynth.ml.losses import feature_matching_loss, hinge_d_loss, hinge_g_loss
+from geosynth.ml.metrics import ConfusionMatrix, predict_classes, segmentation_scores
 from geosynth.ml.trainer import (
     ProgressCallback,
     Task,
@@ -99,6 +102,10 @@ class GanTask(Task):
         self.opt_g = adam(self.g_net.parameters(), config.lr_g, config.betas, ctx)
         self.opt_d = adam(self.d_net.parameters(), config.lr_d, config.betas, ctx)
         self._last: tuple | None = None
+        self._val: dict | None = None  # the fixed validation crops (--val-every), read once
+        self._unet = None
+        if config.unet and config.val_every:  # a bad --unet fails now, not at step N
+            self._unet = load_unet(config.unet, map_location=ctx.device)[0]
 
     def _dataset(self, train: bool) -> SynthesisDataset:
         cfg = self.config
@@ -194,6 +201,44 @@ class GanTask(Task):
             )
         losses = {"g_adv": g_adv, "g_fm": g_fm, "d_real": d_real, "d_fake": d_fake}
         return {k: v.detach() for k, v in losses.items()}
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """L1 of the fakes to the real images and, with ``--unet``, the mIoU of the U-Net's
+        segmentation of the fakes against the labels, on fixed validation crops."""
+        cfg = self.config
+        if self._val is None:
+            dataset = SynthesisDataset(
+                cfg.store, cfg.val_split, inputs=cfg.inputs, output=cfg.output, crop=cfg.crop,
+                resize=cfg.resize, flip=False, seed=cfg.seed, train=False,
+                dem_norm=cfg.dem_norm, storage_options=cfg.storage_options, compact=True,
+            )  # fmt: skip
+            count = min(cfg.val_crops, len(dataset))
+            self._val = default_collate([dataset[i] for i in range(count)])
+        generator = self.g_net if self.g_ema is None else self.g_ema
+        was_training = generator.training
+        generator.eval()
+        l1, n, confusion = 0.0, 0, ConfusionMatrix(self.dataset.num_classes)
+        try:
+            total = len(self._val["tile"])
+            for start in range(0, total, cfg.batch_size):
+                part = {
+                    k: v[start : start + cfg.batch_size] for k, v in self._val.items()
+                }  # fmt: skip
+                labels, raster, real = self._inputs(part)
+                with autocast(self.ctx, cfg.amp, cpu=True):
+                    fake = generator(labels, raster).float()  # (B, C, H, W)
+                l1 += float((fake - real).abs().mean()) * real.shape[0]
+                n += real.shape[0]
+                if self._unet is not None and labels is not None:
+                    pred = predict_classes(self._unet(quantize(cfg.output, fake)).logits)
+                    confusion.update(pred, labels.argmax(1))  # (B, H, W) class ids
+        finally:
+            generator.train(was_training)
+        metrics = {"l1": l1 / max(n, 1)}
+        if self._unet is not None:
+            metrics["miou"] = segmentation_scores(confusion.counts)["miou"]
+        return metrics
 
     def _grid(self, labels, raster, fake, real) -> torch.Tensor:
         columns = []

@@ -131,6 +131,10 @@ class Task(ABC):
         """Validation metrics after an epoch (on every rank); none by default."""
         return {}
 
+    def validate(self) -> dict[str, float]:
+        """Validation metrics every ``val_every`` steps (rank 0 only); none by default."""
+        return {}
+
     # ------------------------------------------------------------------ state
     def state(self) -> dict[str, Any]:
         return {
@@ -420,6 +424,11 @@ class _Run:
         image_due = (cfg.image_every and self.step % cfg.image_every == 0) or last
         if image_due and self.ctx.is_main:
             self.logger.image("train/inputs_output_target", self.task.step_images(), self.step)
+        val_every = getattr(cfg, "val_every", 0)
+        if val_every and self.step % val_every == 0 and self.ctx.is_main:
+            metrics = self.task.validate()
+            record = {"step": self.step, "epoch": self.epoch + 1, "validation": True, **metrics}
+            self.logger.scalars(self.step, {f"val/{k}": v for k, v in metrics.items()}, record)
         if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and not at_epoch_end:
             self.save(step_file=True, metrics=self.values)
 
