@@ -34,6 +34,22 @@ SPLITS = ("train", "test")
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
+def did_you_mean(word: str, choices) -> str:
+    """``" (did you mean 'koeln', alias 'cologne'?)"`` for a misspelled name, else ``""``.
+
+    ``choices``: names, or ``{spelling: canonical name}`` (aliases map to their name).
+    """
+    import difflib
+
+    mapping = choices if isinstance(choices, Mapping) else {c: c for c in choices}
+    close = difflib.get_close_matches(str(word).strip().lower(), list(mapping), n=1, cutoff=0.6)
+    if not close:
+        return ""
+    name = mapping[close[0]]
+    alias = f", alias {close[0]!r}" if close[0] != name else ""
+    return f" (did you mean {name!r}{alias}?)"
+
+
 @dataclass(frozen=True)
 class GridSpec:
     crs: str
@@ -76,7 +92,9 @@ class ClassTable:
         for c in self.classes:
             if c.key == key:
                 return c
-        raise UsageError(f"unknown class {key!r}; known: {', '.join(self.keys)}")
+        raise UsageError(
+            f"unknown class {key!r}{did_you_mean(key, self.keys)}; known: {', '.join(self.keys)}"
+        )
 
     def id_of(self, key: str) -> int:
         return self.by_key(key).id
@@ -86,7 +104,9 @@ class ClassTable:
         for c in self.classes:
             if key_or_name in (c.key, c.name):
                 return c
-        raise UsageError(f"unknown class {key_or_name!r}; known: {', '.join(self.keys)}")
+        names = {**{c.key: c.key for c in self.classes}, **{c.name: c.key for c in self.classes}}
+        hint = did_you_mean(key_or_name, names)
+        raise UsageError(f"unknown class {key_or_name!r}{hint}; known: {', '.join(self.keys)}")
 
     def name_of(self, class_id: int) -> str:
         """The name of a class id; ``unlabelled`` for 0, ``class <id>`` for ids not in the table."""
@@ -283,8 +303,14 @@ class Catalog:
         for region in self.regions.values():
             if key in region.aliases:
                 return region
+        names = {n: n for n in self.regions}
+        names.update({alias: n for n, r in self.regions.items() for alias in r.aliases})
+        known = ", ".join(
+            f"{n} ({', '.join(r.aliases)})" if r.aliases else n for n, r in self.regions.items()
+        )
         raise UsageError(
-            f"unknown region {name!r}; see `geosynth catalog` (known: {', '.join(self.regions)})"
+            f"unknown region {name!r}{did_you_mean(key, names)}; see `geosynth catalog` "
+            f"(known, aliases in brackets: {known})"
         )
 
     def listing(self) -> list[dict[str, str]]:

@@ -20,7 +20,11 @@ Rules:
 3. a step that exits non-zero, or does not produce its outputs, stops the
    pipeline with a message naming the step;
 4. variables resolve in order, may use earlier ones, and are overridden from
-   the command line (``--set cap=32``).
+   the command line (``--set cap=32``);
+5. ``inputs`` maps variables that name input folders to how to get them
+   (``inputs: {root: "geosynth import-geonrw --download"}``): a step whose
+   command line holds such a path that does not exist is refused before it
+   runs, naming the variable to ``--set`` and the command that fetches it.
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ class Pipeline:
     vars: dict[str, str]
     steps: list[Step]
     state_dir: Path
+    inputs: dict[str, str] = field(default_factory=dict)  # variable -> how to fetch it
 
 
 @dataclass
@@ -148,7 +153,22 @@ def load_pipeline(path: str | os.PathLike, overrides: Mapping[str, str] | None =
             )
         )
     state = Path(values.get("out", ".")) / ".pipeline" / str(data.get("name", path.stem))
-    return Pipeline(str(data.get("name", path.stem)), path, values, steps, state)
+    inputs = data.get("inputs") or {}
+    if not isinstance(inputs, dict) or not set(inputs) <= set(values):
+        raise DataError(f"{path}: inputs: expected a mapping of variables to how to fetch them")
+    inputs = {str(k): _format(str(v), values, f"{path}: inputs.{k}") for k, v in inputs.items()}
+    return Pipeline(str(data.get("name", path.stem)), path, values, steps, state, inputs)
+
+
+def _check_inputs(pipeline: Pipeline, step: Step) -> None:
+    """Refuse a step that reads a missing input folder, saying how to provide it (rule 5)."""
+    for var, fetch in pipeline.inputs.items():
+        value = pipeline.vars[var]
+        if value in step.args and not Path(value).exists():
+            raise UsageError(
+                f"pipeline {pipeline.name}: step {step.name!r} reads {value}, which does not "
+                f"exist: point the recipe at it with --set {var}=PATH, or fetch it: {fetch}"
+            )
 
 
 def _done(pipeline: Pipeline, step: Step) -> bool:
@@ -183,6 +203,8 @@ def run_pipeline(
             if on_step:
                 on_step(step, "skipped")
             continue
+        if not dry_run:
+            _check_inputs(pipeline, step)
         if on_step:
             on_step(step, "dry-run" if dry_run else "running")
         if dry_run:

@@ -66,14 +66,15 @@ def test_rerun_skips_complete_tiles(built):
     assert report.done == [] and report.already_complete == TILES
 
 
-def test_interrupted_build_reports_what_it_finished(world, tmp_path):
+def test_interrupted_build_reports_what_it_finished(world, tmp_path, caplog):
     out = tmp_path / "i.zarr"
 
     def stop_after_first(record):
         raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
+    with caplog.at_level("WARNING", logger="geosynth"), pytest.raises(KeyboardInterrupt):
         build_region("demo", out, source_dir=world, modalities=["rgb"], progress=stop_after_first)
+    assert f"interrupted: 1 of 2 tiles complete in {out}; rerun the same command" in caplog.text
     report = json.loads((tmp_path / "i.zarr.report.json").read_text())
     assert report["interrupted"] is True and report["done"] == [TILES[0]]
     assert report["tiles_planned"] == 2 and report["failed"] == {}

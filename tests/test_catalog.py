@@ -105,3 +105,29 @@ def test_catalog_hash_changes_with_content(raw):
     data = copy.deepcopy(raw)
     data["osm"]["highways"]["widths_m"]["primary"] = 11.0
     assert parse_catalog(data).sha256 != a.sha256
+
+
+@pytest.mark.parametrize(
+    ("name", "hint"),
+    [
+        ("colgne", "did you mean 'koeln', alias 'cologne'?"),
+        ("koln", "did you mean 'koeln'?"),
+    ],
+)
+def test_misspelled_regions_get_a_suggestion_and_the_aliases_are_listed(name, hint):
+    with pytest.raises(UsageError) as info:
+        load_catalog().region(name)
+    assert hint in str(info.value)
+    assert "koeln (cologne)" in str(info.value)
+    assert load_catalog().region("Cologne").name == "koeln"
+
+
+def test_misspelled_classes_get_a_suggestion():
+    classes = load_catalog().classes
+    with pytest.raises(UsageError, match=r"did you mean 'buildings'\?"):
+        classes.lookup("buildngs")
+    with pytest.raises(UsageError, match=r"did you mean 'water'\?"):
+        classes.by_key("watr")
+    with pytest.raises(UsageError) as info:
+        classes.lookup("zzzz")
+    assert "did you mean" not in str(info.value)

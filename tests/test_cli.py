@@ -84,3 +84,71 @@ def test_broken_catalog_option_exits_1(tmp_path):
     result = CliRunner().invoke(cli, ["catalog", "--catalog", str(bad)])
     assert result.exit_code == 1
     assert "grid.crs" in result.output or "classes: missing" in result.output
+
+
+def test_version_names_the_libraries():
+    result = run("--version")
+    assert result.returncode == 0
+    import rasterio
+    import torch
+    import zarr
+
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"geosynth {__version__}"
+    assert f"GDAL {rasterio.__gdal_version__}" in lines
+    assert f"rasterio {rasterio.__version__}" in lines
+    assert f"zarr {zarr.__version__}" in lines
+    assert f"torch {torch.__version__}" in lines
+
+
+def test_usage_errors_show_the_subcommands_usage(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(cli, ["train", "--store", "x.zarr"])  # --out missing: the library says
+    assert result.exit_code == 2
+    assert "Usage: cli train [OPTIONS]" in result.output or "Usage: geosynth train" in result.output
+    assert "--out is required" in result.output
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("vars: {out: o}\nsteps: [{name: a, run: geosynth catalog, outputs: [x]}]\n")
+    nested = runner.invoke(cli, ["pipeline", "run", str(recipe), "--set", "nope=1"])
+    assert nested.exit_code == 2 and "pipeline run [OPTIONS] RECIPE" in nested.output
+
+
+def test_vv_turns_on_the_libraries_debug_logs_and_vvv_is_refused():
+    import logging
+
+    root = logging.getLogger()
+    before = (root.level, list(root.handlers))
+    try:
+        result = CliRunner().invoke(cli, ["-vv", "catalog"])
+        assert result.exit_code == 0, result.output
+        assert root.level == logging.DEBUG  # rasterio, zarr, fsspec ... log through the root
+    finally:
+        root.setLevel(before[0])
+        root.handlers[:] = before[1]
+    result = CliRunner().invoke(cli, ["-vvv", "catalog"])
+    assert result.exit_code == 2 and "at most -vv" in result.output
+
+
+def test_ctrl_c_in_training_exits_130_naming_the_checkpoint(tiny_store, tmp_path):
+    """A real SIGINT to a training process: exit 130, what is saved and how to resume."""
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "geosynth", "-q", "train", "--store", str(tiny_store), "--out",
+         str(out), "--cap", "4", "--crop", "32", "--batch-size", "2", "--workers", "0",
+         "--checkpoint-every", "1", "--epochs", "1000", "--no-tensorboard"],
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    deadline = time.monotonic() + 240
+    while not (out / "checkpoints" / "last.pt").exists() and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted at step" in err and "saved:" in err
+    assert f"geosynth train --resume --out {out}" in err
+    assert "Aborted!" not in err

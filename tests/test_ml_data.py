@@ -390,3 +390,28 @@ def test_workers_under_fork_and_spawn_with_persistent_workers(store_path, contex
         ds.set_epoch(epoch)
         assert _same(_batches(loader), reference[epoch])
     del loader
+
+
+@pytest.mark.parametrize("resize", [None, 16])
+def test_compact_batches_expanded_on_the_device_equal_todays_batches(store_path, resize):
+    """uint8 ids and uint8 RGB across the DataLoader, expanded after: the same tensors exactly."""
+    from geosynth.ml.inputs import expand_compact
+
+    kw = dict(inputs=("seg", "dem"), crop=CROP, resize=resize, seed=5, dem_norm="crop")
+    full = SynthesisDataset(store_path, "train", **kw)
+    compact = SynthesisDataset(store_path, "train", compact=True, **kw)
+    sample = compact[0]
+    assert sample["seg"].dtype == torch.uint8 and sample["seg"].ndim == 2
+    assert sample["rgb"].dtype == (torch.uint8 if resize is None else torch.float32)
+    for epoch in (0, 1):  # flips and windows differ between epochs
+        full.set_epoch(epoch)
+        compact.set_epoch(epoch)
+        expected = list(DataLoader(full, batch_size=2, num_workers=0))
+        got = list(DataLoader(compact, batch_size=2, num_workers=1))
+        for a, b in zip(expected, got, strict=True):
+            b = expand_compact(b, full.num_classes, "cpu")
+            assert set(a) == set(b)
+            for name in ("seg", "dem", "rgb", "window"):
+                assert a[name].dtype == b[name].dtype and a[name].shape == b[name].shape
+                assert torch.equal(a[name], b[name]), name
+            assert a["tile"] == b["tile"]

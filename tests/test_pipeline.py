@@ -113,3 +113,38 @@ def test_bundled_recipes_parse(name):
     p = load_pipeline(bundled_pipeline(name))
     assert p.steps and all(s.outputs for s in p.steps)
     assert p.steps[-1].name in ("table", "report")
+
+
+def test_several_steps_run_in_the_recipes_order(tmp_path):
+    steps = [
+        {"name": name, "run": f"geosynth -q catalog --json > {{out}}/{name}", "outputs": ["x"]}
+        for name in ("a", "b", "c")
+    ]
+    path = recipe(tmp_path, steps)
+    result = CliRunner().invoke(
+        cli, ["pipeline", "run", str(path), "--dry-run", "--step", "c", "--step", "a"]
+    )
+    assert result.exit_code == 0, result.output
+    shown = [line.split("]")[1].split(":")[0].strip() for line in result.output.splitlines()
+             if line.startswith("[t]")]  # fmt: skip
+    assert shown == ["a", "c"]  # both, in the recipe's order; b left out
+    bad = CliRunner().invoke(cli, ["pipeline", "run", str(path), "--step", "a", "--step", "zz"])
+    assert bad.exit_code == 2 and "zz" in bad.output and "[t] a" not in bad.output
+
+
+def test_a_missing_input_folder_names_the_variable_and_how_to_fetch_it(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        yaml.safe_dump({
+            "name": "t",
+            "vars": {"out": str(tmp_path / "out"), "root": str(tmp_path / "nrw_dataset")},
+            "inputs": {"root": "geosynth import-geonrw {root} --download"},
+            "steps": [{"name": "import", "run": "geosynth info {root}", "outputs": ["{out}/x"]}],
+        })
+    )  # fmt: skip
+    result = CliRunner().invoke(cli, ["pipeline", "run", str(path)])
+    assert result.exit_code == 2
+    assert "step 'import' reads" in result.output and "--set root=PATH" in result.output
+    assert f"geosynth import-geonrw {tmp_path / 'nrw_dataset'} --download" in result.output
+    assert not (tmp_path / "out").exists()  # nothing ran
+    assert load_pipeline(bundled_pipeline("table3_geonrw")).inputs["root"]

@@ -273,3 +273,28 @@ def test_edit_flood_reports_the_rate_the_unet_sees_the_new_water(store, runs, tm
     bare = [*args[:7], "--out", str(tmp_path / "x"), "--unet", str(unet_run)]  # no generator
     r = CliRunner().invoke(cli, bare)
     assert r.exit_code != 0 and "needs an RGB generator" in r.output
+
+
+def test_edits_leave_no_output_folder_behind_on_any_error(store, runs, tmp_path):
+    from geosynth.cli.options import load_inputs
+    from geosynth.ml.editing import flood_run
+    from geosynth.ml.synthesize import Synthesizer
+
+    out = tmp_path / "x"
+    r = CliRunner().invoke(cli, ["edit-flood", "--store", str(store), "--out", str(out),
+                                 "--tile", "357_5645", "--hmin", "500"])  # fmt: skip
+    assert r.exit_code == 2 and not out.exists()
+    inputs = load_inputs(str(store), "357_5645", None, None, None, {})
+
+    def interrupt(done, total):  # Ctrl-C after the first level's files are written
+        raise KeyboardInterrupt
+
+    synths = [Synthesizer.load(runs / "ours", device="cpu")]
+    with pytest.raises(KeyboardInterrupt):
+        flood_run(inputs, [45.0, 46.0], out, synths=synths, progress=interrupt)
+    assert not out.exists()
+    kept = tmp_path / "existing"
+    kept.mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        flood_run(inputs, [45.0, 46.0], kept, synths=synths, progress=interrupt)
+    assert kept.is_dir()  # a folder the user made is not removed

@@ -349,3 +349,169 @@ def test_unet_learns_the_colour_to_class_mapping(store_path, tmp_path):
     mious = [r["miou"] for r in map(json.loads, lines) if r.get("end_of_epoch")]
     assert len(mious) == 50
     assert mious[0] < 0.05 and mious[-1] > 0.2, mious
+
+
+# ----------------------------------------------------------------------------- rough edges
+
+
+def test_short_runs_log_every_epoch_and_at_the_end(store_path, tmp_path):
+    out = tmp_path / "run"
+    cfg = _gan(store_path, out, epochs=2, max_steps=4, tensorboard=True, samples=1)
+    assert cfg.log_every == 50 and cfg.image_every == 500  # the defaults, far beyond 4 steps
+    train_gan(cfg)
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "g_adv" in r] == [3, 4]  # epoch 1's end, the end
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(out / "tensorboard")).Reload()
+    assert [e.step for e in acc.Scalars("loss/g_adv")] == [3, 4]
+    assert [e.step for e in acc.Images("train/inputs_output_target")] == [3, 4]
+
+
+def test_resuming_a_finished_run_says_so_and_how_to_extend_it(store_path, tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "--store", str(store_path), "--out", str(out), "--cap", "4", "--crop",
+            "32", "--batch-size", "2", "--epochs", "1", "--workers", "0"]  # fmt: skip
+    runner = CliRunner()
+    assert runner.invoke(cli, ["-q", *args]).exit_code == 0
+    events = sorted((out / "tensorboard").iterdir())
+    again = runner.invoke(cli, ["train", "--out", str(out), "--resume"])
+    assert again.exit_code == 0, again.output
+    assert f"{out} is complete: 3 steps, 1 of 1 epochs" in again.output
+    assert f"geosynth train --resume --out {out} --epochs 2" in again.output
+    assert sorted((out / "tensorboard").iterdir()) == events  # no new, empty event file
+    more = runner.invoke(cli, ["-q", "train", "--out", str(out), "--resume", "--epochs", "2"])
+    assert more.exit_code == 0, more.output
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == 6
+
+
+def test_store_path_is_saved_absolute_and_resumes_from_another_directory(
+    store_path, tmp_path, monkeypatch
+):
+    import shutil
+
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copytree(store_path, work / "data.zarr")
+    monkeypatch.chdir(work)
+    train_gan(_gan("data.zarr", "run", epochs=2, max_steps=1))
+    saved = yaml.safe_load((work / "run" / "config.yaml").read_text())
+    assert saved["store"] == str((work / "data.zarr").resolve())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    runner = CliRunner()
+    more = runner.invoke(cli, ["-q", "train", "--out", str(work / "run"), "--resume",
+                               "--max-steps", "2"])  # fmt: skip
+    assert more.exit_code == 0, more.output
+    # a config.yaml edited by hand with a path relative to the run folder
+    saved["store"] = "../data.zarr"
+    (work / "run" / "config.yaml").write_text(yaml.safe_dump(saved))
+    again = runner.invoke(cli, ["-q", "train", "--out", str(work / "run"), "--resume",
+                                "--max-steps", "3"])  # fmt: skip
+    assert again.exit_code == 0, again.output
+    assert load_checkpoint(work / "run" / "checkpoints" / "last.pt")["step"] == 3
+
+
+def test_ctrl_c_says_what_is_saved_and_how_to_resume(store_path, tmp_path, caplog):
+    out = tmp_path / "run"
+
+    def interrupt(info):
+        if info.kind == "step" and info.step == 4:
+            raise KeyboardInterrupt
+
+    with caplog.at_level("WARNING", logger="geosynth"), pytest.raises(KeyboardInterrupt):
+        train_gan(_gan(store_path, out, epochs=3), progress=interrupt)
+    last = out / "checkpoints" / "last.pt"
+    assert load_checkpoint(last)["step"] == 3  # the epoch-end checkpoint
+    assert f"interrupted at step 4; saved: {last} (step 3)" in caplog.text
+    assert f"geosynth train --resume --out {out}" in caplog.text
+
+
+# ----------------------------------------------------------------------------- modern practice
+
+
+def test_lr_schedule_is_constant_then_linear_to_zero_at_the_boundaries():
+    from geosynth.ml.trainer import lr_factor
+
+    assert [lr_factor(e, 10, None) for e in range(10)] == [1.0] * 10
+    factors = [lr_factor(e, 10, 5) for e in range(10)]
+    assert factors[:6] == [1.0] * 6  # SPADE: the first decayed epoch still trains at the base
+    assert factors[6:] == pytest.approx([0.8, 0.6, 0.4, 0.2])  # the last at 1/(10 - 5)
+    assert lr_factor(0, 4, 0) == 1.0 and lr_factor(3, 4, 0) == pytest.approx(0.25)
+    assert lr_factor(9, 10, 10) == 1.0  # decay starting after the run: constant
+
+
+def test_lr_decay_start_sets_each_epochs_rates_and_survives_resume(store_path, tmp_path):
+    out = tmp_path / "run"
+    train_gan(_gan(store_path, out, epochs=3, lr_decay_start=1, max_steps=4))  # into epoch 2
+    opt = load_checkpoint(out / "checkpoints" / "last.pt")["optimizers"]["generator"]
+    assert opt["param_groups"][0]["lr"] == pytest.approx(1e-4)  # epoch 2 (index 1): full rate
+    train_gan(_gan(store_path, out, epochs=3, lr_decay_start=1), resume=True)
+    payload = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert payload["step"] == 9
+    g, d = (payload["optimizers"][n]["param_groups"][0] for n in ("generator", "discriminator"))
+    assert g["lr"] == pytest.approx(0.5e-4) and g["base_lr"] == pytest.approx(1e-4)
+    assert d["lr"] == pytest.approx(2e-4)  # the last epoch: half the rate (1 / (3 - 1))
+
+
+def test_ema_weights_differ_from_the_raw_ones_and_are_what_evaluation_loads(store_path, tmp_path):
+    from geosynth.ml.checkpoint import load_generator
+    from geosynth.ml.distributed import DistContext
+    from geosynth.ml.train import GanTask
+    from geosynth.ml.trainer import _seed
+
+    cfg = _gan(store_path, tmp_path / "run", epochs=1, max_steps=1, ema=0.9)
+    _seed(cfg.seed)  # the networks as the run initialises them
+    initial = GanTask(cfg, DistContext(device=torch.device("cpu"))).g_net.state_dict()
+    result = train_gan(cfg)
+    raw, ema = (result.models[n].state_dict() for n in ("generator", "generator_ema"))
+    assert not _states_equal(raw, ema)
+    for name, param in result.models["generator"].named_parameters():
+        expected = initial[name] + 0.1 * (param.detach() - initial[name])  # one step, decay 0.9
+        assert torch.allclose(ema[name], expected, atol=1e-6), name
+    loaded, _ = load_generator(tmp_path / "run")  # what evaluate, synthesize and the edits use
+    assert _states_equal(loaded.state_dict(), ema)
+    plain, _ = load_generator(tmp_path / "run", ema=False)
+    assert _states_equal(plain.state_dict(), raw)
+    with pytest.raises(UsageError, match="ema must be a decay in"):
+        _gan(store_path, tmp_path / "x", ema=1.0)
+
+
+def test_hyperparameters_go_to_tensorboard_and_config_yaml(store_path, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    out = tmp_path / "run"
+    train_gan(_gan(store_path, out, epochs=1, max_steps=1, tensorboard=True, ema=0.99))
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["ema"] == 0.99 and saved["lambda_fm"] == 5.0 and saved["cap"] == 4
+    acc = EventAccumulator(str(out / "tensorboard")).Reload()
+    content = acc.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    info = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+    assert info.hparams["ema"].number_value == pytest.approx(0.99)
+    assert info.hparams["generator"].string_value == "ours"
+    assert info.hparams["inputs"].string_value == "['seg', 'dem']"
+    assert info.hparams["lr_decay_start"].string_value == "None"
+
+
+def test_validation_every_n_steps_l1_and_unet_miou(store_path, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    unet = tmp_path / "unet"
+    train_unet(UNetRunConfig(store=str(store_path), out=str(unet), crop=32, batch_size=2,
+                             base_channels=4, max_steps=1, workers=0, tensorboard=False,
+                             val_split=None))  # fmt: skip
+    out = tmp_path / "run"
+    train_gan(_gan(store_path, out, epochs=2, max_steps=4, val_every=2, unet=str(unet),
+                   val_split=None, val_crops=3, tensorboard=True, ema=0.9))  # fmt: skip
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    val = [r for r in records if r.get("validation")]
+    assert [r["step"] for r in val] == [2, 4]
+    assert all(0 < r["l1"] < 2 and 0 <= r["miou"] <= 1 for r in val)
+    assert val[0]["l1"] != val[1]["l1"]  # the generator moved between the two
+    acc = EventAccumulator(str(out / "tensorboard")).Reload()
+    assert [e.step for e in acc.Scalars("val/l1")] == [2, 4]
+    assert [e.step for e in acc.Scalars("val/miou")] == [2, 4]
+    with pytest.raises(UsageError, match="--unet validation"):
+        _gan(store_path, out, inputs="dem", generator="pix2pix", unet=str(unet))

@@ -61,6 +61,9 @@ class GeosynthGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:  # Ctrl-C: the command has logged what is saved; exit 130
+            click.echo("interrupted (Ctrl-C)", err=True)
+            raise click.exceptions.Exit(130) from None
         except GeosynthError as exc:
             if isinstance(exc, OutputError):
                 _quiet_abandoned_writes()
@@ -91,6 +94,48 @@ def _quiet_abandoned_writes() -> None:
     sys.unraisablehook = lambda unraisable: None
 
 
+class CommandContext(click.Context):
+    """A command's context: usage errors from its body show its own usage, not the group's."""
+
+    def invoke(self, callback, /, *args, **kwargs):
+        try:
+            return super().invoke(callback, *args, **kwargs)
+        except GeosynthError as exc:
+            if exc.exit_code != 2 or isinstance(self.command, click.Group):
+                raise
+            if (self.find_root().obj or {}).get("verbosity", 0) > 0:
+                log.error("traceback", exc_info=True)
+            raise click.UsageError(str(exc), ctx=self) from exc
+
+
+def _show_version(ctx: click.Context, param, value) -> None:
+    """``--version``: geosynth's and its main libraries' versions (as ``rio --gdal-version``)."""
+    if not value or ctx.resilient_parsing:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    lines = [f"geosynth {__version__}"]
+    try:
+        import rasterio
+
+        lines.append(f"GDAL {rasterio.__gdal_version__}")
+    except ImportError:  # pragma: no cover (a dependency)
+        lines.append("GDAL not installed")
+    for package in ("rasterio", "zarr", "torch", "numpy"):
+        try:
+            lines.append(f"{package} {version(package)}")
+        except PackageNotFoundError:
+            lines.append(f"{package} not installed")
+    click.echo("\n".join(lines))
+    ctx.exit()
+
+
+def _verbosity(ctx: click.Context, param, value: int) -> int:
+    if value > 2:
+        raise click.BadParameter("at most -vv (-v: debug and tracebacks; -vv: libraries too)")
+    return value
+
+
 def _configure_logging(verbosity: int) -> None:
     level = logging.INFO
     if verbosity > 0:
@@ -105,11 +150,21 @@ def _configure_logging(verbosity: int) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    if verbosity >= 2:  # -vv: the debug logs of rasterio, zarr, fsspec, urllib3, torch too
+        libraries = logging.getLogger()
+        libraries.handlers[:] = [handler]
+        libraries.setLevel(logging.DEBUG)
 
 
 @click.group(cls=GeosynthGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "--version", prog_name="geosynth")
-@click.option("-v", "--verbose", count=True, help="More log output (-v: debug and tracebacks).")
+@click.option(
+    "--version", is_flag=True, expose_value=False, is_eager=True, callback=_show_version,
+    help="Show the versions of geosynth, GDAL, rasterio, zarr, torch and numpy, and exit.",
+)  # fmt: skip
+@click.option(
+    "-v", "--verbose", count=True, callback=_verbosity,
+    help="More log output: -v debug logs and tracebacks; -vv also the libraries' debug logs.",
+)  # fmt: skip
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no progress bars.")
 @click.pass_context
 def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
@@ -128,8 +183,14 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 def _register() -> None:
     import importlib
 
+    def own_context(command: click.Command) -> None:
+        command.context_class = CommandContext
+        for sub in getattr(command, "commands", {}).values():
+            own_context(sub)
+
     for name, (module, attr) in COMMANDS.items():
         command = getattr(importlib.import_module(module), attr)
+        own_context(command)
         cli.add_command(command, name)
 
 

@@ -26,7 +26,10 @@ set_option = click.option(
 
 
 def run_recipe(path, overrides, force, step, dry_run) -> None:
-    """Run a recipe, printing each step's status and a summary."""
+    """Run a recipe, printing each step's status and a summary.
+
+    ``step``: None (all steps), one step's name or several (run in the recipe's order).
+    """
     from geosynth.pipeline import load_pipeline, run_pipeline
 
     pipeline = load_pipeline(path, overrides)
@@ -35,9 +38,15 @@ def run_recipe(path, overrides, force, step, dry_run) -> None:
         shown = f"  ({s.command})" if status in ("running", "dry-run") else ""
         click.echo(f"[{pipeline.name}] {s.name}: {status}{shown}", err=True)
 
-    result = run_pipeline(pipeline, force=force, only=step, dry_run=dry_run, on_step=on_step)
-    ran = sum(s.status == "ran" for s in result.steps)
-    skipped = sum(s.status == "skipped" for s in result.steps)
+    names = [s.name for s in pipeline.steps]
+    chosen = [step] if step is None or isinstance(step, str) else list(dict.fromkeys(step))
+    chosen.sort(key=lambda n: -1 if n is None or n not in names else names.index(n))
+    results = [
+        run_pipeline(pipeline, force=force, only=name, dry_run=dry_run, on_step=on_step)
+        for name in (chosen or [None])
+    ]
+    ran = sum(s.status == "ran" for r in results for s in r.steps)
+    skipped = sum(s.status == "skipped" for r in results for s in r.steps)
     click.echo(f"pipeline {pipeline.name}: {ran} step(s) ran, {skipped} skipped")
 
 
@@ -50,7 +59,7 @@ def pipeline():
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @set_option
 @click.option("--force", is_flag=True, help="Rerun steps whose outputs exist.")
-@click.option("--step", help="Run only this step.")
+@click.option("--step", multiple=True, help="Run only this step (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Print the steps without running them.")
 def pipeline_run(recipe, overrides, force, step, dry_run):
     """Run RECIPE step by step; a step whose outputs exist from a successful run is skipped."""

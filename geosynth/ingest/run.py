@@ -252,6 +252,11 @@ def run_ingest(
         if fatal:
             report.notes.append(f"stopped: {fatal}")
         _finish(report, store, report_path, storage_options)
+        if report.interrupted and not fatal:
+            log.warning(
+                "interrupted: %d of %d tiles complete in %s; rerun the same command to resume",
+                len(report.done) + len(report.already_complete), report.tiles_planned, report.store,
+            )  # fmt: skip
     if fatal:
         complete = len(report.done) + len(report.already_complete)
         raise OutputError(

@@ -256,17 +256,23 @@ def _load_state(module: nn.Module, state: dict, path: Path, name: str) -> nn.Mod
 
 
 def load_generator(
-    run_or_checkpoint: str | os.PathLike, map_location: str | torch.device = "cpu"
+    run_or_checkpoint: str | os.PathLike,
+    map_location: str | torch.device = "cpu",
+    ema: bool = True,
 ) -> tuple[nn.Module, GanConfig]:
     """The trained generator (eval mode) of a run folder or checkpoint, and the run's config.
 
     The generator's own :class:`~geosynth.ml.generators.GeneratorConfig` is
-    ``generator.config``.
+    ``generator.config``. A run trained with ``--ema`` gives its moving average of
+    the weights (``generator_ema``) unless ``ema=False``.
     """
     from geosynth.ml.generators import GeneratorConfig, build_generator
 
     payload, config, path = _checkpoint_for(run_or_checkpoint, "gan", map_location)
-    entry = payload["models"]["generator"]
+    use_ema = ema and "generator_ema" in payload["models"]
+    entry = payload["models"]["generator_ema" if use_ema else "generator"]
+    if use_ema:
+        log.info("%s: the generator's exponential moving average (--ema)", path)
     generator = build_generator(GeneratorConfig.from_dict(entry["config"]))
     generator = _load_state(generator, entry["state"], path, "generator")
     return generator.to(map_location), config

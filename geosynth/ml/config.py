@@ -62,6 +62,9 @@ RESUMABLE_KEYS = frozenset(
         "compile",
         "device",
         "storage_options",
+        "val_every",
+        "val_crops",
+        "unet",
     }
 )
 
@@ -77,6 +80,9 @@ class RunConfig:
     ``epochs``). ``checkpoint_every``, ``log_every`` and ``image_every`` count
     optimisation steps (0 turns the step-wise action off; checkpoints and
     sample grids are written at each epoch end regardless).
+    ``lr_decay_start``: SPADE's schedule, the learning rates constant for this
+    many epochs, then falling linearly to 0 at the end of ``epochs`` (None:
+    constant throughout, the paper's recipe).
     """
 
     task: ClassVar[str] = ""
@@ -104,6 +110,7 @@ class RunConfig:
     samples_per_epoch: int | None = None
     tensorboard: bool = True
     storage_options: dict = field(default_factory=dict)
+    lr_decay_start: int | None = None
 
     def __post_init__(self):
         if not self.store:
@@ -126,6 +133,8 @@ class RunConfig:
         _at_least("keep_checkpoints", self.keep_checkpoints, 1)
         if self.samples_per_epoch is not None:
             _at_least("samples_per_epoch", self.samples_per_epoch, 1)
+        if self.lr_decay_start is not None:
+            _at_least("lr_decay_start", self.lr_decay_start, 0)
 
     @property
     def size(self) -> int:
@@ -164,7 +173,13 @@ class GanConfig(RunConfig):
     ``cap``: generator capacity (width of its first layer); ``d_cap`` the
     discriminator's (default: ``cap``); ``d_scales``: discriminator scales
     (default: 2 below 512 px crops, else 3); ``lambda_fm``: weight of the
-    feature-matching loss. The paper's code, where geosynth differs:
+    feature-matching loss; ``ema``: decay of an exponential moving average of
+    the generator's weights (None: none), which evaluation and synthesis use;
+    ``val_every``: every N steps (0: never), the generator (its average with
+    ``ema``) on the centre crops of the first ``val_crops`` tiles of
+    ``val_split``: the L1 distance to the real images and, with ``unet`` (a
+    ``train-unet`` run), the mIoU of the U-Net's segmentation of the fakes.
+    The paper's code, where geosynth differs:
     ``d_fake``: ``reuse`` (D's step sees the fake of G's step, made before
     G's update, as pix2pixHD) or ``regenerate`` (a new G forward after G's
     update, as the paper's code); ``flip``: random horizontal flips of the
@@ -190,11 +205,22 @@ class GanConfig(RunConfig):
     d_fake: str = "reuse"
     flip: bool = True
     image_range: str = "symmetric"
+    ema: float | None = None
+    val_every: int = 0
+    val_split: str | None = "test"
+    val_crops: int = 8
+    unet: str | None = None
 
     def __post_init__(self):
         super().__post_init__()
         _choice("d_fake", self.d_fake, D_FAKES)
         _choice("image_range", self.image_range, IMAGE_RANGES)
+        if self.ema is not None and not (isinstance(self.ema, float) and 0 < self.ema < 1):
+            raise UsageError(f"ema must be a decay in (0, 1), e.g. 0.999, got {self.ema!r}")
+        _at_least("val_every", self.val_every, 0)
+        _at_least("val_crops", self.val_crops, 1)
+        if self.unet and "seg" not in _names(self.inputs, "inputs"):
+            raise UsageError("--unet validation scores the fakes against seg, not an input here")
         object.__setattr__(self, "inputs", _names(self.inputs, "inputs"))
         object.__setattr__(self, "betas", _betas(self.betas))
         for name in self.inputs:
@@ -314,6 +340,22 @@ def resolve_config(
     return config
 
 
+def absolute_store(store: str, relative_to: str | os.PathLike | None = None) -> str:
+    """A local store path as an absolute path; URLs (``s3://``, ``file://``, ...) as given.
+
+    A relative path is taken relative to ``relative_to`` (a run folder, for a
+    ``config.yaml`` that says ``store: ../data.zarr``) when it exists there,
+    else to the working directory.
+    """
+    from urllib.parse import urlsplit
+
+    if not store or len(urlsplit(store).scheme) > 1 or Path(store).is_absolute():
+        return store
+    if relative_to is not None and (Path(relative_to) / store).exists():
+        return str((Path(relative_to) / store).resolve())
+    return str(Path(store).resolve())
+
+
 def default_of(cls: type[RunConfig], name: str) -> Any:
     """The default of one option, for ``--help`` texts."""
     for f in fields(cls):
@@ -374,7 +416,11 @@ def _betas(value: Any) -> tuple[float, float]:
 def _coerce(cls: type[RunConfig], key: str, value: Any, source: str) -> Any:
     """YAML's ints where floats are expected (``lr: 1``) and numbers written as text (``1e-4``)."""
     annotation = next(str(f.type) for f in fields(cls) if f.name == key)
-    if annotation == "float" and isinstance(value, str | int) and not isinstance(value, bool):
+    if (
+        annotation in ("float", "float | None")
+        and isinstance(value, str | int)
+        and not isinstance(value, bool)
+    ):
         try:
             return float(value)
         except ValueError:

@@ -60,7 +60,10 @@ class SynthesisDataset(Dataset):
     window size (int or (h, w); None = the whole tile); ``resize``: size after
     cropping (nearest for labels, bilinear otherwise); ``flip``: random
     horizontal flips in training mode. Tiles that are incomplete or lack a
-    requested modality are left out of the index.
+    requested modality are left out of the index. ``compact``: ``seg`` as uint8
+    ids and ``rgb`` as uint8 (a 12th of the bytes between DataLoader processes);
+    :func:`~geosynth.ml.inputs.expand_compact` turns a batch into the usual tensors
+    on the training device.
     """
 
     def __init__(
@@ -79,6 +82,7 @@ class SynthesisDataset(Dataset):
         one_hot: bool = True,
         samples_per_epoch: int | None = None,
         storage_options: dict | None = None,
+        compact: bool = False,
     ):
         opened = (
             store
@@ -95,6 +99,7 @@ class SynthesisDataset(Dataset):
         self.seed = int(seed)
         self.train = bool(train)
         self.one_hot = bool(one_hot)
+        self.compact = bool(compact)
         if dem_norm not in DEM_NORMS:
             raise UsageError(f"dem_norm must be one of {', '.join(DEM_NORMS)}, not {dem_norm!r}")
         self.dem_norm = dem_norm
@@ -228,6 +233,7 @@ class SynthesisDataset(Dataset):
             one_hot=self.one_hot,
             resize=self.resize,
             where=f"tile {self.tile_ids[item]} of {self.path}",
+            compact=self.compact,
         )
         sample["tile"] = self.tile_ids[item]
         sample["window"] = torch.tensor([row, col, h, w])

@@ -43,6 +43,28 @@ class EditReport:
     files: list[str] = field(default_factory=list)
 
 
+def _no_folder_left_on_error(run: Callable) -> Callable:
+    """An edit that fails removes the output folder it created (nothing half-written stays)."""
+    import functools
+    import inspect
+    import shutil
+
+    signature = inspect.signature(run)
+
+    @functools.wraps(run)
+    def wrapper(*args, **kwargs):
+        out = Path(signature.bind(*args, **kwargs).arguments["out"])
+        existed = out.exists()
+        try:
+            return run(*args, **kwargs)
+        except BaseException:
+            if not existed and out.is_dir():
+                shutil.rmtree(out, ignore_errors=True)
+            raise
+
+    return wrapper
+
+
 class _EditOutputs:
     """Synthesizes a tile's inputs with every generator and writes the files of one edit run."""
 
@@ -111,6 +133,7 @@ class _EditOutputs:
         return path
 
 
+@_no_folder_left_on_error
 def flood_run(
     inputs: TileInputs,
     levels: Sequence[float],
@@ -212,6 +235,7 @@ def _gif(path: Path, frames: Sequence[Path]) -> Path:
     return path
 
 
+@_no_folder_left_on_error
 def classes_run(
     inputs: TileInputs,
     from_key: str,

@@ -130,12 +130,20 @@ def prepare_window(
     one_hot: bool = True,
     resize: tuple[int, int] | None = None,
     where: str = "input",
+    compact: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Stored pixels of one window (``raw[name]``: ``(C, h, w)``, ``(h, w)`` for ``seg`` and
     ``sar_valid``) -> the tensors of ``names`` as the networks take them (module docstring).
 
     ``where`` names the window in errors (e.g. ``"tile 356_5645 of x.zarr"``).
+    ``compact``: ``seg`` as uint8 class ids ``(h, w)`` and, unless resized, ``rgb``
+    as the stored uint8 ``(3, h, w)``: what a DataLoader worker sends to the
+    training process, which turns them into the network's tensors on its device
+    with :func:`expand_compact` (a 12th of the bytes; the same tensors exactly).
     """
+    compact_labels = compact and one_hot and num_classes <= 256
+    if compact_labels:
+        one_hot = False
     h, w = raw[names[0]].shape[-2:]
     resize = None if resize == (h, w) else resize
     out: dict[str, np.ndarray] = {}
@@ -145,6 +153,12 @@ def prepare_window(
             raise DataError(f"{where}: class id {int(values.max())} >= {num_classes}")
         if name == "dem" and values.ndim == 2:
             values = values[None]
+        if compact_labels and name == LABELS and resize is None:
+            out[name] = np.array(values, dtype=np.uint8, order="C")  # (h, w) class ids
+            continue
+        if compact and name == "rgb" and resize is None:
+            out[name] = np.array(values, dtype=np.uint8, order="C")  # (3, h, w) as stored
+            continue
         converted = to_network(name, values, num_classes, one_hot=one_hot and resize is None)
         out[name] = _dem(converted, dem_norm, dem_stats) if name == "dem" else converted
     if "sar" in names and "sar_valid" in raw:
@@ -156,7 +170,32 @@ def prepare_window(
         tensors = {k: _resize(v, resize) for k, v in tensors.items()}
         if LABELS in tensors and one_hot:
             tensors[LABELS] = _one_hot(tensors[LABELS], num_classes)
+    if compact_labels and LABELS in tensors:
+        tensors[LABELS] = tensors[LABELS].to(torch.uint8)  # (h, w) class ids
     return tensors
+
+
+def expand_compact(batch: dict, num_classes: int, device: torch.device | str | None = None) -> dict:
+    """A batch of compact samples (:func:`prepare_window` with ``compact=True``) -> the
+    network's tensors, computed on ``device``: uint8 ``seg`` ids ``(B, h, w)`` -> one-hot
+    float32 ``(B, K, h, w)``; uint8 ``rgb`` ``(B, 3, h, w)`` -> float32 in [-1, 1].
+
+    Other entries are moved to ``device`` unchanged (non-blocking: pinned batches
+    overlap the copy). The result equals the non-compact batch exactly.
+    """
+    out = dict(batch)
+    for name, value in batch.items():
+        if not isinstance(value, torch.Tensor):
+            continue
+        value = value.to(device, non_blocking=True) if device is not None else value
+        if value.dtype == torch.uint8 and name == LABELS:
+            classes = torch.arange(num_classes, dtype=torch.uint8, device=value.device)
+            value = (value.unsqueeze(-3) == classes[:, None, None]).to(torch.float32)
+        elif value.dtype == torch.uint8 and name in IMAGE_SCALE:
+            scale = torch.tensor(1 / IMAGE_SCALE[name], dtype=torch.float32, device=value.device)
+            value = value.to(torch.float32).mul_(scale).sub_(1.0)  # as to_network, in float32
+        out[name] = value
+    return out
 
 
 def _resize(value: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -31,11 +31,14 @@ horizontal flips of the training crops on or off.
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import torch
+from torch.utils.data import default_collate
 
 from geosynth.errors import UsageError
+from geosynth.ml.checkpoint import load_unet
 from geosynth.ml.config import GanConfig
 from geosynth.ml.data import SynthesisDataset
 from geosynth.ml.discriminator import (
@@ -46,8 +49,9 @@ from geosynth.ml.discriminator import (
 )
 from geosynth.ml.distributed import DistContext, prepare, wrap_ddp
 from geosynth.ml.generators import build_generator, generator_config_for
-from geosynth.ml.inputs import from_generator, generator_inputs
+from geosynth.ml.inputs import expand_compact, from_generator, generator_inputs, quantize
 from geosynth.ml.losses import feature_matching_loss, hinge_d_loss, hinge_g_loss
+from geosynth.ml.metrics import ConfusionMatrix, predict_classes, segmentation_scores
 from geosynth.ml.trainer import (
     ProgressCallback,
     Task,
@@ -100,9 +104,17 @@ class GanTask(Task):
         self.g = maybe_compile(wrap_ddp(g_run, ctx), config.compile)
         self.d = maybe_compile(wrap_ddp(d_run, ctx), config.compile)
         self.d_frozen = maybe_compile(d_run, config.compile)  # G step: no DDP, no D gradients
+        # --ema: a moving average of G's weights (checkpointed; evaluation and synthesis use it)
+        self.g_ema = None
+        if config.ema is not None:
+            self.g_ema = copy.deepcopy(self.g_net).eval().requires_grad_(False)
         self.opt_g = adam(self.g_net.parameters(), config.lr_g, config.betas, ctx)
         self.opt_d = adam(self.d_net.parameters(), config.lr_d, config.betas, ctx)
         self._last: tuple | None = None
+        self._val: dict | None = None  # the fixed validation crops (--val-every), read once
+        self._unet = None
+        if config.unet and config.val_every:  # a bad --unet fails now, not at step N
+            self._unet = load_unet(config.unet, map_location=ctx.device)[0]
 
     def _dataset(self, train: bool) -> SynthesisDataset:
         cfg = self.config
@@ -119,6 +131,7 @@ class GanTask(Task):
             dem_norm=cfg.dem_norm,
             samples_per_epoch=cfg.samples_per_epoch if train else None,
             storage_options=cfg.storage_options,
+            compact=True,  # uint8 across the DataLoader; expanded on the device in _inputs
         )
 
     # ------------------------------------------------------------------ Task
@@ -129,16 +142,29 @@ class GanTask(Task):
         return self._dataset(train=False)
 
     def models(self) -> dict:
-        return {
+        models = {
             "generator": (self.g_config.to_dict(), self.g_net),
             "discriminator": (self.d_config.to_dict(), self.d_net),
         }
+        if self.g_ema is not None:
+            models["generator_ema"] = (self.g_config.to_dict(), self.g_ema)
+        return models
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """``ema = decay * ema + (1 - decay) * weights``; buffers (BN statistics, spectral-norm
+        vectors) copied."""
+        ema, net = self.g_ema, self.g_net
+        torch._foreach_lerp_(list(ema.parameters()), list(net.parameters()), 1 - self.config.ema)
+        for mine, theirs in zip(ema.buffers(), net.buffers(), strict=True):
+            mine.copy_(theirs)
 
     def optimizers(self) -> dict:
         return {"generator": self.opt_g, "discriminator": self.opt_d}
 
     def _inputs(self, batch: dict) -> tuple:
         cl = self.config.channels_last
+        batch = expand_compact(batch, self.dataset.num_classes, self.ctx.device)
         labels, raster = generator_inputs(batch, self.config.inputs)
         labels, raster = (
             None if t is None else to_device(t, self.ctx, cl) for t in (labels, raster)
@@ -153,12 +179,12 @@ class GanTask(Task):
         n = real.shape[0]
         cond = generator_condition(labels, raster)  # (B, C_cond, H, W)
         cond2 = torch.cat([cond, cond])  # (2B, C_cond, H, W): fake half, real half
-        with autocast(self.ctx, amp):
+        with autocast(self.ctx, amp, cpu=True):
             fake = self.g(labels, raster)  # (B, C_out, H, W)
 
         # generator step: D frozen, one forward on fake and real
         self.d_net.requires_grad_(False)
-        with autocast(self.ctx, amp):
+        with autocast(self.ctx, amp, cpu=True):
             out = self.d_frozen(cond2, torch.cat([fake, real]))
             g_adv = hinge_g_loss(out, n)
             g_fm = feature_matching_loss(out, n) if cfg.lambda_fm else torch.zeros_like(g_adv)
@@ -166,13 +192,15 @@ class GanTask(Task):
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         self.opt_g.step()
+        if self.g_ema is not None:
+            self._update_ema()
         self.d_net.requires_grad_(True)
 
         # discriminator step on the same fake, detached, or on a new one from the updated G
         if cfg.d_fake == "regenerate":
-            with torch.no_grad(), autocast(self.ctx, amp):
+            with torch.no_grad(), autocast(self.ctx, amp, cpu=True):
                 fake = self.g(labels, raster)
-        with autocast(self.ctx, amp):
+        with autocast(self.ctx, amp, cpu=True):
             out = self.d(cond2, torch.cat([fake.detach(), real]))
             d_real, d_fake = hinge_d_loss(out, n)
         self.opt_d.zero_grad(set_to_none=True)
@@ -185,6 +213,44 @@ class GanTask(Task):
             self._last = tuple(None if t is None else t[:k].detach() for t in shown)
         losses = {"g_adv": g_adv, "g_fm": g_fm, "d_real": d_real, "d_fake": d_fake}
         return {k: v.detach() for k, v in losses.items()}
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """L1 of the fakes to the real images and, with ``--unet``, the mIoU of the U-Net's
+        segmentation of the fakes against the labels, on fixed validation crops."""
+        cfg = self.config
+        if self._val is None:
+            dataset = SynthesisDataset(
+                cfg.store, cfg.val_split, inputs=cfg.inputs, output=cfg.output, crop=cfg.crop,
+                resize=cfg.resize, flip=False, seed=cfg.seed, train=False,
+                dem_norm=cfg.dem_norm, storage_options=cfg.storage_options, compact=True,
+            )  # fmt: skip
+            count = min(cfg.val_crops, len(dataset))
+            self._val = default_collate([dataset[i] for i in range(count)])
+        generator = self.g_net if self.g_ema is None else self.g_ema
+        was_training = generator.training
+        generator.eval()
+        l1, n, confusion = 0.0, 0, ConfusionMatrix(self.dataset.num_classes)
+        try:
+            total = len(self._val["tile"])
+            for start in range(0, total, cfg.batch_size):
+                part = {
+                    k: v[start : start + cfg.batch_size] for k, v in self._val.items()
+                }  # fmt: skip
+                labels, raster, real = self._inputs(part)
+                with autocast(self.ctx, cfg.amp, cpu=True):
+                    fake = generator(labels, raster).float()  # (B, C, H, W)
+                l1 += float((fake - real).abs().mean()) * real.shape[0]
+                n += real.shape[0]
+                if self._unet is not None and labels is not None:
+                    pred = predict_classes(self._unet(quantize(cfg.output, fake)).logits)
+                    confusion.update(pred, labels.argmax(1))  # (B, H, W) class ids
+        finally:
+            generator.train(was_training)
+        metrics = {"l1": l1 / max(n, 1)}
+        if self._unet is not None:
+            metrics["miou"] = segmentation_scores(confusion.counts)["miou"]
+        return metrics
 
     def _grid(self, labels, raster, fake, real) -> torch.Tensor:
         columns = []
@@ -203,8 +269,9 @@ class GanTask(Task):
         labels, raster, real = self._inputs(batch)
         self.g_net.eval()
         try:
-            with autocast(self.ctx, self.config.amp):
-                fake = from_generator(self.config, self.g_net(labels, raster))
+            with autocast(self.ctx, self.config.amp, cpu=True):
+                g = self.g_net if self.g_ema is None else self.g_ema
+                fake = from_generator(self.config, g(labels, raster))
         finally:
             self.g_net.train()
         return self._grid(labels, raster, fake, real)
