@@ -51,6 +51,10 @@ KIND_INPUTS = {
 SPECTRAL_MODES = ("all", "reference", "none")
 #: DEM normalisation of the datasets: as stored, per tile, per crop.
 DEM_NORMS = ("none", "tile", "crop")
+#: Loss of the U-Net scorer (``train-unet --loss``): softmax cross entropy, or focal.
+UNET_LOSSES = ("ce", "focal")
+#: Class weights of the U-Net's loss (``train-unet --class-weights``) from the training histogram.
+CLASS_WEIGHTINGS = ("none", "inverse", "median")
 #: Where networks run (``auto``: CUDA when available).
 DEVICES = ("auto", "cpu", "cuda")
 
