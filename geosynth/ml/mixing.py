@@ -48,8 +48,8 @@ class MixedDataset(Dataset):
     """``length`` samples per epoch, a ``share`` of them from ``extra``, the rest from ``main``.
 
     ``main`` and ``extra`` are datasets with ``set_epoch`` (e.g.
-    :class:`~geosynth.ml.data.SynthesisDataset`) of at least as many samples as
-    are drawn from each per epoch.
+    :class:`~geosynth.ml.data.SynthesisDataset`); one smaller than its draws per
+    epoch repeats items within an epoch.
     """
 
     def __init__(self, main: Dataset, extra: Dataset, share: float, seed: int, length: int):
@@ -63,8 +63,8 @@ class MixedDataset(Dataset):
             ("main", main, self.length - self.n_extra),
             ("extra", extra, self.n_extra),
         ):
-            if len(dataset) < need:
-                raise DataError(f"the {name} dataset has {len(dataset)} samples, {need} needed")
+            if need and not len(dataset):
+                raise DataError(f"the {name} dataset is empty; {need} samples per epoch needed")
         self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
         self._plan: tuple[int, np.ndarray, np.ndarray] | None = None
 
