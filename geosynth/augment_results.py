@@ -52,8 +52,24 @@ def read_scores(path: str | os.PathLike) -> dict:
     return data
 
 
+def collect_scores(paths: Sequence[str | os.PathLike]) -> list[dict]:
+    """The ``scores.json`` of each path: the file, a folder holding one, or every one found
+    below a folder (e.g. all seeds of a recipe's output)."""
+    found: list[dict] = []
+    for path in map(Path, paths):
+        if path.is_file() or (path / SCORES_JSON).is_file():
+            found.append(read_scores(path))
+            continue
+        files = sorted(path.rglob(SCORES_JSON))
+        if not files:
+            raise DataError(f"{path}: no {SCORES_JSON} in or below it")
+        found += [read_scores(f) for f in files]
+    return found
+
+
 def group_scores(scores: Sequence[dict]) -> list[dict]:
-    """Runs grouped by (name, class weights, loss), in order of first appearance."""
+    """Runs grouped by (name, class weights, loss): real-only runs first, then by name, each
+    without class weights before with."""
     groups: dict[tuple, dict] = {}
     for s in scores:
         u = s["unet"]
@@ -76,8 +92,9 @@ def group_scores(scores: Sequence[dict]) -> list[dict]:
             values = np.array([np.nan if r["iou"].get(c) is None else r["iou"][c] for r in runs])
             g["iou"][c] = float(np.nanmean(values)) if np.isfinite(values).any() else None
         g["seeds"] = sorted({r["unet"]["seed"] for r in runs})
+        g["mixed"] = any(r["unet"].get("extra_store") for r in runs)
         out.append(g)
-    return out
+    return sorted(out, key=lambda g: (g["mixed"], g["name"], g["weights"] != "none", g["loss"]))
 
 
 def _pct(value: float | None, sd: float | None = None) -> str:
@@ -143,3 +160,29 @@ def demo_report_section(table: str | os.PathLike | None = None) -> list[str]:
         path.read_text(encoding="utf-8").strip(),
         "",
     ]
+
+
+def demo_report_html(table: str | os.PathLike | None = None) -> str:
+    """The same section as HTML ('' when no measured table is at hand)."""
+    import html
+
+    lines = demo_report_section(table)
+    if not lines:
+        return ""
+    out = [f"<h2>{html.escape(lines[0].lstrip('# '))}</h2>"]
+    rows: list[str] = []
+    for line in lines[1:]:
+        if line.startswith("|"):
+            if set(line) <= set("|-: "):
+                continue  # the Markdown alignment row
+            tag = "th" if not rows else "td"
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            rows.append("<tr>" + "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in cells))
+        elif line.strip():
+            if rows:
+                out.append("<table>" + "".join(rows) + "</table>")
+                rows = []
+            out.append(f"<p>{html.escape(line.replace('`', ''))}</p>")
+    if rows:
+        out.append("<table>" + "".join(rows) + "</table>")
+    return "\n".join(out)

@@ -99,6 +99,7 @@ def _level(path: Path) -> float:
 
 def write_report(root: str | os.PathLike, title: str = "geosynth demo") -> tuple[Path, Path]:
     """Write ``report.md`` and ``report.html`` into ``root``; returns both paths."""
+    from geosynth.augment_results import demo_report_section
     from geosynth.ml.results import markdown_table
 
     root = Path(root)
@@ -129,6 +130,7 @@ def write_report(root: str | os.PathLike, title: str = "geosynth demo") -> tuple
         lines += [
             f"### {caption}\n\n![{caption}]({_rel(path, root)})\n" for caption, path in images
         ]
+    lines += demo_report_section()  # the augmentation recipe's last measured table
     if steps:
         lines += ["## Steps", "", "| step | seconds | command |", "| --- | ---: | --- |"]
         lines += [f"| {name} | {sec:.0f} | `{cmd}` |" for name, sec, cmd in steps]
@@ -143,6 +145,7 @@ def write_report(root: str | os.PathLike, title: str = "geosynth demo") -> tuple
 
 
 def _html(title, evals, images, steps, root: Path) -> str:
+    from geosynth.augment_results import demo_report_html
     from geosynth.ml.results import TABLE_HEADER, table_row
 
     e = html.escape
@@ -167,6 +170,7 @@ def _html(title, evals, images, steps, root: Path) -> str:
         out.append("<h2>Figures</h2>")
         for caption, path in images:
             out.append(f"<h3>{e(caption)}</h3><img src='{e(_rel(path, root))}' alt='{e(caption)}'>")
+    out.append(demo_report_html())
     if steps:
         out.append("<h2>Steps</h2><table><tr><th>step</th><th>seconds</th><th>command</th></tr>")
         out += [

@@ -256,3 +256,23 @@ def test_unet_trains_on_real_and_synthetic_with_class_weights(store, generator, 
     assert r.exit_code == 0, r.output
     assert "| mixed | median | focal | 1 |" in table.read_text()
     assert (tmp_path / "f.png").stat().st_size > 1000
+
+
+def test_demo_report_shows_the_committed_table(tmp_path):
+    from geosynth.augment_results import demo_report_html, demo_report_section, demo_table_path
+    from geosynth.report import write_report
+
+    table = tmp_path / "t.md"
+    table.write_text(
+        "Measured 2025-01-01.\n\n| training data | mIoU |\n|---|---:|\n| real | 50.0 |\n"
+    )
+    lines = demo_report_section(table)
+    assert lines[0].startswith("## Synthesized training data") and "| real | 50.0 |" in lines[-2]
+    page = demo_report_html(table)
+    assert "<td>real</td><td>50.0</td>" in page and "<th>mIoU</th>" in page
+    assert demo_report_section(tmp_path / "absent.md") == []
+    committed = demo_table_path()
+    assert committed is not None  # pipelines/augment_demo_results.md
+    md, html = write_report(tmp_path, title="t")
+    assert "## Synthesized training data" in md.read_text()
+    assert committed.read_text().splitlines()[0] in md.read_text()

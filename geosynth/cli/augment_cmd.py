@@ -124,11 +124,14 @@ def score_unet(unet_run, store, storage_options, split, out, name, crop, batch_s
 @click.option("--figure", type=click.Path(dir_okay=False), help="PNG of the per-class IoU.")
 @click.option("--title", default="", help="Figure title.")
 def augment_table(scores, out, figure, title):
-    """Table (mean ± sd over seeds) and per-class IoU figure of `score-unet` results."""
-    from geosynth.augment_results import group_scores, markdown_table, plot_groups, read_scores
+    """Table (mean ± sd over seeds) and per-class IoU figure of `score-unet` results.
+
+    SCORES: folders of score-unet (or their scores.json), or folders searched for them.
+    """
+    from geosynth.augment_results import collect_scores, group_scores, markdown_table, plot_groups
     from geosynth.io import write_text
 
-    groups = group_scores([read_scores(s) for s in scores])
+    groups = group_scores(collect_scores(scores))
     text = markdown_table(groups)
     write_text(out, text)
     if figure:
