@@ -51,8 +51,9 @@ KIND_INPUTS = {
 SPECTRAL_MODES = ("all", "reference", "none")
 #: DEM normalisation of the datasets: as stored, per tile, per crop.
 DEM_NORMS = ("none", "tile", "crop")
-#: Loss of the U-Net scorer (``train-unet --loss``): softmax cross entropy, or focal.
-UNET_LOSSES = ("ce", "focal")
+#: Loss of the U-Net scorer (``train-unet --loss``): softmax cross entropy (class 0 ignored),
+#: BCE on the one-hot map (class 0 included, the paper's code), or focal (softmax).
+UNET_LOSSES = ("ce", "bce", "focal")
 #: Class weights of the U-Net's loss (``train-unet --class-weights``) from the training histogram.
 CLASS_WEIGHTINGS = ("none", "inverse", "median")
 #: Where networks run (``auto``: CUDA when available).

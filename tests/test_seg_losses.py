@@ -112,3 +112,12 @@ def test_config_and_cli_refuse_bad_values(tiny_store, tmp_path):
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2 and "--mix" in result.output
     assert not out.exists()
+
+
+def test_bce_loss_is_the_papers_and_takes_class_weights():
+    logits, target = _batch(3)
+    onehot = F.one_hot(target, 5).permute(0, 3, 1, 2).float()
+    plain = SegmentationLoss("bce")(logits, target)
+    assert plain.item() == pytest.approx(F.binary_cross_entropy_with_logits(logits, onehot).item())
+    w = torch.tensor(class_weights(HIST, "inverse"), dtype=torch.float32)
+    assert SegmentationLoss("bce", w)(logits, target).item() != pytest.approx(plain.item())

@@ -127,7 +127,7 @@ UNET = [
     (("--val-split",), "Split scored after each epoch ('none': no validation).", {}),
     (("--val-crop",), "Centre crop of validation tiles [default: largest multiple of 16].",
      {"type": click.IntRange(16)}),
-    (("--loss",), "ce: cross entropy (class 0 ignored); focal: its focal variant.",
+    (("--loss",), "ce: cross entropy (class 0 ignored); bce: BCE on the one-hot map (the paper's code); focal: focal cross entropy.",
      {"type": click.Choice(UNET_LOSSES)}),
     (("--focal-gamma",), "Focal loss exponent (0: cross entropy).", {"type": click.FloatRange(0)}),
     (("--class-weights",), "Class weights from the training split's class histogram.",

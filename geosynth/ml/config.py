@@ -220,8 +220,9 @@ class UNetRunConfig(RunConfig):
     the largest multiple of 16 that fits the tile). ``weight_decay``: as in
     the code published with the paper.
 
-    ``loss``: ``ce`` (softmax cross entropy, class 0 ignored) or ``focal`` (the
-    same with the focal term ``(1 - p_t)^focal_gamma``); ``class_weights``:
+    ``loss``: ``ce`` (softmax cross entropy, class 0 ignored), ``bce`` (binary
+    cross entropy on the one-hot map, class 0 included: the paper's code) or
+    ``focal`` (``ce`` with the focal term ``(1 - p_t)^focal_gamma``); ``class_weights``:
     ``none``, ``inverse`` or ``median`` frequency, from the ``class_hist`` of the
     training split (:mod:`geosynth.ml.seg_losses`). ``extra_store``: a second
     store (e.g. of ``geosynth augment``) whose ``split`` tiles are mixed in;

@@ -150,9 +150,10 @@ class SegmentationLoss:
         return self.fn(logits, target, self.weight, self.gamma)
 
 
-#: ``--loss`` -> (family, focal): the softmax family with class 0 ignored, plain or focal.
-#: The authors' binary family is :func:`focal_binary_cross_entropy` (gamma 0 is their BCE).
+#: ``--loss`` -> (family, focal): the softmax family with class 0 ignored, plain or focal,
+#: and the authors' binary family (their BCE; class weights apply to its positives).
 LOSS_FAMILIES = {
     "ce": (focal_cross_entropy, False),
+    "bce": (focal_binary_cross_entropy, False),
     "focal": (focal_cross_entropy, True),
 }
