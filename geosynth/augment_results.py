@@ -157,7 +157,7 @@ def demo_report_section(table: str | os.PathLike | None = None) -> list[str]:
         "Not rerun by the demo (it takes longer than the demo's budget); run it with "
         "`geosynth pipeline pipelines/augment_demo.yaml`.",
         "",
-        path.read_text(encoding="utf-8").strip(),
+        *path.read_text(encoding="utf-8").strip().splitlines(),
         "",
     ]
 
