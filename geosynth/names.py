@@ -51,12 +51,15 @@ KIND_INPUTS = {
 SPECTRAL_MODES = ("all", "reference", "none")
 #: DEM normalisation of the datasets: as stored, per tile, per crop.
 DEM_NORMS = ("none", "tile", "crop")
+#: Loss of the U-Net scorer (``train-unet --loss``): softmax cross entropy (class 0 ignored),
+#: BCE on the one-hot map (class 0 included, the paper's code), or focal (softmax).
+UNET_LOSSES = ("ce", "bce", "focal")
+#: Class weights of the U-Net's loss (``train-unet --class-weights``) from the training histogram.
+CLASS_WEIGHTINGS = ("none", "inverse", "median")
 #: Where networks run (``auto``: CUDA when available).
 DEVICES = ("auto", "cpu", "cuda")
 #: Evaluation conventions (``evaluate --protocol``): the paper's code (pytorch-ignite) or ours.
 EVAL_PROTOCOLS = ("paper", "geosynth")
-#: U-Net losses (``train-unet --loss``): BCE on the one-hot map (the paper's code), cross entropy.
-UNET_LOSSES = ("ce", "bce")
 #: Which fake D's step sees (``train --d-fake``): G's output before its update, or a new one.
 D_FAKES = ("reuse", "regenerate")
 #: Value range of the images a generator learns (``train --image-range``).

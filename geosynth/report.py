@@ -552,6 +552,13 @@ def sar_section(ctx: Context) -> list[str]:
     return lines
 
 
+def augment_section(ctx: Context) -> list[str]:
+    """The augmentation recipe's last measured table (committed, not rerun by the demo)."""
+    from geosynth.augment_results import demo_report_section
+
+    return demo_report_section()
+
+
 SECTIONS: list[Section] = [
     data_section,
     setup_section,
@@ -559,6 +566,7 @@ SECTIONS: list[Section] = [
     probe_section,
     flood_section,
     sar_section,
+    augment_section,
     figures_section,
     steps_section,
 ]

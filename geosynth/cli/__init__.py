@@ -49,6 +49,9 @@ COMMANDS = {
     "synthesize": ("geosynth.cli.synthesize_cmd", "synthesize"),
     "edit-flood": ("geosynth.cli.edit_cmd", "edit_flood"),
     "edit-classes": ("geosynth.cli.edit_cmd", "edit_classes"),
+    "augment": ("geosynth.cli.augment_cmd", "augment"),
+    "score-unet": ("geosynth.cli.augment_cmd", "score_unet"),
+    "augment-table": ("geosynth.cli.augment_cmd", "augment_table"),
     "pipeline": ("geosynth.cli.pipeline_cmd", "pipeline"),
     "report": ("geosynth.cli.pipeline_cmd", "report"),
 }

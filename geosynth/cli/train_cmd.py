@@ -15,6 +15,7 @@ import click
 
 from geosynth.cli.options import progress_enabled
 from geosynth.names import (
+    CLASS_WEIGHTINGS,
     D_FAKES,
     DEM_NORMS,
     DEVICES,
@@ -148,8 +149,14 @@ UNET = [
     (("--val-split",), "Split scored after each epoch ('none': no validation).", {}),
     (("--val-crop",), "Centre crop of validation tiles [default: largest multiple of 16].",
      {"type": click.IntRange(16)}),
-    (("--loss",), "ce: cross entropy without class 0; bce: BCE with logits on the one-hot map, "
-     "class 0 included (the paper's code).", {"type": click.Choice(UNET_LOSSES)}),
+    (("--loss",), "ce: cross entropy (class 0 ignored); bce: BCE on the one-hot map (the paper's code); focal: focal cross entropy.",
+     {"type": click.Choice(UNET_LOSSES)}),
+    (("--focal-gamma",), "Focal loss exponent (0: cross entropy).", {"type": click.FloatRange(0)}),
+    (("--class-weights",), "Class weights from the training split's class histogram.",
+     {"type": click.Choice(CLASS_WEIGHTINGS)}),
+    (("--extra-store",), "A second store (e.g. of `geosynth augment`) mixed into training.", {}),
+    (("--mix",), "Share of each epoch's samples drawn from --extra-store.",
+     {"type": click.FloatRange(0, 1)}),
 ]  # fmt: skip
 RUN_OPTIONS = [
     click.option(
@@ -297,6 +304,8 @@ def train_unet(config_file, resume, nproc, **params) -> None:
     Adam (0.9, 0.999), learning rate 2e-4, cross entropy with class 0
     (unlabelled) ignored, 100 epochs; validation mIoU after each epoch.
     Checkpoints, --resume, --config and --nproc as in ``geosynth train``.
+    Class imbalance: --class-weights inverse|median, --loss focal. Synthesized
+    training data: --extra-store synth.zarr --mix 0.5.
 
         geosynth train-unet --store geonrw.zarr --input rgb --out runs/unet_rgb
     """

@@ -29,6 +29,7 @@ import yaml
 
 from geosynth.errors import UsageError
 from geosynth.names import (
+    CLASS_WEIGHTINGS,
     D_FAKES,
     DEM_NORMS,
     DEVICES,
@@ -65,6 +66,7 @@ RESUMABLE_KEYS = frozenset(
         "val_every",
         "val_crops",
         "unet",
+        "extra_store",
     }
 )
 
@@ -255,9 +257,15 @@ class UNetRunConfig(RunConfig):
     is ``seg`` with class 0 (unlabelled) ignored. ``val_split``: the split
     scored after each epoch (mIoU); ``val_crop``: its centre crop (default:
     the largest multiple of 16 that fits the tile). ``weight_decay``: as in
-    the code published with the paper. ``loss``: ``ce`` (softmax cross
-    entropy, class 0 ignored) or ``bce`` (the paper's code: binary cross
-    entropy with logits on the K-channel one-hot map, class 0 included).
+    the code published with the paper.
+
+    ``loss``: ``ce`` (softmax cross entropy, class 0 ignored), ``bce`` (binary
+    cross entropy on the one-hot map, class 0 included: the paper's code) or
+    ``focal`` (``ce`` with the focal term ``(1 - p_t)^focal_gamma``); ``class_weights``:
+    ``none``, ``inverse`` or ``median`` frequency, from the ``class_hist`` of the
+    training split (:mod:`geosynth.ml.seg_losses`). ``extra_store``: a second
+    store (e.g. of ``geosynth augment``) whose ``split`` tiles are mixed in;
+    ``mix``: the share of every epoch's samples drawn from it.
     """
 
     task: ClassVar[str] = "unet"
@@ -271,12 +279,23 @@ class UNetRunConfig(RunConfig):
     val_split: str | None = "test"
     val_crop: int | None = None
     loss: str = "ce"
+    focal_gamma: float = 2.0
+    class_weights: str = "none"
+    extra_store: str | None = None
+    mix: float = 0.5
 
     def __post_init__(self):
         super().__post_init__()
         object.__setattr__(self, "betas", _betas(self.betas))
         _choice("input", self.input, IMAGE_OUTPUTS)
         _choice("loss", self.loss, UNET_LOSSES)
+        _choice("class_weights", self.class_weights, CLASS_WEIGHTINGS)
+        if not (isinstance(self.focal_gamma, int | float) and 0 <= self.focal_gamma < math.inf):
+            raise UsageError(f"focal_gamma must be a finite number >= 0, got {self.focal_gamma!r}")
+        if not (isinstance(self.mix, int | float) and 0 <= self.mix <= 1):
+            raise UsageError(
+                f"mix must lie in [0, 1] (the share of samples from --extra-store), got {self.mix!r}"
+            )
         _positive("lr", self.lr)
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise UsageError(f"weight_decay must be >= 0, got {self.weight_decay}")

@@ -2,9 +2,9 @@
 
 Adam with betas (0.9, 0.999), learning rate 2e-4 (weight decay 5e-4 as in the
 code published with the paper), cross entropy over the GeoNRW classes with
-class 0 (unlabelled) ignored (``loss: ce``; ``bce``: the paper's code, binary
-cross entropy with logits on the K-channel one-hot map, class 0 included),
-100 epochs. After every epoch the validation
+class 0 (unlabelled) ignored (or focal loss, optionally class-weighted:
+:mod:`geosynth.ml.seg_losses`), 100 epochs; ``--extra-store`` mixes a second
+store's tiles into every epoch (:mod:`geosynth.ml.mixing`). After every epoch the validation
 split is segmented (centre crops) and its mIoU reported: the IoU of every
 class 1..K-1 that occurs in the target or the prediction, averaged. The
 prediction never picks class 0. Distribution, checkpoints, resuming and
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
@@ -31,6 +32,8 @@ from geosynth.ml.distributed import (
     wrap_ddp,
 )
 from geosynth.ml.metrics import confusion_matrix, segmentation_scores
+from geosynth.ml.mixing import MixedDataset, check_compatible_stores
+from geosynth.ml.seg_losses import SegmentationLoss, class_weights, split_histogram
 from geosynth.ml.trainer import (
     ProgressCallback,
     Task,
@@ -52,22 +55,11 @@ TARGET = "seg"
 IGNORE = 0  # unlabelled
 
 
-def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Cross entropy ignoring class 0; 0 (not NaN) for a batch without labelled pixels."""
-    total = F.cross_entropy(logits.float(), target, ignore_index=IGNORE, reduction="sum")
-    return total / (target != IGNORE).sum().clamp_min(1)
-
-
 def one_hot_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """The paper's loss: BCE with logits of ``(B, K, H, W)`` against the one-hot ``(B, H, W)``
     targets, class 0 included, averaged over every element."""
     one_hot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2).float()  # (B, K, H, W)
     return F.binary_cross_entropy_with_logits(logits.float(), one_hot)
-
-
-def unet_loss(kind: str, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """The training loss ``kind`` (``ce`` or ``bce``) of logits and class-id targets."""
-    return one_hot_bce(logits, target) if kind == "bce" else masked_cross_entropy(logits, target)
 
 
 class UNetTask(Task):
@@ -81,6 +73,9 @@ class UNetTask(Task):
         self.num_classes = store.num_classes
         self.colors = palette(store.classes)
         self.dataset = self._dataset(config.split, train=True, crop=config.crop)
+        if config.extra_store:
+            self.dataset = self._mixed(store, self.dataset)
+        self.loss_fn = self._loss(store)
         self.val_crop = config.val_crop or (min(store.tile_shape) // 16) * 16
         self.val_dataset = None
         if config.val_split:
@@ -101,10 +96,33 @@ class UNetTask(Task):
         )
         self._last: tuple | None = None
 
-    def _dataset(self, split: str, train: bool, crop: int) -> SynthesisDataset:
+    def _loss(self, store) -> SegmentationLoss:
+        """``--loss`` with ``--class-weights`` from the training split's class histogram."""
+        cfg = self.config
+        weight = None
+        if cfg.class_weights != "none":
+            values = class_weights(split_histogram(store, cfg.split), cfg.class_weights)
+            log.info("class weights (%s): %s", cfg.class_weights, np.round(values, 3).tolist())
+            weight = torch.as_tensor(values, dtype=torch.float32, device=self.ctx.device)
+        return SegmentationLoss(cfg.loss, weight, cfg.focal_gamma)
+
+    def _mixed(self, store, main: SynthesisDataset) -> MixedDataset:
+        """``main`` with a ``--mix`` share of every epoch drawn from ``--extra-store``."""
+        cfg = self.config
+        extra_store = open_store(cfg.extra_store, storage_options=cfg.storage_options)
+        check_compatible_stores(store, extra_store, (cfg.input, TARGET))
+        extra = self._dataset(cfg.split, train=True, crop=cfg.crop, store=cfg.extra_store)
+        n = len(main)
+        extra.length = max(n, len(extra.indices))  # can give a whole epoch, and every tile
+        log.info("mixing %s: %.0f%% of %d samples per epoch", cfg.extra_store, 100 * cfg.mix, n)
+        return MixedDataset(main, extra, cfg.mix, cfg.seed, n)
+
+    def _dataset(
+        self, split: str, train: bool, crop: int, store: str | None = None
+    ) -> SynthesisDataset:
         cfg = self.config
         return SynthesisDataset(
-            cfg.store,
+            store or cfg.store,
             split,
             inputs=(cfg.input,),
             output=TARGET,
@@ -141,7 +159,7 @@ class UNetTask(Task):
         x, target = self._inputs(batch)
         with autocast(self.ctx, self.config.amp):
             logits = self.net(x).logits  # (B, K, H, W)
-        loss = unet_loss(self.config.loss, logits, target)
+        loss = self.loss_fn(logits, target)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
