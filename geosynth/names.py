@@ -51,6 +51,14 @@ KIND_INPUTS = {
 SPECTRAL_MODES = ("all", "reference", "none")
 #: DEM normalisation of the datasets: as stored, per tile, per crop.
 DEM_NORMS = ("none", "tile", "crop")
+#: Acquisition conditions a generator can be conditioned on (``train --conditions``):
+#: the orthophoto's day of year (sin, cos) and flight year; the SAR scenes' incidence
+#: angle, orbit direction and look direction (see :mod:`geosynth.ml.conditions`).
+CONDITIONS = ("season", "year", "incidence", "orbit", "look")
+#: Named seasons of ``synthesize --season`` and their day of year (mid-season, northern).
+SEASON_DAYS = {"winter": 15, "spring": 105, "summer": 196, "autumn": 288}
+#: SAR orbit directions (``synthesize --orbit``).
+ORBITS = ("asc", "desc")
 #: Where networks run (``auto``: CUDA when available).
 DEVICES = ("auto", "cpu", "cuda")
 

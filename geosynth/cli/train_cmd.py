@@ -15,6 +15,7 @@ import click
 
 from geosynth.cli.options import progress_enabled
 from geosynth.names import (
+    CONDITIONS,
     DEM_NORMS,
     DEVICES,
     GENERATOR_KINDS,
@@ -116,6 +117,10 @@ GAN = [
     (("--lr-g",), "Generator learning rate.", {"type": float}),
     (("--lr-d",), "Discriminator learning rate.", {"type": float}),
     (("--lambda-fm",), "Weight of the feature-matching loss.", {"type": float}),
+    (("--conditions",), f"Acquisition conditions fed to G and D, comma-separated "
+     f"({', '.join(CONDITIONS)}) [default: none, the paper's networks].", {}),
+    (("--noise",), "Width of the OASIS-style noise vector (0: deterministic generator).",
+     {"type": click.IntRange(0)}),
 ]  # fmt: skip
 UNET = [
     (("--input",), "Image to segment.", {"type": click.Choice(IMAGE_OUTPUTS)}),

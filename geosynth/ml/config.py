@@ -161,7 +161,9 @@ class GanConfig(RunConfig):
     ``cap``: generator capacity (width of its first layer); ``d_cap`` the
     discriminator's (default: ``cap``); ``d_scales``: discriminator scales
     (default: 2 below 512 px crops, else 3); ``lambda_fm``: weight of the
-    feature-matching loss.
+    feature-matching loss. ``conditions``: acquisition conditions fed to G
+    and D (:mod:`geosynth.ml.conditions`; none: the paper's networks);
+    ``noise``: width of the OASIS-style noise vector (0: deterministic G).
     """
 
     task: ClassVar[str] = "gan"
@@ -178,9 +180,15 @@ class GanConfig(RunConfig):
     lr_d: float = 4e-4
     betas: tuple[float, float] = (0.0, 0.9)
     lambda_fm: float = 5.0
+    conditions: tuple[str, ...] = ()
+    noise: int = 0
 
     def __post_init__(self):
         super().__post_init__()
+        from geosynth.ml.conditions import parse_conditions
+
+        object.__setattr__(self, "conditions", parse_conditions(self.conditions))
+        _at_least("noise", self.noise, 0)
         object.__setattr__(self, "inputs", _names(self.inputs, "inputs"))
         object.__setattr__(self, "betas", _betas(self.betas))
         for name in self.inputs:

@@ -27,6 +27,7 @@ import logging
 import torch
 
 from geosynth.errors import UsageError
+from geosynth.ml.conditions import condition_width
 from geosynth.ml.config import GanConfig
 from geosynth.ml.data import SynthesisDataset
 from geosynth.ml.discriminator import (
@@ -71,6 +72,8 @@ class GanTask(Task):
             *self.dataset.generator_channels,  # labels, raster, output
             capacity=config.cap,
             spectral_norm=config.spectral_norm,
+            condition_dim=condition_width(config.conditions),
+            noise_channels=config.noise,
         )
         multiple = self.g_config.size_multiple
         if config.size % multiple:
@@ -110,6 +113,7 @@ class GanTask(Task):
             dem_norm=cfg.dem_norm,
             samples_per_epoch=cfg.samples_per_epoch if train else None,
             storage_options=cfg.storage_options,
+            conditions=cfg.conditions,
         )
 
     # ------------------------------------------------------------------ Task
@@ -137,19 +141,26 @@ class GanTask(Task):
         real = to_device(batch[self.config.output], self.ctx, cl)
         return labels, raster, real  # (B, L, H, W), (B, R, H, W), (B, C_out, H, W)
 
+    def _conditions(self, batch: dict) -> torch.Tensor | None:
+        """The batch's acquisition conditions ``(B, D)`` (``--conditions``), else None."""
+        c = batch.get("conditions")
+        return None if c is None else c.to(self.ctx.device)
+
     def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
         cfg, amp = self.config, self.config.amp
         labels, raster, real = self._inputs(batch)
         n = real.shape[0]
         cond = generator_condition(labels, raster)  # (B, C_cond, H, W)
         cond2 = torch.cat([cond, cond])  # (2B, C_cond, H, W): fake half, real half
+        c = self._conditions(batch)  # (B, D) acquisition conditions or None
+        c2 = None if c is None else torch.cat([c, c])
         with autocast(self.ctx, amp):
-            fake = self.g(labels, raster)  # (B, C_out, H, W)
+            fake = self.g(labels, raster, c)  # (B, C_out, H, W)
 
         # generator step: D frozen, one forward on fake and real
         self.d_net.requires_grad_(False)
         with autocast(self.ctx, amp):
-            out = self.d_frozen(cond2, torch.cat([fake, real]))
+            out = self.d_frozen(cond2, torch.cat([fake, real]), c2)
             g_adv = hinge_g_loss(out, n)
             g_fm = feature_matching_loss(out, n) if cfg.lambda_fm else torch.zeros_like(g_adv)
             g_loss = g_adv + cfg.lambda_fm * g_fm
@@ -160,7 +171,7 @@ class GanTask(Task):
 
         # discriminator step on the same fake, detached
         with autocast(self.ctx, amp):
-            out = self.d(cond2, torch.cat([fake.detach(), real]))
+            out = self.d(cond2, torch.cat([fake.detach(), real]), c2)
             d_real, d_fake = hinge_d_loss(out, n)
         self.opt_d.zero_grad(set_to_none=True)
         (d_real + d_fake).backward()
@@ -192,7 +203,7 @@ class GanTask(Task):
         self.g_net.eval()
         try:
             with autocast(self.ctx, self.config.amp):
-                fake = self.g_net(labels, raster)
+                fake = self.g_net(labels, raster, self._conditions(batch))
         finally:
             self.g_net.train()
         return self._grid(labels, raster, fake, real)
