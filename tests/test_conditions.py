@@ -218,10 +218,15 @@ def write_season_store(path, n_train: int = 6, n_test: int = 2, size: int = 64):
     from geosynth.store import TileData, TilePlan, create_store, modality
 
     classes = load_catalog().classes
+    from affine import Affine
+
     plans = [
-        TilePlan(f"{356 + i}_5645", "demo", "train" if i < n_train else "test")
+        TilePlan(
+            f"{356 + i}_5645", "demo", "train" if i < n_train else "test",
+            transform=Affine(1000 / size, 0, 356_000 + 1000 * i, 0, -1000 / size, 5_646_000),
+        )
         for i in range(n_train + n_test)
-    ]
+    ]  # fmt: skip
     store = create_store(
         path, plans, tile_shape=(size, size), modalities=[modality(m) for m in ("rgb", "dem", "seg", "sar")],
         dataset="test", crs="EPSG:25832", classes=classes,
@@ -272,21 +277,118 @@ def test_dataset_yields_each_tiles_condition_vector(season_store, tiny_store):
         SynthesisDataset(tiny_store, "train", crop=32, conditions=("season",))
 
 
-def test_conditioned_noisy_gan_trains_and_reloads(season_store, tmp_path):
-    from geosynth.ml.checkpoint import load_generator
+@pytest.fixture(scope="module")
+def season_run(season_store, tmp_path_factory):
+    """A generator trained three steps with --conditions season,incidence --noise 4."""
     from geosynth.ml.config import GanConfig
     from geosynth.ml.train import train_gan
 
+    out = tmp_path_factory.mktemp("season_run") / "run"
     cfg = GanConfig(
-        store=str(season_store), out=str(tmp_path / "run"), cap=4, crop=32, batch_size=2,
+        store=str(season_store), out=str(out), cap=4, crop=32, batch_size=2,
         workers=0, tensorboard=False, deterministic=True, epochs=1, conditions="season,incidence",
         noise=4, samples=2,
     )  # fmt: skip
     assert cfg.conditions == ("season", "incidence")
     result = train_gan(cfg)
     assert result.step == 3 and all(np.isfinite(v) for v in result.values.values())
-    g, run_cfg = load_generator(tmp_path / "run")
+    _randomise_film(result.models["generator"])  # 3 steps barely move FiLM off zero
+    from geosynth.ml.checkpoint import load_checkpoint
+
+    path = out / "checkpoints" / "last.pt"
+    payload = load_checkpoint(path)
+    payload["models"]["generator"]["state"] = result.models["generator"].state_dict()
+    torch.save(payload, path)
+    return out
+
+
+def test_conditioned_noisy_gan_trains_and_reloads(season_run):
+    from geosynth.ml.checkpoint import load_generator
+    from geosynth.ml.config import GanConfig
+
+    g, run_cfg = load_generator(season_run)
     assert run_cfg.conditions == ("season", "incidence") and run_cfg.noise == 4
     assert (g.config.condition_dim, g.config.noise_channels) == (3, 4)
     with pytest.raises(UsageError, match="noise"):
         GanConfig(store="s", out="o", noise=-1)
+
+
+# ----------------------------------------------------------------------------- synthesize, vary
+
+
+def _cli(args):
+    from click.testing import CliRunner
+
+    from geosynth.cli import cli
+
+    return CliRunner().invoke(cli, args, catch_exceptions=False)
+
+
+def test_vary_writes_one_georeferenced_image_per_season(season_store, season_run, tmp_path):
+    import rasterio
+    from PIL import Image
+
+    out = tmp_path / "vary"
+    res = _cli(["vary", "--generator", str(season_run), "--store", str(season_store),
+                "--tile", "362_5645", "--season", "80:300:110", "--out", str(out)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    cogs = sorted(out.glob("362_5645_rgb_*.tif"))
+    assert [p.name for p in cogs] == [f"362_5645_rgb_season{d:03d}.tif" for d in (80, 190, 300)]
+    images = []
+    for path, doy in zip(cogs, (80, 190, 300), strict=True):
+        with rasterio.open(path) as src:
+            assert src.crs.to_epsg() == 25832
+            assert src.transform.c == 362_000 and src.transform.f == 5_646_000
+            tags = __import__("json").loads(src.tags()["geosynth_conditions"])
+            assert tags["day_of_year"] == pytest.approx(doy, abs=0.6)
+            assert tags["incidence_deg"] == pytest.approx(30.0)  # the tile's own (k = 6)
+            images.append(src.read().astype(int))
+    assert np.abs(images[0] - images[1]).mean() > 0.5  # another season, another image
+    with Image.open(out / "362_5645_vary.gif") as gif:
+        assert gif.n_frames == 3
+    assert (out / "362_5645_vary.png").stat().st_size > 0
+    bad = _cli(["vary", "--generator", str(season_run), "--store", str(season_store),
+                "--tile", "362_5645", "--season", "80:300:40", "--orbit", "asc", "--out", str(out)])  # fmt: skip
+    assert bad.exit_code == 2 and "exactly one" in bad.output
+
+
+def test_samples_repeat_with_one_seed_and_differ_with_another(season_store, season_run, tmp_path):
+    import rasterio
+
+    def draw(seed, folder):
+        res = _cli(["synthesize", "--generator", str(season_run), "--store", str(season_store),
+                    "--tiles", "363_5645", "--samples", "2", "--seed", str(seed),
+                    "--season", "summer", "--out", str(folder)])  # fmt: skip
+        assert res.exit_code == 0, res.output
+        out = []
+        for k in (1, 2):
+            with rasterio.open(folder / f"363_5645_rgb_season196_s{k}.tif") as src:
+                out.append(src.read().astype(int))
+        return out
+
+    a, b, c = draw(1, tmp_path / "a"), draw(1, tmp_path / "b"), draw(2, tmp_path / "c")
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))  # reproducible
+    assert np.abs(a[0] - a[1]).mean() > 0.1  # two samples of one seed differ
+    assert np.abs(a[0] - c[0]).mean() > 0.1  # another seed, other samples
+
+
+def test_condition_options_refused_by_a_generator_trained_without(store_for_plain_run, tmp_path):
+    store, run = store_for_plain_run
+    args = ["synthesize", "--generator", str(run), "--store", str(store), "--tiles", "362_5645",
+            "--out", str(tmp_path)]  # fmt: skip
+    res = _cli([*args, "--season", "spring"])
+    assert res.exit_code == 2 and "--season" in res.output
+    res = _cli([*args, "--samples", "3"])
+    assert res.exit_code == 2 and "--noise" in res.output
+    assert _cli([*args, "--season", "monsoon"]).exit_code == 2
+
+
+@pytest.fixture(scope="module")
+def store_for_plain_run(season_store, tmp_path_factory):
+    from geosynth.ml.config import GanConfig
+    from geosynth.ml.train import train_gan
+
+    out = tmp_path_factory.mktemp("plain_run") / "run"
+    train_gan(GanConfig(store=str(season_store), out=str(out), cap=4, crop=32, batch_size=2,
+                        workers=0, tensorboard=False, max_steps=1, samples=0))  # fmt: skip
+    return season_store, out

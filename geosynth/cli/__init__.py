@@ -45,6 +45,7 @@ COMMANDS = {
     "evaluate": ("geosynth.cli.evaluate_cmd", "evaluate"),
     "table": ("geosynth.cli.evaluate_cmd", "table"),
     "synthesize": ("geosynth.cli.synthesize_cmd", "synthesize"),
+    "vary": ("geosynth.cli.synthesize_cmd", "vary"),
     "edit-flood": ("geosynth.cli.edit_cmd", "edit_flood"),
     "edit-classes": ("geosynth.cli.edit_cmd", "edit_classes"),
     "pipeline": ("geosynth.cli.pipeline_cmd", "pipeline"),
