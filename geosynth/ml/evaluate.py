@@ -183,7 +183,9 @@ def _score_batch(batch: dict, generator, unet, gan, device: torch.device, scores
     real = batch[gan.output].to(device)  # (B, C, H, W) in [-1, 1]
     gt = batch[LABELS].argmax(1).to(device)  # (B, H, W) class ids from the one-hot
     mask = batch["sar_valid"][:, 0].to(device) if gan.output == "sar" else None  # (B, H, W)
-    fake = generator(labels, raster).float()  # (B, C, H, W)
+    conditions = batch.get("conditions")  # (B, D) when trained with --conditions
+    extra = () if conditions is None else (conditions.to(device),)
+    fake = generator(labels, raster, *extra).float()  # (B, C, H, W)
     fake = quantize(gan.output, fake)  # as stored: 8-bit rgb
     out_real, out_fake = unet(real), unet(fake)
     scores.update(
@@ -245,7 +247,7 @@ def evaluate(
     inputs = gan.inputs if LABELS in gan.inputs else (LABELS, *gan.inputs)  # + ground truth
     dataset = SynthesisDataset(
         opened, split, inputs=inputs, output=gan.output, crop=window, flip=False,
-        train=False, dem_norm=gan.dem_norm,
+        train=False, dem_norm=gan.dem_norm, conditions=gan.conditions,
     )  # fmt: skip
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
     log.info(
