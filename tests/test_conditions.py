@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -392,3 +394,18 @@ def store_for_plain_run(season_store, tmp_path_factory):
     train_gan(GanConfig(store=str(season_store), out=str(out), cap=4, crop=32, batch_size=2,
                         workers=0, tensorboard=False, max_steps=1, samples=0))  # fmt: skip
     return season_store, out
+
+
+def test_evaluate_scores_a_conditioned_generator(season_store, season_run, tmp_path):
+    """Table III works for a generator trained with --conditions: each tile gets its own."""
+    from geosynth.ml.config import UNetRunConfig
+    from geosynth.ml.evaluate import evaluate
+    from geosynth.ml.train_unet import train_unet
+
+    unet_run = tmp_path / "unet"
+    train_unet(UNetRunConfig(store=str(season_store), out=str(unet_run), crop=32, batch_size=2,
+                             workers=0, tensorboard=False, max_steps=1, base_channels=4,
+                             val_split=None, samples=0))  # fmt: skip
+    result = evaluate(season_run, unet_run, season_store, "test", tmp_path / "eval", device="cpu")
+    assert result.metrics["tiles"] == ["362_5645", "363_5645"]
+    assert Path(result.metrics["generator"]["run"]) == season_run
