@@ -172,7 +172,8 @@ def run(args, out: Path) -> dict:
         "setup": {
             "generator": args.generator,
             "cap": args.cap,
-            "crop": args.crop,
+            "gan_crop": gan_cfg.crop,
+            "unet_crop": args.crop,
             "gan_steps": args.gan_steps,
             "unet_steps": args.unet_steps,
             "unet_base": 8,
