@@ -31,6 +31,7 @@ class TileInputs:
     arrays: dict[str, np.ndarray]
     grid: RasterGrid | None
     classes: ClassTable
+    acquisition: dict | None = None  # the store's ``geosynth:acquisition`` of the tile
 
     @property
     def num_classes(self) -> int:
@@ -62,7 +63,7 @@ def from_store(
     transform, crs = store.transform(i), store.tile_crs(i)
     h, w = store.tile_shape
     grid = RasterGrid(crs, transform, w, h) if transform is not None and crs else None
-    return TileInputs(tile_id, arrays, grid, store.classes)
+    return TileInputs(tile_id, arrays, grid, store.classes, store.acquisition(i))
 
 
 def _openable(path: str | os.PathLike) -> str:

@@ -56,6 +56,14 @@ DEM_NORMS = ("none", "tile", "crop")
 UNET_LOSSES = ("ce", "bce", "focal")
 #: Class weights of the U-Net's loss (``train-unet --class-weights``) from the training histogram.
 CLASS_WEIGHTINGS = ("none", "inverse", "median")
+#: Acquisition conditions a generator can be conditioned on (``train --conditions``):
+#: the orthophoto's day of year (sin, cos) and flight year; the SAR scenes' incidence
+#: angle, orbit direction and look direction (see :mod:`geosynth.ml.conditions`).
+CONDITIONS = ("season", "year", "incidence", "orbit", "look")
+#: Named seasons of ``synthesize --season`` and their day of year (mid-season, northern).
+SEASON_DAYS = {"winter": 15, "spring": 105, "summer": 196, "autumn": 288}
+#: SAR orbit directions (``synthesize --orbit``).
+ORBITS = ("asc", "desc")
 #: Where networks run (``auto``: CUDA when available).
 DEVICES = ("auto", "cpu", "cuda")
 #: Evaluation conventions (``evaluate --protocol``): the paper's code (pytorch-ignite) or ours.

@@ -201,9 +201,9 @@ def test_shadows_fall_away_from_the_sun(world_dir, manifest, truth):
     """A shadow model built from the true heights predicts the dark pixels only with the true sun."""
     import rasterio
 
-    sun = manifest["sun"]
     contrast = []
     for t in manifest["tiles"]:
+        sun = t["sun"]  # the sun of the tile's own flight
         layers = truth[t["id"]]
         dsm, ground = layers["dsm"], layers["dsm"] - layers["dtm"] < 0.2
         with rasterio.open(tile_file(world_dir, manifest, t, "dop")) as src:
@@ -214,6 +214,43 @@ def test_shadows_fall_away_from_the_sun(world_dir, manifest, truth):
         dark = brightness[ground & along & ~mirror].mean()
         contrast.append(dark / lit)
     assert max(contrast) < 0.7
+
+
+def test_flights_follow_their_date_sun_and_season(manifest):
+    """Each tile's sun is the sun of its flight date and hour at the region (world.json), low
+    and long-shadowed in March and October, high in June; seasons and leaves as stated."""
+    import datetime as dt
+
+    from geosynth.demo.dop import solar_position
+    from geosynth.demo.scene import FLIGHTS
+
+    flights = {f["flight"]: f for f in manifest["sun"]["flights"]}
+    assert {f.flight for f in FLIGHTS} == set(flights)
+    by_season = {f["season"]: f for f in flights.values()}
+    assert by_season["leaf_off"]["leaf_on"] is False and by_season["summer"]["leaf_on"] is True
+    assert by_season["summer"]["elevation_deg"] > by_season["spring"]["elevation_deg"]
+    assert by_season["spring"]["elevation_deg"] > by_season["leaf_off"]["elevation_deg"] + 10
+    assert by_season["autumn"]["elevation_deg"] < 35
+    for f in flights.values():
+        assert 130 < f["azimuth_deg"] < 180  # mid-morning: south-east of south
+    for t in manifest["tiles"]:
+        assert t["sun"] == {k: flights[t["flight_number"]][k] for k in t["sun"]}
+        assert t["flight_date"] == flights[t["flight_number"]]["date"]
+    # the formula against known values: 21 June, local solar noon at 51.5 N: 90 - 51.5 + 23.44
+    az, el = solar_position(0.0, 51.5, dt.date(2023, 6, 21).timetuple().tm_yday, 12.0 + 1.7 / 60)
+    assert el == pytest.approx(61.9, abs=0.3) and az == pytest.approx(180, abs=1.5)
+    az, el = solar_position(0.0, 51.5, dt.date(2023, 12, 21).timetuple().tm_yday, 12.0)
+    assert el == pytest.approx(15.1, abs=0.3)
+
+
+def test_seasons_change_vegetation_colours():
+    """Leaf-off crowns are grey-brown, summer crowns green; meadows lose NIR in March."""
+    from geosynth.demo.dop import CROWN, GRASS_SEASON
+
+    (deciduous_off, _), (deciduous_summer, _) = CROWN["leaf_off"], CROWN["summer"]
+    assert deciduous_off[1] < deciduous_off[0] and deciduous_summer[1] > deciduous_summer[0]
+    assert deciduous_off[3] < 0.7 * deciduous_summer[3]  # NIR: no leaves, no red edge
+    assert GRASS_SEASON["leaf_off"][3] < GRASS_SEASON["spring"][3]
 
 
 def test_cast_shadow_points_away_from_the_light():
@@ -435,6 +472,58 @@ def test_sar_products_overlap_as_stated(world_dir, manifest):
     two = [tile for tile, f in fractions.items() if sum(v >= minimum for v in f) >= 2]
     short = [tile for tile, f in fractions.items() if max(f) < minimum]
     assert two and short
+
+
+def test_sar_shadow_and_layover_follow_the_stated_geometry(world_dir, manifest, truth):
+    """Each scene is dark where world.json's look geometry puts radar shadow and bright where it
+    puts layover, and not on the mirrored sides: ascending and descending scenes disagree."""
+    import rasterio
+    from rasterio.warp import Resampling, reproject
+
+    scenes = manifest["sar"]["scenes"]
+    assert {s["orbit"] for s in scenes} == {"ASCENDING", "DESCENDING"}
+    assert len({s["incidence_deg"] for s in scenes}) >= 2
+    for scene in scenes:
+        assert abs((scene["shadow_azimuth_deg"] - scene["layover_azimuth_deg"]) % 360 - 180) < 1e-6
+        side = math.sin(math.radians(scene["shadow_azimuth_deg"]))  # east (+) or west (-)
+        assert (side > 0) == (scene["orbit"] == "ASCENDING")  # right-looking: asc looks east
+        shadow_el = math.degrees(math.atan(1 / scene["shadow_m_per_m"]))
+        layover_el = math.degrees(math.atan(1 / scene["layover_m_per_m"]))
+        assert shadow_el == pytest.approx(90 - scene["incidence_deg"], abs=0.01)
+        ratios = []
+        for t in manifest["tiles"]:
+            if scene["coverage"][t["id"]] < 0.9:
+                continue
+            layers = truth[t["id"]]
+            dsm, ground = layers["dsm"], layers["dsm"] - layers["dtm"] < 0.2
+            e, n = (int(v) * 1000 for v in t["id"].split("_"))
+            amp = np.zeros(dsm.shape, dtype=np.float32)
+            with rasterio.open(world_dir / scene["image"]) as src:
+                reproject(
+                    src.read(1).astype(np.float32), amp, src_transform=src.transform,
+                    src_crs=src.crs, dst_transform=Affine(1.0, 0.0, e, 0.0, -1.0, n + 1000),
+                    dst_crs="EPSG:25832", resampling=Resampling.nearest,
+                )  # fmt: skip
+            power = amp.astype(float) ** 2
+            az_sensor, az_away = scene["layover_azimuth_deg"], scene["shadow_azimuth_deg"]
+            shadow = cast_shadow(dsm, 1.0, az_sensor, shadow_el, 35.0)
+            mirror = cast_shadow(dsm, 1.0, az_away, shadow_el, 35.0)
+            # layover of the buildings (trees scatter in their volume)
+            buildings = layers["landcover"] == _class_id("buildings")
+            built = np.where(buildings, dsm, layers["dtm"])
+            layover = cast_shadow(built, 1.0, az_away, layover_el, 35.0)
+            layover_mirror = cast_shadow(built, 1.0, az_sensor, layover_el, 35.0)
+            only = ground & (amp > 0)
+            ratios.append(
+                (
+                    power[only & shadow & ~mirror].mean() / power[only & mirror & ~shadow].mean(),
+                    power[only & layover & ~layover_mirror & ~shadow].mean()
+                    / power[only & layover_mirror & ~layover & ~mirror].mean(),
+                )
+            )
+        assert ratios, scene["name"]
+        assert max(r[0] for r in ratios) < 0.5  # shadow where stated, not on the other side
+        assert min(r[1] for r in ratios) > 1.2  # layover where stated
 
 
 def test_sar_backscatter_follows_the_classes(world_dir, manifest, truth):

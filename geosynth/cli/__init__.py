@@ -47,6 +47,7 @@ COMMANDS = {
     "table": ("geosynth.cli.evaluate_cmd", "table"),
     "fusion-probe": ("geosynth.cli.probe_cmd", "fusion_probe"),
     "synthesize": ("geosynth.cli.synthesize_cmd", "synthesize"),
+    "vary": ("geosynth.cli.synthesize_cmd", "vary"),
     "edit-flood": ("geosynth.cli.edit_cmd", "edit_flood"),
     "edit-classes": ("geosynth.cli.edit_cmd", "edit_classes"),
     "augment": ("geosynth.cli.augment_cmd", "augment"),

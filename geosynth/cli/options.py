@@ -213,3 +213,72 @@ def run_with_tile_bar(desc: str, run):
     click.echo(result.summary())
     if not result.ok:
         raise click.ClickException(f"{len(result.failed)} tile(s) failed; see the report")
+
+
+def _parse_with(parser, option: str):
+    def callback(ctx, param, value):
+        if value is None:
+            return None
+        from geosynth.errors import UsageError
+
+        try:
+            return parser(value)
+        except UsageError as exc:
+            raise click.BadParameter(str(exc), param_hint=option) from None
+
+    return callback
+
+
+def _season(text):
+    from geosynth.ml.conditions import parse_season
+
+    return parse_season(text)
+
+
+def _orbit(text):
+    from geosynth.ml.conditions import parse_orbit
+
+    return parse_orbit(text)
+
+
+def condition_options(func):
+    """``--season``, ``--incidence``, ``--orbit``, ``--samples``, ``--seed`` of a generator trained
+    with ``--conditions`` and/or ``--noise``."""
+    options = [
+        click.option(
+            "--season",
+            callback=_parse_with(_season, "--season"),
+            help="Synthesize in this season: a day of year or winter, spring, summer, autumn "
+            "(generators trained with --conditions season).",
+        ),
+        click.option(
+            "--incidence",
+            type=click.FloatRange(0, 90, min_open=True, max_open=True),
+            help="SAR incidence angle in degrees (--conditions incidence).",
+        ),
+        click.option(
+            "--orbit",
+            callback=_parse_with(_orbit, "--orbit"),
+            help="SAR orbit direction: asc or desc (--conditions orbit).",
+        ),
+        click.option(
+            "--samples",
+            type=click.IntRange(1),
+            default=1,
+            show_default=True,
+            help="Images per input, each from its own noise vector (generators trained with "
+            "--noise).",
+        ),
+        click.option(
+            "--seed", type=int, default=0, show_default=True, help="Seed of the noise vectors."
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def condition_request(season, incidence, orbit) -> dict:
+    """The conditions given on the command line, as :func:`plan_variants` takes them."""
+    given = {"season": season, "incidence": incidence, "orbit": orbit}
+    return {k: v for k, v in given.items() if v is not None}

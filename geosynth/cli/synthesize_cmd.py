@@ -6,6 +6,8 @@ import click
 
 from geosynth.cli.options import (
     comma_list,
+    condition_options,
+    condition_request,
     device_name,
     device_option,
     load_inputs,
@@ -37,18 +39,24 @@ from geosynth.cli.options import (
     "--overlap", type=click.IntRange(min=0), help="Window overlap (default: window/4, at most 32)."
 )
 @click.option("--sar-db", is_flag=True, help="Write SAR back in dB (20 log10 amplitude).")
+@condition_options
 @device_option
 def synthesize(
     generator_run, store, storage_options, tiles, split, seg, dem, sar, out, window, overlap,
-    sar_db, device,
+    sar_db, season, incidence, orbit, samples, seed, device,
 ):  # fmt: skip
     """Synthesize full tiles with a trained generator, as Cloud-Optimised GeoTIFFs and PNG panels.
 
     Windows of the training crop size overlap and are blended without seams.
     Each tile gives <tile>_<rgb|sar>.tif with the tile's CRS and transform and
     <tile>_panel.png (inputs, synthesized, and the real image when known).
+
+    A generator trained with --conditions synthesizes under the tile's own
+    acquisition conditions, or under --season/--incidence/--orbit; one
+    trained with --noise draws --samples N images (<tile>_<out>_sK.tif), the
+    same ones for the same --seed.
     """
-    from geosynth.ml.synthesize import Synthesizer, run_synthesis
+    from geosynth.ml.synthesize import Synthesizer, plan_variants, run_synthesis
 
     device = device_name(device)
     synth = Synthesizer.load(generator_run, device=device)
@@ -65,9 +73,91 @@ def synthesize(
     with progress_bar("synthesize", "tile", total=len(names)) as progress:
         for done, tile in enumerate(names, 1):
             inputs = load_inputs(store, tile, seg, dem, sar, storage_options)
+            variants = plan_variants(
+                synth.config, inputs.acquisition, f"tile {inputs.name}",
+                requests=[condition_request(season, incidence, orbit)], samples=samples, seed=seed,
+            )  # fmt: skip
             files = run_synthesis(
-                synth, inputs, out, window=window, overlap=overlap, sar_db=sar_db, device=device
-            )
+                synth, inputs, out, window=window, overlap=overlap, sar_db=sar_db, device=device,
+                variants=variants,
+            )  # fmt: skip
             progress(done, len(names))
             for f in files:
                 click.echo(f)
+
+
+@click.command()
+@click.option(
+    "--generator",
+    "generator_run",
+    required=True,
+    type=click.Path(exists=True),
+    help="Run folder or checkpoint of a generator trained with --conditions.",
+)
+@click.option("--store", required=True, help="Store (a path or URL) to read the tile from.")
+@storage_option
+@click.option("--tile", required=True, help="The tile to show through the conditions.")
+@click.option(
+    "--season",
+    "seasons",
+    help="Days of year START:STOP:STEP or A,B,C (e.g. 80:300:40).",
+)
+@click.option("--incidence", "incidences", help="Incidence angles START:STOP:STEP or A,B,C.")
+@click.option("--orbit", "orbits", help="Orbit directions, e.g. asc,desc.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the noise vector.")
+@out_folder_option()
+@click.option("--window", type=click.IntRange(min=16), help="Window size (default: training crop).")
+@click.option(
+    "--overlap", type=click.IntRange(min=0), help="Window overlap (default: window/4, at most 32)."
+)
+@device_option
+def vary(
+    generator_run, store, storage_options, tile, seasons, incidences, orbits, seed, out, window,
+    overlap, device,
+):  # fmt: skip
+    """The same tile through the seasons or look angles: one COG per condition, a strip and a GIF.
+
+    Give one of --season, --incidence, --orbit as a range or list; the other
+    conditions stay the tile's own. Writes <tile>_<out>_<condition>.tif (as
+    synthesize does, georeferenced, tagged with the condition),
+    <tile>_vary.png (the strip) and <tile>_vary.gif. Example:
+
+        geosynth vary --generator runs/seasons --store demo.zarr --tile 357_5646
+        --season 80:300:40 --out vary/
+    """
+    from geosynth.errors import UsageError
+    from geosynth.ml.conditions import parse_orbit, parse_range, parse_season
+    from geosynth.ml.synthesize import Synthesizer, plan_variants, run_synthesis, save_strip
+
+    given = [(n, v) for n, v in (("season", seasons), ("incidence", incidences),
+                                 ("orbit", orbits)) if v]  # fmt: skip
+    if len(given) != 1:
+        raise click.UsageError("give exactly one of --season, --incidence, --orbit to vary")
+    name, text = given[0]
+    try:
+        if name == "season":
+            values = [parse_season(int(round(v))) for v in parse_range(text, "--season")]
+        elif name == "incidence":
+            values = parse_range(text, "--incidence")
+        else:
+            values = [parse_orbit(v) for v in text.split(",") if v.strip()]
+    except UsageError as exc:
+        raise click.BadParameter(str(exc), param_hint=f"--{name}") from None
+    device = device_name(device)
+    synth = Synthesizer.load(generator_run, device=device)
+    inputs = load_inputs(store, tile, None, None, None, storage_options)
+    variants = plan_variants(
+        synth.config, inputs.acquisition, f"tile {tile}",
+        requests=[{name: v} for v in values], seed=seed,
+    )  # fmt: skip
+    with progress_bar("vary", "image", total=len(variants)) as progress:
+        files = []
+        for done, variant in enumerate(variants, 1):
+            files += run_synthesis(
+                synth, inputs, out, window=window, overlap=overlap, device=device,
+                variants=[variant], panel=False,
+            )  # fmt: skip
+            progress(done, len(variants))
+    files += save_strip(out, tile, synth.config.output, variants, files, inputs.classes)
+    for f in files:
+        click.echo(f)

@@ -16,6 +16,7 @@ import click
 from geosynth.cli.options import progress_enabled
 from geosynth.names import (
     CLASS_WEIGHTINGS,
+    CONDITIONS,
     D_FAKES,
     DEM_NORMS,
     DEVICES,
@@ -140,6 +141,10 @@ GAN = [
     (("--val-crops",), "Validation crops (centre crops of the first N tiles).", {"type": POS}),
     (("--unet",), "A train-unet run that scores the validation fakes (mIoU).",
      {"type": click.Path(exists=True)}),
+    (("--conditions",), f"Acquisition conditions fed to G and D, comma-separated "
+     f"({', '.join(CONDITIONS)}) [default: none, the paper's networks].", {}),
+    (("--noise",), "Width of the OASIS-style noise vector (0: deterministic generator).",
+     {"type": click.IntRange(0)}),
 ]  # fmt: skip
 UNET = [
     (("--input",), "Image to segment.", {"type": click.Choice(IMAGE_OUTPUTS)}),

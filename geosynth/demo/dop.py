@@ -4,8 +4,12 @@ Colours come from the material under each pixel, the crop of each field in
 the flight's year and season, the roof colour of each building and the tone
 of each tree crown; then texture (smooth noise in world coordinates plus
 per-pixel grain), Lambertian shading of the surface and cast shadows, both
-from one sun azimuth and elevation, and a slight radiometric tint per flight
-campaign.
+from the sun of the tile's flight (its date and hour at the region: long
+shadows in March and October, short ones in June), and a slight radiometric
+tint per flight campaign. Seasons: crops and meadows change colour (bare soil
+and young cereals in March, ripe cereals in June, stubble and green rapeseed
+in October), deciduous crowns are bare (grey-brown) on leaf-off flights and
+turn orange-brown in autumn.
 """
 
 from __future__ import annotations
@@ -73,14 +77,81 @@ CROP_COLOURS = {
         "sugar_beet": (70, 116, 56, 210),
         "bare": (155, 128, 102, 108),
     },
+    "leaf_off": {  # March: winter cereals just green, spring crops not yet sown
+        "wheat": (112, 128, 84, 150),
+        "barley": (118, 130, 86, 148),
+        "rapeseed": (92, 124, 62, 175),
+        "maize": (138, 112, 90, 98),
+        "sugar_beet": (132, 108, 86, 96),
+        "bare": (140, 116, 94, 100),
+    },
+    "autumn": {  # October: stubble and ploughed fields, new rapeseed, ripe maize
+        "wheat": (160, 140, 106, 120),
+        "barley": (150, 128, 100, 116),
+        "rapeseed": (98, 130, 66, 190),
+        "maize": (172, 150, 96, 130),
+        "sugar_beet": (82, 118, 60, 200),
+        "bare": (126, 100, 80, 92),
+    },
 }
-GRASS_SEASON = {"spring": (1.0, 1.0, 1.0, 1.0), "summer": (1.12, 1.04, 1.08, 0.92)}
+GRASS_SEASON = {
+    "spring": (1.0, 1.0, 1.0, 1.0),
+    "summer": (1.12, 1.04, 1.08, 0.92),
+    "leaf_off": (1.08, 0.9, 0.92, 0.62),  # dull, brownish winter meadows
+    "autumn": (1.1, 0.98, 0.9, 0.8),
+}
 ROOF_GABLE = ((166, 84, 64, 96), (72, 72, 78, 62))  # tone 0: red tiles, tone 1: anthracite
 ROOF_FLAT = ((104, 104, 100, 82), (168, 166, 160, 118))  # tone 0: dark felt, tone 1: light
 CROWN = {
     "spring": ((86, 122, 60, 210), (38, 62, 44, 150)),  # deciduous, conifer
     "summer": ((62, 96, 48, 195), (36, 58, 42, 145)),
+    "leaf_off": ((112, 100, 90, 118), (36, 56, 42, 140)),  # bare branches over the floor
+    "autumn": ((150, 108, 56, 160), (36, 58, 42, 142)),
 }
+HOUR_UTC_NOTE = "sun from the flight date and hour (UTC) at the region centre (NOAA formulas)"
+
+
+def solar_position(lon_deg: float, lat_deg: float, day_of_year: int, hour_utc: float):
+    """``(azimuth, elevation)`` of the sun in degrees (azimuth clockwise from north).
+
+    NOAA's general solar position approximation (about 0.1 degree here).
+    """
+    g = 2 * math.pi / 365.0 * (day_of_year - 1 + (hour_utc - 12) / 24)
+    eqtime = 229.18 * (
+        0.000075 + 0.001868 * math.cos(g) - 0.032077 * math.sin(g)
+        - 0.014615 * math.cos(2 * g) - 0.040849 * math.sin(2 * g)
+    )  # fmt: skip
+    decl = (
+        0.006918 - 0.399912 * math.cos(g) + 0.070257 * math.sin(g)
+        - 0.006758 * math.cos(2 * g) + 0.000907 * math.sin(2 * g)
+        - 0.002697 * math.cos(3 * g) + 0.00148 * math.sin(3 * g)
+    )  # fmt: skip
+    hour_angle = math.radians((hour_utc * 60 + eqtime + 4 * lon_deg) / 4 - 180)
+    lat = math.radians(lat_deg)
+    cos_zenith = math.sin(lat) * math.sin(decl) + math.cos(lat) * math.cos(decl) * math.cos(
+        hour_angle
+    )
+    elevation = 90.0 - math.degrees(math.acos(max(-1.0, min(1.0, cos_zenith))))
+    azimuth = math.degrees(
+        math.atan2(
+            math.sin(hour_angle),
+            math.cos(hour_angle) * math.sin(lat) - math.tan(decl) * math.cos(lat),
+        )
+    )
+    return (azimuth + 180.0) % 360.0, elevation
+
+
+def campaign_sun(world: World, campaign: Campaign) -> tuple[float, float]:
+    """``(azimuth, elevation)`` of the sun during ``campaign``'s flight over the region."""
+    import datetime as dt
+
+    from pyproj import Transformer
+
+    left, bottom, right, top = world.params.region_bounds
+    to_geo = Transformer.from_crs("EPSG:25832", "EPSG:4326", always_xy=True)
+    lon, lat = to_geo.transform((left + right) / 2, (bottom + top) / 2)
+    doy = dt.date(campaign.year, campaign.month, campaign.day).timetuple().tm_yday
+    return solar_position(lon, lat, doy, campaign.hour_utc)
 
 
 def tile_grid(tile: TileId, resolution: float, crs: str = "EPSG:25832") -> RasterGrid:
@@ -90,25 +161,26 @@ def tile_grid(tile: TileId, resolution: float, crs: str = "EPSG:25832") -> Raste
     return RasterGrid(crs, Affine(resolution, 0.0, left, 0.0, -resolution, top), n, n)
 
 
-def shadow_margin_px(world: World, resolution: float) -> int:
-    """How far (pixels) a shadow can reach into a tile from outside it."""
-    reach = world.max_object_height / math.tan(math.radians(world.sun_elevation))
+def shadow_margin_px(world: World, resolution: float, elevation: float | None = None) -> int:
+    """How far (pixels) a shadow can reach into a tile from outside it (sun at ``elevation``)."""
+    elevation = world.sun_elevation if elevation is None else elevation
+    reach = world.max_object_height / math.tan(math.radians(elevation))
     return int(math.ceil(reach / resolution)) + 2
 
 
 def render_dop(world: World, tile: TileId, resolution: float):
     """The orthophoto of one tile: ((4, H, W) uint8 R, G, B, NIR; the expanded Surface; margin)."""
     grid = tile_grid(tile, resolution)
-    margin = shadow_margin_px(world, resolution)
+    campaign = world.campaign_of(tile)
+    az, el = campaign_sun(world, campaign)
+    margin = shadow_margin_px(world, resolution, el)
     surface = render_surface(world, expanded(grid, margin))
     dsm = surface.dsm
-    az, el = world.sun_azimuth, world.sun_elevation
     inner = (slice(margin, margin + grid.height), slice(margin, margin + grid.width))
     shadow = cast_shadow(dsm, resolution, az, el, world.max_object_height)[inner]
     shade = shading(dsm, resolution, az, el)[inner]
     del dsm
     s = crop_surface(surface, margin)  # colours are needed inside the tile only
-    campaign = world.campaign_of(tile)
 
     xs, ys = pixel_centres(grid)
     seed = world.params.seed

@@ -106,10 +106,7 @@ def generate_into(
         "crs": catalog.grid.crs,
         "region_bounds": list(params.region_bounds),
         "domain_bounds": list(params.domain_bounds),
-        "sun": {
-            "azimuth_deg": round(world.sun_azimuth, 4),
-            "elevation_deg": round(world.sun_elevation, 4),
-        },
+        "sun": _flight_suns(world),
         "dop": {
             **dop,
             "bands": ["red", "green", "blue", "nir"],
@@ -234,13 +231,41 @@ def _write_tile(root: Path, staging: Path, world: World, tile: TileId, catalog: 
         "split": region.split_of(str(tile)),
         "year": campaign.year,
         "season": campaign.season,
-        "flight_date": f"{campaign.year}-{campaign.month:02d}-{campaign.day:02d}",
+        "leaf_on": campaign.leaf_on,
+        "flight_date": campaign.date,
         "flight_number": campaign.flight,
+        "sun": _sun_record(world, campaign),
         "dop_member": dop_member,
         "lidar_member": lidar_member,
         "lidar_points": points,
         "truth": {p.stem.split("_")[-1]: _rel(root, p) for p in paths},
     }
+
+
+def _sun_record(world: World, campaign) -> dict:
+    from geosynth.demo.dop import campaign_sun
+
+    azimuth, elevation = campaign_sun(world, campaign)
+    return {
+        "azimuth_deg": round(azimuth, 4),
+        "elevation_deg": round(elevation, 4),
+        "hour_utc": campaign.hour_utc,
+    }
+
+
+def _flight_suns(world: World) -> dict:
+    """The sun of every flight (each tile's record names its own)."""
+    from geosynth.demo.dop import HOUR_UTC_NOTE
+    from geosynth.demo.scene import FLIGHTS
+
+    return {
+        "model": HOUR_UTC_NOTE,
+        "flights": [
+            {"flight": c.flight, "date": c.date, "season": c.season, "leaf_on": c.leaf_on,
+             **_sun_record(world, c)}
+            for c in FLIGHTS
+        ],
+    }  # fmt: skip
 
 
 def _write_sar(root: Path, world: World, scenes: list, step) -> dict:
@@ -277,6 +302,7 @@ def _write_sar(root: Path, world: World, scenes: list, step) -> dict:
                 "heading_deg": spec.heading_deg,
                 "incidence_deg": spec.incidence_deg,
                 "look_azimuth_deg": spec.look_azimuth,
+                **spec.geometry(),
                 "footprint_wkt": spec.footprint.wkt,
                 "coverage": coverage,
             }

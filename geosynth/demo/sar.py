@@ -13,12 +13,16 @@ looking right of the flight direction:
 * class-dependent backscatter (``SIGMA0_DB``), modulated by the local
   incidence on slopes and roofs;
 * double bounce: bright lines at the foot of building walls facing the sensor;
-* radar shadow behind tall objects, on the far side of the look direction;
+* radar shadow behind tall objects, on the far side of the look direction
+  (``h tan(incidence)`` long behind an object ``h`` metres tall);
+* layover in front of buildings, on the sensor's side: walls and roofs fold
+  over the ground ``h / tan(incidence)`` towards the sensor (brighter there);
 * multiplicative speckle (gamma-distributed intensity, ``LOOKS`` looks).
 
-Layover is not modelled. The footprints are placed so that some tiles are
-covered by two scenes and the south-east tile by too little (below the
-catalog's ``min_valid_fraction``).
+Ascending and descending scenes look from opposite sides (west and east), so
+shadow and layover of the same building lie on opposite sides. The footprints
+are placed so that some tiles are covered by two scenes and the south-east
+tile by too little (below the catalog's ``min_valid_fraction``).
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ SIGMA0_DB = {
     Material.BALLAST: -10.0,
 }
 ROOF_DB, CROWN_DB, DOUBLE_BOUNCE_DB, SHADOW_DB = -9.0, -6.5, 10.0, -24.0
+LAYOVER_DB = -7.0  # backscatter of walls and roofs folded onto the ground in front
 CANOPY_CLOSING_PX = 5  # crowns are merged into a closed canopy over this many pixels
 DOUBLE_BOUNCE_PX = 2  # width of the bright line at the wall foot
 SHORT_FRACTION = 0.6  # the south-east tile's coverage by all scenes stays below this
@@ -84,6 +89,16 @@ class SceneSpec:
     @property
     def sensor_azimuth(self) -> float:
         return (self.heading_deg - 90.0) % 360.0
+
+    def geometry(self) -> dict:
+        """Where shadows and layover fall (world.json): azimuths and metres per metre of height."""
+        t = math.tan(math.radians(self.incidence_deg))
+        return {
+            "shadow_azimuth_deg": round(self.look_azimuth, 3),
+            "layover_azimuth_deg": round(self.sensor_azimuth, 3),
+            "shadow_m_per_m": round(t, 4),
+            "layover_m_per_m": round(1.0 / t, 4),
+        }
 
     @property
     def image_name(self) -> str:
@@ -213,6 +228,13 @@ def render_scene(world: World, spec: SceneSpec) -> tuple[np.ndarray, RasterGrid]
     sigma[front] = 10.0 ** (DOUBLE_BOUNCE_DB / 10.0)
     shadow = cast_shadow(dsm, PIXEL_M, spec.sensor_azimuth, elevation, world.max_object_height)
     sigma[shadow & ~front] = 10.0 ** (SHADOW_DB / 10.0)
+    # layover of the buildings' walls and roofs (trees scatter in their volume, already bright):
+    # lit from the far side at the incidence angle, the "shadow" falls towards the sensor
+    built = s.terrain + np.where(roof, s.objects, 0.0).astype(np.float32)
+    layover = cast_shadow(
+        built, PIXEL_M, spec.look_azimuth, spec.incidence_deg, world.max_object_height
+    )
+    sigma[layover & ~shadow] += 10.0 ** (LAYOVER_DB / 10.0)
 
     rng = rng_for(world.params.seed, S_SAR, int(spec.start[:8]), int(spec.start[9:]))
     speckle = rng.gamma(LOOKS, 1.0 / LOOKS, size=sigma.shape).astype(np.float32)

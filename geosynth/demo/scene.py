@@ -20,7 +20,6 @@ What each modality sees is decided here, on purpose:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -77,19 +76,38 @@ CROP_WEIGHTS = (0.32, 0.16, 0.12, 0.2, 0.1, 0.1)
 
 @dataclass(frozen=True)
 class Campaign:
-    """One orthophoto flight: the year in the file names and the season of the vegetation."""
+    """One orthophoto flight: the year in the file names and the season of the vegetation.
+
+    The sun of the flight follows from its date and ``hour_utc`` at the region
+    (:func:`geosynth.demo.dop.campaign_sun`): low in March and October, long
+    shadows; high in June. ``leaf_on``: deciduous crowns in leaf.
+    """
 
     year: int
     month: int
     day: int
-    season: str  # "spring" or "summer"
+    season: str  # "spring", "summer", "leaf_off" (early spring) or "autumn"
     tint: tuple[float, float, float, float]  # radiometric gain of R, G, B, NIR
     flight: str = ""  # the flight number NRW's metadata gives (Bildflugnummer)
+    hour_utc: float = 10.5  # mid-morning flights, as aerial surveys fly near noon
+    leaf_on: bool = True
+
+    @property
+    def date(self) -> str:
+        return f"{self.year}-{self.month:02d}-{self.day:02d}"
 
 
+#: the campaigns whose years have crop tables (one crop rotation year each)
 CAMPAIGNS = (
     Campaign(2022, 5, 6, "spring", (1.0, 1.0, 1.0, 1.0), "2022-017"),
     Campaign(2023, 6, 27, "summer", (1.05, 1.02, 0.96, 0.97), "2023-042"),
+)
+#: every flight of the demo world: the two above, a leaf-off flight in March and an
+#: autumn flight in October of the same years (the same crops, another season)
+FLIGHTS = (
+    *CAMPAIGNS,
+    Campaign(2022, 3, 18, "leaf_off", (0.98, 1.0, 1.03, 1.0), "2022-006", leaf_on=False),
+    Campaign(2023, 10, 9, "autumn", (1.04, 1.0, 0.94, 0.98), "2023-071"),
 )
 
 
@@ -269,7 +287,7 @@ class World:
         return max(h + [0.0])
 
     def campaign_of(self, tile: TileId) -> Campaign:
-        """The flight campaign of a tile: the western columns in the first, the rest in the second."""
-        i, _ = self.params.tile_index(tile)
-        nx = self.params.tiles[0]
-        return CAMPAIGNS[0] if nx == 1 or i < math.ceil(nx / 2) else CAMPAIGNS[1]
+        """The flight of a tile: :data:`FLIGHTS` in turn, tile by tile (rows south to north,
+        west to east), so neighbouring tiles show other seasons."""
+        i, j = self.params.tile_index(tile)
+        return FLIGHTS[(j * self.params.tiles[0] + i) % len(FLIGHTS)]

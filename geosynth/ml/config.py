@@ -181,6 +181,9 @@ class GanConfig(RunConfig):
     ``ema``) on the centre crops of the first ``val_crops`` tiles of
     ``val_split``: the L1 distance to the real images and, with ``unet`` (a
     ``train-unet`` run), the mIoU of the U-Net's segmentation of the fakes.
+    ``conditions``: acquisition conditions fed to G
+    and D (:mod:`geosynth.ml.conditions`; none: the paper's networks);
+    ``noise``: width of the OASIS-style noise vector (0: deterministic G).
     The paper's code, where geosynth differs:
     ``d_fake``: ``reuse`` (D's step sees the fake of G's step, made before
     G's update, as pix2pixHD) or ``regenerate`` (a new G forward after G's
@@ -212,9 +215,15 @@ class GanConfig(RunConfig):
     val_split: str | None = "test"
     val_crops: int = 8
     unet: str | None = None
+    conditions: tuple[str, ...] = ()
+    noise: int = 0
 
     def __post_init__(self):
         super().__post_init__()
+        from geosynth.ml.conditions import parse_conditions
+
+        object.__setattr__(self, "conditions", parse_conditions(self.conditions))
+        _at_least("noise", self.noise, 0)
         _choice("d_fake", self.d_fake, D_FAKES)
         _choice("image_range", self.image_range, IMAGE_RANGES)
         if self.ema is not None and not (isinstance(self.ema, float) and 0 < self.ema < 1):

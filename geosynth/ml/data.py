@@ -5,7 +5,9 @@ tile with one window shared by all modalities and prepared by
 :func:`geosynth.ml.inputs.prepare_window` (one-hot ``seg`` or class ids, DEM
 in metres or standardised per tile or crop with holes filled, ``rgb`` and
 ``sar`` in [-1, 1] with ``sar_valid``), plus ``tile`` (the tile id) and
-``window`` (``(row, col, height, width)`` of the crop in tile pixels).
+``window`` (``(row, col, height, width)`` of the crop in tile pixels), and
+with ``conditions`` the tile's acquisition vector ``conditions`` ``(D,)``
+(:func:`geosynth.ml.conditions.tile_conditions`).
 
 Training mode draws a random window and a random horizontal flip from a
 generator seeded with ``(seed, epoch, tile)``: every sample is reproducible
@@ -83,6 +85,7 @@ class SynthesisDataset(Dataset):
         samples_per_epoch: int | None = None,
         storage_options: dict | None = None,
         compact: bool = False,
+        conditions: Sequence[str] = (),
     ):
         opened = (
             store
@@ -140,6 +143,20 @@ class SynthesisDataset(Dataset):
                 ", ".join(self.modalities),
             )
         self.tile_ids = [opened.tile_ids[i] for i in self.indices]
+        self.conditions = tuple(conditions)
+        self.condition_vectors = None  # tile position -> (D,) float32, read once here
+        if self.conditions:
+            from geosynth.ml.conditions import tile_conditions
+
+            self.condition_vectors = [
+                torch.tensor(
+                    tile_conditions(
+                        opened.acquisition(i), self.conditions, f"tile {t} of {self.path}"
+                    ),
+                    dtype=torch.float32,
+                )
+                for i, t in zip(self.indices, self.tile_ids, strict=True)
+            ]
         # an epoch is one crop per tile unless set (small stores: several crops per tile)
         if samples_per_epoch is not None and samples_per_epoch < 1:
             raise UsageError(f"samples_per_epoch must be >= 1, got {samples_per_epoch}")
@@ -236,6 +253,8 @@ class SynthesisDataset(Dataset):
             compact=self.compact,
         )
         sample["tile"] = self.tile_ids[item]
+        if self.condition_vectors is not None:
+            sample["conditions"] = self.condition_vectors[item].clone()
         sample["window"] = torch.tensor([row, col, h, w])
         return sample
 

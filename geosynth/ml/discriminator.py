@@ -12,6 +12,14 @@ channels. It returns every scale's final map and the intermediate features
 Parity: with capacity 64 and two scales, the discriminator for ``ours`` on
 GeoNRW (11 label + 1 DEM + 3 RGB input channels) has 5,554,050 parameters,
 as in the code published with the paper.
+
+Acquisition conditions (``condition_dim`` > 0, beyond the paper): the
+condition vector ``(B, D)`` is replicated into ``D`` constant maps and
+concatenated to the input of every scale, so D judges whether the image fits
+its season or look angle as it judges whether it fits its label map (the
+"concatenated maps" of conditional GANs; a projection head would have to
+match the last feature map's size at every scale, the maps need no new
+layer). With ``condition_dim`` 0 the discriminator is the paper's.
 """
 
 from __future__ import annotations
@@ -51,6 +59,7 @@ class DiscriminatorConfig:
     capacity: int = 64
     n_layers: int = 4
     spectral_norm: str = "all"
+    condition_dim: int = 0
 
     def __post_init__(self):
         check_spectral_mode(self.spectral_norm)
@@ -59,6 +68,8 @@ class DiscriminatorConfig:
                 f"discriminator needs condition_channels >= 0 and output_channels >= 1, got "
                 f"{self.condition_channels}, {self.output_channels}"
             )
+        if self.condition_dim < 0:
+            raise UsageError(f"condition_dim must be >= 0, got {self.condition_dim}")
         if self.num_scales < 1 or self.n_layers < 2 or self.capacity < 1:
             raise UsageError(
                 f"num_scales >= 1, n_layers >= 2 and capacity >= 1 required, got "
@@ -67,7 +78,7 @@ class DiscriminatorConfig:
 
     @property
     def in_channels(self) -> int:
-        return self.condition_channels + self.output_channels
+        return self.condition_channels + self.output_channels + self.condition_dim
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -87,6 +98,7 @@ class DiscriminatorConfig:
             condition_channels=g.label_channels + g.raster_channels,
             output_channels=g.output_channels,
             num_scales=num_scales,
+            condition_dim=getattr(g, "condition_dim", 0),
             **options,
         )
 
@@ -144,8 +156,14 @@ class MultiscaleDiscriminator(nn.Module):
             for _ in range(config.num_scales)
         )
 
-    def forward(self, condition: torch.Tensor | None, image: torch.Tensor) -> DiscriminatorOutput:
-        """``condition`` (B, C_cond, H, W): the generator's input; ``image`` (B, C_out, H, W)."""
+    def forward(
+        self,
+        condition: torch.Tensor | None,
+        image: torch.Tensor,
+        conditions: torch.Tensor | None = None,
+    ) -> DiscriminatorOutput:
+        """``condition`` (B, C_cond, H, W): the generator's input; ``image`` (B, C_out, H, W);
+        ``conditions`` (B, condition_dim): the acquisition conditions, when configured."""
         cfg = self.config
         if image.shape[1] != cfg.output_channels:
             raise UsageError(
@@ -158,6 +176,16 @@ class MultiscaleDiscriminator(nn.Module):
                 f"got {cond_channels}"
             )
         x = image if condition is None else torch.cat([condition, image], dim=1)  # (B, C, H, W)
+        if cfg.condition_dim:
+            if conditions is None or conditions.shape != (x.shape[0], cfg.condition_dim):
+                got = None if conditions is None else tuple(conditions.shape)
+                raise UsageError(
+                    f"discriminator expects conditions (batch, {cfg.condition_dim}), got {got}"
+                )
+            maps = conditions.to(x.dtype)[:, :, None, None].expand(-1, -1, *x.shape[-2:])
+            x = torch.cat([x, maps], dim=1)  # (B, C + D, H, W)
+        elif conditions is not None:
+            raise UsageError("this discriminator takes no conditions (condition_dim 0)")
         finals, features = [], []
         for i, scale in enumerate(self.scales):
             if i:

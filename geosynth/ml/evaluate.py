@@ -226,7 +226,9 @@ def _forward(batch: dict, generator, unet, gan, device: torch.device, protocol: 
     labels, raster = generator_inputs(batch, gan.inputs)  # (B, K, H, W), (B, R, H, W)
     labels, raster = (None if t is None else t.to(device) for t in (labels, raster))
     real = batch[gan.output].to(device)  # (B, C, H, W) in [-1, 1]
-    fake = from_generator(gan, generator(labels, raster).float())  # (B, C, H, W)
+    conditions = batch.get("conditions")  # (B, D) when trained with --conditions
+    extra = () if conditions is None else (conditions.to(device),)
+    fake = from_generator(gan, generator(labels, raster, *extra).float())  # (B, C, H, W)
     if protocol.quantize:
         fake = quantize(gan.output, fake)  # as stored: 8-bit rgb
     return unet(real), unet(fake)
@@ -323,7 +325,7 @@ def evaluate(
     inputs = gan.inputs if LABELS in gan.inputs else (LABELS, *gan.inputs)  # + ground truth
     dataset = SynthesisDataset(
         opened, split, inputs=inputs, output=gan.output, crop=window, flip=False,
-        train=False, dem_norm=gan.dem_norm,
+        train=False, dem_norm=gan.dem_norm, conditions=gan.conditions,
     )  # fmt: skip
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
     log.info(

@@ -32,6 +32,23 @@ label map is downsampled once per resolution, spectral norm uses the
 parametrization API and by default covers every conv (see
 :mod:`geosynth.ml.layers`). ``norm_affine=False`` gives SPADE's
 parameter-free BatchNorm (the published code keeps the affine parameters).
+
+Beyond the paper (both off by default, and then not one module is added):
+
+- ``condition_dim`` > 0: the generator takes an acquisition condition vector
+  ``(B, condition_dim)`` (:mod:`geosynth.ml.conditions`: season, year,
+  incidence, orbit, look), embedded once by an MLP and applied as a FiLM
+  scale and shift in every normalisation layer (added to SPADE's modulation;
+  after BatchNorm in the encoders, bodies, decoders and merge's fusion).
+- ``noise_channels`` > 0: OASIS-style noise (Schoenfeld et al. 2021): a
+  vector ``z`` per image, ``(B, noise_channels)``, replicated over the image
+  and concatenated to the label map every SPADE layer sees (``ours``,
+  ``spade``, ``merge``'s label branch), or to the encoder's input for
+  ``pix2pix`` and ``concat``. We chose it over SPADE's style encoder
+  because it needs no extra network or KL term, works for all five kinds,
+  and a per-image vector keeps a whole tile synthesized window by window
+  consistent when every window gets the same ``z``. Not given, ``z`` is
+  drawn from torch's generator.
 """
 
 from __future__ import annotations
@@ -44,7 +61,9 @@ from torch import nn
 
 from geosynth.errors import UsageError
 from geosynth.ml.layers import (
+    COND_HIDDEN,
     SPADE_HIDDEN,
+    ConditionEmbedding,
     Downsample,
     LabelPyramid,
     ResBlock,
@@ -80,6 +99,8 @@ class GeneratorConfig:
     norm_affine: bool = True
     spectral_norm: str = "all"
     merge_ratio: float = 0.75
+    condition_dim: int = 0
+    noise_channels: int = 0
 
     def __post_init__(self):
         if self.kind not in GENERATOR_KINDS:
@@ -108,6 +129,16 @@ class GeneratorConfig:
             object.__setattr__(self, "n_blocks", DEFAULT_BLOCKS.get(self.kind, 9))
         if not 0 < self.merge_ratio <= 1:
             raise UsageError(f"merge_ratio must be in (0, 1], got {self.merge_ratio}")
+        if self.condition_dim < 0 or self.noise_channels < 0:
+            raise UsageError(
+                f"condition_dim and noise_channels must be >= 0, got "
+                f"{self.condition_dim}, {self.noise_channels}"
+            )
+
+    @property
+    def cond_width(self) -> int:
+        """Width of the condition embedding the FiLM layers read (0: unconditioned)."""
+        return COND_HIDDEN if self.condition_dim else 0
 
     @property
     def size_multiple(self) -> int:
@@ -142,6 +173,7 @@ class Encoder(nn.Module):
         affine: bool,
         spectral_mode: str,
         stem_kernel: int = 7,
+        cond: int = 0,
     ):
         super().__init__()
         self.stem = stem(in_channels, width, stem_kernel, spectral_mode)
@@ -153,6 +185,7 @@ class Encoder(nn.Module):
                 hidden=hidden,
                 affine=affine,
                 spectral_mode=spectral_mode,
+                cond=cond,
             )
             for i in range(n_sampling)
         )
@@ -171,6 +204,7 @@ def _block(
     hidden: int,
     affine: bool,
     spectral_mode: str,
+    cond: int = 0,
 ) -> nn.Module:
     if label_channels:
         return SPADEResBlock(
@@ -180,8 +214,9 @@ def _block(
             hidden=hidden,
             affine=affine,
             spectral_mode=spectral_mode,
+            cond=cond,
         )
-    return ResBlock(in_channels, out_channels, spectral_mode=spectral_mode)
+    return ResBlock(in_channels, out_channels, spectral_mode=spectral_mode, cond=cond)
 
 
 class Body(nn.Module):
@@ -195,10 +230,11 @@ class Body(nn.Module):
         hidden: int,
         affine: bool,
         spectral_mode: str,
+        cond: int = 0,
     ):
         super().__init__()
         self.blocks = nn.ModuleList(
-            _block(width, width, label_channels, hidden, affine, spectral_mode)
+            _block(width, width, label_channels, hidden, affine, spectral_mode, cond)
             for _ in range(n_blocks)
         )
 
@@ -219,11 +255,18 @@ class Decoder(nn.Module):
         hidden: int,
         affine: bool,
         spectral_mode: str,
+        cond: int = 0,
     ):
         super().__init__()
         self.stages = nn.ModuleList(
             _block(
-                width // 2**i, width // 2 ** (i + 1), label_channels, hidden, affine, spectral_mode
+                width // 2**i,
+                width // 2 ** (i + 1),
+                label_channels,
+                hidden,
+                affine,
+                spectral_mode,
+                cond,
             )
             for i in range(n_sampling)
         )
@@ -260,6 +303,54 @@ class Generator(nn.Module):
     def __init__(self, config: GeneratorConfig):
         super().__init__()
         self.config = config
+        if config.condition_dim:
+            self.cond_embed = ConditionEmbedding(config.condition_dim)
+
+    def _context(
+        self,
+        labels: torch.Tensor | None,
+        ref: torch.Tensor,
+        conditions: torch.Tensor | None,
+        noise: torch.Tensor | None,
+    ) -> tuple[LabelPyramid | None, LabelPyramid | None, torch.Tensor | None]:
+        """``(label pyramid or None, conditions-only pyramid or None, noise map or None)``.
+
+        The label pyramid holds the labels with the noise map concatenated; both
+        pyramids carry the condition embedding.
+        """
+        cfg = self.config
+        b, (h, w) = ref.shape[0], ref.shape[-2:]
+        cond = None
+        if cfg.condition_dim:
+            if conditions is None:
+                raise UsageError(
+                    f"this generator is conditioned on {cfg.condition_dim} acquisition values; "
+                    "give conditions"
+                )
+            if conditions.shape != (b, cfg.condition_dim):
+                raise UsageError(
+                    f"conditions must be (batch, {cfg.condition_dim}), got {tuple(conditions.shape)}"
+                )
+            cond = self.cond_embed(conditions.to(ref.dtype))  # (B, COND_HIDDEN)
+        elif conditions is not None:
+            raise UsageError("this generator takes no conditions (trained without --conditions)")
+        noise_map = None
+        if cfg.noise_channels:
+            if noise is None:
+                noise = torch.randn(b, cfg.noise_channels, device=ref.device, dtype=ref.dtype)
+            if noise.shape != (b, cfg.noise_channels):
+                raise UsageError(
+                    f"noise must be (batch, {cfg.noise_channels}), got {tuple(noise.shape)}"
+                )
+            noise_map = noise.to(ref.dtype)[:, :, None, None].expand(-1, -1, h, w)
+        elif noise is not None:
+            raise UsageError("this generator takes no noise (trained without --noise)")
+        pyramid = None
+        if labels is not None:
+            full = labels if noise_map is None else torch.cat([labels, noise_map], dim=1)
+            pyramid = LabelPyramid(full, cond)
+        plain = None if cond is None else LabelPyramid(None, cond)
+        return pyramid, plain, noise_map
 
     def _check_inputs(self, labels: torch.Tensor | None, raster: torch.Tensor | None) -> None:
         cfg = self.config
@@ -287,24 +378,40 @@ class EncoderDecoderGenerator(Generator):
     def __init__(self, config: GeneratorConfig):
         super().__init__(config)
         cfg = config
-        spade_labels = cfg.label_channels if cfg.kind == "ours" else 0
+        spade_labels = cfg.label_channels + cfg.noise_channels if cfg.kind == "ours" else 0
         in_channels = cfg.raster_channels + (cfg.label_channels if cfg.kind == "concat" else 0)
+        if cfg.kind != "ours":
+            in_channels += cfg.noise_channels  # pix2pix, concat: noise enters with the input
         bottleneck = cfg.capacity * 2**cfg.n_sampling
         common = dict(
             label_channels=spade_labels,
             hidden=cfg.spade_hidden,
             affine=cfg.norm_affine,
             spectral_mode=cfg.spectral_norm,
+            cond=cfg.cond_width,
         )
         self.encoder = Encoder(in_channels, cfg.capacity, cfg.n_sampling, **common)
         self.body = Body(bottleneck, cfg.n_blocks, **common)
         self.decoder = Decoder(bottleneck, cfg.n_sampling, **common)
         self.to_image = to_image(cfg.capacity, cfg.output_channels, cfg.spectral_norm)
 
-    def forward(self, labels: torch.Tensor | None, raster: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self,
+        labels: torch.Tensor | None,
+        raster: torch.Tensor | None,
+        conditions: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         self._check_inputs(labels, raster)
-        pyramid = LabelPyramid(labels) if self.config.kind == "ours" else None
+        ours = self.config.kind == "ours"
+        pyramid, plain, noise_map = self._context(
+            labels if ours else None, raster, conditions, noise
+        )
+        if not ours:
+            pyramid = plain
         x = raster if self.config.kind != "concat" else torch.cat([labels, raster], dim=1)
+        if noise_map is not None and not ours:
+            x = torch.cat([x, noise_map], dim=1)
         x = self.encoder(x, pyramid)  # (B, 16c, H/16, W/16)
         x = self.body(x, pyramid)
         x = self.decoder(x, pyramid)[-1]  # (B, c, H, W)
@@ -318,22 +425,28 @@ class SPADEGenerator(Generator):
         super().__init__(config)
         cfg = config
         width = cfg.capacity * 2**cfg.n_sampling
+        labels = cfg.label_channels + cfg.noise_channels
         common = dict(
-            label_channels=cfg.label_channels,
+            label_channels=labels,
             hidden=cfg.spade_hidden,
             affine=cfg.norm_affine,
             spectral_mode=cfg.spectral_norm,
+            cond=cfg.cond_width,
         )
-        self.embed = LabelEmbedding(cfg.label_channels, width, cfg.n_sampling, cfg.spectral_norm)
+        self.embed = LabelEmbedding(labels, width, cfg.n_sampling, cfg.spectral_norm)
         self.body = Body(width, cfg.n_blocks, **common)
         self.decoder = Decoder(width, cfg.n_sampling, **common)
         self.to_image = to_image(cfg.capacity, cfg.output_channels, cfg.spectral_norm)
 
     def forward(
-        self, labels: torch.Tensor | None, raster: torch.Tensor | None = None
+        self,
+        labels: torch.Tensor | None,
+        raster: torch.Tensor | None = None,
+        conditions: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
         self._check_inputs(labels, raster)
-        pyramid = LabelPyramid(labels)
+        pyramid, _, _ = self._context(labels, labels, conditions, noise)
         x = self.embed(pyramid)  # (B, 16c, H/16, W/16)
         x = self.body(x, pyramid)
         x = self.decoder(x, pyramid)[-1]  # (B, c, H, W)
@@ -354,14 +467,16 @@ class MergeGenerator(Generator):
             hidden=cfg.spade_hidden,
             affine=cfg.norm_affine,
             spectral_mode=cfg.spectral_norm,
+            cond=cfg.cond_width,
         )
-        spade = dict(plain, label_channels=cfg.label_channels)
+        labels = cfg.label_channels + cfg.noise_channels
+        spade = dict(plain, label_channels=labels)
         # raster branch: pix2pix without its output layer
         self.raster_encoder = Encoder(cfg.raster_channels, width, n, **plain)
         self.raster_body = Body(bottleneck, cfg.n_blocks, **plain)
         self.raster_decoder = Decoder(bottleneck, n, **plain)
         # label branch: SPADE generator without its output layer
-        self.label_embed = LabelEmbedding(cfg.label_channels, bottleneck, n, cfg.spectral_norm)
+        self.label_embed = LabelEmbedding(labels, bottleneck, n, cfg.spectral_norm)
         self.label_body = Body(bottleneck, DEFAULT_BLOCKS["spade"], **spade)
         self.label_decoder = Decoder(bottleneck, n, **spade)
         # fusion decoder: stage i sees its upsampled features and both branches' stage-i features
@@ -369,21 +484,29 @@ class MergeGenerator(Generator):
         for i in range(n):
             own = 2 * bottleneck if i == 0 else bottleneck // 2**i
             out = bottleneck // 2 ** (i + 1)
-            stages.append(ResBlock(own + 2 * out, out, spectral_mode=cfg.spectral_norm))
+            stages.append(
+                ResBlock(own + 2 * out, out, spectral_mode=cfg.spectral_norm, cond=cfg.cond_width)
+            )
         self.fusion = nn.ModuleList(stages)
         self.to_image = to_image(width, cfg.output_channels, cfg.spectral_norm)
 
-    def forward(self, labels: torch.Tensor | None, raster: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self,
+        labels: torch.Tensor | None,
+        raster: torch.Tensor | None,
+        conditions: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         self._check_inputs(labels, raster)
-        pyramid = LabelPyramid(labels)
-        r = self.raster_body(self.raster_encoder(raster, None), None)  # (B, 16w, H/16, W/16)
+        pyramid, plain, _ = self._context(labels, raster, conditions, noise)
+        r = self.raster_body(self.raster_encoder(raster, plain), plain)  # (B, 16w, H/16, W/16)
         s = self.label_body(self.label_embed(pyramid), pyramid)  # (B, 16w, H/16, W/16)
-        r_stages = self.raster_decoder(r, None)
+        r_stages = self.raster_decoder(r, plain)
         s_stages = self.label_decoder(s, pyramid)
         x = torch.cat([r, s], dim=1)  # (B, 32w, H/16, W/16)
         for stage, r_i, s_i in zip(self.fusion, r_stages, s_stages, strict=True):
             x = F.interpolate(x, scale_factor=2, mode="nearest")
-            x = stage(torch.cat([x, r_i, s_i], dim=1))  # (B, C_i, H_i, W_i)
+            x = stage(torch.cat([x, r_i, s_i], dim=1), plain)  # (B, C_i, H_i, W_i)
         return self.to_image(x)
 
 

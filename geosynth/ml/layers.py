@@ -17,6 +17,16 @@ Where spectral norm goes (``spectral_norm`` of the network configs):
 
 Spectral norm adds buffers, not parameters, so the parameter counts are the
 same under all three.
+
+Acquisition conditions (``cond`` > 0, the width of the generator's shared
+condition embedding): every normalisation layer gets a FiLM scale and shift
+(Perez et al. 2018), a linear map of the embedding of the condition vector
+(:class:`ConditionEmbedding`, an MLP computed once per forward). In a SPADE
+layer they are added to SPADE's own modulation, ``BN(x) * (1 + gamma(labels)
++ gamma_c) + beta(labels) + beta_c``; after a plain BatchNorm they act alone.
+The FiLM maps start at zero, so a conditioned network starts as the plain
+one. With ``cond`` 0 (the default) no module is added and the networks are
+exactly the paper's.
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ from geosynth.errors import UsageError
 from geosynth.names import SPECTRAL_MODES
 
 SPADE_HIDDEN = 128  # width of SPADE's shared MLP layer (Park et al.; the paper's code)
+COND_HIDDEN = 64  # width of the condition embedding the FiLM layers read
 
 
 def check_spectral_mode(mode: str) -> str:
@@ -66,19 +77,79 @@ class LabelPyramid:
     """A one-hot label map at every resolution the network asks for, each computed once.
 
     SPADE layers at the same resolution share the downsampled map instead of
-    interpolating the full-resolution map again in every layer.
+    interpolating the full-resolution map again in every layer. ``cond``: the
+    embedded acquisition conditions ``(B, COND_HIDDEN)`` the FiLM layers read
+    (a pyramid without labels carries only them, for networks without SPADE).
     """
 
-    def __init__(self, labels: torch.Tensor):
+    def __init__(self, labels: torch.Tensor | None, cond: torch.Tensor | None = None):
         self.labels = labels  # (B, L, H, W)
-        self._levels: dict[tuple[int, int], torch.Tensor] = {tuple(labels.shape[-2:]): labels}
+        self.cond = cond  # (B, COND_HIDDEN) or None
+        self._levels: dict[tuple[int, int], torch.Tensor] = (
+            {} if labels is None else {tuple(labels.shape[-2:]): labels}
+        )
 
     def at(self, size: Sequence[int]) -> torch.Tensor:
         """The label map at ``size`` (H, W), nearest-neighbour downsampled."""
+        if self.labels is None:
+            raise ValueError("this pyramid carries conditions only, no label map")
         key = (int(size[0]), int(size[1]))
         if key not in self._levels:
             self._levels[key] = F.interpolate(self.labels, size=key, mode="nearest")
         return self._levels[key]  # (B, L, h, w)
+
+
+def _cond_of(labels: LabelPyramid | None) -> torch.Tensor | None:
+    return None if labels is None else labels.cond
+
+
+class ConditionEmbedding(nn.Module):
+    """The generator's shared MLP: condition vector ``(B, D)`` -> ``(B, COND_HIDDEN)``."""
+
+    def __init__(self, condition_dim: int, hidden: int = COND_HIDDEN):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(condition_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU()
+        )
+
+    def forward(self, conditions: torch.Tensor) -> torch.Tensor:
+        return self.net(conditions)
+
+
+class FiLM(nn.Module):
+    """Per-channel scale and shift ``(gamma_c, beta_c)`` from the condition embedding.
+
+    Zero-initialised: the layer is the identity until training moves it.
+    """
+
+    def __init__(self, channels: int, hidden: int = COND_HIDDEN):
+        super().__init__()
+        self.linear = nn.Linear(hidden, 2 * channels)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def params(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        gamma, beta = self.linear(cond).chunk(2, dim=1)  # (B, C) each
+        return gamma[:, :, None, None], beta[:, :, None, None]
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.params(cond)
+        return x * (1 + gamma) + beta
+
+
+def _film(channels: int, cond: int) -> FiLM | None:
+    return FiLM(channels, cond) if cond else None
+
+
+def _norm(norm: nn.Module, film: FiLM | None, x: torch.Tensor, labels) -> torch.Tensor:
+    """A plain BatchNorm, then FiLM when the network is conditioned."""
+    x = norm(x)
+    if film is not None:
+        cond = _cond_of(labels)
+        if cond is None:
+            raise ValueError("a conditioned layer needs the condition embedding")
+        x = film(x, cond)
+    return x
 
 
 class SPADE(nn.Module):
@@ -97,6 +168,7 @@ class SPADE(nn.Module):
         hidden: int = SPADE_HIDDEN,
         affine: bool = True,
         spectral: bool = False,
+        cond: int = 0,
     ):
         super().__init__()
         self.norm = nn.BatchNorm2d(channels, affine=affine)
@@ -105,13 +177,21 @@ class SPADE(nn.Module):
         )
         self.gamma = conv2d(hidden, channels, 3, padding=1, spectral=spectral)
         self.beta = conv2d(hidden, channels, 3, padding=1, spectral=spectral)
+        if cond:
+            self.film = FiLM(channels, cond)
 
     def forward(self, x: torch.Tensor, labels: LabelPyramid) -> torch.Tensor:
         # Part 1: normalise the activations
         normalized = self.norm(x)  # (B, C, H, W)
         # Part 2: scale and shift predicted from the label map at this resolution
         actv = self.shared(labels.at(x.shape[-2:]))  # (B, hidden, H, W)
-        return normalized * (1 + self.gamma(actv)) + self.beta(actv)
+        gamma, beta = self.gamma(actv), self.beta(actv)
+        if hasattr(self, "film"):  # Part 3: plus the acquisition conditions' (B, C, 1, 1)
+            if labels.cond is None:
+                raise ValueError("a conditioned SPADE layer needs the condition embedding")
+            gamma_c, beta_c = self.film.params(labels.cond)
+            gamma, beta = gamma + gamma_c, beta + beta_c
+        return normalized * (1 + gamma) + beta
 
 
 class _ResBlockBase(nn.Module):
@@ -146,14 +226,17 @@ class _ResBlockBase(nn.Module):
 class ResBlock(_ResBlockBase):
     """Plain ResNet block with BatchNorm (pix2pixHD generator body and decoder)."""
 
-    def __init__(self, in_channels: int, out_channels: int, *, spectral_mode: str = "all"):
+    def __init__(
+        self, in_channels: int, out_channels: int, *, spectral_mode: str = "all", cond: int = 0
+    ):
         super().__init__(in_channels, out_channels, spectral_mode)
         self.norm1 = nn.BatchNorm2d(in_channels)
         self.norm2 = nn.BatchNorm2d(out_channels)
+        self.film1, self.film2 = _film(in_channels, cond), _film(out_channels, cond)
 
     def forward(self, x: torch.Tensor, labels: LabelPyramid | None = None) -> torch.Tensor:
-        out = self.conv1(self.pad(F.relu(self.norm1(x))))  # (B, C_out, H, W)
-        out = self.conv2(self.pad(F.relu(self.norm2(out))))
+        out = self.conv1(self.pad(F.relu(_norm(self.norm1, self.film1, x, labels))))
+        out = self.conv2(self.pad(F.relu(_norm(self.norm2, self.film2, out, labels))))
         return self._residual(x, out)
 
 
@@ -169,11 +252,13 @@ class SPADEResBlock(_ResBlockBase):
         hidden: int = SPADE_HIDDEN,
         affine: bool = True,
         spectral_mode: str = "all",
+        cond: int = 0,
     ):
         super().__init__(in_channels, out_channels, spectral_mode)
         aux = spectral_on(spectral_mode, main_path=False)
-        self.norm1 = SPADE(in_channels, label_channels, hidden=hidden, affine=affine, spectral=aux)
-        self.norm2 = SPADE(out_channels, label_channels, hidden=hidden, affine=affine, spectral=aux)
+        kw = dict(hidden=hidden, affine=affine, spectral=aux, cond=cond)
+        self.norm1 = SPADE(in_channels, label_channels, **kw)
+        self.norm2 = SPADE(out_channels, label_channels, **kw)
 
     def forward(self, x: torch.Tensor, labels: LabelPyramid) -> torch.Tensor:
         out = self.conv1(self.pad(F.relu(self.norm1(x, labels))))  # (B, C_out, H, W)
@@ -193,8 +278,10 @@ class Downsample(nn.Module):
         hidden: int = SPADE_HIDDEN,
         affine: bool = True,
         spectral_mode: str = "all",
+        cond: int = 0,
     ):
         super().__init__()
+        self.film = None
         self.conv = conv2d(
             in_channels,
             out_channels,
@@ -206,14 +293,18 @@ class Downsample(nn.Module):
         if label_channels:
             aux = spectral_on(spectral_mode, main_path=False)
             self.norm = SPADE(
-                out_channels, label_channels, hidden=hidden, affine=affine, spectral=aux
+                out_channels, label_channels, hidden=hidden, affine=affine, spectral=aux, cond=cond
             )
         else:
             self.norm = nn.BatchNorm2d(out_channels)
+            self.film = _film(out_channels, cond)
 
     def forward(self, x: torch.Tensor, labels: LabelPyramid | None = None) -> torch.Tensor:
         x = self.conv(x)  # (B, C_out, H/2, W/2)
-        x = self.norm(x, labels) if isinstance(self.norm, SPADE) else self.norm(x)
+        if isinstance(self.norm, SPADE):
+            x = self.norm(x, labels)
+        else:
+            x = _norm(self.norm, self.film, x, labels)
         return F.relu(x)
 
 

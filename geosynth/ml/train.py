@@ -39,6 +39,7 @@ from torch.utils.data import default_collate
 
 from geosynth.errors import UsageError
 from geosynth.ml.checkpoint import load_unet
+from geosynth.ml.conditions import condition_width
 from geosynth.ml.config import GanConfig
 from geosynth.ml.data import SynthesisDataset
 from geosynth.ml.discriminator import (
@@ -84,6 +85,8 @@ class GanTask(Task):
             *self.dataset.generator_channels,  # labels, raster, output
             capacity=config.cap,
             spectral_norm=config.spectral_norm,
+            condition_dim=condition_width(config.conditions),
+            noise_channels=config.noise,
         )
         multiple = self.g_config.size_multiple
         if config.size % multiple:
@@ -132,6 +135,7 @@ class GanTask(Task):
             samples_per_epoch=cfg.samples_per_epoch if train else None,
             storage_options=cfg.storage_options,
             compact=True,  # uint8 across the DataLoader; expanded on the device in _inputs
+            conditions=cfg.conditions,
         )
 
     # ------------------------------------------------------------------ Task
@@ -172,6 +176,11 @@ class GanTask(Task):
         real = to_device(batch[self.config.output], self.ctx, cl)
         return labels, raster, real  # (B, L, H, W), (B, R, H, W), (B, C_out, H, W)
 
+    def _conditions(self, batch: dict) -> torch.Tensor | None:
+        """The batch's acquisition conditions ``(B, D)`` (``--conditions``), else None."""
+        c = batch.get("conditions")
+        return None if c is None else c.to(self.ctx.device)
+
     def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
         cfg, amp = self.config, self.config.amp
         labels, raster, image = self._inputs(batch)  # image in [-1, 1]
@@ -179,13 +188,15 @@ class GanTask(Task):
         n = real.shape[0]
         cond = generator_condition(labels, raster)  # (B, C_cond, H, W)
         cond2 = torch.cat([cond, cond])  # (2B, C_cond, H, W): fake half, real half
+        c = self._conditions(batch)  # (B, D) acquisition conditions or None
+        c2 = None if c is None else torch.cat([c, c])
         with autocast(self.ctx, amp, cpu=True):
-            fake = self.g(labels, raster)  # (B, C_out, H, W)
+            fake = self.g(labels, raster, c)  # (B, C_out, H, W)
 
         # generator step: D frozen, one forward on fake and real
         self.d_net.requires_grad_(False)
         with autocast(self.ctx, amp, cpu=True):
-            out = self.d_frozen(cond2, torch.cat([fake, real]))
+            out = self.d_frozen(cond2, torch.cat([fake, real]), c2)
             g_adv = hinge_g_loss(out, n)
             g_fm = feature_matching_loss(out, n) if cfg.lambda_fm else torch.zeros_like(g_adv)
             g_loss = g_adv + cfg.lambda_fm * g_fm
@@ -199,9 +210,9 @@ class GanTask(Task):
         # discriminator step on the same fake, detached, or on a new one from the updated G
         if cfg.d_fake == "regenerate":
             with torch.no_grad(), autocast(self.ctx, amp, cpu=True):
-                fake = self.g(labels, raster)
+                fake = self.g(labels, raster, c)
         with autocast(self.ctx, amp, cpu=True):
-            out = self.d(cond2, torch.cat([fake.detach(), real]))
+            out = self.d(cond2, torch.cat([fake.detach(), real]), c2)
             d_real, d_fake = hinge_d_loss(out, n)
         self.opt_d.zero_grad(set_to_none=True)
         (d_real + d_fake).backward()
@@ -239,7 +250,7 @@ class GanTask(Task):
                 }  # fmt: skip
                 labels, raster, real = self._inputs(part)
                 with autocast(self.ctx, cfg.amp, cpu=True):
-                    fake = generator(labels, raster).float()  # (B, C, H, W)
+                    fake = generator(labels, raster, self._conditions(part)).float()
                 l1 += float((fake - real).abs().mean()) * real.shape[0]
                 n += real.shape[0]
                 if self._unet is not None and labels is not None:
@@ -271,7 +282,7 @@ class GanTask(Task):
         try:
             with autocast(self.ctx, self.config.amp, cpu=True):
                 g = self.g_net if self.g_ema is None else self.g_ema
-                fake = from_generator(self.config, g(labels, raster))
+                fake = from_generator(self.config, g(labels, raster, self._conditions(batch)))
         finally:
             self.g_net.train()
         return self._grid(labels, raster, fake, real)
