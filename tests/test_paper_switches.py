@@ -15,7 +15,7 @@ from geosynth.cli import cli
 from geosynth.errors import UsageError
 from geosynth.ml.config import GanConfig, UNetRunConfig
 from geosynth.ml.distributed import init_distributed
-from geosynth.ml.inputs import from_generator
+from geosynth.ml.inputs import expand_compact, from_generator
 from geosynth.ml.synthesize import synthesize_array
 from geosynth.ml.train import GanTask
 from geosynth.ml.train_unet import UNetTask, one_hot_bce
@@ -61,8 +61,8 @@ def test_bce_training_step_shapes(tiny_store, tmp_path):
     assert any(
         not torch.equal(a, b) for a, b in zip(before, task.net_plain.parameters(), strict=True)
     )
-    with pytest.raises(UsageError, match="loss must be one of ce, bce"):
-        UNetRunConfig(store="s", out="o", loss="focal")
+    with pytest.raises(UsageError, match="loss must be one of ce, bce, focal"):
+        UNetRunConfig(store="s", out="o", loss="hinge")
 
 
 # ----------------------------------------------------------------------------- GAN switches
@@ -106,7 +106,8 @@ def test_no_flip_and_the_unit_range(tiny_store, tmp_path):
     batch = _batch(plain.train_dataset())
     plain.train_step(batch)
     real_half = d_inputs[0][2:]
-    assert real_half.min() >= 0 and torch.allclose(real_half, (batch["rgb"] + 1) / 2)
+    rgb = expand_compact(batch, plain.train_dataset().num_classes)["rgb"]  # [-1, 1]
+    assert real_half.min() >= 0 and torch.allclose(real_half, (rgb + 1) / 2)
 
 
 def test_unit_range_outputs_are_mapped_back_to_the_network_range(tiny_store):
@@ -139,7 +140,7 @@ def test_switches_through_the_command_line(tiny_store, tmp_path):
     bad = CliRunner().invoke(cli, ["train", "--store", "s", "--out", "o", "--d-fake", "twice"])
     assert bad.exit_code == 2
     helped = CliRunner().invoke(cli, ["train-unet", "--help"])
-    assert "--loss [ce|bce]" in helped.output and "[default: ce]" in helped.output
+    assert "--loss [ce|bce|focal]" in helped.output and "[default: ce]" in helped.output
 
 
 @pytest.mark.parametrize("name, flip", [("table3_geonrw", True), ("table3_dfc2020", False),
