@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 
 from geosynth.errors import DataError
-from geosynth.io import atomic_path
 
 SCORES_FORMAT = "geosynth-unet-scores/1"
 SCORES_JSON = "scores.json"
@@ -138,11 +137,9 @@ def plot_groups(groups: Sequence[dict], path: str | os.PathLike, title: str = ""
     ax.set_title(title or "U-Net per-class IoU on the real test split")
     ax.legend(fontsize="x-small", loc="upper right")
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    return path
+    from geosynth.figures import save_figure
+
+    return save_figure(fig, path)
 
 
 def demo_report_section(table: str | os.PathLike | None = None) -> list[str]:

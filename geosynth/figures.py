@@ -110,3 +110,12 @@ def save_panel(
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
     return Path(path)
+
+
+def save_figure(fig, path: str | os.PathLike) -> Path:
+    """Lay out ``fig`` and write it to ``path`` as PNG under a temporary name, then rename."""
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return path

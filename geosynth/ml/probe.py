@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from geosynth.errors import DataError, UsageError
-from geosynth.io import atomic_path, write_text
+from geosynth.io import write_text
 
 log = logging.getLogger(__name__)
 
@@ -298,11 +298,9 @@ def plot_probe(result: dict, path: str | os.PathLike) -> Path:
     ax.set_title("fusion probe: where only the DEM knows what is there", fontsize=10)
     ax.legend(fontsize="small", loc="lower right")
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    return path
+    from geosynth.figures import save_figure
+
+    return save_figure(fig, path)
 
 
 def _save_panel(path: Path, panel, rows_out) -> None:

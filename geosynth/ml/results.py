@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from geosynth.errors import DataError, UsageError
-from geosynth.io import atomic_path, write_text
+from geosynth.io import write_text
 
 FORMAT = "geosynth-eval/2"
 READABLE_FORMATS = ("geosynth-eval/1", FORMAT)
@@ -190,11 +190,9 @@ def plot_iou(metrics: dict, path: str | os.PathLike) -> Path:
     )
     ax.legend(fontsize="small", loc="upper right")
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    return path
+    from geosynth.figures import save_figure
+
+    return save_figure(fig, path)
 
 
 def write_reports(out: str | os.PathLike, metrics: dict) -> None:
