@@ -18,7 +18,9 @@ For the default layout two more rows: the same pixels in store layout v1
 be slower) and, with ``--s3``, the same store on a loopback S3-API server
 (moto), read through zarr.
 A row for the default layout without crc32c chunk checksums prints their cost
-(target < 10 %). Target: (a) >= 100 x (b) in samples/s. Other processes share the CPU, so the
+(target < 10 %), and, since whole-sample rates vary by several per cent from
+repeat to repeat on a shared machine, the same two stores are also compared
+on their window reads alone (best of several alternating rounds). Target: (a) >= 100 x (b) in samples/s. Other processes share the CPU, so the
 figures are indicative. Run: python benchmarks/loader.py [--tiles 8] [--s3]
 """
 
@@ -347,6 +349,31 @@ class Contender:
         return float(np.median(self.worker)), float(np.median(self.loader))
 
 
+def read_cost(paths: dict[str, Path], crop: int, windows: int = 400, rounds: int = 7) -> dict:
+    """Microseconds per sample (rgb + dem + seg windows) of each store, best of ``rounds``
+    alternating rounds over the same seeded windows: the reading alone, without the
+    sample's conversion to tensors."""
+    from geosynth.store import open_store
+    from geosynth.store.read import WindowReader
+
+    readers = {}
+    for label, path in paths.items():
+        store = open_store(path)
+        readers[label] = [WindowReader(store, name) for name in ("rgb", "dem", "seg")]
+        n_tiles, edge = len(store.tile_ids), TILE - crop
+    rng = np.random.default_rng(0)
+    spots = rng.integers(0, [n_tiles, edge, edge], size=(windows, 3))
+    best = dict.fromkeys(paths, float("inf"))
+    for _ in range(rounds):
+        for label, group in readers.items():
+            t = time.perf_counter()
+            for tile, r, c in spots:
+                for reader in group:
+                    reader.read(int(tile), slice(r, r + crop), slice(c, c + crop))
+            best[label] = min(best[label], (time.perf_counter() - t) / windows * 1e6)
+    return best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tiles", type=int, default=8)
@@ -439,6 +466,11 @@ def main() -> None:
         cost = [1 - default.rates[k] / plain.rates[k] for k in (0, 1)]
         print(f"cost of the crc32c chunk checksums: {cost[0]:+.1%} per worker, {cost[1]:+.1%} "
               "through the DataLoader (target < 10 %)")  # fmt: skip
+        reads = read_cost({"with": work / f"store-{STORE_LAYOUT.chunk}-{STORE_LAYOUT.codec}-"
+                                          f"{STORE_LAYOUT.level}.zarr",
+                           "without": work / "store-no-checksum.zarr"}, args.crop)  # fmt: skip
+        print(f"  window reads alone: {reads['with']:.0f} us per sample with checksums, "
+              f"{reads['without']:.0f} us without: {reads['with'] / reads['without'] - 1:+.1%}")
         print(f"store layout v2 / v1: {default.rates[0] / v1.rates[0]:.2f}x per worker, "
               f"{default.rates[1] / v1.rates[1]:.2f}x through the DataLoader (target >= 1)")  # fmt: skip
         print(f"default layout {STORE_LAYOUT}: (a)/(b) = {default.rates[0] / base[0]:.0f}x per "
