@@ -469,8 +469,10 @@ def main() -> None:
         reads = read_cost({"with": work / f"store-{STORE_LAYOUT.chunk}-{STORE_LAYOUT.codec}-"
                                           f"{STORE_LAYOUT.level}.zarr",
                            "without": work / "store-no-checksum.zarr"}, args.crop)  # fmt: skip
-        print(f"  window reads alone: {reads['with']:.0f} us per sample with checksums, "
-              f"{reads['without']:.0f} us without: {reads['with'] / reads['without'] - 1:+.1%}")
+        print(
+            f"  window reads alone: {reads['with']:.0f} us per sample with checksums, "
+            f"{reads['without']:.0f} us without: {reads['with'] / reads['without'] - 1:+.1%}"
+        )
         print(f"store layout v2 / v1: {default.rates[0] / v1.rates[0]:.2f}x per worker, "
               f"{default.rates[1] / v1.rates[1]:.2f}x through the DataLoader (target >= 1)")  # fmt: skip
         print(f"default layout {STORE_LAYOUT}: (a)/(b) = {default.rates[0] / base[0]:.0f}x per "
