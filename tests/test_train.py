@@ -174,7 +174,11 @@ def test_gan_run_writes_its_folder_and_loads_back(store_path, tmp_path):
     from PIL import Image
 
     with Image.open(out / "samples" / "epoch_0001.png") as im:
-        assert im.size == (4 * 32 + 3 * 2, 2 * 32 + 2)  # labels | dem | fake | real, 2 rows
+        assert im.size == (4 * 32 + 3 * 2, 14 + 2 * 32 + 2)  # labels | dem | fake | real, 2 rows
+        header = np.asarray(im.convert("L"))[:14]  # the column headers: dark text on white
+        assert (
+            (header < 128).any() and (header[:, :32] < 128).any() and (header[:, -32:] < 128).any()
+        )
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     steps = [r for r in records if "g_adv" in r]
     assert [r["step"] for r in steps] == [1, 2, 3, 4, 5, 6]
@@ -515,3 +519,18 @@ def test_validation_every_n_steps_l1_and_unet_miou(store_path, tmp_path):
     assert [e.step for e in acc.Scalars("val/miou")] == [2, 4]
     with pytest.raises(UsageError, match="--unet validation"):
         _gan(store_path, out, inputs="dem", generator="pix2pix", unet=str(unet))
+
+
+def test_sample_grid_headers_name_every_column():
+    import torch
+
+    from geosynth.ml.visual import HEADER, grid
+
+    panels = [torch.zeros(2, 3, 40, 40, dtype=torch.uint8) + 255 for _ in range(3)]
+    plain, titled = grid(panels), grid(panels, ["labels", "dem", "real rgb"])
+    assert titled.shape[1] == plain.shape[1] + HEADER and titled.shape[2] == plain.shape[2]
+    assert torch.equal(titled[:, HEADER:], plain)  # the panels are unchanged below the band
+    for j in range(3):  # some dark pixels of text above each column
+        assert (titled[:, :HEADER, j * 42 : j * 42 + 40] < 128).any()
+    with pytest.raises(ValueError, match="2 headers for 3 columns"):
+        grid(panels, ["a", "b"])

@@ -65,6 +65,7 @@ from geosynth.ml.trainer import (
     to_device,
 )
 from geosynth.ml.visual import colorize, grid, image_to_uint8, palette, raster_to_uint8
+from geosynth.names import LABELS
 from geosynth.store import open_store
 
 log = logging.getLogger(__name__)
@@ -264,13 +265,17 @@ class GanTask(Task):
         return metrics
 
     def _grid(self, labels, raster, fake, real) -> torch.Tensor:
-        columns = []
+        columns, headers = [], []
         if labels is not None:
             columns.append(colorize(labels, self.colors))
+            headers.append("labels")
         if raster is not None:
             columns.append(raster_to_uint8(raster))
+            rasters = [name for name in self.config.inputs if name != LABELS]
+            headers.append(rasters[0])  # band 1, stretched per sample
         columns += [image_to_uint8(fake), image_to_uint8(real)]
-        return grid(columns)
+        headers += [f"synthetic {self.config.output}", f"real {self.config.output}"]
+        return grid(columns, headers)
 
     def step_images(self) -> torch.Tensor | None:
         return None if self._last is None else self._grid(*self._last)

@@ -173,7 +173,7 @@ class UNetTask(Task):
 
     def _grid(self, x, logits, target) -> torch.Tensor:
         columns = [image_to_uint8(x), colorize(self._predict(logits), self.colors)]
-        return grid([*columns, colorize(target, self.colors)])
+        return grid([*columns, colorize(target, self.colors)], ["input", "predicted", "labels"])
 
     def step_images(self) -> torch.Tensor | None:
         return None if self._last is None else self._grid(*self._last)

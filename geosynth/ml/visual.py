@@ -1,7 +1,8 @@
 """Images for people: label maps in the class colours, rasters and images as 8-bit grids.
 
 Used for TensorBoard image grids and the PNG sample grid at each epoch end.
-Every panel is ``(3, H, W)`` uint8; a grid has one row per sample.
+Every panel is ``(3, H, W)`` uint8; a grid has one row per sample and, when given, a
+header naming each column.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from geosynth.io import atomic_path
 from geosynth.ml.inputs import to_stored
 
 GAP = 2  # pixels between panels
+HEADER = 14  # pixels of the column-header band (PIL's default bitmap font is 11 px high)
 
 
 def palette(classes: ClassTable) -> torch.Tensor:
@@ -46,16 +48,39 @@ def raster_to_uint8(raster: torch.Tensor) -> torch.Tensor:
     return x.mul(255).round().to(torch.uint8).expand(-1, 3, -1, -1)
 
 
-def grid(columns: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Panels side by side (one column per tensor, one row per sample) -> ``(3, H', W')`` uint8."""
+def grid(columns: Sequence[torch.Tensor], headers: Sequence[str] | None = None) -> torch.Tensor:
+    """Panels side by side (one column per tensor, one row per sample) -> ``(3, H', W')`` uint8,
+    with ``headers`` (one per column) written above the columns when given."""
     columns = [c.detach().cpu() for c in columns]
     b, _, h, w = columns[0].shape
     n = len(columns)
-    out = torch.full((3, b * h + (b - 1) * GAP, n * w + (n - 1) * GAP), 255, dtype=torch.uint8)
+    top = HEADER if headers else 0
+    out = torch.full(
+        (3, top + b * h + (b - 1) * GAP, n * w + (n - 1) * GAP), 255, dtype=torch.uint8
+    )
     for j, col in enumerate(columns):
         for i in range(b):
-            out[:, i * (h + GAP) : i * (h + GAP) + h, j * (w + GAP) : j * (w + GAP) + w] = col[i]
+            y = top + i * (h + GAP)
+            out[:, y : y + h, j * (w + GAP) : j * (w + GAP) + w] = col[i]
+    if headers:
+        if len(headers) != n:
+            raise ValueError(f"{len(headers)} headers for {n} columns")
+        out[:, :top] = _header_band(headers, w, out.shape[-1])
     return out
+
+
+def _header_band(headers: Sequence[str], width: int, total: int) -> torch.Tensor:
+    """A white ``(3, HEADER, total)`` band with each header centred over its column."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    band = Image.new("RGB", (total, HEADER), "white")
+    draw = ImageDraw.Draw(band)
+    font = ImageFont.load_default()
+    for j, text in enumerate(headers):
+        left, _, right, _ = draw.textbbox((0, 0), text, font=font)
+        x = j * (width + GAP) + max(0, (width - (right - left)) // 2)
+        draw.text((x, 1), text, fill="black", font=font)
+    return torch.from_numpy(np.asarray(band).copy()).permute(2, 0, 1)
 
 
 def save_png(path: str | os.PathLike, image: torch.Tensor) -> Path:
