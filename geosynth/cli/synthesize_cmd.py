@@ -122,7 +122,7 @@ def vary(
     synthesize does, georeferenced, tagged with the condition),
     <tile>_vary.png (the strip) and <tile>_vary.gif. Example:
 
-        geosynth vary --generator runs/seasons --store demo.zarr --tile 357_5646
+        geosynth vary --generator runs/seasons --store demo.zarr --tile 358_5646
         --season 80:300:40 --out vary/
     """
     from geosynth.errors import UsageError
