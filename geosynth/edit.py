@@ -111,6 +111,8 @@ def parse_levels(text: str) -> list[float]:
         parts = [float(p) for p in str(text).split(":")]
     except ValueError:
         raise UsageError(f"--hmin {text!r}: expected a number or START:STOP:STEP") from None
+    if not np.isfinite(parts).all():
+        raise UsageError(f"--hmin {text!r}: levels must be finite numbers")
     if len(parts) == 1:
         return parts
     if len(parts) != 3 or parts[2] <= 0 or parts[1] < parts[0]:

@@ -9,6 +9,7 @@ half-written is ever left at the target.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import uuid
@@ -18,6 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from geosynth.grid import RasterGrid
+
+log = logging.getLogger(__name__)
 
 #: Tiling of every GeoTIFF the package writes (and of COG overviews).
 BLOCK = 256
@@ -34,11 +37,11 @@ def atomic_path(path: str | os.PathLike, tag: str = "tmp") -> Iterator[Path]:
 
     Works for files and folders. Nothing half-written is ever left at
     ``path``: on an exception the temporary file (or folder) is removed.
-    ``tag`` names the temporary (``.<name>.<tag>-<random>``).
+    ``tag`` names the temporary (:func:`temporary_name`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{tag}-{uuid.uuid4().hex[:8]}")
+    tmp = temporary_name(path, tag)
     try:
         yield tmp
         os.replace(tmp, path)
@@ -47,6 +50,75 @@ def atomic_path(path: str | os.PathLike, tag: str = "tmp") -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists() or tmp.is_symlink():
             tmp.unlink()
+
+
+def temporary_name(path: str | os.PathLike, tag: str = "tmp") -> Path:
+    """``.<name>.<tag>-<pid>-<random>`` beside ``path``: a temporary that
+    :func:`remove_stale_temporaries` can tell from those of a running process."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{tag}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, name: str = "*", tag: str = "tmp") -> None:
+    """Remove the temporaries of outputs ``name`` (a glob) in ``folder`` that a killed process
+    left (:func:`temporary_name`, with GDAL's side files such as ``<tmp>.ovr.tmp``).
+
+    Only names of that pattern whose process is gone are touched: a running writer's
+    temporaries, and every other file, stay.
+    """
+    import re
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    own = re.compile(rf"\.{re.escape(tag)}-(\d+)-[0-9a-f]{{8}}(\.|$)")
+    for stale in folder.glob(f".{name}.{tag}-*"):
+        match = own.search(stale.name)
+        if match is None or _process_alive(int(match.group(1))):
+            continue
+        log.warning("%s: removing the temporary of an interrupted run", stale)
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's: alive
+        return True
+    return True
+
+
+def check_writable(folder: str | os.PathLike, what: object = None) -> None:
+    """Refuse, before any work, an output ``folder`` (or its nearest existing parent, where
+    it is still to be made) that cannot take a new file: read-only, no permission, full.
+
+    Raises :class:`~geosynth.errors.OutputError` naming ``what`` (default: the folder), the
+    folder and the cause.
+    """
+    from geosynth.errors import OutputError, write_failure
+
+    folder = Path(folder)
+    target = folder
+    while not target.exists() and target != target.parent:
+        target = target.parent
+    if not target.is_dir():
+        return  # a file in the way: the write itself names it
+    probe = target / f".geosynth-write-check-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        exc.filename = str(target)
+        cause = write_failure(exc) or exc
+        raise OutputError(f"cannot write {what or folder}: {cause}") from exc
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

@@ -33,6 +33,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -46,6 +47,9 @@ import yaml
 from geosynth.errors import DataError, UsageError
 
 log = logging.getLogger(__name__)
+
+#: what a step may be called: it names ``<state>/<step>.done``
+STEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 @dataclass(frozen=True)
@@ -121,22 +125,34 @@ def load_pipeline(path: str | os.PathLike, overrides: Mapping[str, str] | None =
             f"--set {unknown[0]}: {path} has no variable {unknown[0]!r} "
             f"(has: {', '.join(raw_vars)})"
         )
+    # values: the text of each variable; words: how it is written in a run line, where a
+    # --set value is one argument (shell-quoted) and the recipe's own text may hold several
     values: dict[str, str] = {}
+    words: dict[str, str] = {}
     for key, value in raw_vars.items():
-        value = overrides.get(key, value)
+        if key in overrides:
+            values[str(key)] = _format(str(overrides[key]), values, f"--set {key}")
+            words[str(key)] = shlex.quote(values[str(key)])
+            continue
         values[str(key)] = _format(str(value), values, f"{path}: vars.{key}")
+        words[str(key)] = _format(str(value), words, f"{path}: vars.{key}")
     steps, names = [], set()
     for k, item in enumerate(data["steps"]):
         where = f"{path}: steps[{k}]"
         if not isinstance(item, dict) or "run" not in item or "name" not in item:
             raise DataError(f"{where}: each step needs 'name' and 'run'")
         name = str(item["name"])
+        if not STEP_NAME.fullmatch(name) or ".." in name:
+            raise UsageError(
+                f"{where}: step name {name!r} is not allowed (it names the step's file in the "
+                "pipeline state folder): use letters, digits, '-', '_' and '.'"
+            )
         if name in names:
             raise DataError(f"{where}: duplicate step name {name!r}")
         names.add(name)
         run = item["run"]
         args = (
-            shlex.split(_format(run, values, f"{where}.run"))
+            shlex.split(_format(run, words, f"{where}.run"))
             if isinstance(run, str)
             else [_format(a, values, f"{where}.run") for a in run]
         )

@@ -544,3 +544,230 @@ def test_every_redirect_hop_is_checked_and_the_manifest_has_the_final_url(tmp_pa
             records = download_many([Download("dop", f"{catalog.url}/x", "x.bin")], dest,
                                     allowed_hosts=both, retries=0)  # fmt: skip
             assert records[0]["final_url"] == f"{other.url}/evil.bin"
+
+
+# --------------------------------------------------------------------------- outputs of ml commands
+
+
+@pytest.fixture(scope="module")
+def nets(tmp_path_factory, one_torch_thread, tiny_store_factory):
+    """A tiny store (3 test tiles), a generator (seg, dem -> rgb) and a U-Net, one step each."""
+    from geosynth.ml.config import GanConfig, UNetRunConfig
+    from geosynth.ml.train import train_gan
+    from geosynth.ml.train_unet import train_unet
+
+    root = tmp_path_factory.mktemp("nets")
+    store = tiny_store_factory(root / "s.zarr", n_train=2, n_test=3)
+    tiny = dict(crop=32, batch_size=2, workers=0, tensorboard=False, deterministic=True,
+                max_steps=1, samples=0, image_every=0, log_every=0)  # fmt: skip
+    train_gan(GanConfig(store=str(store), out=str(root / "g"), cap=4, **tiny))
+    train_unet(UNetRunConfig(store=str(store), out=str(root / "u"), input="rgb", base_channels=4,
+                             val_split=None, **tiny))  # fmt: skip
+    return {"store": store, "g": root / "g", "u": root / "u"}
+
+
+def test_read_only_outputs_of_train_evaluate_and_aerial_are_refused_at_once(
+    stores, read_only_dir, world
+):
+    cause = "read-only file system" if os.geteuid() == 0 else "permission denied"
+    run = read_only_dir / "run"
+    result = run_cli("train", "--store", stores["crc"], "--out", run, "--max-steps", "1")
+    assert result.exit_code == 1
+    assert (
+        one_line(result.output)
+        == f"Error: cannot write the run folder {run}: {read_only_dir}: {cause}"
+    )
+    out = read_only_dir / "eval"  # refused before the networks are even loaded
+    result = run_cli("evaluate", "--generator", stores["crc"], "--unet", stores["crc"],
+                     "--store", stores["crc"], "--out", out)  # fmt: skip
+    assert result.exit_code == 1
+    assert one_line(result.output) == (
+        f"Error: cannot write the output folder {out}: {read_only_dir}: {cause}"
+    )
+    tif = read_only_dir / "sub" / "a.tif"
+    dop = next(world.rglob("*.jp2"), None) or next(world.rglob("*.tif"))
+    result = run_cli("aerial", dop, "--tile", "356_5645", "--out", tif)
+    assert result.exit_code == 1
+    assert one_line(result.output) == f"Error: cannot write {tif}: {read_only_dir}: {cause}"
+    assert sorted(p.name for p in read_only_dir.iterdir()) == ["keep.txt"]
+
+
+KILL_SCRIPT = """
+import os, signal, sys
+from pathlib import Path
+
+def die(*args, **kwargs):  # as kill -9 in the middle of {what}
+    {leave}
+    os.kill(os.getpid(), signal.SIGKILL)
+
+{patch}
+from geosynth.cli import cli
+cli(sys.argv[1:])
+"""
+# synthesize: killed while GDAL writes the COG (its temporary and GDAL's overview file)
+KILL_SYNTHESIZE = KILL_SCRIPT.format(
+    what="the COG copy",
+    leave='Path(args[1]).write_bytes(b"half"); Path(str(args[1]) + ".ovr.tmp").write_bytes(b"x")',
+    patch="import rasterio.shutil\nrasterio.shutil.copy = die",
+)
+# evaluate: killed after the bar chart, the first of its four files
+KILL_EVALUATE = KILL_SCRIPT.format(
+    what="writing the results",
+    leave='Path(args[1]).write_bytes(b"png")',
+    patch="import geosynth.ml.results as r\nr.plot_iou = die",
+)
+
+
+@pytest.mark.slow
+def test_killed_synthesize_leaves_temporaries_the_next_run_removes(nets, tmp_path):
+    out = tmp_path / "synth"
+    args = ["-q", "synthesize", "--generator", nets["g"], "--store", nets["store"], "--tiles",
+            "356_5645", "--out", out, "--device", "cpu"]  # fmt: skip
+    killed = subprocess.run([sys.executable, "-c", KILL_SYNTHESIZE, *map(str, args)],
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    stale = sorted(p.name for p in out.iterdir())
+    assert len(stale) == 2 and stale[0].startswith(".356_5645_rgb.tif.tmp-"), stale
+    assert stale[1] == stale[0] + ".ovr.tmp"
+    live = f".other_rgb.tif.tmp-{os.getpid()}-0123abcd"  # a running writer's: kept
+    for name in (live, ".notes.txt.tmp-1-0123abcd", "keep.txt"):  # not synthesize's: kept
+        (out / name).write_text("x")
+    rerun = subprocess.run(geosynth_cmd(*args[1:]), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [live, ".notes.txt.tmp-1-0123abcd", "keep.txt", "356_5645_panel.png", "356_5645_rgb.tif"]
+    )
+
+
+@pytest.mark.slow
+def test_killed_evaluate_leaves_no_partial_folder(nets, tmp_path):
+    out = tmp_path / "eval"
+    args = ["-q", "evaluate", "--generator", nets["g"], "--unet", nets["u"], "--store",
+            nets["store"], "--out", out, "--device", "cpu"]  # fmt: skip
+    killed = subprocess.run([sys.executable, "-c", KILL_EVALUATE, *map(str, args)],
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert not out.exists()  # not a folder with only iou_per_class.png
+    (temporary,) = tmp_path.iterdir()
+    assert temporary.name.startswith(".eval.tmp-")
+    assert [p.name for p in temporary.iterdir()] == ["iou_per_class.png"]
+    rerun = subprocess.run(geosynth_cmd(*args[1:]), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["eval"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "iou_per_class.png", "metrics.csv", "metrics.json", "table_row.md"
+    ]  # fmt: skip
+
+
+def test_failing_commands_leave_no_empty_output_folder(nets, tmp_path):
+    import rasterio
+    from affine import Affine
+
+    from geosynth.store import open_store as open_
+
+    s = open_(nets["store"])
+    seg = tmp_path / "seg.tif"
+    with rasterio.open(seg, "w", driver="GTiff", width=64, height=64, count=1, dtype="uint8",
+                       crs="EPSG:25832", transform=Affine(1, 0, 356_000, 0, -1, 5_646_000)) as dst:  # fmt: skip
+        dst.write(s.read("seg", 0)[None])
+    dem = tmp_path / "dem.tif"
+    with rasterio.open(dem, "w", driver="GTiff", width=64, height=64, count=1, dtype="float32",
+                       crs="EPSG:25832", transform=Affine(1, 0, 356_000, 0, -1, 5_646_000)) as dst:  # fmt: skip
+        dst.write(s.read("dem", 0))
+    out = tmp_path / "a" / "flood"
+    result = run_cli("edit-flood", "--seg", seg, "--dem", dem, "--generator", nets["g"],
+                     "--hmin", "nan", "--out", out)  # fmt: skip
+    assert result.exit_code == 2
+    assert one_line(result.output) == "Error: --hmin 'nan': levels must be finite numbers"
+    # fails after making its folder: the generator needs the DEM too
+    out = tmp_path / "b" / "synth"
+    result = run_cli("synthesize", "--generator", nets["g"], "--seg", seg, "--out", out)
+    assert result.exit_code == 2
+    assert (
+        one_line(result.output) == f"Error: generator {nets['g']} needs dem, which the tile lacks"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dem.tif", "seg.tif"]  # nor parents
+
+
+def test_resumed_training_logs_each_step_once(tiny_store, tmp_path, one_torch_thread):
+    from geosynth.ml.config import GanConfig
+    from geosynth.ml.train import train_gan
+
+    out = tmp_path / "run"
+    config = dict(store=str(tiny_store), out=str(out), cap=4, crop=32, batch_size=2, workers=0,
+                  tensorboard=False, deterministic=True, log_every=1, samples=0, image_every=0)  # fmt: skip
+
+    def interrupt(info):  # after steps 4 and 5 were logged; the checkpoint is step 3's
+        if info.kind == "step" and info.step == 6:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_gan(GanConfig(**config, epochs=3), progress=interrupt)
+    with open(out / "log.jsonl", "a") as f:
+        f.write('{"step": 6, "epo')  # a line cut short by the kill
+    logged = [
+        json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()[:-1]
+    ]
+    assert 5 in logged
+    train_gan(GanConfig(**config, epochs=3), resume=True)
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in records if not r.get("end_of_epoch") and not r.get("validation")]
+    assert steps == list(range(1, 10))  # 3 epochs of 3 steps, each once
+    ends = [r["step"] for r in records if r.get("end_of_epoch")]
+    assert ends == [3, 6, 9]
+
+
+# --------------------------------------------------------------------------- minor inputs
+
+
+def test_xml_that_is_not_osm_is_refused(tmp_path):
+    gpx = tmp_path / "track.osm"
+    gpx.write_text('<?xml version="1.0"?>\n<gpx version="1.1"><trk><name>x</name></trk></gpx>\n')
+    out = tmp_path / "lc.tif"
+    result = run_cli("landcover", "--osm", gpx, "--tile", "356_5645", "--out", out)
+    assert result.exit_code == 1
+    assert one_line(result.output) == (
+        f"Error: {gpx}: not an OSM XML file: its root element is <gpx>, not <osm>"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["track.osm"]
+
+
+def test_lidar_file_without_points_is_reported_as_such(tmp_path):
+    import laspy
+
+    las = tmp_path / "empty.las"
+    header = laspy.LasHeader(point_format=1, version="1.2")
+    header.offsets, header.scales = [356_000, 5_645_000, 0], [0.01, 0.01, 0.01]
+    laspy.LasData(header).write(las)
+    out = tmp_path / "dem.tif"
+    result = run_cli("dem", las, "--tile", "356_5645", "--crs", "EPSG:25832", "--out", out)
+    assert result.exit_code == 1
+    assert one_line(result.output) == f"Error: {las} has no points"
+    assert not out.exists()
+
+
+def test_pipeline_set_values_are_one_argument_and_step_names_no_paths(tmp_path):
+    from geosynth.pipeline import load_pipeline
+
+    recipe = tmp_path / "p.yaml"
+    recipe.write_text(
+        "vars:\n  out: o\n  title: t\n  store: '{out}/s.zarr'\n  extra: --workers 2\n"
+        "steps:\n  - name: info\n    run: geosynth report {store} --title {title} {extra}\n"
+        "    outputs: ['{out}/r.md']\n"
+    )
+    spaced = str(tmp_path / "my runs")
+    pipeline = load_pipeline(recipe, {"out": spaced, "title": "two words; 'quoted'"})
+    assert pipeline.steps[0].args == (
+        "report", f"{spaced}/s.zarr", "--title", "two words; 'quoted'", "--workers", "2"
+    )  # fmt: skip
+    assert pipeline.steps[0].outputs == (f"{spaced}/r.md",)
+    result = run_cli("pipeline", "run", recipe, "--dry-run", "--set", "title=a b")
+    assert result.exit_code == 0 and "--title 'a b'" in result.output, result.output
+
+    for name in ("../evil", "a/b", "..", ".hidden"):
+        recipe.write_text(
+            f"steps:\n  - name: '{name}'\n    run: geosynth info x\n    outputs: [x]\n"
+        )
+        result = run_cli("pipeline", "run", recipe, "--dry-run")
+        assert result.exit_code == 2, (name, result.output)
+        assert f"step name {name!r} is not allowed" in result.output

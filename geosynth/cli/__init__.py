@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import click
 
@@ -102,6 +103,15 @@ class CommandContext(click.Context):
     """A command's context: usage errors from its body show its own usage, not the group's."""
 
     def invoke(self, callback, /, *args, **kwargs):
+        made = _folders_to_make(self.params.get("out"))
+        try:
+            return self._invoke(callback, *args, **kwargs)
+        except (Exception, KeyboardInterrupt) as exc:
+            if not (isinstance(exc, click.exceptions.Exit) and exc.exit_code == 0):
+                _remove_empty(made)
+            raise
+
+    def _invoke(self, callback, /, *args, **kwargs):
         try:
             return super().invoke(callback, *args, **kwargs)
         except GeosynthError as exc:
@@ -110,6 +120,29 @@ class CommandContext(click.Context):
             if (self.find_root().obj or {}).get("verbosity", 0) > 0:
                 log.error("traceback", exc_info=True)
             raise click.UsageError(str(exc), ctx=self) from exc
+
+
+def _folders_to_make(out) -> list[Path]:
+    """The folders of ``--out`` (itself, for an output folder, and its parents) that do not
+    exist yet, innermost first: those a failing command must not leave behind empty."""
+    if not isinstance(out, str) or "://" in out:
+        return []
+    made = []
+    path = Path(out).absolute()
+    while not path.exists() and path != path.parent:
+        made.append(path)
+        path = path.parent
+    return made
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """No command leaves an empty output folder on an error (only those this run made)."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not made, not empty (the error's own output), or gone
+            if folder.is_dir():
+                return
 
 
 def _show_version(ctx: click.Context, param, value) -> None:

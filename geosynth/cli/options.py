@@ -75,14 +75,38 @@ device_option = click.option(
 )
 
 
+def _writable_file(ctx, param, value):
+    """Callback: the folder of an output file takes new files (checked before any work)."""
+    from pathlib import Path
+
+    from geosynth.io import check_writable
+
+    if value is not None:
+        check_writable(Path(value).parent, value)
+    return value
+
+
+def _writable_folder(ctx, param, value):
+    """Callback: an output folder (or where it is to be made) takes new files."""
+    from geosynth.io import check_writable
+
+    if value is not None:
+        check_writable(value, f"the output folder {value}")
+    return value
+
+
 def out_file_option(help_text: str = "Output GeoTIFF (written atomically; replaced if it exists)."):
     return click.option(
-        "--out", "out", required=True, type=click.Path(dir_okay=False), help=help_text
-    )
+        "--out", "out", required=True, type=click.Path(dir_okay=False), help=help_text,
+        callback=_writable_file,
+    )  # fmt: skip
 
 
 def out_folder_option(help_text: str = "Output folder."):
-    return click.option("--out", required=True, type=click.Path(file_okay=False), help=help_text)
+    return click.option(
+        "--out", required=True, type=click.Path(file_okay=False), help=help_text,
+        callback=_writable_folder,
+    )  # fmt: skip
 
 
 def workers_option(help_text: str = "Local worker processes."):

@@ -256,7 +256,10 @@ class _Bar:
 
 
 def _train(config_class: str, params: dict, config_file, resume: bool, nproc) -> None:
+    from geosynth.io import check_writable
+
     config = _resolve(config_class, params, config_file, resume)  # usage errors before launching
+    check_writable(config.out, f"the run folder {config.out}")
     if nproc is not None:
         if config.batch_size % nproc:
             raise click.BadParameter(

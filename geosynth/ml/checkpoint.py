@@ -51,7 +51,7 @@ import yaml
 from torch import nn
 
 from geosynth.errors import DataError, UsageError
-from geosynth.io import atomic_path
+from geosynth.io import atomic_path, write_text
 from geosynth.ml.config import GanConfig, RunConfig, UNetRunConfig, config_from_dict
 
 log = logging.getLogger(__name__)
@@ -230,6 +230,21 @@ class RunFolder:
         for old in sorted(self.checkpoints.glob("step_*.pt"))[:-keep]:
             old.unlink()
         return path
+
+    def trim_log(self, step: int) -> None:
+        """Drop the records of ``log.jsonl`` after ``step``, the resumed checkpoint's: the
+        resumed run logs those steps again (and a line cut short by a kill)."""
+        if not self.log_path.exists():
+            return
+        kept = []
+        for line in self.log_path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and record.get("step", 0) <= step:
+                kept.append(line + "\n")
+        write_text(self.log_path, "".join(kept))
 
     def append_log(self, record: dict[str, Any]) -> None:
         with open(self.log_path, "a", encoding="utf-8") as f:

@@ -40,6 +40,7 @@ import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ from torch.utils.data import DataLoader
 
 from geosynth import __version__
 from geosynth.errors import DataError, UsageError
+from geosynth.io import check_writable, remove_stale_temporaries
 from geosynth.ml.checkpoint import find_checkpoint, load_generator, load_unet
 from geosynth.ml.data import SynthesisDataset
 from geosynth.ml.distributed import resolve_device
@@ -303,6 +305,8 @@ def evaluate(
     if protocol not in PROTOCOLS:
         raise UsageError(f"--protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
     proto = PROTOCOLS[protocol]
+    check_writable(out, f"the output folder {out}")  # before the work, not after it
+    remove_stale_temporaries(out.parent, glob_escape(out.name))  # of a killed evaluation
     generator_run, unet_run = str(generator_run), str(unet_run)
     dev = resolve_device(device)
     generator, gan = load_generator(generator_run, map_location=dev)

@@ -26,6 +26,7 @@ import csv
 import io
 import json
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from geosynth.errors import DataError, UsageError
-from geosynth.io import write_text
+from geosynth.io import temporary_name
 
 FORMAT = "geosynth-eval/2"
 READABLE_FORMATS = ("geosynth-eval/1", FORMAT)
@@ -196,16 +197,27 @@ def plot_iou(metrics: dict, path: str | os.PathLike) -> Path:
 
 
 def write_reports(out: str | os.PathLike, metrics: dict) -> None:
-    """The four files of an evaluation folder, each atomically, ``metrics.json`` last."""
+    """The four files of an evaluation folder, written into a temporary folder beside it
+    (:func:`~geosynth.io.temporary_name`) and moved in when all are complete: a new folder
+    by one rename, into an existing one file by file, ``metrics.json`` last."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    plot_iou(metrics, out / IOU_PNG)
-    for filename, text in (
-        (METRICS_CSV, _csv_text(csv_columns(metrics))),
-        (TABLE_ROW, table_row(metrics) + "\n"),
-        (METRICS_JSON, json.dumps(metrics, indent=2, allow_nan=False) + "\n"),
-    ):
-        write_text(out / filename, text)
+    tmp = temporary_name(out)
+    try:
+        tmp.mkdir(parents=True)
+        plot_iou(metrics, tmp / IOU_PNG)
+        for filename, text in (
+            (METRICS_CSV, _csv_text(csv_columns(metrics))),
+            (TABLE_ROW, table_row(metrics) + "\n"),
+            (METRICS_JSON, json.dumps(metrics, indent=2, allow_nan=False) + "\n"),
+        ):
+            (tmp / filename).write_text(text, encoding="utf-8")
+        if out.is_dir():  # --overwrite, or a folder made beforehand: other files stay
+            for filename in (IOU_PNG, METRICS_CSV, TABLE_ROW, METRICS_JSON):
+                os.replace(tmp / filename, out / filename)
+        else:
+            os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def read_metrics(path: str | os.PathLike) -> dict:

@@ -306,11 +306,15 @@ def run_synthesis(
     ``<tile>_<output>_<label>.tif``, tagged with its conditions and noise sample,
     and one panel with all of them.
     """
+    import json
+
     from geosynth.figures import save_panel
+    from geosynth.io import remove_stale_temporaries
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    import json
+    for outputs in ("*.tif", "*_panel.png"):  # what a killed run of ours left half-written
+        remove_stale_temporaries(out, outputs)
 
     synth.check((), tuple(inputs.arrays))
     config = synth.config

@@ -519,6 +519,7 @@ class _Run:
             return self.complete(total)
         if ctx.is_main:
             self.folder.write_config(cfg)
+            self.folder.trim_log(self.step)  # resumed: each step is logged once
         self.logger = _Logger(self.folder, cfg, ctx, self.step)
         samples = _sample_batch(self.task, cfg.samples) if ctx.is_main else None
         log.info(

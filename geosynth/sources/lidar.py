@@ -672,9 +672,12 @@ def dem_stage(
             warnings.append(warning)
         if header.point_count == 0 or not _overlaps(_grid_bounds_of(header, fcrs), wanted):
             skipped.append(f.label)
-            misses.append(_describe_file(f, header, fcrs))
+            empty = header.point_count == 0  # its header bounds mean nothing
+            misses.append(f"{f.label} has no points" if empty else _describe_file(f, header, fcrs))
             continue
         plans.append((f, header, fcrs, found))
+    if not plans and all(m.endswith(" has no points") for m in misses):
+        raise DataError("; ".join(misses[:5]) + ("; ..." if len(misses) > 5 else ""))
     if not plans:
         raise DataError(
             f"none of the {len(files)} lidar file(s) overlaps the grid {grid.crs} {grid.bounds}: "

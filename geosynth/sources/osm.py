@@ -154,6 +154,9 @@ def _read_osm_cached(path: str, size: int, mtime_ns: int, tags: tuple[str, ...])
 
     log.debug("parsing OSM XML %s (%d bytes)", path, size)
     try:
+        root = _xml_root(path)
+        if root != "osm":  # well-formed XML of another kind (GPX, KML...): not an empty OSM file
+            raise DataError(f"{path}: not an OSM XML file: its root element is <{root}>, not <osm>")
         return ox.features_from_xml(path, tags=dict.fromkeys(tags, True))
     except InsufficientResponseError:
         return _empty_frame()
@@ -162,6 +165,17 @@ def _read_osm_cached(path: str, size: int, mtime_ns: int, tags: tuple[str, ...])
         raise DataError(f"{path}: not a readable OSM XML file: {exc}") from exc
     except (KeyError, ValueError) as exc:  # e.g. a node without lat/lon
         raise DataError(f"{path}: malformed OSM XML: {exc!r}") from exc
+
+
+def _xml_root(path: str) -> str:
+    """The tag of the root element of an XML file (plain or ``.bz2``, as osmnx reads it)."""
+    import bz2
+    from xml.etree.ElementTree import iterparse
+
+    with (bz2.open if path.endswith(".bz2") else open)(path, "rb") as f:
+        for _event, element in iterparse(f, events=("start",)):
+            return element.tag.rpartition("}")[2]  # without a namespace
+    return ""
 
 
 def _empty_frame() -> gpd.GeoDataFrame:

@@ -107,11 +107,7 @@ def _acquire(lock: Path, store: Path) -> int:
 def _check_store_writable(store: Path) -> None:
     """An existing store must take a new file (a read-only store, or a full disk, fails here,
     before any work)."""
-    if not store.is_dir():
-        return
-    probe = store / f".geosynth-write-check-{os.getpid()}"
-    try:
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise OutputError(f"cannot write the store {store}: {write_failure(exc) or exc}") from exc
+    from geosynth.io import check_writable
+
+    if store.is_dir():
+        check_writable(store, f"the store {store}")
