@@ -686,3 +686,16 @@ def test_grid_noise_is_one_field_across_tiles_and_resolutions(x0, y0, scale, see
     gx, gy = np.meshgrid(xs, ys)
     assert np.allclose(grid, point_noise(gx, gy, scale, seed), atol=1e-5)
     assert grid.min() >= 0.0 and grid.max() <= 1.0
+
+
+def test_default_worlds_test_seasons_are_seen_in_training():
+    """Every season of a test tile's flight is the season of some training tile too, so that
+    the scorer and the generators are not tested on a look they never saw."""
+    region = load_catalog().region("demo")
+    params = WorldParams(tiles=tuple(region.tiles), origin=tuple(region.origin_km))
+    world = build_world(params)
+    seasons = {"train": set(), "test": set()}
+    for tile in params.tile_ids():
+        seasons[region.split_of(str(tile))].add(world.campaign_of(tile).season)
+    assert seasons["test"] <= seasons["train"], seasons
+    assert len(seasons["train"]) >= 3  # the world still shows several seasons to learn
