@@ -54,6 +54,7 @@ DEM_NORMS = ("none", "tile", "crop")
 #: Loss of the U-Net scorer (``train-unet --loss``): softmax cross entropy (class 0 ignored),
 #: BCE on the one-hot map (class 0 included, the paper's code), or focal (softmax).
 UNET_LOSSES = ("ce", "bce", "focal")
+UNET_NORMS = ("none", "batch")  # the U-Net scorer: the paper's plain convs, or BatchNorm after each
 #: Class weights of the U-Net's loss (``train-unet --class-weights``) from the training histogram.
 CLASS_WEIGHTINGS = ("none", "inverse", "median")
 #: Acquisition conditions a generator can be conditioned on (``train --conditions``):

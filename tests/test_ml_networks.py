@@ -79,6 +79,18 @@ def test_discriminator_and_unet_counts_match_the_papers_code():
     )
 
 
+def test_batchnorm_unet_swaps_conv_biases_for_norm_affines():
+    """``norm="batch"``: each 3 x 3 conv loses its bias and gains a BatchNorm (weight + bias)."""
+    plain = on_meta(build_unet, UNetConfig(in_channels=3, num_classes=11))
+    batch = on_meta(build_unet, UNetConfig(in_channels=3, num_classes=11, norm="batch"))
+    norms = [m for m in batch.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(norms) == 18  # two per level: 4 down, the bottom, 4 up
+    widths = sum(m.num_features for m in norms)
+    assert count_parameters(batch) == count_parameters(plain) - widths + 2 * widths
+    with pytest.raises(UsageError, match="norm"):
+        UNetConfig(norm="group")
+
+
 def test_parameter_free_spade_norm_drops_exactly_the_batchnorm_affines():
     ours = generator_config_for("ours", CLASSES, 1, 3)
     free = on_meta(build_generator, GeneratorConfig(**{**ours.to_dict(), "norm_affine": False}))

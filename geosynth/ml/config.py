@@ -39,6 +39,7 @@ from geosynth.names import (
     NETWORK_MODALITIES,
     SPECTRAL_MODES,
     UNET_LOSSES,
+    UNET_NORMS,
     generator_input_problem,
 )
 
@@ -285,6 +286,7 @@ class UNetRunConfig(RunConfig):
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 5e-4
     base_channels: int = 64
+    norm: str = "none"
     val_split: str | None = "test"
     val_crop: int | None = None
     loss: str = "ce"
@@ -309,6 +311,7 @@ class UNetRunConfig(RunConfig):
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise UsageError(f"weight_decay must be >= 0, got {self.weight_decay}")
         _at_least("base_channels", self.base_channels, 1)
+        _choice("norm", self.norm, UNET_NORMS)
         if self.val_crop is not None:
             _at_least("val_crop", self.val_crop, 16)
 

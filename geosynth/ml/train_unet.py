@@ -87,6 +87,7 @@ class UNetTask(Task):
             in_channels=self.dataset.channels[config.input],
             num_classes=self.num_classes,
             base_channels=config.base_channels,
+            norm=config.norm,
         )
         self.net_plain = prepare(build_unet(self.u_config), ctx)
         run = prepare_network(self.net_plain, config)

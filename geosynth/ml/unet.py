@@ -6,6 +6,10 @@ conv to class logits. It returns the logits and its encoder features (the
 four skip tensors, before pooling), which the evaluation pools globally and
 concatenates for the Frechet distance, as the code published with the paper
 does. With RGB input and 11 classes it has 31,032,395 parameters, as there.
+
+``norm="batch"`` (not in the paper's scorer) puts a BatchNorm after every 3 x 3
+conv (which then has no bias): on the short CPU budgets of the demo it converges
+several times faster than the plain network.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from geosynth.errors import UsageError
+from geosynth.names import UNET_NORMS
 
 
 @dataclass(frozen=True)
@@ -28,10 +33,15 @@ class UNetConfig:
     num_classes: int = 11
     base_channels: int = 64
     depth: int = 4
+    norm: str = "none"  # "none" (the paper's scorer) or "batch"
 
     def __post_init__(self):
         if min(self.in_channels, self.num_classes, self.base_channels, self.depth) < 1:
             raise UsageError(f"U-Net sizes must be >= 1: {self}")
+        if self.norm not in UNET_NORMS:
+            raise UsageError(
+                f"U-Net norm must be one of {', '.join(UNET_NORMS)}, got {self.norm!r}"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -49,13 +59,15 @@ class UNetOutput(NamedTuple):
     features: list[torch.Tensor]  # encoder levels, (B, 64 * 2**i, H / 2**i, W / 2**i)
 
 
-def _double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(out_channels, out_channels, 3, padding=1),
-        nn.ReLU(),
-    )
+def _double_conv(in_channels: int, out_channels: int, norm: str = "none") -> nn.Sequential:
+    layers = []
+    for i in range(2):
+        layers.append(nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, 3,
+                                padding=1, bias=norm == "none"))  # fmt: skip
+        if norm == "batch":
+            layers.append(nn.BatchNorm2d(out_channels))
+        layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
 
 
 class UNet(nn.Module):
@@ -64,10 +76,13 @@ class UNet(nn.Module):
         self.config = config
         widths = [config.base_channels * 2**i for i in range(config.depth)]
         ins = [config.in_channels, *widths[:-1]]
-        self.down = nn.ModuleList(_double_conv(i, o) for i, o in zip(ins, widths, strict=True))
-        self.bottom = _double_conv(widths[-1], 2 * widths[-1])
+        norm = config.norm
+        self.down = nn.ModuleList(
+            _double_conv(i, o, norm) for i, o in zip(ins, widths, strict=True)
+        )
+        self.bottom = _double_conv(widths[-1], 2 * widths[-1], norm)
         self.up = nn.ModuleList(nn.ConvTranspose2d(2 * w, w, 2, stride=2) for w in reversed(widths))
-        self.up_conv = nn.ModuleList(_double_conv(2 * w, w) for w in reversed(widths))
+        self.up_conv = nn.ModuleList(_double_conv(2 * w, w, norm) for w in reversed(widths))
         self.head = nn.Conv2d(widths[0], config.num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> UNetOutput:
