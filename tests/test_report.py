@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from geosynth.catalog import load_catalog
 from geosynth.figures import land_colormap, save_panel
@@ -171,3 +172,31 @@ def test_report_has_a_sar_section_when_sar_stats_ran(tmp_path):
     name = next(c.key for c in load_catalog().classes.classes if c.id == 1)
     assert f"sar/stats/sar_stats_{name}.png" in text
     assert f"sar/stats/sar_stats_{name}.png" in page.read_text()
+
+
+def test_report_shows_the_speckle_of_a_sar_evaluation(tmp_path):
+    from geosynth.sar_stats import Piece, class_stats, speckle_section, write_speckle
+
+    rng = np.random.default_rng(0)
+    labels = np.ones((80, 80), dtype=np.uint8)
+    pieces = [
+        Piece(kind, "t", rng.gamma(looks, 1 / looks, labels.shape), labels, labels > 0)
+        for kind, looks in (("real", 2.0), ("synth", 8.0))
+    ]
+    results = class_stats(pieces, load_catalog().classes)
+    m = metrics("ours-sar", 0.2, 1.0)
+    m["generator"]["output"] = "sar"
+    m["speckle"] = speckle_section(results, erode_px=3, min_pixels=500, tiles=["358_5645"])
+    write_speckle(results, tmp_path / "eval" / "ours-sar")
+    write_reports(tmp_path / "eval" / "ours-sar", m)
+    write_reports(tmp_path / "eval" / "ours", metrics("ours", 0.3, 1.0))  # rgb: no speckle
+    text = write_report(tmp_path, title="t")[0].read_text()
+    real, synth = (m["speckle"]["overall"][k]["enl"] for k in ("real", "synth"))
+    assert real == pytest.approx(2.0, rel=0.1) and synth == pytest.approx(8.0, rel=0.1)
+    assert "## SAR: synthesis and speckle statistics" in text
+    assert (
+        "`geosynth evaluate` of ours-sar (1 window of split test), speckle (homogeneous areas, "
+        f"mean over classes): ENL real {real:.2f} / synthesized {synth:.2f}"
+    ) in text
+    assert "![speckle ours-sar](eval/ours-sar/speckle.png)" in text
+    assert "evaluate` of ours " not in text
