@@ -232,6 +232,11 @@ def test_paper_protocol_equals_a_direct_computation_of_ignites_formulas(world, t
                  tmp_path / "paper", batch_size=2, device="cpu", protocol="paper").metrics  # fmt: skip
     assert m["window"] == [32, 32]  # the generator's training crop, not the whole 64 px tile
     assert protocol_of(m) == "paper" and "ignite" in m["protocol"]["description"]
+    if output == "sar":  # 8 px class blocks in 32 px windows: too little homogeneous area
+        assert m["speckle"]["classes"] == {} and m["speckle"]["overall"] == {}
+        assert block_lines(m)[-1].startswith("speckle: no class has 500 homogeneous pixels")
+    else:
+        assert "speckle" not in m
     for key, counts in _direct_paper(world, output, 32).items():
         block = m["blocks"][key]
         assert np.array_equal(np.array(block["confusion"]), counts), key

@@ -151,17 +151,23 @@ def test_long_recipe_runs_three_seeds_of_three_generators_for_the_report():
         assert steps["build"].args[steps["build"].args.index("--source-dir") + 1] == "x/world"
 
 
-def test_report_has_a_sar_section_when_sar_stats_ran(tmp_path):
-    from geosynth.catalog import load_catalog
-    from geosynth.sar_stats import Piece, class_stats, looks_check, write_outputs
+def _speckle_results(sources):
+    """class_stats of one 80 x 80 px image of class 1 per ``(kind, looks)`` of Gamma speckle."""
+    from geosynth.sar_stats import Piece, class_stats
 
     rng = np.random.default_rng(0)
     labels = np.ones((80, 80), dtype=np.uint8)
     pieces = [
         Piece(kind, "t", rng.gamma(looks, 1 / looks, labels.shape), labels, labels > 0)
-        for kind, looks in (("raw", 1.5), ("synth", 6.0))
+        for kind, looks in sources
     ]
-    results = class_stats(pieces, load_catalog().classes)
+    return class_stats(pieces, load_catalog().classes)
+
+
+def test_report_has_a_sar_section_when_sar_stats_ran(tmp_path):
+    from geosynth.sar_stats import looks_check, write_outputs
+
+    results = _speckle_results((("raw", 1.5), ("synth", 6.0)))
     check = looks_check(results, 1.5)
     write_outputs(results, tmp_path / "sar" / "stats", erode_px=3, check=check)
     md, page = write_report(tmp_path, title="t")
@@ -175,15 +181,9 @@ def test_report_has_a_sar_section_when_sar_stats_ran(tmp_path):
 
 
 def test_report_shows_the_speckle_of_a_sar_evaluation(tmp_path):
-    from geosynth.sar_stats import Piece, class_stats, speckle_section, write_speckle
+    from geosynth.sar_stats import speckle_section, write_speckle
 
-    rng = np.random.default_rng(0)
-    labels = np.ones((80, 80), dtype=np.uint8)
-    pieces = [
-        Piece(kind, "t", rng.gamma(looks, 1 / looks, labels.shape), labels, labels > 0)
-        for kind, looks in (("real", 2.0), ("synth", 8.0))
-    ]
-    results = class_stats(pieces, load_catalog().classes)
+    results = _speckle_results((("real", 2.0), ("synth", 8.0)))
     m = metrics("ours-sar", 0.2, 1.0)
     m["generator"]["output"] = "sar"
     m["speckle"] = speckle_section(results, erode_px=3, min_pixels=500, tiles=["358_5645"])

@@ -112,7 +112,13 @@ def block_lines(metrics: dict) -> list[str]:
 
 def speckle_line(metrics: dict) -> str:
     """The speckle section in one line: ENL and lag-1 autocorrelation, real / synthesized."""
-    overall = (metrics.get("speckle") or {}).get("overall") or {}
+    section = metrics.get("speckle") or {}
+    overall = section.get("overall") or {}
+    if not overall:
+        return (
+            f"speckle: no class has {section.get('min_pixels', 'enough')} homogeneous pixels "
+            "of valid SAR in the scored windows"
+        )
     real, synth = overall.get("real") or {}, overall.get("synth") or {}
     return (
         f"speckle (homogeneous areas, mean over classes): ENL real {_num(real.get('enl'))} / "
