@@ -533,22 +533,36 @@ SAR_INTRO = (
 
 
 def sar_section(ctx: Context) -> list[str]:
-    """SAR synthesis and speckle statistics, from ``sar/stats`` (``geosynth sar-stats``)."""
-    from geosynth.sar_stats import check_sentence, summary_lines
+    """SAR synthesis and speckle statistics, from ``sar/stats`` (``geosynth sar-stats``) and
+    the ``speckle`` sections of SAR generators' evaluations."""
+    from geosynth.ml.results import speckle_line
+    from geosynth.sar_stats import SPECKLE_PNG, check_sentence, summary_lines
 
     folder = ctx.root / "sar" / "stats"
     stats = folder / "sar_stats.json"
-    if not stats.exists():
+    evals = [m for m in ctx.evals if m.get("speckle")]
+    if not stats.exists() and not evals:
         return []
-    summary = json.loads(stats.read_text())
-    check = summary.get("looks_check")
-    figures = sorted(folder.glob("sar_pair_*.png")) + sorted(folder.glob("sar_stats_*.png"))
     lines = ["## SAR: synthesis and speckle statistics", "", SAR_INTRO, ""]
-    lines += [*summary_lines(summary["rows"]), ""]
-    if check:
-        lines += [check_sentence(check), ""]
-    lines += [f"{summary['note']}.", ""]
-    lines += [f"![{p.stem}]({_rel(p, ctx.root)})\n" for p in figures]
+    if stats.exists():
+        summary = json.loads(stats.read_text())
+        check = summary.get("looks_check")
+        figures = sorted(folder.glob("sar_pair_*.png")) + sorted(folder.glob("sar_stats_*.png"))
+        lines += [*summary_lines(summary["rows"]), ""]
+        if check:
+            lines += [check_sentence(check), ""]
+        lines += [f"{summary['note']}.", ""]
+        lines += [f"![{p.stem}]({_rel(p, ctx.root)})\n" for p in figures]
+    for m in evals:
+        windows = len(m["speckle"].get("tiles", []))
+        lines += [
+            f"`geosynth evaluate` of {m['name']} ({windows} window{'s' * (windows != 1)} of "
+            f"split {m['split']}), "
+            f"{speckle_line(m)}.",
+            "",
+        ]
+        if (m["_dir"] / SPECKLE_PNG).exists():
+            lines += [f"![speckle {m['name']}]({_rel(m['_dir'] / SPECKLE_PNG, ctx.root)})", ""]
     return lines
 
 

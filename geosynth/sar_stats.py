@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 KINDS = ("raw", "real", "synth")
 DEFAULT_ERODE_PX = 3
 MIN_PIXELS = 500  # a class needs this many homogeneous pixels in a source to be reported
+OVERALL = "all"  # the class of the pixel-weighted means over classes (class_means)
 LOOKS_TOLERANCE = 0.1  # relative: the theory check passes within +-10 % of the simulated looks
 INVERSION_NOTE = (
     "real and synthesized SAR are read as the store normalises them, x = db_factor * "
@@ -103,7 +104,9 @@ class ClassResult:
 # --------------------------------------------------------------------------- sources
 
 
-def _sar_norm(store) -> tuple[float, float, tuple[float, float]]:
+def sar_normalisation(store) -> tuple[float, float, tuple[float, float]]:
+    """``(db_factor, divisor, (lo, hi))`` of the store's SAR normalisation (the catalog's
+    when the store records none)."""
     from geosynth.catalog import load_catalog
 
     attrs = dict(store.attrs.get("geosynth:normalisation", {}).get("sar") or {})
@@ -120,20 +123,30 @@ def _tile_indices(store, tiles: Sequence[str] | None, split: str | None) -> list
 
 def store_pieces(store, tiles: Sequence[str] | None = None, split: str | None = None):
     """``real`` pieces: the store's SAR of the tiles (those with SAR and labels)."""
-    db_factor, divisor, (lo, hi) = _sar_norm(store)
+    norm = sar_normalisation(store)
     have = store.present("sar")
     for i in _tile_indices(store, tiles, split):
         if not have[i]:
             continue
-        x = store.read("sar", i)[0].astype(np.float64)  # (H, W)
-        yield Piece(
-            "real",
-            store.tile_ids[i],
-            amplitude_from_normalised(x, db_factor, divisor) ** 2,
-            store.read("seg", i),
-            store.read("sar_valid", i).astype(bool),
-            (x <= lo) | (x >= hi),
+        x = store.read("sar", i)[0]  # (H, W)
+        yield normalised_piece(
+            "real", store.tile_ids[i], x, store.read("seg", i), store.read("sar_valid", i), norm
         )
+
+
+def normalised_piece(kind: str, where: str, x, labels, valid, norm) -> Piece:
+    """A piece of SAR in the store's normalised form ``x`` (``(H, W)``), its dB normalisation
+    inverted; ``norm``: :func:`sar_normalisation`."""
+    db_factor, divisor, (lo, hi) = norm
+    x = np.asarray(x, dtype=np.float64)
+    return Piece(
+        kind,
+        where,
+        amplitude_from_normalised(x, db_factor, divisor) ** 2,
+        np.asarray(labels),
+        np.asarray(valid, dtype=bool),
+        (x <= lo) | (x >= hi),
+    )
 
 
 _SYNTH_NAME = re.compile(r"^(?P<tile>.+?)_sar\.tiff?$")
@@ -144,7 +157,7 @@ def synth_pieces(store, paths: Iterable[str | os.PathLike]):
     the store's labels of that tile and its real SAR's validity where it has SAR."""
     import rasterio
 
-    db_factor, divisor, (lo, hi) = _sar_norm(store)
+    db_factor, divisor, (lo, hi) = sar_normalisation(store)
     have = store.present("sar")
     for path in expand_rasters(paths):
         match = _SYNTH_NAME.match(path.name)
@@ -362,14 +375,7 @@ def write_outputs(
     out.mkdir(parents=True, exist_ok=True)
     rows = [r.row() for r in results]
     written = []
-    csv_path = out / "sar_stats.csv"
-    with atomic_path(csv_path) as tmp, open(tmp, "w", newline="") as f:
-        fields = list(rows[0]) if rows else ["source", "class"]
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: _fmt(v) for k, v in row.items()})
-    written.append(csv_path)
+    written.append(write_csv(rows, out / "sar_stats.csv"))
     summary = {
         "note": INVERSION_NOTE,
         "erode_px": erode_px,
@@ -388,6 +394,17 @@ def write_outputs(
                 plot_class([r for r in results if r.class_key == key], out / f"sar_stats_{key}.png")
             )
     return written
+
+
+def write_csv(rows: Sequence[dict], path: Path) -> Path:
+    """Rows of :meth:`ClassResult.row` as CSV (floats to 6 significant digits), atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        fields = list(rows[0]) if rows else ["source", "class"]
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _fmt(v) for k, v in row.items()})
+    return path
 
 
 def _fmt(v):
@@ -410,6 +427,27 @@ def plot_class(rows: Sequence[ClassResult], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, (ax, ac) = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [2, 1]})
+    draw_histograms(ax, rows)
+    for r in rows:
+        colour = COLOURS.get(r.kind, "black")
+        lags = list(LAGS)
+        ac.plot(lags, [r.stats.acf_x[j] for j in range(len(lags))], "o-", color=colour)
+        ac.plot(lags, [r.stats.acf_y[j] for j in range(len(lags))], "s--", color=colour)
+    ax.set_title(f"{rows[0].class_key}: intensity (homogeneous areas)")
+    ac.axhline(0.0, color="grey", lw=0.5)
+    ac.set_xlabel("lag (px): o along x, s along y")
+    ac.set_ylabel("autocorrelation")
+    ac.set_title("normalised intensity")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return path
+
+
+def draw_histograms(ax, rows: Sequence[ClassResult]) -> None:
+    """On ``ax``: per source, the histogram of I / mean with its Gamma (solid) and K (dashed)
+    fits, axis labels and a legend."""
     x = np.linspace(1e-3, 5.0, 300)
     for r in rows:
         colour = COLOURS.get(r.kind, "black")
@@ -425,22 +463,9 @@ def plot_class(rows: Sequence[ClassResult], path: Path) -> Path:
             x, k_pdf(x, k), color=colour, lw=1, ls="--",
             label=f"K L={k.looks:.2f} alpha={k.alpha:.3g}",
         )  # fmt: skip
-        lags = list(LAGS)
-        ac.plot(lags, [r.stats.acf_x[j] for j in range(len(lags))], "o-", color=colour)
-        ac.plot(lags, [r.stats.acf_y[j] for j in range(len(lags))], "s--", color=colour)
     ax.set_xlabel("intensity / class mean")
     ax.set_ylabel("density")
-    ax.set_title(f"{rows[0].class_key}: intensity (homogeneous areas)")
     ax.legend(fontsize=7)
-    ac.axhline(0.0, color="grey", lw=0.5)
-    ac.set_xlabel("lag (px): o along x, s along y")
-    ac.set_ylabel("autocorrelation")
-    ac.set_title("normalised intensity")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path
 
 
 def summary_lines(rows: Sequence[dict], check: dict | None = None) -> Iterator[str]:
@@ -517,3 +542,96 @@ def check_sentence(check: dict) -> str:
         f"the K fit {check['measured_k_looks']:.2f} looks (backscatter varying within a class "
         "reads as fewer looks)."
     )
+
+
+# --------------------------------------------------------------------------- geosynth evaluate
+
+SPECKLE_CSV = "speckle.csv"
+SPECKLE_PNG = "speckle.png"
+FIGURE_CLASSES = 4  # speckle.png shows the classes with the most real homogeneous pixels
+
+
+def class_means(results: Sequence[ClassResult]) -> list[dict]:
+    """Per source: rows like :meth:`ClassResult.row` (class :data:`OVERALL`) whose statistics
+    are the pixel-weighted means over the classes' (non-finite values left out, None when
+    none is finite) and ``pixels`` their sum. Means over classes, not statistics of the
+    classes pooled: backscatter differing between classes would read as fewer looks and as
+    correlation."""
+    out = []
+    for kind in KINDS:
+        rows = [r.row() for r in results if r.kind == kind]
+        if not rows:
+            continue
+        mean = {"source": kind, "class": OVERALL, "pixels": sum(r["pixels"] for r in rows)}
+        for key in rows[0]:
+            if key in mean:
+                continue
+            pairs = [(r[key], r["pixels"]) for r in rows if math.isfinite(r[key])]
+            weight = sum(w for _, w in pairs)
+            mean[key] = sum(v * w for v, w in pairs) / weight if weight else math.nan
+        out.append(mean)
+    return out
+
+
+def speckle_section(
+    results: Sequence[ClassResult], *, erode_px: int, min_pixels: int, tiles: Sequence[str]
+) -> dict:
+    """The ``speckle`` section of an evaluation's ``metrics.json`` from :func:`class_stats`
+    results: per source (``real``, ``synth``) the row of :meth:`ClassResult.row`
+    (non-finite values as None) per class key (``classes``) and its pixel-weighted mean over
+    the classes (``overall``, :func:`class_means`)."""
+
+    def entry(row: dict) -> dict:
+        return {k: _json_value(v) for k, v in row.items() if k not in ("source", "class")}
+
+    classes: dict[str, dict] = {}
+    for r in results:
+        classes.setdefault(r.class_key, {})[r.kind] = entry(r.row())
+    return {
+        "note": INVERSION_NOTE,
+        "pixels": (
+            "the valid SAR pixels of the scored windows, each class's eroded by erode_px "
+            "(no class or validity edge, no window border); overall: pixel-weighted means "
+            "over the classes"
+        ),
+        "erode_px": erode_px,
+        "min_pixels": min_pixels,
+        "lags_px": list(LAGS),
+        "tiles": list(tiles),
+        "overall": {row["source"]: entry(row) for row in class_means(results)},
+        "classes": classes,
+    }
+
+
+def write_speckle(results: Sequence[ClassResult], out: str | os.PathLike) -> list[Path]:
+    """``speckle.csv`` (a row per source and class, and class ``all``: :func:`class_means`)
+    and ``speckle.png`` (:func:`plot_speckle`) in ``out``, each atomically."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [r.row() for r in results] + class_means(results)
+    written = [write_csv(rows, out / SPECKLE_CSV)]
+    if results:
+        written.append(plot_speckle(results, out / SPECKLE_PNG))
+    return written
+
+
+def plot_speckle(
+    results: Sequence[ClassResult], path: str | os.PathLike, max_classes: int = FIGURE_CLASSES
+) -> Path:
+    """Histograms of I / mean with their Gamma and K fits, real against synthesized, of the
+    ``max_classes`` classes with the most homogeneous pixels, one panel each."""
+    from matplotlib.figure import Figure
+
+    from geosynth.figures import save_figure
+
+    by_key: dict[str, list[ClassResult]] = {}
+    for r in results:
+        by_key.setdefault(r.class_key, []).append(r)
+    size = {k: max(r.stats.pixels for r in rows) for k, rows in by_key.items()}
+    keys = sorted(by_key, key=lambda k: -size[k])[:max_classes]
+    fig = Figure(figsize=(4.6 * len(keys), 3.8), dpi=100)
+    for j, key in enumerate(keys, start=1):
+        ax = fig.add_subplot(1, len(keys), j)
+        draw_histograms(ax, by_key[key])
+        ax.set_title(f"{key}: intensity (homogeneous areas)")
+    return save_figure(fig, path)

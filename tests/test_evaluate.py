@@ -20,10 +20,17 @@ from geosynth.ml.config import GanConfig, UNetRunConfig
 from geosynth.ml.evaluate import evaluate, grid_windows
 from geosynth.ml.inputs import to_network
 from geosynth.ml.metrics import frechet_distance_of, pooled_features, predict_classes
-from geosynth.ml.results import TABLE_HEADER, markdown_table, protocol_of, read_metrics
+from geosynth.ml.results import (
+    TABLE_HEADER,
+    block_lines,
+    markdown_table,
+    protocol_of,
+    read_metrics,
+)
 from geosynth.ml.train import train_gan
 from geosynth.ml.train_unet import train_unet
-from geosynth.store import open_store
+from geosynth.speckle import amplitude_from_normalised, area_stats, enl, homogeneous_masks
+from geosynth.store import TileData, open_store
 
 TINY = dict(crop=32, batch_size=2, workers=0, tensorboard=False, deterministic=True, max_steps=1,
             samples=0, image_every=0, log_every=0)  # fmt: skip
@@ -139,6 +146,7 @@ def test_reports_are_written_and_deterministic(world, tmp_path):
     with pytest.raises(UsageError, match="already holds an evaluation"):
         evaluate(*args, out, device="cpu")
     assert not list(out.glob(".*tmp*"))  # nothing half-written
+    assert "speckle" not in first and "speckle" not in "\n".join(block_lines(first))  # rgb
 
 
 def test_table_formats_evaluations_without_torch(world, tmp_path):
@@ -224,6 +232,11 @@ def test_paper_protocol_equals_a_direct_computation_of_ignites_formulas(world, t
                  tmp_path / "paper", batch_size=2, device="cpu", protocol="paper").metrics  # fmt: skip
     assert m["window"] == [32, 32]  # the generator's training crop, not the whole 64 px tile
     assert protocol_of(m) == "paper" and "ignite" in m["protocol"]["description"]
+    if output == "sar":  # 8 px class blocks in 32 px windows: too little homogeneous area
+        assert m["speckle"]["classes"] == {} and m["speckle"]["overall"] == {}
+        assert block_lines(m)[-1].startswith("speckle: no class has 500 homogeneous pixels")
+    else:
+        assert "speckle" not in m
     for key, counts in _direct_paper(world, output, 32).items():
         block = m["blocks"][key]
         assert np.array_equal(np.array(block["confusion"]), counts), key
@@ -284,3 +297,91 @@ def test_a_table_refuses_mixed_protocols(world, tmp_path):
     old["format"] = "geosynth-eval/1"
     (tmp_path / "old.json").write_text(json.dumps(old))
     assert protocol_of(read_metrics(tmp_path / "old.json")) == "geosynth"
+
+
+# ----------------------------------------------------------------------------- SAR speckle
+
+LOOKS = 3.0  # of the simulated speckle of the test tiles
+
+
+@pytest.fixture(scope="module")
+def speckle_store(world, tiny_store_factory):
+    """The evaluation store with test tiles of two classes (left and right half) whose SAR is
+    Gamma speckle of LOOKS looks, stored as the store normalises it (20 log10 A / 100)."""
+    path = tiny_store_factory(
+        world["root"] / "speckle.zarr", modalities=("rgb", "dem", "seg", "sar"), **EVAL_STORE
+    )
+    store = open_store(path, mode="r+")
+    rng = np.random.default_rng(7)
+    h, w = store.tile_shape
+    for i in store.tiles("test"):
+        seg = np.ones((h, w), dtype=np.uint8)
+        seg[:, w // 2 :] = 2
+        intensity = np.where(seg == 1, 1e4, 4e4) * rng.gamma(LOOKS, 1.0 / LOOKS, (h, w))
+        x = np.clip(20.0 * np.log10(np.sqrt(intensity)) / 100.0, 0.0, 1.0)
+        valid = store.read("sar_valid", i)
+        data = TileData(rgb=store.read("rgb", i), dem=store.read("dem", i), seg=seg,
+                        sar=(x * valid)[None].astype(np.float32), sar_valid=valid)  # fmt: skip
+        store.write_tile(store.tile_ids[i], data)
+    return path
+
+
+def test_a_sar_evaluation_has_the_speckle_statistics_of_its_windows(world, speckle_store, tmp_path):
+    out = tmp_path / "sar"
+    m = evaluate(world["g_sar"], world["u_sar"], speckle_store, "test", out, batch_size=2,
+                 device="cpu").metrics  # fmt: skip
+    sp = m["speckle"]
+    store = open_store(speckle_store)
+    keys = {c.id: c.key for c in store.classes.classes}
+    assert sp["tiles"] == m["tiles"] and sp["erode_px"] == 3 and "10^(100 x / 20)" in sp["note"]
+    assert set(sp["classes"]) == {keys[1], keys[2]} and set(sp["overall"]) == {"real", "synth"}
+    # the same statistics straight from the store: its SAR, eroded masks of the valid pixels
+    ids = [c.id for c in store.classes.classes if c.id != 0]
+    pieces = {1: [], 2: []}
+    for i in store.tiles("test"):
+        intensity = amplitude_from_normalised(store.read("sar", i)[0]) ** 2
+        masks = homogeneous_masks(store.read("seg", i), store.read("sar_valid", i), ids, 3)
+        for c in pieces:
+            pieces[c].append((intensity, masks[c]))
+    for c in pieces:
+        entry = sp["classes"][keys[c]]
+        real = entry["real"]
+        assert real["pixels"] == sum(int(mk.sum()) for _, mk in pieces[c]) > 0
+        assert real["enl"] == pytest.approx(enl(np.concatenate([i[mk] for i, mk in pieces[c]])),
+                                            rel=1e-5)  # fmt: skip
+        stats = area_stats(pieces[c])[0]
+        assert real["gamma_looks"] == pytest.approx(stats.gamma_looks, rel=1e-4)
+        assert real["acf1"] == pytest.approx(sum(stats.acf_x[:1] + stats.acf_y[:1]) / 2, abs=1e-6)
+        assert entry["synth"]["pixels"] == real["pixels"]  # the same pixels, synthesized
+    for key in (keys[1], keys[2]):  # the simulated looks come back within a class; white speckle
+        real = sp["classes"][key]["real"]
+        assert real["enl"] == pytest.approx(LOOKS, rel=0.1)
+        assert real["gamma_looks"] == pytest.approx(LOOKS, rel=0.1) and real["gamma_ks"] < 0.05
+        assert abs(real["acf1"]) < 0.1
+    real, synth = sp["overall"]["real"], sp["overall"]["synth"]
+    one, two = (sp["classes"][keys[c]] for c in (1, 2))
+    for key in ("enl", "acf1", "gamma_looks", "cv_amplitude"):  # pixel-weighted class means
+        for source, entry in (("real", real), ("synth", synth)):
+            n1, n2 = one[source]["pixels"], two[source]["pixels"]
+            assert entry[key] == pytest.approx(
+                (n1 * one[source][key] + n2 * two[source][key]) / (n1 + n2)
+            ), (source, key)
+    assert real["pixels"] == one["real"]["pixels"] + two["real"]["pixels"]
+    assert real["enl"] == pytest.approx(LOOKS, rel=0.1) and abs(real["acf1"]) < 0.1
+    line = block_lines(m)[-1]
+    assert line == (
+        f"speckle (homogeneous areas, mean over classes): ENL real {real['enl']:.2f} / synthesized "
+        f"{synth['enl']:.2f}, lag-1 autocorrelation {real['acf1']:.2f} / {synth['acf1']:.2f}"
+    )
+    rows = list(csv.DictReader((out / "speckle.csv").open()))
+    assert {(r["source"], r["class"]) for r in rows} == {
+        (s, k) for s in ("real", "synth") for k in (keys[1], keys[2], "all")
+    }
+    assert float(next(r for r in rows if r["source"] == "real" and r["class"] == "all")["enl"]) == (
+        pytest.approx(real["enl"], rel=1e-5)
+    )
+    from PIL import Image
+
+    with Image.open(out / "speckle.png") as im:
+        assert im.format == "PNG" and im.size[0] >= 800  # two class panels
+    assert read_metrics(out)["speckle"] == sp

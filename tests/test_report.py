@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from geosynth.catalog import load_catalog
 from geosynth.figures import land_colormap, save_panel
@@ -150,17 +151,23 @@ def test_long_recipe_runs_three_seeds_of_three_generators_for_the_report():
         assert steps["build"].args[steps["build"].args.index("--source-dir") + 1] == "x/world"
 
 
-def test_report_has_a_sar_section_when_sar_stats_ran(tmp_path):
-    from geosynth.catalog import load_catalog
-    from geosynth.sar_stats import Piece, class_stats, looks_check, write_outputs
+def _speckle_results(sources):
+    """class_stats of one 80 x 80 px image of class 1 per ``(kind, looks)`` of Gamma speckle."""
+    from geosynth.sar_stats import Piece, class_stats
 
     rng = np.random.default_rng(0)
     labels = np.ones((80, 80), dtype=np.uint8)
     pieces = [
         Piece(kind, "t", rng.gamma(looks, 1 / looks, labels.shape), labels, labels > 0)
-        for kind, looks in (("raw", 1.5), ("synth", 6.0))
+        for kind, looks in sources
     ]
-    results = class_stats(pieces, load_catalog().classes)
+    return class_stats(pieces, load_catalog().classes)
+
+
+def test_report_has_a_sar_section_when_sar_stats_ran(tmp_path):
+    from geosynth.sar_stats import looks_check, write_outputs
+
+    results = _speckle_results((("raw", 1.5), ("synth", 6.0)))
     check = looks_check(results, 1.5)
     write_outputs(results, tmp_path / "sar" / "stats", erode_px=3, check=check)
     md, page = write_report(tmp_path, title="t")
@@ -171,3 +178,25 @@ def test_report_has_a_sar_section_when_sar_stats_ran(tmp_path):
     name = next(c.key for c in load_catalog().classes.classes if c.id == 1)
     assert f"sar/stats/sar_stats_{name}.png" in text
     assert f"sar/stats/sar_stats_{name}.png" in page.read_text()
+
+
+def test_report_shows_the_speckle_of_a_sar_evaluation(tmp_path):
+    from geosynth.sar_stats import speckle_section, write_speckle
+
+    results = _speckle_results((("real", 2.0), ("synth", 8.0)))
+    m = metrics("ours-sar", 0.2, 1.0)
+    m["generator"]["output"] = "sar"
+    m["speckle"] = speckle_section(results, erode_px=3, min_pixels=500, tiles=["358_5645"])
+    write_speckle(results, tmp_path / "eval" / "ours-sar")
+    write_reports(tmp_path / "eval" / "ours-sar", m)
+    write_reports(tmp_path / "eval" / "ours", metrics("ours", 0.3, 1.0))  # rgb: no speckle
+    text = write_report(tmp_path, title="t")[0].read_text()
+    real, synth = (m["speckle"]["overall"][k]["enl"] for k in ("real", "synth"))
+    assert real == pytest.approx(2.0, rel=0.1) and synth == pytest.approx(8.0, rel=0.1)
+    assert "## SAR: synthesis and speckle statistics" in text
+    assert (
+        "`geosynth evaluate` of ours-sar (1 window of split test), speckle (homogeneous areas, "
+        f"mean over classes): ENL real {real:.2f} / synthesized {synth:.2f}"
+    ) in text
+    assert "![speckle ours-sar](eval/ours-sar/speckle.png)" in text
+    assert "evaluate` of ours " not in text

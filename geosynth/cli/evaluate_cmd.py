@@ -36,7 +36,8 @@ from geosynth.names import EVAL_PROTOCOLS
     "--out",
     required=True,
     type=click.Path(file_okay=False),
-    help="Output folder (metrics.json, metrics.csv, table_row.md, iou_per_class.png).",
+    help="Output folder (metrics.json, metrics.csv, table_row.md, iou_per_class.png; SAR "
+    "generators also speckle.csv and speckle.png).",
 )
 @click.option(
     "--protocol",
@@ -93,8 +94,10 @@ def evaluate(
     image's segmentation (class 0 ignored), per-class IoU as a bar chart,
     and the Frechet distance between the U-Net encoder features of real and
     synthesized images. The U-Net must segment what the generator
-    synthesizes (rgb or sar). --protocol paper computes every number as the
-    code published with the paper does (Table III comparable). Example:
+    synthesizes (rgb or sar); for sar also the speckle statistics of the real
+    and synthesized SAR (as geosynth sar-stats, per class over homogeneous
+    areas). --protocol paper computes every number as the code published
+    with the paper does (Table III comparable). Example:
 
     \b
         geosynth evaluate --generator runs/ours --unet runs/unet_rgb

@@ -30,6 +30,13 @@ the covariances need not be singular. The result files (``metrics.json``,
 ``metrics.csv``, ``table_row.md``, ``iou_per_class.png``) are written by
 :mod:`geosynth.ml.results`; ``metrics.json`` names the protocol, the window
 and the feature set of every number.
+
+For a SAR generator, ``metrics.json`` also holds a ``speckle`` section (and
+the folder ``speckle.csv`` and ``speckle.png``): the speckle statistics of
+:mod:`geosynth.sar_stats` (ENL, CV of amplitude, Gamma and K fits with their
+KS distances, autocorrelation), per class and pooled, of the real and the
+synthesized SAR of the scored windows; :mod:`geosynth.ml.results` describes
+it.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -53,7 +61,7 @@ from geosynth.io import check_writable, remove_stale_temporaries
 from geosynth.ml.checkpoint import find_checkpoint, load_generator, load_unet
 from geosynth.ml.data import SynthesisDataset
 from geosynth.ml.distributed import resolve_device
-from geosynth.ml.inputs import from_generator, generator_inputs, quantize
+from geosynth.ml.inputs import from_generator, generator_inputs, quantize, to_stored
 from geosynth.ml.metrics import (
     PROTOCOLS,
     ConfusionMatrix,
@@ -62,7 +70,14 @@ from geosynth.ml.metrics import (
     frechet_distance_of,
     pooled_features,
 )
-from geosynth.ml.results import BLOCKS, FORMAT, METRICS_JSON, summary, write_reports
+from geosynth.ml.results import (
+    BLOCKS,
+    FORMAT,
+    METRICS_JSON,
+    speckle_line,
+    summary,
+    write_reports,
+)
 from geosynth.names import LABELS
 from geosynth.store import GeoStore, open_store
 
@@ -202,15 +217,69 @@ def _deterministic_kernels(device: torch.device) -> Iterator[None]:
 
 # --------------------------------------------------------------------------- scoring
 
+SPECKLE_PIXELS = 2**23  # the speckle statistics keep at most this many window pixels (memory)
+
+
+def spread(n: int, k: int) -> list[int]:
+    """``min(n, k)`` positions of ``0..n-1`` spread evenly, first and last included (k >= 1)."""
+    return np.unique(np.linspace(0, n - 1, min(n, max(k, 1))).round().astype(int)).tolist()
+
+
+class _SpeckleWindows:
+    """The real and synthesized SAR of the scored windows as :class:`~geosynth.sar_stats.Piece`
+    with the ground truth and the validity mask, for :func:`~geosynth.sar_stats.class_stats`:
+    the store's normalised values as the U-Net saw them (real: to float32 rounding;
+    synthesized: clipped to [0, 1] as ``synthesize`` writes it), dB normalisation inverted.
+    Only the samples ``keep`` (positions in the loader's order) are kept."""
+
+    def __init__(self, store: GeoStore, keep: list[int]):
+        from geosynth.sar_stats import sar_normalisation
+
+        self.norm = sar_normalisation(store)
+        self.keep = set(keep)
+        self.seen = 0
+        self.pieces: list = []
+        self.tiles: list[str] = []
+
+    def add(self, batch: dict, fake: torch.Tensor) -> None:
+        from geosynth.sar_stats import normalised_piece
+
+        real = to_stored("sar", batch["sar"][:, 0]).numpy()  # (B, H, W) in [0, 1]
+        synth = to_stored("sar", fake[:, 0]).cpu().numpy()  # (B, H, W)
+        labels = batch[LABELS].argmax(1).to(torch.int16).numpy()  # (B, H, W) class ids
+        valid = batch["sar_valid"][:, 0].numpy() if "sar_valid" in batch else labels >= 0
+        for b, tile in enumerate(batch["tile"]):
+            if self.seen + b in self.keep:
+                self.tiles.append(tile)
+                for kind, x in (("real", real[b]), ("synth", synth[b])):
+                    self.pieces.append(
+                        normalised_piece(kind, tile, x, labels[b], valid[b], self.norm)
+                    )
+        self.seen += len(batch["tile"])
+
+    def section(self, store: GeoStore) -> tuple[dict, list]:
+        """The ``speckle`` section of ``metrics.json`` and the per-class results."""
+        from geosynth.sar_stats import DEFAULT_ERODE_PX, MIN_PIXELS, class_stats, speckle_section
+
+        results = class_stats(
+            self.pieces, store.classes, erode_px=DEFAULT_ERODE_PX, min_pixels=MIN_PIXELS
+        )
+        section = speckle_section(
+            results, erode_px=DEFAULT_ERODE_PX, min_pixels=MIN_PIXELS, tiles=self.tiles
+        )
+        return section, results
+
 
 class _Scores:
-    """The three confusion matrices and the real and synthesized features of one evaluation."""
+    """The three confusion matrices and the real and synthesized features of one evaluation
+    (and, for SAR, its windows for the speckle statistics)."""
 
-    def __init__(self, num_classes: int, protocol: Protocol):
+    def __init__(self, num_classes: int, protocol: Protocol, speckle: _SpeckleWindows | None):
         self.protocol = protocol
         self.blocks = {key: ConfusionMatrix(num_classes, protocol.ignore) for key in BLOCKS}
         self.real = FeatureStats()
         self.fake = FeatureStats()
+        self.speckle = speckle
 
     def update(self, gt, pred_real, pred_fake, mask, feats_real, feats_fake) -> None:
         self.blocks["real_gt"].update(pred_real, gt, mask)
@@ -224,7 +293,8 @@ class _Scores:
 
 
 def _forward(batch: dict, generator, unet, gan, device: torch.device, protocol: Protocol):
-    """The U-Net's outputs on the real and the synthesized images of a batch."""
+    """The U-Net's outputs on the real and the synthesized images of a batch, and the
+    synthesized images ``(B, C, H, W)`` in [-1, 1] as the U-Net saw them."""
     labels, raster = generator_inputs(batch, gan.inputs)  # (B, K, H, W), (B, R, H, W)
     labels, raster = (None if t is None else t.to(device) for t in (labels, raster))
     real = batch[gan.output].to(device)  # (B, C, H, W) in [-1, 1]
@@ -233,7 +303,7 @@ def _forward(batch: dict, generator, unet, gan, device: torch.device, protocol: 
     fake = from_generator(gan, generator(labels, raster, *extra).float())  # (B, C, H, W)
     if protocol.quantize:
         fake = quantize(gan.output, fake)  # as stored: 8-bit rgb
-    return unet(real), unet(fake)
+    return unet(real), unet(fake), fake
 
 
 @torch.inference_mode()
@@ -243,7 +313,9 @@ def _score_batch(batch: dict, generator, unet, gan, device: torch.device, scores
     mask = None
     if protocol.mask_unlabelled and gan.output == "sar":
         mask = batch["sar_valid"][:, 0].to(device)  # (B, H, W)
-    out_real, out_fake = _forward(batch, generator, unet, gan, device, protocol)
+    out_real, out_fake, fake = _forward(batch, generator, unet, gan, device, protocol)
+    if scores.speckle is not None:
+        scores.speckle.add(batch, fake)
     scores.update(
         gt,
         protocol.predict(out_real.logits),
@@ -259,7 +331,7 @@ def _grid_features(loader, generator, unet, gan, device, protocol) -> tuple:
     """Pooled U-Net features ``(N, D)`` of the real and synthesized images of every window."""
     real, fake = FeatureStats(), FeatureStats()
     for batch in loader:
-        out_real, out_fake = _forward(batch, generator, unet, gan, device, protocol)
+        out_real, out_fake, _ = _forward(batch, generator, unet, gan, device, protocol)
         real.update(pooled_features(out_real.features))
         fake.update(pooled_features(out_fake.features))
     return real.features, fake.features
@@ -337,7 +409,13 @@ def evaluate(
         generator_run, gan.generator, ",".join(gan.inputs), gan.output, len(dataset), split,
         *window, dev,
     )  # fmt: skip
-    scores = _Scores(opened.num_classes, proto)
+    speckle = None
+    if gan.output == "sar":
+        keep = spread(len(dataset), SPECKLE_PIXELS // (window[0] * window[1]))
+        if len(keep) < len(dataset):
+            log.info("speckle statistics on %d of the %d windows", len(keep), len(dataset))
+        speckle = _SpeckleWindows(opened, keep)
+    scores = _Scores(opened.num_classes, proto, speckle)
     grid = None
     with _deterministic_kernels(dev):
         for done, batch in enumerate(loader, start=1):
@@ -357,8 +435,15 @@ def evaluate(
     )
     metrics["frechet"] = _frechet_entries(scores, window, grid, fd_grid)
     metrics["name"] = name or out.resolve().name
+    if speckle is not None:
+        from geosynth.sar_stats import write_speckle
+
+        metrics["speckle"], speckle_results = speckle.section(opened)
+        write_speckle(speckle_results, out)  # before metrics.json, which marks a folder complete
     write_reports(out, metrics)
     log.info("%s", summary(metrics))
+    if speckle is not None:
+        log.info("%s", speckle_line(metrics))
     return EvalResult(out, metrics)
 
 

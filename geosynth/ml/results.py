@@ -13,7 +13,31 @@ The output folder (``--out eval/NAME``)::
     metrics.csv         one header and one row (per-class IoU as columns): cat them
     table_row.md        one Markdown row of Table III (header: TABLE_HEADER)
     iou_per_class.png   per-class IoU of the three blocks as bars
+    speckle.csv         SAR generators only: the speckle statistics, one row per source and
+                        class (``geosynth.sar_stats``; class ``all``: the pixel-weighted
+                        means over the classes)
+    speckle.png         SAR generators only: real and synthesized intensity histograms with
+                        their Gamma and K fits, for the largest classes
 
+A SAR generator's ``metrics.json`` also holds ``speckle``: the speckle
+statistics of the real and the synthesized SAR of the scored windows (at most
+``geosynth.ml.evaluate.SPECKLE_PIXELS``, 2^23, of their pixels, windows spread over the split; ``tiles``
+names them), computed on the amplitude ``A = 10^(100 x / 20)`` of the store's
+normalised values ``x`` and only on valid SAR pixels, over homogeneous areas
+(each class's mask eroded by ``erode_px``; classes with fewer than
+``min_pixels`` such pixels are left out)::
+
+    "speckle": {"note": ..., "pixels": ..., "erode_px": 3, "min_pixels": 500,
+                "lags_px": [1, 2, 3, 4, 5], "tiles": [...],
+                "overall": {"real": ROW, "synth": ROW},  # pixel-weighted class means
+                "classes": {"<class key>": {"real": ROW, "synth": ROW}, ...}}
+
+    ROW: pixels, mean_intensity, enl (mean^2 / var of intensity), enl_local,
+         cv_amplitude, gamma_looks, gamma_ks (Kolmogorov-Smirnov distance), k_looks,
+         k_alpha, k_ks, acf1..acf5 (autocorrelation at lags 1..5 px), clipped;
+         null where not finite (e.g. the ENL of a constant image)
+
+The section is optional (no format change): readers that do not know it ignore it.
 Each file is written atomically; ``metrics.json`` comes last, so a folder
 with it is complete. Files of format ``geosynth-eval/1`` (before protocols)
 read as the ``geosynth`` protocol. A table refuses rows of different
@@ -82,7 +106,26 @@ def block_lines(metrics: dict) -> list[str]:
         fd = entry["value"]
         what = "" if key == "tile" else f" ({entry['windows_per_tile']} windows per tile)"
         lines.append(f"Frechet distance{what}: {'n/a' if fd is None else f'{fd:.3f}'}")
+    if metrics.get("speckle"):
+        lines.append(speckle_line(metrics))
     return lines
+
+
+def speckle_line(metrics: dict) -> str:
+    """The speckle section in one line: ENL and lag-1 autocorrelation, real / synthesized."""
+    section = metrics.get("speckle") or {}
+    overall = section.get("overall") or {}
+    if not overall:
+        return (
+            f"speckle: no class has {section.get('min_pixels', 'enough')} homogeneous pixels "
+            "of valid SAR in the scored windows"
+        )
+    real, synth = overall.get("real") or {}, overall.get("synth") or {}
+    return (
+        f"speckle (homogeneous areas, mean over classes): ENL real {_num(real.get('enl'))} / "
+        f"synthesized {_num(synth.get('enl'))}, lag-1 autocorrelation "
+        f"{_num(real.get('acf1'))} / {_num(synth.get('acf1'))}"
+    )
 
 
 def _percent(value: float | None) -> str:
