@@ -42,6 +42,7 @@ it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -435,12 +436,13 @@ def evaluate(
     )
     metrics["frechet"] = _frechet_entries(scores, window, grid, fd_grid)
     metrics["name"] = name or out.resolve().name
+    extra = None
     if speckle is not None:
         from geosynth.sar_stats import write_speckle
 
         metrics["speckle"], speckle_results = speckle.section(opened)
-        write_speckle(speckle_results, out)  # before metrics.json, which marks a folder complete
-    write_reports(out, metrics)
+        extra = functools.partial(write_speckle, speckle_results)
+    write_reports(out, metrics, extra)
     log.info("%s", summary(metrics))
     if speckle is not None:
         log.info("%s", speckle_line(metrics))

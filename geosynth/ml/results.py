@@ -51,7 +51,7 @@ import io
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -239,14 +239,19 @@ def plot_iou(metrics: dict, path: str | os.PathLike) -> Path:
     return save_figure(fig, path)
 
 
-def write_reports(out: str | os.PathLike, metrics: dict) -> None:
+def write_reports(
+    out: str | os.PathLike, metrics: dict, extra: Callable[[Path], list[Path]] | None = None
+) -> None:
     """The four files of an evaluation folder, written into a temporary folder beside it
     (:func:`~geosynth.io.temporary_name`) and moved in when all are complete: a new folder
-    by one rename, into an existing one file by file, ``metrics.json`` last."""
+    by one rename, into an existing one file by file, ``metrics.json`` last. ``extra(tmp)``
+    writes further files (e.g. the speckle statistics) into the temporary folder first and
+    returns their paths."""
     out = Path(out)
     tmp = temporary_name(out)
     try:
         tmp.mkdir(parents=True)
+        extras = [Path(p).name for p in extra(tmp)] if extra is not None else []
         plot_iou(metrics, tmp / IOU_PNG)
         for filename, text in (
             (METRICS_CSV, _csv_text(csv_columns(metrics))),
@@ -255,7 +260,7 @@ def write_reports(out: str | os.PathLike, metrics: dict) -> None:
         ):
             (tmp / filename).write_text(text, encoding="utf-8")
         if out.is_dir():  # --overwrite, or a folder made beforehand: other files stay
-            for filename in (IOU_PNG, METRICS_CSV, TABLE_ROW, METRICS_JSON):
+            for filename in (*extras, IOU_PNG, METRICS_CSV, TABLE_ROW, METRICS_JSON):
                 os.replace(tmp / filename, out / filename)
         else:
             os.replace(tmp, out)
