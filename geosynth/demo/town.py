@@ -1,7 +1,7 @@
 """The demo town: land use, a street grid, houses, apartment blocks, halls and garden sheds.
 
-The town is a rotated, rounded rectangle; its western part is residential
-(ATKIS Wohnbauflaeche), the eastern part industrial (Industrie- und
+The town is a rotated, rounded rectangle; its southern part is residential
+(ATKIS Wohnbauflaeche), the northern part industrial (Industrie- und
 Gewerbeflaeche), with a square (Platz) at the main crossing and a cemetery
 (Friedhof: an object type the catalog does not map). Streets form a grid
 aligned with the town. Buildings stand in the blocks between the streets:
@@ -59,11 +59,13 @@ def build_town(
     c = np.asarray(centre)
     u, v = _frame(angle)
     big = 4 * max(tw, th)
-    east = rotated_box(*(c + u * (0.2 * tw + big / 2)), big, big, angle)
-    industrial = town.intersection(east)
-    residential = town.difference(east)
-    square = rotated_box(*(c - u * 42 + v * 34), 60, 44, angle)
-    cemetery = rotated_box(*(c - u * 0.28 * tw + v * 0.22 * th), 90, 70, angle).intersection(
+    # the northern part along the town's axis: the default world's train/test boundary runs
+    # north-south through the town, so both sides hold houses and halls
+    north = rotated_box(*(c + v * (0.1 * th + big / 2)), big, big, angle)
+    industrial = town.intersection(north)
+    residential = town.difference(north)
+    square = rotated_box(*(c - u * 42 - v * 10), 60, 44, angle)
+    cemetery = rotated_box(*(c - u * 0.28 * tw - v * 0.22 * th), 90, 70, angle).intersection(
         residential
     )
     residential = residential.difference(square).difference(cemetery)
