@@ -56,7 +56,7 @@ DEM_NORMS = ("none", "tile", "crop")
 UNET_LOSSES = ("ce", "bce", "focal")
 UNET_NORMS = ("none", "batch")  # the U-Net scorer: the paper's plain convs, or BatchNorm after each
 #: Class weights of the U-Net's loss (``train-unet --class-weights``) from the training histogram.
-CLASS_WEIGHTINGS = ("none", "inverse", "median")
+CLASS_WEIGHTINGS = ("none", "inverse", "median", "sqrt")
 #: Acquisition conditions a generator can be conditioned on (``train --conditions``):
 #: the orthophoto's day of year (sin, cos) and flight year; the SAR scenes' incidence
 #: angle, orbit direction and look direction (see :mod:`geosynth.ml.conditions`).

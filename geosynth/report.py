@@ -282,7 +282,16 @@ def setup_section(ctx: Context) -> list[str]:
     ]
     for name, cfg in ctx.runs.items():
         if cfg.get("task") == "unet":
-            net = "U-Net scorer (cross-entropy)"
+            loss = {"ce": "cross-entropy", "bce": "BCE", "focal": "focal loss"}.get(
+                cfg.get("loss", "ce"), cfg.get("loss")
+            )
+            extras = (
+                [f"{cfg['class_weights']} class weights"]
+                if cfg.get("class_weights", "none") != "none"
+                else []
+            )
+            extras += ["BatchNorm"] if cfg.get("norm") == "batch" else []
+            net = f"U-Net scorer ({', '.join([loss, *extras])})"
             io = f"{cfg.get('input')} -> classes"
             width = cfg.get("base_channels")
         else:

@@ -35,12 +35,13 @@ def test_inverse_weights_from_a_known_histogram():
 
 def test_median_frequency_weights_from_a_known_histogram():
     np.testing.assert_allclose(class_weights(HIST, "median"), [0, 3, 1, 0.5, 1])
+    np.testing.assert_allclose(class_weights(HIST, "sqrt"), [0, 3**0.5, 1, 0.5**0.5, 1])
 
 
 def test_no_weights_and_bad_histograms():
     np.testing.assert_array_equal(class_weights(HIST, "none"), [0, 1, 1, 1, 1])
     with pytest.raises(UsageError, match="one of"):
-        class_weights(HIST, "sqrt")
+        class_weights(HIST, "cube")
     with pytest.raises(Exception, match="no labelled pixels"):
         class_weights([5, 0, 0], "median")
 
@@ -105,7 +106,7 @@ def test_config_and_cli_refuse_bad_values(tiny_store, tmp_path):
     with pytest.raises(UsageError, match=r"mix must lie in \[0, 1\]"):
         UNetRunConfig(store="s", out="o", mix=1.5)
     with pytest.raises(UsageError, match="class_weights"):
-        UNetRunConfig(store="s", out="o", class_weights="sqrt")
+        UNetRunConfig(store="s", out="o", class_weights="cube")
     out = tmp_path / "run"
     args = ["train-unet", "--store", str(tiny_store), "--out", str(out), "--extra-store",
             str(tiny_store), "--mix", "1.5"]  # fmt: skip

@@ -14,6 +14,9 @@ with class 0 as a channel):
     the pixel-weighted mean of the weights is 1);
   - ``median`` (median frequency balancing, Eigen & Fergus 2015):
     ``w_c = median(f) / f_c`` with ``f_c = n_c / N``;
+  - ``sqrt``: the square root of the median weights, ``w_c = sqrt(median(f) / f_c)``:
+    a softer balance that keeps common classes from being painted over by rare ones
+    on short runs (the demo's scorer);
   - ``none``: every weight 1.
 
   Class 0 (unlabelled) weighs 0; a class absent from the training split
@@ -65,8 +68,10 @@ def class_weights(hist: Sequence[int] | np.ndarray, mode: str) -> np.ndarray:
     freq = labelled[present] / labelled.sum()
     if mode == "inverse":
         weights[present] = 1.0 / (present.sum() * freq)
-    else:  # median frequency balancing
+    elif mode == "median":  # median frequency balancing
         weights[present] = np.median(freq) / freq
+    else:  # "sqrt": its square root, a softer balance (rare classes gain, common ones lose less)
+        weights[present] = np.sqrt(np.median(freq) / freq)
     return weights
 
 
