@@ -89,7 +89,7 @@ def _process_alive(pid: int) -> bool:
         return True
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # gone, or no PID this system can have
         return False
     except PermissionError:  # another user's: alive
         return True

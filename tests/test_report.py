@@ -200,3 +200,17 @@ def test_report_shows_the_speckle_of_a_sar_evaluation(tmp_path):
     ) in text
     assert "![speckle ours-sar](eval/ours-sar/speckle.png)" in text
     assert "evaluate` of ours " not in text
+
+
+def test_evaluation_files_go_into_the_current_folder_and_an_existing_one(tmp_path, monkeypatch):
+    """``--out .`` and an existing folder: the files move in from a temporary inside it (no
+    temporary beside it, where another file system or a read-only parent may be)."""
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "notes.txt").write_text("mine")
+    monkeypatch.chdir(here)
+    write_reports(".", metrics("ours", 0.3, 1.0))
+    assert sorted(p.name for p in here.iterdir()) == [
+        "iou_per_class.png", "metrics.csv", "metrics.json", "notes.txt", "table_row.md",
+    ]  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["here"]  # nothing written beside it

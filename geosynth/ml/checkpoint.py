@@ -242,7 +242,8 @@ class RunFolder:
                 record = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(record, dict) and record.get("step", 0) <= step:
+            at = record.get("step", 0) if isinstance(record, dict) else None
+            if isinstance(at, int | float) and at <= step:  # foreign lines are dropped too
                 kept.append(line + "\n")
         write_text(self.log_path, "".join(kept))
 

@@ -379,7 +379,9 @@ def evaluate(
         raise UsageError(f"--protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
     proto = PROTOCOLS[protocol]
     check_writable(out, f"the output folder {out}")  # before the work, not after it
-    remove_stale_temporaries(out.parent, glob_escape(out.name))  # of a killed evaluation
+    # of a killed evaluation: beside a new --out, or inside an existing one
+    remove_stale_temporaries(out.absolute().parent, glob_escape(out.absolute().name))
+    remove_stale_temporaries(out, "metrics")
     generator_run, unet_run = str(generator_run), str(unet_run)
     dev = resolve_device(device)
     generator, gan = load_generator(generator_run, map_location=dev)

@@ -247,8 +247,10 @@ def write_reports(
     by one rename, into an existing one file by file, ``metrics.json`` last. ``extra(tmp)``
     writes further files (e.g. the speckle statistics) into the temporary folder first and
     returns their paths."""
-    out = Path(out)
-    tmp = temporary_name(out)
+    out = Path(out).absolute()  # `--out .` too
+    # into an existing folder (--overwrite, `.`, a mount point) the temporary lives inside it,
+    # so the files move within one folder and one file system; a new folder is moved in whole
+    tmp = temporary_name(out / "metrics" if out.is_dir() else out)
     try:
         tmp.mkdir(parents=True)
         extras = [Path(p).name for p in extra(tmp)] if extra is not None else []
