@@ -77,6 +77,8 @@ def _header_band(headers: Sequence[str], width: int, total: int) -> torch.Tensor
     draw = ImageDraw.Draw(band)
     font = ImageFont.load_default()
     for j, text in enumerate(headers):
+        while len(text) > 1 and draw.textlength(text, font=font) > width:  # no overflow
+            text = text[:-2] + "."
         left, _, right, _ = draw.textbbox((0, 0), text, font=font)
         x = j * (width + GAP) + max(0, (width - (right - left)) // 2)
         draw.text((x, 1), text, fill="black", font=font)
