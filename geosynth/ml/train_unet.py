@@ -89,7 +89,7 @@ class UNetTask(Task):
             base_channels=config.base_channels,
             norm=config.norm,
         )
-        self.net_plain = prepare(build_unet(self.u_config), ctx)
+        self.net_plain = prepare(build_unet(self.u_config), ctx, sync_bn=True)  # --norm batch
         run = prepare_network(self.net_plain, config)
         self.net = maybe_compile(wrap_ddp(run, ctx), config.compile)
         self.opt = adam(
