@@ -409,3 +409,20 @@ def test_evaluate_scores_a_conditioned_generator(season_store, season_run, tmp_p
     result = evaluate(season_run, unet_run, season_store, "test", tmp_path / "eval", device="cpu")
     assert result.metrics["tiles"] == ["362_5645", "363_5645"]
     assert Path(result.metrics["generator"]["run"]) == season_run
+
+
+def test_validation_crops_carry_their_conditions(season_store, tmp_path):
+    """``--val-every`` with a conditioned generator: the validation crops bring their tiles'
+    condition vectors (a conditioned G refuses to run without them)."""
+    import json
+
+    from geosynth.ml.config import GanConfig
+    from geosynth.ml.train import train_gan
+
+    out = tmp_path / "run"
+    train_gan(GanConfig(store=str(season_store), out=str(out), cap=4, crop=32, batch_size=2,
+                        workers=0, tensorboard=False, epochs=1, max_steps=2, conditions="season",
+                        val_every=2, val_split=None, val_crops=2, samples=0))  # fmt: skip
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    val = [r for r in records if r.get("validation")]
+    assert [r["step"] for r in val] == [2] and 0 < val[0]["l1"] < 2

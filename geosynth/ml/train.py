@@ -236,6 +236,7 @@ class GanTask(Task):
                 cfg.store, cfg.val_split, inputs=cfg.inputs, output=cfg.output, crop=cfg.crop,
                 resize=cfg.resize, flip=False, seed=cfg.seed, train=False,
                 dem_norm=cfg.dem_norm, storage_options=cfg.storage_options, compact=True,
+                conditions=cfg.conditions,
             )  # fmt: skip
             count = min(cfg.val_crops, len(dataset))
             self._val = default_collate([dataset[i] for i in range(count)])
