@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -235,6 +236,17 @@ def test_existing_run_is_refused_and_resume_needs_a_run(store_path, tmp_path):
     assert again.exit_code == 2
     assert f"run folder {out} already exists" in again.output and "--resume" in again.output
     assert (out / "checkpoints" / "last.pt").stat().st_mtime_ns == before  # untouched
+    # a run stopped before its first checkpoint (a killed pipeline step): the same command
+    # starts it again, its log keeps no line of the stopped run
+    stopped = tmp_path / "stopped"
+    stopped.mkdir()
+    shutil.copy(out / "config.yaml", stopped / "config.yaml")
+    (stopped / "log.jsonl").write_text('{"step": 7, "g_adv": 1.0}\n{"step": 8, "g_a')
+    rerun = runner.invoke(cli, [str(stopped) if a == str(out) else a for a in args])
+    assert rerun.exit_code == 0, rerun.output
+    assert (stopped / "checkpoints" / "last.pt").exists()
+    logged = [json.loads(line)["step"] for line in (stopped / "log.jsonl").read_text().splitlines()]
+    assert 7 not in logged and 1 in logged
     changed = runner.invoke(cli, [*args, "--resume", "--cap", "8"])
     assert changed.exit_code == 2 and "cannot change cap" in changed.output
     nothing = runner.invoke(cli, ["train", "--out", str(tmp_path / "none"), "--resume"])

@@ -187,11 +187,21 @@ class RunFolder:
         """A run lives here (its config or a checkpoint exists)."""
         return self.config_path.exists() or self.last.exists()
 
+    def has_checkpoint(self) -> bool:
+        """Whether any checkpoint (``last.pt`` or ``step_*.pt``) was saved here."""
+        return self.last.exists() or any(self.checkpoints.glob("step_*.pt"))
+
     def check_start(self, resume: bool) -> Path | None:
         """The checkpoint to resume from (None: start at step 0); refuse to overwrite a run."""
         if self.root.exists() and not self.root.is_dir():
             raise UsageError(f"--out {self.root} exists and is not a folder")
         if not resume:
+            if self.is_started() and not self.has_checkpoint():
+                # interrupted before its first checkpoint (a killed `geosynth demo`, say): there
+                # is nothing to resume and nothing to lose, so a rerun of the command starts over
+                log.warning("%s: a run stopped before its first checkpoint; starting it again",
+                            self.root)  # fmt: skip
+                return None  # the run's log is trimmed to step 0 as it starts
             if self.is_started() or (self.root.is_dir() and any(self.root.iterdir())):
                 raise UsageError(
                     f"run folder {self.root} already exists and is not empty; pass --resume to "
