@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import click
 
-from geosynth.cli.options import device_name, device_option, progress_bar, storage_option
+from geosynth.cli.options import (
+    device_name,
+    device_option,
+    generator_option,
+    progress_bar,
+    storage_option,
+)
 
 
 def _swap(ctx, param, values):
@@ -28,13 +34,7 @@ def _floats(ctx, param, value):
 
 
 @click.command("augment")
-@click.option(
-    "--generator",
-    "generator_run",
-    required=True,
-    type=click.Path(exists=True),
-    help="Generator run folder (or checkpoint) of `geosynth train`.",
-)
+@generator_option("Generator run folder (or checkpoint) of `geosynth train`.")
 @click.option("--store", required=True, help="Real store (a path or URL) whose tiles are edited.")
 @storage_option
 @click.option("--out", required=True, type=click.Path(), help="The synthetic store to write.")

@@ -8,6 +8,7 @@ import click
 from geosynth.cli.options import (
     device_name,
     device_option,
+    generator_option,
     load_inputs,
     out_folder_option,
     raster_options,
@@ -25,11 +26,8 @@ def edit_options(func):
         type=click.Path(exists=True),
         help="A second generator, e.g. for SAR, synthesized as well.",
     )(func)
-    func = click.option(
-        "--generator",
-        "generator_run",
-        type=click.Path(exists=True),
-        help="Generator run (RGB or SAR) to synthesize before and after.",
+    func = generator_option(
+        "Generator run (RGB or SAR) to synthesize before and after.", required=False
     )(func)
     func = raster_options(func)
     func = click.option("--tile", help="Tile id in the store, e.g. 356_5645.")(func)

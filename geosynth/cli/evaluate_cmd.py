@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import click
 
-from geosynth.cli.options import device_option, progress_bar, storage_option
+from geosynth.cli.options import device_option, generator_option, progress_bar, storage_option
 from geosynth.names import EVAL_PROTOCOLS
 
 
 @click.command("evaluate")
-@click.option(
-    "--generator",
-    "generator_run",
-    required=True,
-    type=click.Path(exists=True),
-    help="Generator run folder (or checkpoint) of `geosynth train`.",
-)
+@generator_option("Generator run folder (or checkpoint) of `geosynth train`.")
 @click.option(
     "--unet",
     "unet_run",

@@ -109,6 +109,16 @@ def out_folder_option(help_text: str = "Output folder."):
     )  # fmt: skip
 
 
+def generator_option(help_text: str = "Run folder or checkpoint of a trained generator.",
+                     required: bool = True):  # fmt: skip
+    """``--generator RUN`` (the run folder or a checkpoint of `geosynth train`) as
+    ``generator_run``."""
+    return click.option(
+        "--generator", "generator_run", required=required, type=click.Path(exists=True),
+        help=help_text,
+    )  # fmt: skip
+
+
 def workers_option(help_text: str = "Local worker processes."):
     return click.option(
         "--workers", type=click.IntRange(min=1), default=1, show_default=True, help=help_text

@@ -10,6 +10,7 @@ from geosynth.cli.options import (
     condition_request,
     device_name,
     device_option,
+    generator_option,
     load_inputs,
     out_folder_option,
     progress_bar,
@@ -19,13 +20,7 @@ from geosynth.cli.options import (
 
 
 @click.command()
-@click.option(
-    "--generator",
-    "generator_run",
-    required=True,
-    type=click.Path(exists=True),
-    help="Run folder or checkpoint of a trained generator.",
-)
+@generator_option("Run folder or checkpoint of a trained generator.")
 @click.option("--store", help="Store (a path or URL) to read the inputs from.")
 @storage_option
 @click.option("--tiles", callback=comma_list, help="Tiles of the store (default: all of --split).")
@@ -87,13 +82,7 @@ def synthesize(
 
 
 @click.command()
-@click.option(
-    "--generator",
-    "generator_run",
-    required=True,
-    type=click.Path(exists=True),
-    help="Run folder or checkpoint of a generator trained with --conditions.",
-)
+@generator_option("Run folder or checkpoint of a generator trained with --conditions.")
 @click.option("--store", required=True, help="Store (a path or URL) to read the tile from.")
 @storage_option
 @click.option("--tile", required=True, help="The tile to show through the conditions.")
