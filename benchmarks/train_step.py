@@ -1,17 +1,21 @@
 """Images/s of one full G + D training step of ``ours``: our step against the paper's code's way.
 
 CPU (the default): capacity 16, 128 x 128 crops, batch 2, side by side in
-one run, interleaved in rounds so that other jobs on the machine slow both
-alike; the median round of each is reported.
+one run, each contender in its own process (its own thread pool and
+allocator), interleaved in rounds so that other jobs on the
+machine slow all alike; the median round of each is reported.
 
 (a) ours: :class:`geosynth.ml.train.GanTask.train_step`, i.e. one G forward,
-    one D forward on ``cat([fake, real])`` with D frozen for the G step, one
-    on ``cat([fake.detach(), real])`` for the D step, the label map
-    downsampled once per resolution, fused Adam; in bf16 autocast (the CPU
-    default), in fp32 (``--no-amp``), with ``--channels-last`` and, with
+    one D forward on ``cat([fake, real])`` serving the G and the D loss (two
+    backward passes, each restricted to its network's parameters), the label
+    map downsampled once per resolution, SPADE's gamma and beta as one
+    convolution, spectral norm scaling by 1 / sigma, fused Adam; in bf16 autocast
+    (the CPU default), in fp32 (``--no-amp``), with ``--channels-last`` and, with
     ``--compile``, ``torch.compile``d;
 (b) the code published with the paper, rebuilt on our networks: the label
-    map resized with ``F.interpolate`` inside every SPADE layer, contiguous
+    map resized with ``F.interpolate`` inside every SPADE layer, SPADE's
+    gamma and beta as two convolutions (ours: one, weights concatenated),
+    torch's spectral norm dividing by sigma (ours: multiplying by 1 / sigma), contiguous
     NCHW, fp32, its spectral-norm placement, separate D forwards for fake and
     real (four per step, plus a second G forward for the D step), D's weight
     gradients computed in the G step, the for-loop Adam.
@@ -39,6 +43,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import multiprocessing
 import statistics
 import tempfile
 import time
@@ -51,6 +56,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, default_collate
 
 import geosynth.ml.generators as generators
+import geosynth.ml.layers as layers
 from geosynth.catalog import load_catalog
 from geosynth.ml.config import GanConfig
 from geosynth.ml.data import SynthesisDataset
@@ -62,7 +68,7 @@ from geosynth.ml.discriminator import (
 from geosynth.ml.distributed import DistContext
 from geosynth.ml.generators import GeneratorConfig, build_generator
 from geosynth.ml.inputs import expand_compact
-from geosynth.ml.layers import LabelPyramid
+from geosynth.ml.layers import SPADE, LabelPyramid
 from geosynth.ml.train import GanTask
 from geosynth.store import TileData, TilePlan, create_store, modality
 
@@ -103,28 +109,52 @@ class UncachedLabels(LabelPyramid):
 
 
 @contextlib.contextmanager
-def paper_label_resizing():
+def paper_spade_layers():
+    """The paper's code: labels resized in every SPADE layer, gamma and beta as two convs."""
     original = generators.LabelPyramid
     generators.LabelPyramid = UncachedLabels
+    SPADE.fused = False
     try:
         yield
     finally:
         generators.LabelPyramid = original
+        SPADE.fused = True
+
+
+class DividingSpectralNorm(layers.SpectralNorm):
+    """torch's ``spectral_norm`` as the paper's code uses it: ``W / sigma`` (ours: ``W * (1 / sigma)``)."""
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        matrix = weight.flatten(1)
+        if self.training:
+            self._power_method(matrix, self.n_power_iterations)
+        return weight / torch.vdot(self._u.clone(), torch.mv(matrix, self._v.clone()))
+
+
+@contextlib.contextmanager
+def torch_spectral_norm():
+    original = layers.SpectralNorm
+    layers.SpectralNorm = DividingSpectralNorm
+    try:
+        yield
+    finally:
+        layers.SpectralNorm = original
 
 
 class PaperStep:
     """One G step and one D step the way ``trainer.py`` of the code published with the paper does."""
 
     def __init__(self, g_config: GeneratorConfig, d_config: DiscriminatorConfig, lam: float):
-        self.g = build_generator(replace(g_config, spectral_norm="reference"))
-        self.d = build_discriminator(replace(d_config, spectral_norm="reference"))
+        with torch_spectral_norm():
+            self.g = build_generator(replace(g_config, spectral_norm="reference"))
+            self.d = build_discriminator(replace(d_config, spectral_norm="reference"))
         self.opt_g = torch.optim.Adam(self.g.parameters(), lr=1e-4, betas=(0.0, 0.9))
         self.opt_d = torch.optim.Adam(self.d.parameters(), lr=4e-4, betas=(0.0, 0.9))
         self.lam = lam
 
     def __call__(self, labels, raster, real) -> None:
         cond = generator_condition(labels, raster)
-        with paper_label_resizing():
+        with paper_spade_layers():
             # G step: D forwards on fake and on real, separately; D's gradients computed too
             self.opt_g.zero_grad()
             fake = self.g(labels, raster)
@@ -199,30 +229,80 @@ def our_task(store: Path, out: Path, device: str, s: dict, **options) -> tuple[G
     return task, batch
 
 
+CPU_CONTENDERS = {  # name: GanConfig options of our step (None: the paper's code)
+    PAPER: None,
+    "ours (bf16, default)": {},
+    "ours --no-amp (fp32)": dict(amp=False),
+    "ours --channels-last": dict(channels_last=True),
+}
+
+
+def _cpu_contender(conn, name: str, options, store: Path, out: Path, threads) -> None:
+    """One contender in its own process (its own thread pool and allocator, as in training:
+    one model per process); runs ``steps`` steps whenever the parent sends a number and
+    answers with the images/s."""
+    if threads:
+        torch.set_num_threads(threads)
+    s = SETTINGS["cpu"]
+    if options is None:
+        task, batch = our_task(store, out, "cpu", s)  # for its inputs only
+        paper = PaperStep(task.g_config, task.d_config, lam=5.0)
+        labels, raster, real = task._inputs(batch)
+
+        def step():
+            paper(labels, raster, real)
+    else:
+        task, batch = our_task(store, out, "cpu", s, **options)
+
+        def step():
+            task.train_step(batch)
+
+    start = time.perf_counter()
+    step()  # warm-up: kernels, allocator, oneDNN primitives (and compilation)
+    first = time.perf_counter() - start
+    step()
+    conn.send(first)
+    while steps := conn.recv():
+        conn.send(images_per_s(step, s["batch"], steps, torch.device("cpu")))
+
+
 def run_cpu(args, store: Path, tmp: Path) -> None:
     s = SETTINGS["cpu"]
-    ours, batch = our_task(store, tmp / "a", "cpu", s)  # bf16 autocast: the CPU default
-    fp32, _ = our_task(store, tmp / "b", "cpu", s, amp=False)
-    ours_cl, _ = our_task(store, tmp / "c", "cpu", s, channels_last=True)
-    paper = PaperStep(ours.g_config, ours.d_config, lam=5.0)
-    labels, raster, real = ours._inputs(batch)
-    contenders = {
-        PAPER: lambda: paper(labels, raster, real),
-        "ours (bf16, default)": lambda: ours.train_step(batch),
-        "ours --no-amp (fp32)": lambda: fp32.train_step(batch),
-        "ours --channels-last": lambda: ours_cl.train_step(batch),
-    }
+    contenders = dict(CPU_CONTENDERS)
     if args.compile:
-        compiled, _ = our_task(store, tmp / "d", "cpu", s, compile=True)
-        start = time.perf_counter()
-        compiled.train_step(batch)
-        print(f"  torch.compile: first step (compilation) {time.perf_counter() - start:.0f} s")
-        contenders["ours --compile"] = lambda: compiled.train_step(batch)
-    rates = interleaved(contenders, s["batch"], args.rounds, args.steps, torch.device("cpu"))
+        contenders["ours --compile"] = dict(compile=True)
+    mp = multiprocessing.get_context("spawn")
+    pipes, procs = {}, []
+    try:
+        for i, (name, options) in enumerate(contenders.items()):
+            parent, child = mp.Pipe()
+            proc = mp.Process(
+                target=_cpu_contender,
+                args=(child, name, options, store, tmp / f"run{i}", args.threads),
+            )
+            proc.start()
+            procs.append(proc)
+            pipes[name] = parent
+            first = parent.recv()  # one at a time: start-up does not overlap the others
+            if name == "ours --compile":
+                print(f"  torch.compile: first step (compilation) {first:.0f} s")
+        results = {name: [] for name in contenders}
+        names = list(contenders)
+        for r in range(args.rounds):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                pipes[name].send(args.steps)
+                results[name].append(pipes[name].recv())
+    finally:
+        for pipe in pipes.values():
+            with contextlib.suppress(OSError):
+                pipe.send(0)
+        for proc in procs:
+            proc.join(timeout=60)
+    rates = {name: (statistics.median(v), max(v)) for name, v in results.items()}
     print(
-        f"CPU, {torch.get_num_threads()} threads: ours generator, capacity {s['cap']}, "
-        f"{s['crop']} x {s['crop']}, batch {s['batch']}; median of {args.rounds} rounds of "
-        f"{args.steps} steps"
+        f"CPU, {args.threads or torch.get_num_threads()} threads: ours generator, capacity "
+        f"{s['cap']}, {s['crop']} x {s['crop']}, batch {s['batch']}; each contender in its own "
+        f"process, median of {args.rounds} interleaved rounds of {args.steps} steps"
     )
     print_rates(rates, PAPER)
     med, paper_med = rates["ours (bf16, default)"][0], rates[PAPER][0]

@@ -28,7 +28,7 @@ from geosynth.ml import (
     layers,
     on_meta,
 )
-from geosynth.ml.layers import SPADE, LabelPyramid
+from geosynth.ml.layers import SPADE, LabelPyramid, conv2d
 
 CLASSES = 11  # GeoNRW incl. unlabelled
 SMALL = dict(capacity=4, spade_hidden=8)  # fast on CPU
@@ -236,6 +236,53 @@ def test_spade_modulates_normalised_activations_by_the_label_map():
     torch.testing.assert_close(out, expected)
     other = labels.flip(1)  # different classes: different modulation
     assert not torch.allclose(out, spade(x, LabelPyramid(other)))
+
+
+def test_spectral_norm_matches_torchs_state_values_and_gradients():
+    """Our parametrization (scaling by 1 / sigma) against torch's (dividing by sigma): the
+    same state-dict keys and random start, the same weights and gradients over training
+    forwards (each one power iteration), so checkpoints load either way."""
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    torch.manual_seed(3)
+    ours = conv2d(5, 7, 3, padding=1, spectral=True)
+    torch.manual_seed(3)
+    theirs = spectral_norm(nn.Conv2d(5, 7, 3, padding=1))
+    assert ours.state_dict().keys() == theirs.state_dict().keys()
+    x = torch.randn(2, 5, 6, 6)
+    for _ in range(3):
+        torch.testing.assert_close(ours(x), theirs(x))
+    ours(x).square().sum().backward()
+    theirs(x).square().sum().backward()
+    for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad)
+    fresh = conv2d(5, 7, 3, padding=1, spectral=True)
+    fresh.load_state_dict(theirs.state_dict())  # a checkpoint of torch's loads into ours
+    torch.testing.assert_close(fresh.eval()(x), theirs.eval()(x))
+    sigma = torch.linalg.matrix_norm(fresh.weight.flatten(1), ord=2)
+    assert sigma.item() == pytest.approx(1.0, abs=0.05)  # the weight has spectral norm ~1
+
+
+def test_fused_gamma_beta_equals_the_two_convolutions_forward_and_backward():
+    """SPADE's gamma and beta run as one convolution (weights concatenated); with spectral
+    norm on each, output and every gradient equal those of the two separate convs."""
+    torch.manual_seed(0)
+    spade = SPADE(6, 3, hidden=8, spectral=True).eval()  # eval: no power iteration per call
+    x = torch.randn(2, 6, 8, 8)
+    labels = F.one_hot(torch.randint(0, 3, (2, 8, 8)), 3).permute(0, 3, 1, 2).float()
+    results = []
+    for fused in (True, False):
+        spade.fused = fused
+        spade.zero_grad()
+        out = spade(x, LabelPyramid(labels))
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        grads = {n: p.grad.clone() for n, p in spade.named_parameters()}
+        results.append((out.detach(), grads))
+    torch.testing.assert_close(results[0][0], results[1][0])
+    assert results[0][1].keys() == results[1][1].keys()
+    for name, grad in results[0][1].items():
+        torch.testing.assert_close(grad, results[1][1][name], msg=name)
+        assert grad.abs().sum() > 0, name
 
 
 def test_configs_round_trip_and_reject_bad_values():

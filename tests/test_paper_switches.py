@@ -14,8 +14,10 @@ from torch.utils.data import default_collate
 from geosynth.cli import cli
 from geosynth.errors import UsageError
 from geosynth.ml.config import GanConfig, UNetRunConfig
+from geosynth.ml.discriminator import generator_condition
 from geosynth.ml.distributed import init_distributed
 from geosynth.ml.inputs import expand_compact, from_generator
+from geosynth.ml.losses import feature_matching_loss, hinge_d_loss, hinge_g_loss
 from geosynth.ml.synthesize import synthesize_array
 from geosynth.ml.train import GanTask
 from geosynth.ml.train_unet import UNetTask, one_hot_bce
@@ -84,11 +86,49 @@ def test_regenerate_runs_the_generator_twice_per_step(tiny_store, tmp_path, d_fa
     for _ in range(2):
         task.train_step(batch)
     assert len(seen) == 2 * calls
-    # D's step (its second forward of a step) sees the first fake, or the regenerated one
-    d_fake_half = d_inputs[1][:2]
+    # reuse: one D forward per step serves both losses; regenerate: a second one for D's step
+    assert len(d_inputs) == 2 * calls
+    # D's loss (the step's last D forward) sees the first fake, or the regenerated one
+    d_fake_half = d_inputs[calls - 1][:2]
     assert torch.equal(d_fake_half, seen[calls - 1])
     if d_fake == "regenerate":  # after G's update the new fake differs from G's step's
         assert not torch.equal(seen[0], seen[1])
+
+
+def test_one_shared_d_forward_updates_both_networks_as_two_separate_steps(tiny_store, tmp_path):
+    """d_fake reuse: the one D forward gives G and D exactly the updates of the two-step way
+    (G's step with D frozen, then D's step on the detached fake), without spectral norm's
+    power iteration in between (spectral_norm none) and in fp32."""
+    kw = dict(d_fake="reuse", spectral_norm="none", amp=False)
+    torch.manual_seed(0)
+    shared = _gan_task(tiny_store, tmp_path / "a", **kw)
+    torch.manual_seed(0)
+    twostep = _gan_task(tiny_store, tmp_path / "b", **kw)
+    batch = _batch(shared.train_dataset())
+    shared.train_step(batch)
+
+    t = twostep  # the two-step reference, written out
+    labels, raster, real = t._inputs(batch)
+    cond = generator_condition(labels, raster)
+    cond2 = torch.cat([cond, cond])
+    fake = t.g(labels, raster, None)
+    t.d_net.requires_grad_(False)
+    out = t.d_net(cond2, torch.cat([fake, real]), None)
+    g_loss = hinge_g_loss(out, 2) + t.config.lambda_fm * feature_matching_loss(out, 2)
+    t.opt_g.zero_grad()
+    g_loss.backward()
+    t.opt_g.step()
+    t.d_net.requires_grad_(True)
+    out = t.d_net(cond2, torch.cat([fake.detach(), real]), None)
+    t.opt_d.zero_grad()
+    sum(hinge_d_loss(out, 2)).backward()
+    t.opt_d.step()
+
+    for a, b in ((shared.g_net, t.g_net), (shared.d_net, t.d_net)):
+        for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+            torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6, msg=name)
+    before = _gan_task(tiny_store, tmp_path / "c", **kw)  # and the step did change both
+    assert not torch.equal(next(iter(before.d_net.parameters())), next(iter(t.d_net.parameters())))
 
 
 def test_no_flip_and_the_unit_range(tiny_store, tmp_path):

@@ -36,7 +36,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
+from torch.nn.utils import parametrize
 
 from geosynth.errors import UsageError
 from geosynth.names import SPECTRAL_MODES
@@ -70,7 +70,48 @@ def conv2d(
     conv = nn.Conv2d(
         in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias
     )
-    return _spectral_norm(conv) if spectral else conv
+    if spectral:
+        parametrize.register_parametrization(conv, "weight", SpectralNorm(conv.weight))
+    return conv
+
+
+class SpectralNorm(nn.Module):
+    """Spectral normalisation (Miyato et al. 2018) as a parametrization: ``W / sigma(W)``.
+
+    ``torch.nn.utils.parametrizations.spectral_norm`` for a conv weight, with
+    the same state (buffers ``_u`` and ``_v``, initialised from the same random
+    draws, 15 power iterations, then one per training forward), so checkpoints
+    load either way; but it scales by ``1 / sigma`` where torch divides by
+    ``sigma``: the same value, and a backward pass of two multiplications
+    instead of four elementwise passes over the weight (the G + D step about 6 %
+    faster on CPU at capacity 16, where G has 25 M spectrally normalised weights).
+    """
+
+    def __init__(self, weight: torch.Tensor, n_power_iterations: int = 1, eps: float = 1e-12):
+        super().__init__()
+        matrix = weight.detach().flatten(1)  # (out, in * kh * kw)
+        self.n_power_iterations, self.eps = n_power_iterations, eps
+        u = F.normalize(matrix.new_empty(matrix.shape[0]).normal_(0, 1), dim=0, eps=eps)
+        v = F.normalize(matrix.new_empty(matrix.shape[1]).normal_(0, 1), dim=0, eps=eps)
+        self.register_buffer("_u", u)
+        self.register_buffer("_v", v)
+        self._power_method(matrix, 15)
+
+    @torch.no_grad()
+    def _power_method(self, matrix: torch.Tensor, iterations: int) -> None:
+        # in place: the buffers stay the module's own under DataParallel-style replication
+        for _ in range(iterations):
+            F.normalize(torch.mv(matrix, self._v), dim=0, eps=self.eps, out=self._u)
+            F.normalize(torch.mv(matrix.H, self._u), dim=0, eps=self.eps, out=self._v)
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        matrix = weight.flatten(1)
+        if self.training:
+            self._power_method(matrix, self.n_power_iterations)
+        # clones: a later forward's in-place update must not change this one's backward
+        u, v = self._u.clone(), self._v.clone()
+        sigma = torch.vdot(u, torch.mv(matrix, v))
+        return weight * sigma.reciprocal()
 
 
 class LabelPyramid:
@@ -158,7 +199,17 @@ class SPADE(nn.Module):
     ``affine`` keeps BatchNorm's own scale and shift as the code published with
     the paper does (``nn.BatchNorm2d(c)``); SPADE's paper uses a parameter-free
     BatchNorm (``affine=False``), which has ``2 * channels`` fewer parameters.
+
+    ``gamma`` and ``beta`` are two convolutions (two weights, each with its own
+    spectral norm), but with ``fused`` (the default) they run as ONE
+    convolution over the shared activations, their weights concatenated along
+    the output channels: the same result, with the hidden activations read
+    once and one input gradient instead of two in the backward pass (CPU: the
+    G + D step about 8 % faster at capacity 16). ``fused = False`` runs them
+    separately, as SPADE's and the paper's code do (``benchmarks/train_step.py``).
     """
+
+    fused: bool = True
 
     def __init__(
         self,
@@ -185,7 +236,12 @@ class SPADE(nn.Module):
         normalized = self.norm(x)  # (B, C, H, W)
         # Part 2: scale and shift predicted from the label map at this resolution
         actv = self.shared(labels.at(x.shape[-2:]))  # (B, hidden, H, W)
-        gamma, beta = self.gamma(actv), self.beta(actv)
+        if self.fused:
+            weight = torch.cat([self.gamma.weight, self.beta.weight])  # (2C, hidden, 3, 3)
+            bias = torch.cat([self.gamma.bias, self.beta.bias])
+            gamma, beta = F.conv2d(actv, weight, bias, padding=1).chunk(2, dim=1)
+        else:
+            gamma, beta = self.gamma(actv), self.beta(actv)
         if hasattr(self, "film"):  # Part 3: plus the acquisition conditions' (B, C, 1, 1)
             if labels.cond is None:
                 raise ValueError("a conditioned SPADE layer needs the condition embedding")

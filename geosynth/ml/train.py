@@ -114,6 +114,8 @@ class GanTask(Task):
             self.g_ema = copy.deepcopy(self.g_net).eval().requires_grad_(False)
         self.opt_g = adam(self.g_net.parameters(), config.lr_g, config.betas, ctx)
         self.opt_d = adam(self.d_net.parameters(), config.lr_d, config.betas, ctx)
+        self._g_params = [p for p in self.g_net.parameters() if p.requires_grad]
+        self._d_params = [p for p in self.d_net.parameters() if p.requires_grad]
         self._last: tuple | None = None
         self._val: dict | None = None  # the fixed validation crops (--val-every), read once
         self._unet = None
@@ -194,30 +196,12 @@ class GanTask(Task):
         with autocast(self.ctx, amp, cpu=True):
             fake = self.g(labels, raster, c)  # (B, C_out, H, W)
 
-        # generator step: D frozen, one forward on fake and real
-        self.d_net.requires_grad_(False)
-        with autocast(self.ctx, amp, cpu=True):
-            out = self.d_frozen(cond2, torch.cat([fake, real]), c2)
-            g_adv = hinge_g_loss(out, n)
-            g_fm = feature_matching_loss(out, n) if cfg.lambda_fm else torch.zeros_like(g_adv)
-            g_loss = g_adv + cfg.lambda_fm * g_fm
-        self.opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        self.opt_g.step()
-        if self.g_ema is not None:
-            self._update_ema()
-        self.d_net.requires_grad_(True)
-
-        # discriminator step on the same fake, detached, or on a new one from the updated G
-        if cfg.d_fake == "regenerate":
-            with torch.no_grad(), autocast(self.ctx, amp, cpu=True):
-                fake = self.g(labels, raster, c)
-        with autocast(self.ctx, amp, cpu=True):
-            out = self.d(cond2, torch.cat([fake.detach(), real]), c2)
-            d_real, d_fake = hinge_d_loss(out, n)
-        self.opt_d.zero_grad(set_to_none=True)
-        (d_real + d_fake).backward()
-        self.opt_d.step()
+        if cfg.d_fake == "reuse":
+            g_adv, g_fm, d_real, d_fake = self._shared_d_step(cond2, fake, real, c2, n)
+        else:
+            g_adv, g_fm, d_real, d_fake = self._alternating_steps(
+                labels, raster, c, cond2, fake, real, c2, n
+            )
 
         if self.ctx.is_main and cfg.image_every and cfg.samples:
             k = min(cfg.samples, n)
@@ -225,6 +209,56 @@ class GanTask(Task):
             self._last = tuple(None if t is None else t[:k].detach() for t in shown)
         losses = {"g_adv": g_adv, "g_fm": g_fm, "d_real": d_real, "d_fake": d_fake}
         return {k: v.detach() for k, v in losses.items()}
+
+    def _g_losses(self, out, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        cfg = self.config
+        g_adv = hinge_g_loss(out, n)
+        g_fm = feature_matching_loss(out, n) if cfg.lambda_fm else torch.zeros_like(g_adv)
+        return g_adv, g_fm, g_adv + cfg.lambda_fm * g_fm
+
+    def _shared_d_step(self, cond2, fake, real, c2, n: int):
+        """``d_fake: reuse``: G's step and D's step see D with the same weights and the same
+        fake, so ONE D forward on ``cat[fake, real]`` serves both losses (as pix2pixHD
+        computes both from one pass); two backward passes, each restricted to its network's
+        parameters: G's loss reaches no D weight, D's loss no G weight."""
+        amp = self.config.amp
+        with autocast(self.ctx, amp, cpu=True):
+            out = self.d(cond2, torch.cat([fake, real]), c2)
+            g_adv, g_fm, g_loss = self._g_losses(out, n)
+            d_real, d_fake = hinge_d_loss(out, n)
+        self.opt_g.zero_grad(set_to_none=True)
+        self.opt_d.zero_grad(set_to_none=True)
+        g_loss.backward(inputs=self._g_params, retain_graph=True)
+        (d_real + d_fake).backward(inputs=self._d_params)
+        self.opt_g.step()
+        if self.g_ema is not None:
+            self._update_ema()
+        self.opt_d.step()
+        return g_adv, g_fm, d_real, d_fake
+
+    def _alternating_steps(self, labels, raster, c, cond2, fake, real, c2, n: int):
+        """``d_fake: regenerate`` (the paper's code): G's step with D frozen, then a new fake
+        from the updated G for D's step; a D forward in each."""
+        amp = self.config.amp
+        self.d_net.requires_grad_(False)
+        with autocast(self.ctx, amp, cpu=True):
+            out = self.d_frozen(cond2, torch.cat([fake, real]), c2)
+            g_adv, g_fm, g_loss = self._g_losses(out, n)
+        self.opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.opt_g.step()
+        if self.g_ema is not None:
+            self._update_ema()
+        self.d_net.requires_grad_(True)
+        with torch.no_grad(), autocast(self.ctx, amp, cpu=True):
+            fake = self.g(labels, raster, c)
+        with autocast(self.ctx, amp, cpu=True):
+            out = self.d(cond2, torch.cat([fake, real]), c2)
+            d_real, d_fake = hinge_d_loss(out, n)
+        self.opt_d.zero_grad(set_to_none=True)
+        (d_real + d_fake).backward()
+        self.opt_d.step()
+        return g_adv, g_fm, d_real, d_fake
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
