@@ -146,7 +146,9 @@ def test_default_worlds_test_split_is_representative():
         "water",
         "forest",
         "roads",
-    ):  # the town and river on both sides
+        "railway",
+        "highway",
+    ):  # the town, the river, the railway and the motorway on both sides
         k = catalog.classes.id_of(key) - 1
         assert shares["test"][k] > 0.005 and shares["train"][k] > 0.005, key
 

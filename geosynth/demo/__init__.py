@@ -44,7 +44,7 @@ from geosynth.errors import UsageError
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 5  # bump whenever the same parameters would give different files
+GENERATOR_VERSION = 6  # bump whenever the same parameters would give different files
 MANIFEST = "world.json"
 Progress = Callable[[int, int], None]
 
