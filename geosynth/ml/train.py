@@ -8,19 +8,22 @@ every convolution of G and D.
 One step on a batch (``labels``, ``raster`` -> ``real``)::
 
     fake = G(labels, raster)                          one G forward
-    G step: D frozen, D(cat[cond, cond], cat[fake, real])
-            loss_G = hinge_G(fake part) + lambda * L1(D-features fake, real.detach())
-    D step: D(cat[cond, cond], cat[fake.detach(), real])
-            loss_D = hinge(real part) + hinge(fake part)
+    out = D(cat[cond, cond], cat[fake, real])         one D forward
+    loss_G = hinge_G(fake part) + lambda * L1(D-features fake, real.detach())
+    loss_D = hinge(real part) + hinge(fake part)
+    loss_G backward into G's parameters only, loss_D into D's only; both steps
 
-D sees fake and real in ONE forward (as SPADE does). During the G step its
-parameters do not require gradients, so G's backward computes no weight
-gradients for D and D's DDP wrapper stays out of it (the frozen D is the
-plain module); the D step reuses the fake of the same G forward, taken
-before G's update, as pix2pixHD does (``d_fake: reuse``), or, as the code
-published with the paper, a second G forward after G's update makes a new
-fake for it (``d_fake: regenerate``; without gradients). G and D are
-separate DDP modules.
+D sees fake and real in ONE forward (as SPADE does). With ``d_fake: reuse``
+(the default, as pix2pixHD) G's and D's losses come from that same forward:
+D's weights do not change between them and D's step sees the fake of G's
+forward, taken before G's update, so a second D forward would compute the same
+thing again. Each backward pass is restricted to its own network's
+parameters (``backward(inputs=...)``), which is what freezing D for G's step
+and detaching the fake for D's step achieve. The code published with the
+paper (``d_fake: regenerate``) steps G first with D frozen (its parameters do
+not require gradients, and D's DDP wrapper stays out of it), then makes a new
+fake with the updated G (without gradients) for a second D forward and D's
+step. G and D are separate DDP modules.
 
 ``image_range: unit`` (the paper's code) scales the real images to [0, 1]
 before D sees them, so G's tanh output learns [0, 1];
