@@ -239,7 +239,7 @@ class SPADE(nn.Module):
         if self.fused:
             weight = torch.cat([self.gamma.weight, self.beta.weight])  # (2C, hidden, 3, 3)
             bias = torch.cat([self.gamma.bias, self.beta.bias])
-            gamma, beta = F.conv2d(actv, weight, bias, padding=1).chunk(2, dim=1)
+            gamma, beta = F.conv2d(actv, weight, bias, padding=self.gamma.padding).chunk(2, dim=1)
         else:
             gamma, beta = self.gamma(actv), self.beta(actv)
         if hasattr(self, "film"):  # Part 3: plus the acquisition conditions' (B, C, 1, 1)
