@@ -75,7 +75,8 @@ from geosynth.store import TileData, TilePlan, create_store, modality
 PAPER = "paper's code"
 TARGET_RATIO = 2.0  # ours against the paper's code, CPU
 LOADER_TARGET = 3.0  # 2 workers, compact samples, against 1 worker with today's float samples
-LOADER_TILE, LOADER_CROP = 512, 256
+LOADER_TILE, LOADER_CROP, LOADER_BATCH = 512, 256, 8
+QUIET_S = 1.0  # seconds between two loaders' turns
 SETTINGS = {
     "cpu": dict(cap=16, crop=128, batch=2),
     "cuda": dict(cap=64, crop=256, batch=8),
@@ -313,51 +314,80 @@ def run_cpu(args, store: Path, tmp: Path) -> None:
     )
 
 
-def _loader_rate(loader, num_classes: int, batches: int) -> float:
-    """Samples/s of ``batches`` batches, expanded on the (CPU) device as training does."""
-    start, n = time.perf_counter(), 0
-    for i, batch in enumerate(loader):
-        n += len(batch["tile"])
-        expand_compact(batch, num_classes, "cpu")
-        if i + 1 == batches:
-            break
-    return n / (time.perf_counter() - start)
+def _loader_contender(conn, store: Path, compact: bool, workers: int) -> None:
+    """One DataLoader in its own process (spawned, as a training run's is): answers each
+    number of batches the parent sends with the steady-state samples/s, expanded on the
+    (CPU) device as training does. The batches its workers prefetched while it waited are
+    taken first, untimed: they would count work done before the clock started."""
+    crop, batch = LOADER_CROP, LOADER_BATCH
+    ds = SynthesisDataset(
+        store, "train", crop=crop, samples_per_epoch=batch * 1_000_000, compact=compact
+    )
+    loader = iter(
+        DataLoader(ds, batch_size=batch, num_workers=workers, persistent_workers=workers > 0)
+    )
+    for _ in range(3 * max(workers, 1)):  # worker start-up, first reads, allocator warm-up
+        next(loader)
+    conn.send(None)
+    while batches := conn.recv():
+        for _ in range(2 * workers):  # prefetch_factor (2) batches per worker are queued
+            next(loader)
+        start, n = time.perf_counter(), 0
+        for _ in range(batches):
+            out = next(loader)
+            n += len(out["tile"])
+            expand_compact(out, ds.num_classes, "cpu")
+        conn.send(n / (time.perf_counter() - start))
+        time.sleep(QUIET_S)  # its workers refill their queues before the next loader runs
 
 
 def run_loader(args, tmp: Path) -> None:
-    """Samples/s through DataLoaders: today's float samples against the compact ones."""
+    """Samples/s through DataLoaders: today's float samples against the compact ones.
+
+    Each loader lives in its own process, and they take turns in a rotating order, so that
+    drift on the machine touches them alike; a loader's idle workers refill their prefetch
+    queue after its turn, and a pause lets that finish before the next loader is timed.
+    """
     store = make_store(tmp / "loader.zarr", LOADER_TILE, tiles=4)
-    crop, batch = LOADER_CROP, 8
-    loaders = {}
-    for name, compact, workers in (
-        ("float, 1 worker (before)", False, 1),
-        ("compact, 0 workers", True, 0),
-        ("compact, 1 worker", True, 1),
-        ("compact, 2 workers", True, 2),
-    ):
-        ds = SynthesisDataset(
-            store, "train", crop=crop, samples_per_epoch=batch * 10_000, compact=compact
-        )
-        loader = DataLoader(
-            ds, batch_size=batch, num_workers=workers, persistent_workers=workers > 0
-        )
-        it = iter(loader)
-        next(it)  # worker start-up and first reads
-        loaders[name] = (it, ds.num_classes)
-    results = {name: [] for name in loaders}
-    names = list(loaders)
-    for r in range(args.rounds):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            it, k = loaders[name]
-            results[name].append(_loader_rate(it, k, args.loader_batches))
+    contenders = {
+        "float, 1 worker (before)": (False, 1),
+        "compact, 0 workers": (True, 0),
+        "compact, 1 worker": (True, 1),
+        "compact, 2 workers": (True, 2),
+    }
+    mp = multiprocessing.get_context("spawn")
+    pipes, procs = {}, []
+    results = {name: [] for name in contenders}
+    try:
+        for name, (compact, workers) in contenders.items():
+            parent, child = mp.Pipe()
+            proc = mp.Process(target=_loader_contender, args=(child, store, compact, workers))
+            proc.start()
+            procs.append(proc)
+            pipes[name] = parent
+            parent.recv()  # one at a time: start-up does not overlap the others
+        time.sleep(QUIET_S)
+        names = list(contenders)
+        for r in range(args.rounds):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                pipes[name].send(args.loader_batches)
+                results[name].append(pipes[name].recv())
+    finally:
+        for pipe in pipes.values():
+            with contextlib.suppress(OSError):
+                pipe.send(0)
+        for proc in procs:
+            proc.join(timeout=60)
     print(
-        f"DataLoader: {crop} x {crop} crops of seg + dem + rgb from {LOADER_TILE} px tiles, "
-        f"batch {batch}, {args.loader_batches} batches per round, median of {args.rounds} rounds"
+        f"DataLoader: {LOADER_CROP} x {LOADER_CROP} crops of seg + dem + rgb from {LOADER_TILE} "
+        f"px tiles, batch {LOADER_BATCH}; each loader in its own process, median of "
+        f"{args.rounds} interleaved rounds of {args.loader_batches} batches"
     )
     base = statistics.median(results[names[0]])
     for name, rates in results.items():
         med = statistics.median(rates)
-        print(f"  {name:<26} {med:8.1f} samples/s   {med / base:5.2f}x")
+        spread = f"{min(rates):.0f}-{max(rates):.0f}"
+        print(f"  {name:<26} {med:8.1f} samples/s ({spread:>9})  {med / base:5.2f}x")
     two = statistics.median(results["compact, 2 workers"])
     print(f"  2 workers compact / 1 worker float: {two / base:.2f}x (target {LOADER_TARGET}x)")
 
@@ -433,8 +463,9 @@ def main() -> None:
     parser.add_argument("--channels-last", action="store_true", help="CUDA: channels-last layout")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--compile", action="store_true", help="CPU: also ours --compile")
-    parser.add_argument("--loader-batches", type=int, default=10, help="batches per loader round")
+    parser.add_argument("--loader-batches", type=int, default=50, help="batches per loader round")
     parser.add_argument("--no-loader", action="store_true", help="skip the DataLoader part")
+    parser.add_argument("--loader-only", action="store_true", help="only the DataLoader part")
     parser.add_argument("--curves", type=int, default=0, help="CPU: bf16/fp32 loss curves, N steps")
     parser.add_argument("--curves-png", type=Path, default=Path("bf16_fp32_curves.png"))
     args = parser.parse_args()
@@ -446,7 +477,8 @@ def main() -> None:
         tmp = Path(tmp)
         size = SETTINGS[args.device]["crop"]
         store = make_store(tmp / "bench.zarr", size)
-        (run_cuda if args.device == "cuda" else run_cpu)(args, store, tmp)
+        if not args.loader_only:
+            (run_cuda if args.device == "cuda" else run_cpu)(args, store, tmp)
         if not args.no_loader:
             run_loader(args, tmp)
         if args.curves and args.device == "cpu":

@@ -70,6 +70,13 @@ def truncate(path: Path, keep: float = 0.6) -> None:
         f.truncate(int(os.path.getsize(path) * keep))
 
 
+def extend(path: Path) -> None:
+    """Append more bytes than any chunk of the array holds (the reader reads a file in one
+    call of a chunk's size plus headers: what lies beyond must still be seen)."""
+    with open(path, "ab") as f:
+        f.write(bytes(4 * SIZE * SIZE))
+
+
 def flip_byte(path: Path, seed: int = 0) -> None:
     data = bytearray(path.read_bytes())
     offset = int(np.random.default_rng(seed).integers(20, len(data) - 8))  # past the header
@@ -115,14 +122,14 @@ def test_new_stores_checksum_every_chunk(stores):
 
 
 @pytest.mark.parametrize("kind", ["crc", "plain", "zstd", "none"])
-@pytest.mark.parametrize("damage", ["truncate", "flip"])
+@pytest.mark.parametrize("damage", ["truncate", "flip", "extend"])
 def test_every_read_of_a_damaged_chunk_fails_naming_it(stores, tmp_path, kind, damage):
     if damage == "flip" and kind in ("plain", "none"):
         pytest.skip("without a checksum a flipped byte of a raw copy is undetectable")
     store = tmp_path / "s.zarr"
     shutil.copytree(stores[kind], store)
     target = chunk_file(store, TILES[1], "rgb")
-    (truncate if damage == "truncate" else flip_byte)(target)
+    {"truncate": truncate, "flip": flip_byte, "extend": extend}[damage](target)
     s = open_store(store)
     clean = s.read("rgb", 1, (slice(0, CHUNK), slice(None)))  # other chunks still read
     assert clean.shape == (3, CHUNK, SIZE)

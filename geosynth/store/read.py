@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import os
+import struct
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -418,7 +419,7 @@ class _ChunkDecoder:
     """
 
     def __init__(self, array):
-        from numcodecs import Blosc, Zstd
+        from numcodecs import blosc, zstd
         from zarr.codecs import Crc32cCodec, ZstdCodec
 
         meta = array.metadata
@@ -437,10 +438,14 @@ class _ChunkDecoder:
         compressor = codecs[0] if codecs and not isinstance(codecs[0], Crc32cCodec) else None
         # Blosc frames describe themselves; numcodecs decodes them as zarr wrote them
         self.blosc = compressor is not None and not isinstance(compressor, ZstdCodec)
-        self.decoder = (
-            None if compressor is None else (Blosc() if self.blosc else Zstd())
+        # numcodecs' module functions: its codecs' decoding without their argument checks
+        # (a 256 px training crop is 27 chunks; Python's overhead per chunk counts)
+        self._decompress = (
+            None if compressor is None else (blosc.decompress if self.blosc else zstd.decompress)
         )  # fmt: skip
         self.chunk_bytes = int(np.prod(self.chunk)) * dtype.itemsize
+        # a file at most this long is read in one call; a longer one (damaged) is read whole
+        self._read_size = self.chunk_bytes + _BLOSC_HEADER + 64 + 4
         self._local = threading.local()
 
     def chunk_grid(self) -> list[tuple[int, int]]:
@@ -477,14 +482,31 @@ class _ChunkDecoder:
     def chunk_at(self, folder: str, bi: int, bj: int) -> np.ndarray | None:
         """One decoded chunk, a view of this thread's reused buffer; None if never written."""
         key = self.key(bi, bj)
+        data = self._read_file(folder + os.sep + key, key)
+        if data is None:
+            return None
+        return np.frombuffer(self._decoded(key, data), dtype=self.dtype).reshape(self.chunk)
+
+    def _read_file(self, path: str, key: str) -> bytes | None:
+        """The chunk file's bytes in one ``read`` (no file object); None if it does not exist."""
         try:
-            with open(os.path.join(folder, key), "rb", buffering=0) as f:  # one read, no buffer
-                data = f.readall()
+            fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise DamagedChunk(key, f"unreadable ({exc.strerror or exc})") from exc
-        return np.frombuffer(self._decoded(key, data), dtype=self.dtype).reshape(self.chunk)
+        try:
+            data = os.read(fd, self._read_size)
+            if len(data) == self._read_size:  # longer than any chunk file: read the rest too
+                parts = [data]
+                while part := os.read(fd, 1 << 20):
+                    parts.append(part)
+                data = b"".join(parts)
+        except OSError as exc:
+            raise DamagedChunk(key, f"unreadable ({exc.strerror or exc})") from exc
+        finally:
+            os.close(fd)
+        return data
 
     def _decoded(self, key: str, data: bytes):
         if self.checksum:
@@ -496,7 +518,7 @@ class _ChunkDecoder:
             data = np.frombuffer(data, dtype=np.uint8)[:-4]
             if google_crc32c.value(data) != stored:
                 raise DamagedChunk(key, "checksum mismatch (crc32c)")
-        if self.decoder is None:
+        if self._decompress is None:
             if len(data) != self.chunk_bytes:
                 raise DamagedChunk(key, f"{len(data)} bytes, expected {self.chunk_bytes}")
             return data
@@ -506,7 +528,7 @@ class _ChunkDecoder:
         if buffer is None:
             buffer = self._local.buffer = np.empty(self.chunk_bytes, dtype=np.uint8)
         try:
-            decoded = self.decoder.decode(data, out=buffer)
+            decoded = self._decompress(data, buffer)
         except Exception as exc:  # numcodecs raises RuntimeError/ValueError for bad frames
             raise DamagedChunk(key, f"cannot be decoded ({exc})") from exc
         if len(memoryview(decoded).cast("B")) != self.chunk_bytes:
@@ -519,7 +541,7 @@ class _ChunkDecoder:
         cbytes)."""
         if len(data) < _BLOSC_HEADER:
             raise DamagedChunk(key, f"{len(data)} bytes, shorter than a Blosc header")
-        nbytes, _, cbytes = np.frombuffer(data, dtype="<u4", count=3, offset=4)
+        nbytes, _, cbytes = struct.unpack_from("<3I", data, 4)
         if cbytes != len(data):
             raise DamagedChunk(key, f"Blosc frame of {cbytes} bytes in a file of {len(data)}")
         if nbytes != self.chunk_bytes:
