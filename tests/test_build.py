@@ -285,3 +285,23 @@ print(json.dumps({{"tiles": tiles, "ids": [str(t) for t in root.tile_id.values],
         assert got["transform"] == pytest.approx(list(store.transform(i))[:6])
         assert got["x0"] == pytest.approx(store.transform(i).c + 0.5)
         assert {"rgb", "dem", "seg"} <= set(got["node"])
+
+
+def test_sar_mixes_no_geometries_and_the_conditions_say_which_one(built):
+    """356_5645 lies under an ascending scene at 34 degrees, a descending one at 41 and an
+    ascending one at 27: its SAR comes from one of them, not their mean, and the
+    acquisition metadata (hence ``--conditions``) names that one."""
+    from geosynth.ml.conditions import describe, tile_conditions
+
+    out, _ = built
+    store = open_store(out)
+    i = store.index("356_5645")
+    scenes = store.acquisition(i)["sar"]
+    assert len(scenes) == 3 and {s["orbit"] for s in scenes} == {"ascending", "descending"}
+    gave = [s for s in scenes if s["used_pixels"] > 0]
+    assert len(gave) == 1
+    assert sum(s["used_pixels"] for s in scenes) == int(store.read("sar_valid", i).sum())
+    names = ("incidence", "orbit")
+    values = describe(names, tile_conditions(store.acquisition(i), names, "356_5645"))
+    assert values["orbit"] == (1.0 if gave[0]["orbit"] == "ascending" else -1.0)
+    assert values["incidence_deg"] == pytest.approx(gave[0]["incidence_deg"])

@@ -190,6 +190,10 @@ def test_condition_vectors_from_tile_metadata():
     assert info["year"] == pytest.approx(2022)
     assert info["incidence_deg"] == pytest.approx(32.5)  # weighted by the pixels each gave
     assert info["orbit"] == pytest.approx(0.5) and info["look"] == 1.0
+    # the pixels each scene gave the image count; a scene that gave none does not
+    acq["sar"][0]["used_pixels"], acq["sar"][1]["used_pixels"] = 0, 100
+    assert describe(names, tile_conditions(acq, names, "tile 1_2"))["orbit"] == -1.0
+    acq["sar"][0]["used_pixels"] = 300
     with pytest.raises(DataError, match="tile 9_9.*flight date"):
         tile_conditions({"rgb": {"year": 2022}}, ("season",), "tile 9_9")
     with pytest.raises(DataError, match="SAR orbit"):

@@ -114,6 +114,50 @@ def test_overlapping_scenes_are_averaged_in_amplitude(tmp_path):
     assert [s["valid_pixels"] for s in result.report["scenes"]] == [30 * 30, 30 * 35]
 
 
+GEOMETRY = """<?xml version="1.0" encoding="UTF-8"?>
+<level1Product>
+  <productInfo>
+    <missionInfo><orbitDirection>{orbit}</orbitDirection></missionInfo>
+    <acquisitionInfo><polarisationList>HH</polarisationList><lookDirection>RIGHT</lookDirection></acquisitionInfo>
+    <sceneInfo><sceneCenterCoord><incidenceAngle>{incidence}</incidenceAngle></sceneCenterCoord></sceneInfo>
+  </productInfo>
+</level1Product>
+"""
+
+
+def geometry_product(root, stamp: str, dn: np.ndarray, orbit: str, incidence: float):
+    name = f"TSX1_SAR__EEC_SE___SL_S_SRA_{stamp}T053000_{stamp}T053001"
+    folder = root / name
+    write_image(folder / "IMAGEDATA" / "IMAGE_HH_SRA_spot_001.tif", dn, grid().transform)
+    (folder / f"{name}.xml").write_text(GEOMETRY.format(orbit=orbit, incidence=incidence))
+    return folder
+
+
+def test_scenes_of_different_geometries_are_mosaicked_not_averaged(tmp_path):
+    """Ascending and descending looks are never mixed in one pixel: the geometry that
+    covers most of the grid supplies its pixels, the other fills the rest; two scenes of
+    one geometry are still averaged."""
+    asc1, asc2, desc = (dn_field((30, 40), seed=s) for s in (1, 2, 3))
+    asc1[:, 25:] = 0  # ascending: columns 0..24 and 0..19 (two passes, one geometry)
+    asc2[:, 20:] = 0
+    desc[:, :10] = 0  # descending: columns 10..39 (30 columns, more than either pass)
+    folders = [
+        geometry_product(tmp_path, "20200101", asc1, "ASCENDING", 34.2),
+        geometry_product(tmp_path, "20200102", asc2, "ASCENDING", 33.9),
+        geometry_product(tmp_path, "20200103", desc, "DESCENDING", 41.0),
+    ]
+    result = sar_stage(folders, grid())
+    assert result.valid.all()
+    # the ascending geometry covers 25 columns, the descending one 30: descending first
+    np.testing.assert_allclose(result.array[0][:, 10:], expected_norm(desc[:, 10:]), atol=1e-6)
+    both = (asc1[:, :10].astype(float) + asc2[:, :10]) / 2  # columns 0..9: the ascending mean
+    np.testing.assert_allclose(result.array[0][:, :10], expected_norm(both), atol=1e-6)
+    scenes = result.report["scenes"]
+    assert [s["orbit"] for s in scenes] == ["ascending", "ascending", "descending"]
+    assert [s["valid_pixels"] for s in scenes] == [30 * 25, 30 * 20, 30 * 30]
+    assert [s["used_pixels"] for s in scenes] == [30 * 10, 30 * 10, 30 * 30]
+
+
 def keys_cubic(src: np.ndarray, src_transform: Affine, xs: np.ndarray, ys: np.ndarray):
     """Keys cubic convolution (a = -0.5), GDAL's cubic kernel, at map points: an independent resampler."""
 

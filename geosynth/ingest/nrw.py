@@ -199,7 +199,10 @@ def build_tile(task: BuildTask, record: Record) -> None:
 
 
 def _scene_acquisition(scene: dict) -> dict:
-    keys = ("product", "start", "stop", "orbit", "look", "incidence_deg", "heading_deg", "listed")
+    keys = (
+        "product", "start", "stop", "orbit", "look", "incidence_deg", "heading_deg", "listed",
+        "valid_pixels", "used_pixels",
+    )  # fmt: skip
     return {k: scene[k] for k in keys if k in scene}
 
 

@@ -13,9 +13,11 @@ in the order of :data:`~geosynth.names.CONDITIONS`, each value near [-1, 1]:
 - ``orbit`` (1): +1 ascending, -1 descending;
 - ``look`` (1): +1 right-looking, -1 left-looking.
 
-A tile whose SAR is the mean of several scenes gets the mean of their SAR
-values, weighted by the pixels each contributed (a tile seen ascending and
-descending alike has ``orbit`` 0). This module imports neither numpy nor torch.
+A tile whose SAR comes from several scenes gets the mean of their SAR
+values, weighted by the pixels each gave its image (``used_pixels`` of the
+sar stage; a scene that gave none does not count). The sar stage averages
+only scenes of one geometry and mosaics the others, the best-covering first,
+so most tiles get one geometry's values exactly. This module imports neither numpy nor torch.
 """
 
 from __future__ import annotations
@@ -138,10 +140,13 @@ def tile_conditions(acquisition: Mapping, names: Sequence[str], where: str) -> l
     scenes = acquisition.get("sar") or []
     sar: dict[str, float] = {}
     if any(n in SAR for n in names):
-        weights = [max(int(s.get("valid_pixels", 1)), 0) or 1 for s in scenes]
+        # the pixels each scene gave the tile's image (older stores: equal weights)
+        weights = [int(s.get("used_pixels", s.get("valid_pixels", 1))) for s in scenes]
         per_scene = [_sar_scene_values(s, where) for s in scenes]
         for key in SAR:
-            pairs = [(v[key], w) for v, w in zip(per_scene, weights, strict=True) if key in v]
+            pairs = [
+                (v[key], w) for v, w in zip(per_scene, weights, strict=True) if key in v and w > 0
+            ]
             if pairs:
                 sar[key] = sum(v * w for v, w in pairs) / sum(w for _, w in pairs)
     for name in names:

@@ -10,9 +10,16 @@ Inputs are EEC product folders (``TSX1_SAR__EEC_.../`` with
 2. with ``calibrate``, amplitudes are scaled to ``sqrt(beta0)`` where
    ``beta0 = calFactor * DN**2`` (calFactor read from the annotation for the
    image's polarisation);
-3. overlapping scenes are averaged *in amplitude* over their valid pixels
-   (the GeoNRW paper is read as averaging amplitudes; averaging intensities
-   or dB would give slightly different values where scenes overlap);
+3. overlapping scenes *of one acquisition geometry* (orbit direction, look
+   direction and incidence angle within 1 degree, from the annotations) are
+   averaged *in amplitude* over their valid pixels (the GeoNRW paper is read
+   as averaging amplitudes; averaging intensities or dB would give slightly
+   different values where scenes overlap). Scenes of different geometries are
+   not averaged, since a mean of an ascending and a descending look holds the
+   shadows and layover of both, which no sensor sees: the geometry that covers
+   most of the grid supplies every pixel it covers, the next one fills what is
+   left, and so on. Images without an annotation form one geometry. Each
+   scene's ``used_pixels`` in the report counts the pixels it contributed to;
 4. the catalog rule ``clip(20 * log10(A) / 100, 0, 1)`` normalises; a pixel
    is valid where at least one scene covers it. Invalid pixels hold 0 in the
    array and are ALWAYS marked by ``valid`` (0 is also a legitimate value:
@@ -317,6 +324,17 @@ def reproject_image(image: SceneImage, grid: RasterGrid, nodata: float) -> np.nd
     return out
 
 
+def geometry_key(acquisition: Mapping) -> tuple:
+    """Scenes with equal keys are averaged: orbit direction, look direction and incidence
+    angle to the degree (empty for images without an annotation)."""
+    incidence = acquisition.get("incidence_deg")
+    return (
+        str(acquisition.get("orbit", "")),
+        str(acquisition.get("look", "")),
+        None if incidence is None else round(float(incidence)),
+    )
+
+
 def sar_stage(
     scenes: Sequence[str | os.PathLike],
     grid: RasterGrid,
@@ -339,9 +357,10 @@ def sar_stage(
         raise UsageError("sar needs at least one SCENE (EEC product folder or GeoTIFF)")
     images = [image for scene in scenes for image in scene_images(scene, polarisation)]
 
-    total = np.zeros(grid.shape, dtype=np.float64)  # (H, W) sum of valid amplitudes
-    count = np.zeros(grid.shape, dtype=np.uint16)  # (H, W) scenes covering each pixel
-    used = []
+    # per acquisition geometry: the sum of valid amplitudes and the scenes covering each pixel
+    sums: dict[tuple, np.ndarray] = {}  # geometry -> (H, W) float64
+    counts: dict[tuple, np.ndarray] = {}  # geometry -> (H, W) uint16
+    used, coverage = [], []
     for done, image in enumerate(images, start=1):
         entry = {"path": str(image.path), "polarisation": image.polarisation}
         product = (
@@ -363,15 +382,30 @@ def sar_stage(
         if calibrate:
             amplitude *= np.float32(math.sqrt(entry["cal_factor"]))  # sqrt(calFactor * DN^2)
         covered = np.isfinite(amplitude)
-        total[covered] += amplitude[covered]
-        count += covered
+        key = geometry_key(entry)
+        if key not in sums:
+            sums[key] = np.zeros(grid.shape, dtype=np.float64)
+            counts[key] = np.zeros(grid.shape, dtype=np.uint16)
+        sums[key][covered] += amplitude[covered]
+        counts[key] += covered
         entry["valid_pixels"] = int(covered.sum())
         used.append(entry)
+        coverage.append((key, covered))
         if progress:
             progress(done, len(images))
 
-    valid = count > 0  # (H, W)
-    mean = np.divide(total, count, out=np.zeros_like(total), where=valid)
+    # the geometry covering most pixels first; each later one fills only what is still empty
+    order = sorted(sums, key=lambda k: -int(np.count_nonzero(counts[k])))
+    mean = np.zeros(grid.shape, dtype=np.float64)
+    valid = np.zeros(grid.shape, dtype=bool)  # (H, W)
+    chosen: dict[tuple, np.ndarray] = {}
+    for key in order:
+        take = (counts[key] > 0) & ~valid
+        mean[take] = sums[key][take] / counts[key][take]
+        valid |= take
+        chosen[key] = take
+    for entry, (key, covered) in zip(used, coverage, strict=True):
+        entry["used_pixels"] = int(np.count_nonzero(covered & chosen[key]))
     array = np.where(valid, normalise(mean, norm), np.float32(0))[None].astype(np.float32)
     fraction = float(valid.mean())
     skipped = None
@@ -386,7 +420,8 @@ def sar_stage(
         "valid_fraction": round(fraction, 6),
         "min_valid_fraction": norm.min_valid_fraction,
         "calibrated": calibrate,
-        "averaging": "amplitude mean over valid pixels",
+        "averaging": "amplitude mean over valid pixels of one acquisition geometry; "
+        "geometries mosaicked, the one covering most pixels first",
         "rule": norm.rule,
     }
     return StageResult(
