@@ -226,29 +226,13 @@ def scorer(args, out: Path):
 
     unet_dir = Path(args.unet) if args.unet else out / "unet"
     if not args.unet and not (unet_dir / "checkpoints" / "last.pt").exists():
-        train_unet(
-            UNetRunConfig(
-                store=args.store,
-                out=str(unet_dir),
-                input="rgb",
-                base_channels=16,
-                crop=128,
-                batch_size=8,
-                workers=0,
-                epochs=10_000,
-                max_steps=args.unet_steps,
-                samples_per_epoch=160,
-                lr=3e-3,
-                norm="batch",
-                loss="focal",
-                class_weights="sqrt",
-                tensorboard=False,
-                val_split=None,
-                seed=args.seed,
-                checkpoint_every=0,
-                samples=0,
-            )  # fmt: skip
-        )
+        cfg = UNetRunConfig(
+            store=args.store, out=str(unet_dir), input="rgb", base_channels=16, crop=128,
+            batch_size=8, workers=0, epochs=10_000, max_steps=args.unet_steps,
+            samples_per_epoch=160, lr=3e-3, norm="batch", loss="focal", class_weights="sqrt",
+            tensorboard=False, val_split=None, seed=args.seed, checkpoint_every=0, samples=0,
+        )  # fmt: skip
+        train_unet(cfg)
     unet, _ = load_unet(unet_dir)
     return unet.eval()
 
