@@ -444,7 +444,7 @@ class _ChunkDecoder:
             None if compressor is None else (blosc.decompress if self.blosc else zstd.decompress)
         )  # fmt: skip
         self.chunk_bytes = int(np.prod(self.chunk)) * dtype.itemsize
-        # a file at most this long is read in one call; a longer one (damaged) is read whole
+        # a chunk file is at most this long: one read takes it, a second one sees its end
         self._read_size = self.chunk_bytes + _BLOSC_HEADER + 64 + 4
         self._local = threading.local()
 
@@ -488,7 +488,7 @@ class _ChunkDecoder:
         return np.frombuffer(self._decoded(key, data), dtype=self.dtype).reshape(self.chunk)
 
     def _read_file(self, path: str, key: str) -> bytes | None:
-        """The chunk file's bytes in one ``read`` (no file object); None if it does not exist."""
+        """The chunk file's bytes (``os.read``, no file object); None if it does not exist."""
         try:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
@@ -497,11 +497,10 @@ class _ChunkDecoder:
             raise DamagedChunk(key, f"unreadable ({exc.strerror or exc})") from exc
         try:
             data = os.read(fd, self._read_size)
-            if len(data) == self._read_size:  # longer than any chunk file: read the rest too
-                parts = [data]
-                while part := os.read(fd, 1 << 20):
-                    parts.append(part)
-                data = b"".join(parts)
+            # until end of file: a longer file (damaged) is read whole, and a network file
+            # system may return less than asked before the end
+            while part := os.read(fd, self._read_size):
+                data += part
         except OSError as exc:
             raise DamagedChunk(key, f"unreadable ({exc.strerror or exc})") from exc
         finally:
