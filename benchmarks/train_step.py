@@ -338,7 +338,6 @@ def _loader_contender(conn, store: Path, compact: bool, workers: int) -> None:
             n += len(out["tile"])
             expand_compact(out, ds.num_classes, "cpu")
         conn.send(n / (time.perf_counter() - start))
-        time.sleep(QUIET_S)  # its workers refill their queues before the next loader runs
 
 
 def run_loader(args, tmp: Path) -> None:
@@ -349,7 +348,7 @@ def run_loader(args, tmp: Path) -> None:
     queue after its turn, and a pause lets that finish before the next loader is timed.
     """
     store = make_store(tmp / "loader.zarr", LOADER_TILE, tiles=4)
-    contenders = {
+    contenders = {  # name: compact samples, workers
         "float, 1 worker (before)": (False, 1),
         "compact, 0 workers": (True, 0),
         "compact, 1 worker": (True, 1),
@@ -372,6 +371,7 @@ def run_loader(args, tmp: Path) -> None:
             for name in names[r % len(names) :] + names[: r % len(names)]:
                 pipes[name].send(args.loader_batches)
                 results[name].append(pipes[name].recv())
+                time.sleep(QUIET_S)  # its workers refill their queues before the next one runs
     finally:
         for pipe in pipes.values():
             with contextlib.suppress(OSError):
