@@ -375,6 +375,20 @@ def run_orbit(args, out: Path) -> dict:
 # --------------------------------------------------------------------------- figures
 
 
+def save(fig, path: Path, result: dict, about_tile: str = "") -> None:
+    """Title (tile, generator, steps, seed), then the PNG."""
+    import matplotlib.pyplot as plt
+
+    s = result["setup"]
+    fig.suptitle(
+        f"held-out tile {result['held_out_tile']}{about_tile}; {s['generator']} cap {s['cap']}, "
+        f"{s['gan_steps']} steps, seed {s['seed']}"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def season_figure(result: dict, path: Path) -> None:
     import matplotlib
 
@@ -406,14 +420,7 @@ def season_figure(result: dict, path: Path) -> None:
     ax.set_xlabel("diversity (mean pairwise U-Net feature distance)")
     ax.set_ylabel("U-Net mIoU per sample")
     ax.legend(fontsize=7)
-    s = result["setup"]
-    fig.suptitle(
-        f"held-out tile {result['held_out_tile']} (real: day {result['held_out_real_season_doy']}); "
-        f"{s['generator']} cap {s['cap']}, {s['gan_steps']} steps, seed {s['seed']}"
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save(fig, path, result, f" (real: day {result['held_out_real_season_doy']})")
 
 
 def orbit_figure(result: dict, path: Path) -> None:
@@ -441,14 +448,7 @@ def orbit_figure(result: dict, path: Path) -> None:
     ax.set_xticks(range(len(values)), labels, fontsize=7, rotation=20)
     ax.set_ylim(0, 1)
     ax.set_title("orbit classifier accuracy")
-    s = result["setup"]
-    fig.suptitle(
-        f"held-out tile {result['held_out_tile']}; {s['generator']} cap {s['cap']}, "
-        f"{s['gan_steps']} steps, seed {s['seed']}"
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save(fig, path, result)
 
 
 if __name__ == "__main__":

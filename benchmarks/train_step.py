@@ -267,6 +267,28 @@ def _cpu_contender(conn, name: str, options, store: Path, out: Path, threads) ->
         conn.send(images_per_s(step, s["batch"], steps, torch.device("cpu")))
 
 
+def take_turns(pipes: dict, rounds: int, work: int, pause: float = 0.0) -> dict[str, list]:
+    """Each round, every contender process in turn (the order rotating from round to round)
+    does ``work`` and answers with a rate; ``pause`` seconds after each turn."""
+    results = {name: [] for name in pipes}
+    names = list(pipes)
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            pipes[name].send(work)
+            results[name].append(pipes[name].recv())
+            time.sleep(pause)
+    return results
+
+
+def stop_contenders(pipes: dict, procs: list) -> None:
+    """Tell every contender to stop (a 0) and wait for it."""
+    for pipe in pipes.values():
+        with contextlib.suppress(OSError):
+            pipe.send(0)
+    for proc in procs:
+        proc.join(timeout=60)
+
+
 def run_cpu(args, store: Path, tmp: Path) -> None:
     s = SETTINGS["cpu"]
     contenders = dict(CPU_CONTENDERS)
@@ -287,18 +309,9 @@ def run_cpu(args, store: Path, tmp: Path) -> None:
             first = parent.recv()  # one at a time: start-up does not overlap the others
             if name == "ours --compile":
                 print(f"  torch.compile: first step (compilation) {first:.0f} s")
-        results = {name: [] for name in contenders}
-        names = list(contenders)
-        for r in range(args.rounds):
-            for name in names[r % len(names) :] + names[: r % len(names)]:
-                pipes[name].send(args.steps)
-                results[name].append(pipes[name].recv())
+        results = take_turns(pipes, args.rounds, args.steps)
     finally:
-        for pipe in pipes.values():
-            with contextlib.suppress(OSError):
-                pipe.send(0)
-        for proc in procs:
-            proc.join(timeout=60)
+        stop_contenders(pipes, procs)
     rates = {name: (statistics.median(v), max(v)) for name, v in results.items()}
     print(
         f"CPU, {args.threads or torch.get_num_threads()} threads: ours generator, capacity "
@@ -356,7 +369,6 @@ def run_loader(args, tmp: Path) -> None:
     }
     mp = multiprocessing.get_context("spawn")
     pipes, procs = {}, []
-    results = {name: [] for name in contenders}
     try:
         for name, (compact, workers) in contenders.items():
             parent, child = mp.Pipe()
@@ -366,18 +378,11 @@ def run_loader(args, tmp: Path) -> None:
             pipes[name] = parent
             parent.recv()  # one at a time: start-up does not overlap the others
         time.sleep(QUIET_S)
-        names = list(contenders)
-        for r in range(args.rounds):
-            for name in names[r % len(names) :] + names[: r % len(names)]:
-                pipes[name].send(args.loader_batches)
-                results[name].append(pipes[name].recv())
-                time.sleep(QUIET_S)  # its workers refill their queues before the next one runs
+        # a pause after each turn: its workers refill their queues before the next one runs
+        results = take_turns(pipes, args.rounds, args.loader_batches, pause=QUIET_S)
     finally:
-        for pipe in pipes.values():
-            with contextlib.suppress(OSError):
-                pipe.send(0)
-        for proc in procs:
-            proc.join(timeout=60)
+        stop_contenders(pipes, procs)
+    names = list(contenders)
     print(
         f"DataLoader: {LOADER_CROP} x {LOADER_CROP} crops of seg + dem + rgb from {LOADER_TILE} "
         f"px tiles, batch {LOADER_BATCH}; each loader in its own process, median of "
