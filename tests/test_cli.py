@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 
 from geosynth import __version__
@@ -136,18 +137,29 @@ def test_ctrl_c_in_training_exits_130_naming_the_checkpoint(tiny_store, tmp_path
     import time
 
     out = tmp_path / "run"
+    inherited = signal.getsignal(signal.SIGINT)  # an ignored SIGINT would pass to the child
+
+    def default_sigint():
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
     proc = subprocess.Popen(
-        [sys.executable, "-m", "geosynth", "-q", "train", "--store", str(tiny_store), "--out",
-         str(out), "--cap", "4", "--crop", "32", "--batch-size", "2", "--workers", "0",
-         "--checkpoint-every", "1", "--epochs", "1000", "--no-tensorboard"],
+        [sys.executable, "-X", "faulthandler", "-m", "geosynth", "-q", "train", "--store",
+         str(tiny_store), "--out", str(out), "--cap", "4", "--crop", "32", "--batch-size", "2",
+         "--workers", "0", "--checkpoint-every", "1", "--epochs", "1000", "--no-tensorboard"],
         stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        preexec_fn=default_sigint,
     )  # fmt: skip
     deadline = time.monotonic() + 240
     while not (out / "checkpoints" / "last.pt").exists() and time.monotonic() < deadline:
         assert proc.poll() is None, proc.stderr.read()
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)  # faulthandler prints where every thread is
+        _, err = proc.communicate(timeout=60)
+        pytest.fail(f"no exit 120 s after SIGINT (parent's SIGINT: {inherited}):\n{err[-6000:]}")
     assert proc.returncode == 130, err
     assert "interrupted at step" in err and "saved:" in err
     assert f"geosynth train --resume --out {out}" in err
