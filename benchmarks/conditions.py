@@ -290,6 +290,8 @@ def run_orbit(args, out: Path) -> dict:
 
     # 1. the orbit classifier; the one descending tile lends half of itself to each side
     desc = [t for t in tiles if orbit[t] == 1 and t != held]
+    if not desc:
+        raise SystemExit(f"{args.store}: no descending tile besides --tile {held} to learn from")
     xs, ys = [], []
     for t in tiles:
         if t == held:
