@@ -415,3 +415,25 @@ def test_compact_batches_expanded_on_the_device_equal_todays_batches(store_path,
                 assert a[name].dtype == b[name].dtype and a[name].shape == b[name].shape
                 assert torch.equal(a[name], b[name]), name
             assert a["tile"] == b["tile"]
+
+
+@pytest.mark.parametrize("device", ["cpu", None])
+def test_expansion_on_the_cpu_restores_torchs_thread_count(store_path, device):
+    """The expansion runs on one thread (so the pool does not spin against the workers) and
+    leaves torch's intra-op thread count as it found it, also when it fails."""
+    from geosynth.ml.inputs import expand_compact
+
+    compact = SynthesisDataset(store_path, "train", inputs=("seg", "dem"), crop=CROP, compact=True)
+    batch = next(iter(DataLoader(compact, batch_size=2, num_workers=0)))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        out = expand_compact(batch, compact.num_classes, device)
+        assert torch.get_num_threads() == 2
+        assert out["seg"].dtype == torch.float32 and out["seg"].shape[1] == compact.num_classes
+        bad = dict(batch, seg=torch.zeros(5, dtype=torch.uint8))  # not a label map
+        with pytest.raises(IndexError):
+            expand_compact(bad, compact.num_classes, device)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

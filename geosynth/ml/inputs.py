@@ -27,7 +27,8 @@ masks, bilinear (antialiased when shrinking) for the rest.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -182,19 +183,44 @@ def expand_compact(batch: dict, num_classes: int, device: torch.device | str | N
 
     Other entries are moved to ``device`` unchanged (non-blocking: pinned batches
     overlap the copy). The result equals the non-compact batch exactly.
+
+    On the CPU the expansion runs on one thread (:func:`_one_cpu_thread`).
     """
     out = dict(batch)
-    for name, value in batch.items():
-        if not isinstance(value, torch.Tensor):
-            continue
-        value = value.to(device, non_blocking=True) if device is not None else value
-        if value.dtype == torch.uint8 and name == LABELS:
-            value = _one_hot(value, num_classes)
-        elif value.dtype == torch.uint8 and name in IMAGE_SCALE:
-            scale = torch.tensor(1 / IMAGE_SCALE[name], dtype=torch.float32, device=value.device)
-            value = value.to(torch.float32).mul_(scale).sub_(1.0)  # as to_network, in float32
-        out[name] = value
+    on_cpu = torch.device(device).type == "cpu" if device is not None else True
+    with _one_cpu_thread() if on_cpu else contextlib.nullcontext():
+        for name, value in batch.items():
+            if not isinstance(value, torch.Tensor):
+                continue
+            value = value.to(device, non_blocking=True) if device is not None else value
+            if value.dtype == torch.uint8 and name == LABELS:
+                value = _one_hot(value, num_classes)
+            elif value.dtype == torch.uint8 and name in IMAGE_SCALE:
+                scale = torch.tensor(1 / IMAGE_SCALE[name], dtype=torch.float32, device=value.device)
+                value = value.to(torch.float32).mul_(scale).sub_(1.0)  # as to_network, in float32
+            out[name] = value
     return out
+
+
+@contextlib.contextmanager
+def _one_cpu_thread() -> Iterator[None]:
+    """Torch's intra-op thread count at 1 inside, restored after.
+
+    The expansion is memory-bound: on 2 cores it takes as long on one thread as on
+    two (0.3 ms a 256 px sample). Run on the OpenMP pool instead, it leaves the pool's
+    threads spinning for work after each batch while the training process waits for
+    the next one, and that spinning takes the cores the DataLoader's workers need:
+    2 workers delivered about 410 samples/s with the pool, measured by
+    ``benchmarks/train_step.py --loader-only`` (see the README for today's figure).
+    """
+    threads = torch.get_num_threads()
+    if threads > 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if threads > 1:
+            torch.set_num_threads(threads)
 
 
 def _resize(value: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
