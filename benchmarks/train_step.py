@@ -25,7 +25,8 @@ Target: (a) in its default at >= 2x (b).
 Then the DataLoader (256 x 256 crops of seg + dem + rgb, batch 8): today's
 float samples (one-hot labels, scaled RGB) through one worker against the
 compact samples (uint8 ids and RGB, expanded in the training process by
-:func:`geosynth.ml.inputs.expand_compact`) through 0, 1 and 2 workers.
+:func:`geosynth.ml.inputs.expand_compact`, on one torch thread as in
+training) through 0, 1 and 2 workers.
 Target: 2 workers compact >= 3x 1 worker float.
 
 ``--curves N`` trains N steps in bf16 and in fp32 from the same seed and
