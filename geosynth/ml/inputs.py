@@ -196,7 +196,9 @@ def expand_compact(batch: dict, num_classes: int, device: torch.device | str | N
             if value.dtype == torch.uint8 and name == LABELS:
                 value = _one_hot(value, num_classes)
             elif value.dtype == torch.uint8 and name in IMAGE_SCALE:
-                scale = torch.tensor(1 / IMAGE_SCALE[name], dtype=torch.float32, device=value.device)
+                scale = torch.tensor(
+                    1 / IMAGE_SCALE[name], dtype=torch.float32, device=value.device
+                )
                 value = value.to(torch.float32).mul_(scale).sub_(1.0)  # as to_network, in float32
             out[name] = value
     return out
