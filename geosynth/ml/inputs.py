@@ -187,7 +187,7 @@ def expand_compact(batch: dict, num_classes: int, device: torch.device | str | N
     On the CPU the expansion runs on one thread (:func:`_one_cpu_thread`).
     """
     out = dict(batch)
-    on_cpu = torch.device(device).type == "cpu" if device is not None else True
+    on_cpu = device is None or torch.device(device).type == "cpu"
     with _one_cpu_thread() if on_cpu else contextlib.nullcontext():
         for name, value in batch.items():
             if not isinstance(value, torch.Tensor):
