@@ -1,4 +1,4 @@
-"""Region build benchmarks (issue 5), each measured side by side in one run.
+"""Region build benchmarks, each measured side by side in one run.
 
 1. Peak memory (max RSS) of a build of 4 tiles against 16 tiles of the same
    4 x 4 demo world, each build in a fresh process: target ratio <= 1.3

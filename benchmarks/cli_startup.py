@@ -1,6 +1,6 @@
 """Start-up time of `geosynth --help` against a bare `python -c pass`, side by side.
 
-Target (issue 2): `geosynth --help` under 1 s. Run: python benchmarks/cli_startup.py
+Target: `geosynth --help` under 1 s. Run: python benchmarks/cli_startup.py
 """
 
 from __future__ import annotations

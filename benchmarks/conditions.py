@@ -1,8 +1,8 @@
-"""Condition fidelity and sample diversity of conditioned generators (issue 21), on a demo store.
+"""Condition fidelity and sample diversity of conditioned generators, on a demo store.
 
 ``--modality rgb`` (the season of the flight):
 
-1. A season classifier (:class:`geosynth.ml.fidelity.ColourClassifier`: a
+1. A season classifier (:class:`geosynth.ml.evaluation.fidelity.ColourClassifier`: a
    linear classifier on the mean colour of each land-cover class in a 64 px
    crop) is fitted to the *real* orthophotos of every tile but the held-out
    one (a test tile); classes = the flights' seasons. Its accuracy on the
@@ -18,7 +18,7 @@
 
 ``--modality sar`` (the orbit direction):
 
-1. An orbit classifier (:class:`geosynth.ml.fidelity.ConditionNet` without
+1. An orbit classifier (:class:`geosynth.ml.evaluation.fidelity.ConditionNet` without
    flips, classes drawn equally often) is trained on real SAR crops of every
    tile but the held-out one; the store's only descending tile gives its top
    half to training and its bottom half to the real-image level, beside the
@@ -26,7 +26,7 @@
 2. ``ours`` (seg + DEM -> SAR) trained with ``--conditions orbit`` synthesizes
    the held-out tile's centre as seen ascending and descending; the
    classifier's accuracy on those crops is the condition fidelity.
-3. The shadow side, measured geometrically (:func:`geosynth.ml.fidelity.shadow_side`:
+3. The shadow side, measured geometrically (:func:`geosynth.ml.evaluation.fidelity.shadow_side`:
    is the image darker where the DSM casts an eastward or a westward radar
    shadow?), of the real images of both orbits and of both synthesized ones.
 
@@ -81,9 +81,9 @@ def main() -> None:
 
 
 def train_generator(args, out: Path, **options):
-    from geosynth.ml.checkpoint import load_generator
-    from geosynth.ml.config import GanConfig
-    from geosynth.ml.train import train_gan
+    from geosynth.ml.training.checkpoint import load_generator
+    from geosynth.ml.training.config import GanConfig
+    from geosynth.ml.training.train import train_gan
 
     run_dir = out / f"gan_{args.modality}"
     cfg = GanConfig(
@@ -107,8 +107,8 @@ def window(array: np.ndarray, size: int) -> np.ndarray:
 
 
 def run_season(args, out: Path) -> dict:
-    from geosynth.ml.conditions import day_of_year
-    from geosynth.ml.fidelity import (
+    from geosynth.ml.data.conditions import day_of_year
+    from geosynth.ml.evaluation.fidelity import (
         crops,
         pairwise_feature_distance,
         predict_colours,
@@ -116,7 +116,7 @@ def run_season(args, out: Path) -> dict:
         train_colour_classifier,
     )
     from geosynth.ml.metrics import confusion_matrix, segmentation_scores
-    from geosynth.ml.synthesize import plan_variants, synthesize_array
+    from geosynth.ml.synthesis.synthesize import plan_variants, synthesize_array
     from geosynth.store import open_store
 
     store = open_store(args.store)
@@ -220,9 +220,9 @@ def run_season(args, out: Path) -> dict:
 
 def scorer(args, out: Path):
     """The U-Net that scores samples: ``--unet`` or one trained here on the store's rgb."""
-    from geosynth.ml.checkpoint import load_unet
-    from geosynth.ml.config import UNetRunConfig
-    from geosynth.ml.train_unet import train_unet
+    from geosynth.ml.training.checkpoint import load_unet
+    from geosynth.ml.training.config import UNetRunConfig
+    from geosynth.ml.training.train_unet import train_unet
 
     unet_dir = Path(args.unet) if args.unet else out / "unet"
     if not args.unet and not (unet_dir / "checkpoints" / "last.pt").exists():
@@ -256,10 +256,10 @@ def setup(args, gan_cfg, **extra) -> dict:
 
 
 def run_orbit(args, out: Path) -> dict:
-    from geosynth.ml.conditions import describe, tile_conditions
-    from geosynth.ml.fidelity import crops, predict, shadow_side, train_classifier
-    from geosynth.ml.inputs import to_network
-    from geosynth.ml.synthesize import plan_variants, synthesize_array
+    from geosynth.ml.data.conditions import describe, tile_conditions
+    from geosynth.ml.data.tensors import to_network
+    from geosynth.ml.evaluation.fidelity import crops, predict, shadow_side, train_classifier
+    from geosynth.ml.synthesis.synthesize import plan_variants, synthesize_array
     from geosynth.store import open_store
 
     store = open_store(args.store)

@@ -1,6 +1,6 @@
 """Generating the default demo world against writing the same files from ready-made arrays.
 
-Target (issue 3): the default world (3 x 2 tiles, 0.5 m orthophotos, 4
+Target: the default world (3 x 2 tiles, 0.5 m orthophotos, 4
 pulses per m^2) in under a minute on 2 cores. The baseline is the encoding
 floor: JPEG2000 and LAZ files of exactly the sizes the world writes (same
 pixels, same point counts), filled with synthetic arrays, so the ratio says

@@ -5,7 +5,7 @@ latency nor the per-connection bandwidth of a real provider, so it can add both:
 response waits ``--latency-ms`` before its first byte and sends at most ``--rate`` MB/s per
 connection (NRW's server throttles single connections; a transatlantic round trip is about
 100 ms). Two rows are printed per setting: the plain loopback and the shaped link. Each row
-downloads into a fresh folder through :func:`geosynth.download.download_many` (the code
+downloads into a fresh folder through :func:`geosynth.ingest.download.download_many` (the code
 ``geosynth download`` runs: verify, resume, manifest) and reports seconds, MB/s and the
 ratio jobs 1 / jobs N.
 
@@ -23,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-from geosynth.download import Download, download_many
+from geosynth.ingest.download import Download, download_many
 
 
 class Handler(http.server.BaseHTTPRequestHandler):

@@ -67,9 +67,9 @@ def timed(fn, *args, **kwargs) -> tuple[float, object]:
 def demo_world(root: Path, tiles: int, size: int = 512) -> dict:
     """A store of ``size`` px tiles (2 train, ``tiles`` test) and the demo's networks, one step."""
     from geosynth.catalog import load_catalog
-    from geosynth.ml.config import GanConfig, UNetRunConfig
-    from geosynth.ml.train import train_gan
-    from geosynth.ml.train_unet import train_unet
+    from geosynth.ml.training.config import GanConfig, UNetRunConfig
+    from geosynth.ml.training.train import train_gan
+    from geosynth.ml.training.train_unet import train_unet
     from geosynth.store import TileData, TilePlan, create_store, modality
 
     plans = [
@@ -95,7 +95,7 @@ def demo_world(root: Path, tiles: int, size: int = 512) -> dict:
 
 
 def bench_evaluate(tiles: int, repeats: int) -> None:
-    from geosynth.ml.evaluate import evaluate
+    from geosynth.ml.evaluation.evaluate import evaluate
 
     runs = {
         "geosynth, 512 px window": dict(protocol="geosynth", crop=512),

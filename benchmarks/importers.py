@@ -1,4 +1,4 @@
-"""Importer benchmarks (issue 6): tiles/s and store size against the source folder size.
+"""Importer benchmarks: tiles/s and store size against the source folder size.
 
 For GeoNRW (1000 x 1000 tiles: JPEG2000 rgb at GDAL's default quality,
 float32 DEM, uint8 labels) and DFC2020 (256 x 256 patches: S1 float32, S2
@@ -32,7 +32,11 @@ from scipy.ndimage import gaussian_filter, zoom
 
 from geosynth.ingest.dfc2020 import import_dfc2020
 from geosynth.ingest.geonrw import import_geonrw
-from geosynth.io import folder_bytes
+
+
+def folder_bytes(path: str | Path) -> int:
+    """Total size of the files under ``path``."""
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
 
 
 def smooth(rng, shape, scale, low, high):

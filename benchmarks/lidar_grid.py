@@ -1,6 +1,6 @@
 """Lidar gridding throughput: our PointGridder against plain numpy ``np.add.at``, side by side.
 
-Target (issue 4): >= 10x the points/s of a plain ``np.add.at`` gridding of the
+Target: >= 10x the points/s of a plain ``np.add.at`` gridding of the
 same points, on one core. The contenders grid the same seeded points (a 1 km
 tile at 1 m, 17 % of the points in a 50 m margin outside it) into mean heights:
 

@@ -45,8 +45,8 @@ from scipy.ndimage import gaussian_filter, zoom  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 from geosynth.catalog import load_catalog  # noqa: E402
-from geosynth.ml.data import SynthesisDataset  # noqa: E402
-from geosynth.ml.inputs import to_network  # noqa: E402
+from geosynth.ml.data.datasets import SynthesisDataset  # noqa: E402
+from geosynth.ml.data.tensors import to_network  # noqa: E402
 from geosynth.store import (  # noqa: E402
     STORE_LAYOUT,
     StoreLayout,

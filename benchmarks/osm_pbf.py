@@ -165,7 +165,7 @@ def child_import() -> tuple[float, float]:
     import pyogrio  # noqa: F401
 
     import geosynth.sources.landcover  # noqa: F401
-    import geosynth.sources.osm_pbf  # noqa: F401
+    import geosynth.sources.osm.pbf  # noqa: F401
 
     return 0.0, _peak_mb()
 
@@ -175,7 +175,7 @@ def child_tiles(osm: str, tiles: list[str]) -> tuple[float, float]:
     import osmnx  # noqa: F401  (imports are not timed)
     import pyogrio  # noqa: F401
 
-    import geosynth.sources.osm_pbf  # noqa: F401
+    import geosynth.sources.osm.pbf  # noqa: F401
     from geosynth.catalog import load_catalog
     from geosynth.grid import RasterGrid
     from geosynth.sources.landcover import landcover_stage
@@ -190,7 +190,7 @@ def child_tiles(osm: str, tiles: list[str]) -> tuple[float, float]:
 def child_cut(pbf: str, out: str) -> tuple[float, float, int]:
     from geosynth.catalog import load_catalog
     from geosynth.grid import RasterGrid
-    from geosynth.sources.osm_pbf import cut_osm
+    from geosynth.sources.osm.pbf import cut_osm
 
     catalog = load_catalog()
     tiles = {name: RasterGrid.for_tile(name, catalog.grid) for name in tile_names()}

@@ -1,6 +1,6 @@
 """Per-stage time for one demo tile, and the aerial stage against a bare lanczos reproject.
 
-Target (issue 4): the aerial stage within 1.2x the time of a bare
+Target: the aerial stage within 1.2x the time of a bare
 ``rasterio.warp.reproject(..., resampling=lanczos)`` of the same JPEG2000
 onto the same tile grid (our overhead: opening and checking the sources,
 the footprint test, the coverage alpha band and the mosaic).

@@ -5,7 +5,7 @@ one run, each contender in its own process (its own thread pool and
 allocator), interleaved in rounds so that other jobs on the
 machine slow all alike; the median round of each is reported.
 
-(a) ours: :class:`geosynth.ml.train.GanTask.train_step`, i.e. one G forward,
+(a) ours: :class:`geosynth.ml.training.train.GanTask.train_step`, i.e. one G forward,
     one D forward on ``cat([fake, real])`` serving the G and the D loss (two
     backward passes, each restricted to its network's parameters), the label
     map downsampled once per resolution, SPADE's gamma and beta as one
@@ -25,7 +25,7 @@ Target: (a) in its default at >= 2x (b).
 Then the DataLoader (256 x 256 crops of seg + dem + rgb, batch 8): today's
 float samples (one-hot labels, scaled RGB) through one worker against the
 compact samples (uint8 ids and RGB, expanded in the training process by
-:func:`geosynth.ml.inputs.expand_compact`, on one torch thread as in
+:func:`geosynth.ml.data.tensors.expand_compact`, on one torch thread as in
 training) through 0, 1 and 2 workers.
 Target: 2 workers compact >= 3x 1 worker float.
 
@@ -56,21 +56,18 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, default_collate
 
-import geosynth.ml.generators as generators
-import geosynth.ml.layers as layers
+import geosynth.ml.networks.generators as generators
+import geosynth.ml.networks.layers as layers
 from geosynth.catalog import load_catalog
-from geosynth.ml.config import GanConfig
-from geosynth.ml.data import SynthesisDataset
-from geosynth.ml.discriminator import (
-    DiscriminatorConfig,
-    build_discriminator,
-    generator_condition,
-)
-from geosynth.ml.distributed import DistContext
-from geosynth.ml.generators import GeneratorConfig, build_generator
-from geosynth.ml.inputs import expand_compact
-from geosynth.ml.layers import SPADE, LabelPyramid
-from geosynth.ml.train import GanTask
+from geosynth.ml.data.datasets import SynthesisDataset
+from geosynth.ml.data.tensors import expand_compact
+from geosynth.ml.networks.configs import DiscriminatorConfig, GeneratorConfig
+from geosynth.ml.networks.discriminator import build_discriminator, generator_condition
+from geosynth.ml.networks.generators import build_generator
+from geosynth.ml.networks.layers import SPADE, LabelPyramid
+from geosynth.ml.training.config import GanConfig
+from geosynth.ml.training.distributed import DistContext
+from geosynth.ml.training.train import GanTask
 from geosynth.store import TileData, TilePlan, create_store, modality
 
 PAPER = "paper's code"
@@ -400,7 +397,7 @@ def run_loader(args, tmp: Path) -> None:
 
 def run_curves(args, store: Path, tmp: Path) -> None:
     """Loss curves of ``--curves`` steps in bf16 and in fp32 on the CPU: same seed, same crops."""
-    from geosynth.ml.train import train_gan
+    from geosynth.ml.training.train import train_gan
 
     s = SETTINGS["cpu"]
     logs = {}

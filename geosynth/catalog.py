@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from geosynth import bundled_path
 from geosynth.errors import CatalogError, UsageError
 from geosynth.names import LAYOUTS
 
@@ -258,7 +259,9 @@ class Region:
     ags: str
     package: str
     aliases: tuple[str, ...] = ()
-    generated: bool = False
+    generated: bool = False  # its raw files are written locally, not downloaded
+    sources_folder: str | None = None  # generated: where, under geosynth's cache folder
+    prepared_by: str | None = None  # generated: the command that writes them
     origin_km: tuple[int, int] | None = None
     tiles: tuple[int, int] | None = None
     test_tiles: tuple[str, ...] = ()
@@ -356,17 +359,6 @@ class Catalog:
             for name, lay in source.layouts.items()
         }
         return info
-
-    def scenes(self) -> list[dict[str, str]]:
-        """The TerraSAR-X scene list (``geosynth catalog --sar``): product, orbit, start."""
-        from geosynth.sources.names import parse_tsx_name
-
-        rows = []
-        for scene in self.tsx_scenes:
-            parsed = parse_tsx_name(scene.product) or {}
-            rows.append({"product": scene.product, "orbit": scene.orbit,
-                         "start": parsed.get("start", "")})  # fmt: skip
-        return rows
 
     def cities(self, split: str | None = None) -> list[Region]:
         """The published GeoNRW cities (generated regions such as ``demo`` excluded)."""
@@ -576,6 +568,7 @@ def _parse_region(name: str, node: _Node) -> Region:
         raise node.child("ags").fail(f"expected an 8-digit municipality key, got {ags!r}")
     origin = node.child("origin_km", required=False)
     tiles = node.child("tiles", required=False)
+    generated = bool(node.child("generated", required=False, default=False).value)
     return Region(
         name=name,
         split=node.child("split").choice(SPLITS),
@@ -584,7 +577,9 @@ def _parse_region(name: str, node: _Node) -> Region:
         aliases=tuple(
             n.str().lower() for n in node.child("aliases", required=False, default=[]).list()
         ),
-        generated=bool(node.child("generated", required=False, default=False).value),
+        generated=generated,
+        sources_folder=node.child("sources_folder", required=generated).opt_str(),
+        prepared_by=node.child("prepared_by", required=generated).opt_str(),
         origin_km=None if origin.value is None else tuple(n.int() for n in origin.list(2)),
         tiles=None if tiles.value is None else tuple(n.int() for n in tiles.list(2)),
         test_tiles=tuple(
@@ -697,10 +692,7 @@ def default_catalog_path() -> Path:
     env = os.environ.get("GEOSYNTH_CATALOG")
     if env:
         return Path(env)
-    packaged = Path(__file__).with_name("data_catalog.yaml")
-    if packaged.is_file():
-        return packaged
-    return Path(__file__).resolve().parent.parent / "data_catalog.yaml"
+    return bundled_path("data_catalog.yaml")
 
 
 def load_catalog(path: str | os.PathLike | None = None) -> Catalog:

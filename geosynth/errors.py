@@ -1,4 +1,4 @@
-"""Domain exceptions.
+"""Domain exceptions, and the exit code the command line gives each (usage 2, data 1).
 
 Library code raises these; only the command-line edge (``geosynth.cli``) turns
 them into exit codes: :class:`UsageError` exits 2 (like click's own usage

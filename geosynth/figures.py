@@ -1,6 +1,10 @@
-"""PNG figures people look at: panels of tiles (labels, DEM, RGB, SAR) with titles.
+"""PNG figures people look at: panels of tiles (labels, DEM, RGB, SAR), bar charts, legends.
 
-Library code only: matplotlib is imported inside the functions (Agg backend).
+The one home of matplotlib in geosynth (a contract in ``pyproject.toml`` keeps it so):
+every module that draws takes its figure, axes, legend handles and colour maps from here
+and writes the PNG with :func:`save_figure`. matplotlib is imported inside the functions,
+and figures are :class:`matplotlib.figure.Figure` objects drawn with Agg, without
+pyplot's global state, so drawing is safe in worker processes and threads.
 """
 
 from __future__ import annotations
@@ -44,6 +48,41 @@ def to_display(
     raise ValueError(f"unknown panel kind {kind!r}")
 
 
+def subplots(nrows: int = 1, ncols: int = 1, *, figsize, dpi: int = 100, **kwargs):
+    """``(figure, axes)`` as :func:`matplotlib.pyplot.subplots` gives them, without pyplot."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, dpi=dpi)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
+
+
+def grouped_bars(ax, series: Sequence[tuple[str, Sequence[float], dict]], width: float = 0.8):
+    """Bars of every series side by side at ``x = 0 .. n-1`` on ``ax``; returns ``x``.
+
+    ``series``: ``(label, heights, bar keywords)`` each; NaN heights draw no bar. The
+    series share ``width`` at every position.
+    """
+    x = np.arange(len(series[0][1]))
+    w = width / len(series)
+    for i, (label, heights, style) in enumerate(series):
+        ax.bar(x + (i - (len(series) - 1) / 2) * w, heights, w, label=label, **style)
+    return x
+
+
+def patch(**kwargs):
+    """A legend handle: a :class:`matplotlib.patches.Patch` with these keywords."""
+    from matplotlib.patches import Patch
+
+    return Patch(**kwargs)
+
+
+def listed_colormap(colors):
+    """A colour map of these colours, one per integer value."""
+    from matplotlib.colors import ListedColormap
+
+    return ListedColormap(colors)
+
+
 def land_colormap():
     """matplotlib's ``terrain`` without its blue (sea) quarter: low ground is green, not water."""
     from matplotlib import colormaps
@@ -55,10 +94,8 @@ def land_colormap():
 
 def class_legend(fig, classes: ClassTable, present: set[int] | None = None) -> None:
     """A legend of the class colours (``present``: only these ids) below the panels."""
-    from matplotlib.patches import Patch
-
     handles = [
-        Patch(facecolor=c.color, edgecolor="black", label=c.name)
+        patch(facecolor=c.color, edgecolor="black", label=c.name)
         for c in classes.classes
         if present is None or c.id in present
     ]
@@ -77,16 +114,11 @@ def save_panel(
     size: float = 3.2,
 ) -> Path:
     """Write a grid of titled images: ``columns`` = [(title, kind, array)], filled row-wise."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     n = len(columns)
     cols = int(np.ceil(n / rows))
     segs = [v for _, kind, v in columns if kind == "seg"]
     legend = 0.9 if segs and classes is not None else 0.0
-    fig, axes = plt.subplots(
+    fig, axes = subplots(
         rows, cols, figsize=(size * cols, size * rows + (0.5 if title else 0) + legend),
         squeeze=False,
     )  # fmt: skip
@@ -108,14 +140,13 @@ def save_panel(
         class_legend(fig, classes, present)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
     return Path(path)
 
 
-def save_figure(fig, path: str | os.PathLike) -> Path:
+def save_figure(fig, path: str | os.PathLike, dpi: float | None = None) -> Path:
     """Lay out ``fig`` and write it to ``path`` as PNG under a temporary name, then rename."""
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+        fig.savefig(tmp, format="png", dpi=dpi or "figure")
     return path

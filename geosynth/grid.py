@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from affine import Affine
@@ -20,6 +19,12 @@ from geosynth.catalog import GridSpec
 from geosynth.errors import UsageError
 
 _TILE_ID = re.compile(r"^(-?\d+)_(-?\d+)$")
+
+#: A tile id as NRW's file names spell it (``dop10rgbi_32_356_5645_1_nw.jp2``, the published
+#: GeoNRW's ``356_5645_rgb.jp2``): km east (3-4 digits) and north (4 digits) of the south-west
+#: corner in UTM zone 32N, as the named groups ``e`` and ``n``; a part of larger patterns.
+TILE_DIGITS = {"e": r"\d{3,4}", "n": r"\d{4}"}
+TILE_IN_NAME = rf"(?P<e>{TILE_DIGITS['e']})_(?P<n>{TILE_DIGITS['n']})"
 
 
 @dataclass(frozen=True, order=True)
@@ -36,14 +41,13 @@ class TileId:
             raise UsageError(f"bad tile id {text!r}: expected '<E>_<N>' in km, e.g. '356_5645'")
         return cls(int(match.group(1)), int(match.group(2)))
 
+    @classmethod
+    def from_match(cls, match: re.Match) -> TileId:
+        """The tile of a match of a pattern with :data:`TILE_IN_NAME` (groups ``e``, ``n``)."""
+        return cls(int(match["e"]), int(match["n"]))
+
     def __str__(self) -> str:
         return f"{self.e_km}_{self.n_km}"
-
-
-def parse_tiles(text: str | Iterable[str]) -> list[TileId]:
-    """Parse ``"356_5645,357_5645"`` (or an iterable of ids) into tile ids."""
-    items = text.split(",") if isinstance(text, str) else list(text)
-    return [TileId.parse(item) for item in items if str(item).strip()]
 
 
 def _km_to_m(grid: GridSpec) -> int:
@@ -99,18 +103,6 @@ def tiles_covering(bbox: tuple[float, float, float, float], grid: GridSpec) -> l
     i0, i1 = math.floor(left / size), math.ceil(right / size)
     j0, j1 = math.floor(bottom / size), math.ceil(top / size)
     return [TileId(i * step, j * step) for j in range(j0, j1) for i in range(i0, i1)]
-
-
-def tile_window(tile: TileId, raster_transform: Affine, grid: GridSpec):
-    """The :class:`rasterio.windows.Window` of a tile inside a raster with ``raster_transform``.
-
-    The window may extend beyond the raster (negative offsets, larger sizes):
-    read it with ``boundless=True`` or intersect it with the raster's window.
-    """
-    from rasterio.windows import from_bounds
-
-    left, bottom, right, top = tile_bounds(tile, grid)
-    return from_bounds(left, bottom, right, top, transform=raster_transform)
 
 
 @dataclass(frozen=True)

@@ -128,11 +128,6 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return Path(path)
 
 
-def folder_bytes(path: str | os.PathLike) -> int:
-    """Total size of the files under ``path``."""
-    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
-
-
 def write_geotiff(
     path: str | os.PathLike,
     array: np.ndarray,

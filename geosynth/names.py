@@ -47,6 +47,15 @@ KIND_INPUTS = {
     "concat": (True, True),
     "merge": (True, True),
 }
+#: The rows of the paper's Table III in its order, by the names the recipes give their runs
+#: (``pipelines/*.yaml``), with the generator kind of each: the single inputs first.
+TABLE3_ROWS = {
+    "dem": "pix2pix",
+    "label": "spade",
+    "concat": "concat",
+    "merge": "merge",
+    "ours": "ours",
+}
 #: Spectral-norm placement in G and D.
 SPECTRAL_MODES = ("all", "reference", "none")
 #: DEM normalisation of the datasets: as stored, per tile, per crop.
@@ -59,7 +68,7 @@ UNET_NORMS = ("none", "batch")  # the U-Net scorer: the paper's plain convs, or 
 CLASS_WEIGHTINGS = ("none", "inverse", "median", "sqrt")
 #: Acquisition conditions a generator can be conditioned on (``train --conditions``):
 #: the orthophoto's day of year (sin, cos) and flight year; the SAR scenes' incidence
-#: angle, orbit direction and look direction (see :mod:`geosynth.ml.conditions`).
+#: angle, orbit direction and look direction (see :mod:`geosynth.ml.data.conditions`).
 CONDITIONS = ("season", "year", "incidence", "orbit", "look")
 #: Named seasons of ``synthesize --season`` and their day of year (mid-season, northern).
 SEASON_DAYS = {"winter": 15, "spring": 105, "summer": 196, "autumn": 288}

@@ -291,7 +291,7 @@ def test_sar_mixes_no_geometries_and_the_conditions_say_which_one(built):
     """356_5645 lies under an ascending scene at 34 degrees, a descending one at 41 and an
     ascending one at 27: its SAR comes from one of them, not their mean, and the
     acquisition metadata (hence ``--conditions``) names that one."""
-    from geosynth.ml.conditions import describe, tile_conditions
+    from geosynth.ml.data.conditions import describe, tile_conditions
 
     out, _ = built
     store = open_store(out)

@@ -1,4 +1,4 @@
-"""Acquisition conditions and noise in the networks, the datasets and training (issue 21)."""
+"""Acquisition conditions and noise in the networks, the datasets and training."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from geosynth.ml import (
     generator_config_for,
     on_meta,
 )
-from geosynth.ml.conditions import (
+from geosynth.ml.data.conditions import (
     condition_width,
     describe,
     override_conditions,
@@ -29,7 +29,7 @@ from geosynth.ml.conditions import (
     parse_season,
     tile_conditions,
 )
-from geosynth.ml.layers import FiLM
+from geosynth.ml.networks.layers import FiLM
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -271,7 +271,7 @@ def season_store(tmp_path_factory):
 
 
 def test_dataset_yields_each_tiles_condition_vector(season_store, tiny_store):
-    from geosynth.ml.data import SynthesisDataset
+    from geosynth.ml.data.datasets import SynthesisDataset
 
     ds = SynthesisDataset(season_store, "train", ("seg", "dem"), "rgb", crop=32,
                           conditions=("season", "orbit"))  # fmt: skip
@@ -286,8 +286,8 @@ def test_dataset_yields_each_tiles_condition_vector(season_store, tiny_store):
 @pytest.fixture(scope="module")
 def season_run(season_store, tmp_path_factory):
     """A generator trained three steps with --conditions season,incidence --noise 4."""
-    from geosynth.ml.config import GanConfig
-    from geosynth.ml.train import train_gan
+    from geosynth.ml.training.config import GanConfig
+    from geosynth.ml.training.train import train_gan
 
     out = tmp_path_factory.mktemp("season_run") / "run"
     cfg = GanConfig(
@@ -299,7 +299,7 @@ def season_run(season_store, tmp_path_factory):
     result = train_gan(cfg)
     assert result.step == 3 and all(np.isfinite(v) for v in result.values.values())
     _randomise_film(result.models["generator"])  # 3 steps barely move FiLM off zero
-    from geosynth.ml.checkpoint import load_checkpoint
+    from geosynth.ml.training.checkpoint import load_checkpoint
 
     path = out / "checkpoints" / "last.pt"
     payload = load_checkpoint(path)
@@ -309,8 +309,8 @@ def season_run(season_store, tmp_path_factory):
 
 
 def test_conditioned_noisy_gan_trains_and_reloads(season_run):
-    from geosynth.ml.checkpoint import load_generator
-    from geosynth.ml.config import GanConfig
+    from geosynth.ml.training.checkpoint import load_generator
+    from geosynth.ml.training.config import GanConfig
 
     g, run_cfg = load_generator(season_run)
     assert run_cfg.conditions == ("season", "incidence") and run_cfg.noise == 4
@@ -391,8 +391,8 @@ def test_condition_options_refused_by_a_generator_trained_without(store_for_plai
 
 @pytest.fixture(scope="module")
 def store_for_plain_run(season_store, tmp_path_factory):
-    from geosynth.ml.config import GanConfig
-    from geosynth.ml.train import train_gan
+    from geosynth.ml.training.config import GanConfig
+    from geosynth.ml.training.train import train_gan
 
     out = tmp_path_factory.mktemp("plain_run") / "run"
     train_gan(GanConfig(store=str(season_store), out=str(out), cap=4, crop=32, batch_size=2,
@@ -402,9 +402,9 @@ def store_for_plain_run(season_store, tmp_path_factory):
 
 def test_evaluate_scores_a_conditioned_generator(season_store, season_run, tmp_path):
     """Table III works for a generator trained with --conditions: each tile gets its own."""
-    from geosynth.ml.config import UNetRunConfig
-    from geosynth.ml.evaluate import evaluate
-    from geosynth.ml.train_unet import train_unet
+    from geosynth.ml.evaluation.evaluate import evaluate
+    from geosynth.ml.training.config import UNetRunConfig
+    from geosynth.ml.training.train_unet import train_unet
 
     unet_run = tmp_path / "unet"
     train_unet(UNetRunConfig(store=str(season_store), out=str(unet_run), crop=32, batch_size=2,
@@ -420,8 +420,8 @@ def test_validation_crops_carry_their_conditions(season_store, tmp_path):
     condition vectors (a conditioned G refuses to run without them)."""
     import json
 
-    from geosynth.ml.config import GanConfig
-    from geosynth.ml.train import train_gan
+    from geosynth.ml.training.config import GanConfig
+    from geosynth.ml.training.train import train_gan
 
     out = tmp_path / "run"
     train_gan(GanConfig(store=str(season_store), out=str(out), cap=4, crop=32, batch_size=2,

@@ -1,4 +1,4 @@
-"""The demo world: every file opens with the tools real data needs and says what the issue promises.
+"""The demo world: every file opens with the tools real data needs and holds what the world promises.
 
 One small world (2 x 1 tiles, 1 m orthophotos, 1 pulse per m^2) is generated
 once per module and read back with rasterio, laspy, geopandas and osmnx.
@@ -35,7 +35,7 @@ from geosynth.demo.noise import grid_noise, point_noise
 from geosynth.demo.render import cast_shadow
 from geosynth.demo.scene import WorldParams
 from geosynth.errors import UsageError
-from geosynth.sources.names import package_name, parse_nrw_name, parse_tsx_name
+from geosynth.sources.filenames import package_name, parse_nrw_name, parse_tsx_name
 from geosynth.sources.nrw import parse_listing, read_flight_dates
 
 SMALL = {"tiles": (2, 1), "seed": 3, "dop_resolution": 1.0, "lidar_density": 1.0}

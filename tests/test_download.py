@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from geosynth.cli import cli
-from geosynth.download import download_region, fetch, safe_extract
 from geosynth.errors import DataError, UsageError
+from geosynth.ingest.download import download_region, fetch, safe_extract
 
 
 def _zip(path, members):

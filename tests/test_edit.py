@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from geosynth.edit import flood, flood_mask, parse_levels, swap_classes
+from geosynth.edit.rules import flood, flood_mask, parse_levels, swap_classes
 from geosynth.errors import UsageError
 
 WATER, FOREST, FARM = 2, 1, 3

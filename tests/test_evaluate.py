@@ -13,23 +13,23 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from geosynth.cli import cli
-from geosynth.errors import UsageError
-from geosynth.ml.checkpoint import load_generator, load_unet
-from geosynth.ml.config import GanConfig, UNetRunConfig
-from geosynth.ml.evaluate import evaluate, grid_windows
-from geosynth.ml.inputs import to_network
-from geosynth.ml.metrics import frechet_distance_of, pooled_features, predict_classes
-from geosynth.ml.results import (
+from geosynth.analysis.results import (
     TABLE_HEADER,
     block_lines,
     markdown_table,
     protocol_of,
     read_metrics,
 )
-from geosynth.ml.train import train_gan
-from geosynth.ml.train_unet import train_unet
-from geosynth.speckle import amplitude_from_normalised, area_stats, enl, homogeneous_masks
+from geosynth.analysis.speckle import amplitude_from_normalised, area_stats, enl, homogeneous_masks
+from geosynth.cli import cli
+from geosynth.errors import UsageError
+from geosynth.ml.data.tensors import to_network
+from geosynth.ml.evaluation.evaluate import evaluate, grid_windows
+from geosynth.ml.metrics import frechet_distance_of, pooled_features, predict_classes
+from geosynth.ml.training.checkpoint import load_generator, load_unet
+from geosynth.ml.training.config import GanConfig, UNetRunConfig
+from geosynth.ml.training.train import train_gan
+from geosynth.ml.training.train_unet import train_unet
 from geosynth.store import TileData, open_store
 
 TINY = dict(crop=32, batch_size=2, workers=0, tensorboard=False, deterministic=True, max_steps=1,

@@ -271,7 +271,7 @@ def test_killed_build_leaves_no_workers(world, tmp_path, seed):
 LOADER_SCRIPT = """
 import sys, time
 from torch.utils.data import DataLoader
-from geosynth.ml.data import SynthesisDataset
+from geosynth.ml.data.datasets import SynthesisDataset
 loader = DataLoader(SynthesisDataset(sys.argv[1], "train", crop=32, seed=0), batch_size=2,
                     num_workers=2, persistent_workers=True)
 for batch in loader:
@@ -500,8 +500,8 @@ def test_inputs_with_a_transform_but_no_crs_need_crs(tmp_path):
 def test_zip_with_an_empty_member_name_is_refused(tmp_path):
     import zipfile
 
-    from geosynth.download import safe_extract
     from geosynth.errors import DataError
+    from geosynth.ingest.download import safe_extract
 
     archive = tmp_path / "e.zip"
     with zipfile.ZipFile(archive, "w") as zf:
@@ -518,7 +518,7 @@ def test_zip_with_an_empty_member_name_is_refused(tmp_path):
 def test_every_redirect_hop_is_checked_and_the_manifest_has_the_final_url(tmp_path, http_serve):
     from urllib.parse import urlsplit
 
-    from geosynth.download import Download, RefusedHost, download_many
+    from geosynth.ingest.download import Download, RefusedHost, download_many
 
     served = tmp_path / "served"
     served.mkdir()
@@ -559,9 +559,9 @@ def test_every_redirect_hop_is_checked_and_the_manifest_has_the_final_url(tmp_pa
 @pytest.fixture(scope="module")
 def nets(tmp_path_factory, one_torch_thread, tiny_store_factory):
     """A tiny store (3 test tiles), a generator (seg, dem -> rgb) and a U-Net, one step each."""
-    from geosynth.ml.config import GanConfig, UNetRunConfig
-    from geosynth.ml.train import train_gan
-    from geosynth.ml.train_unet import train_unet
+    from geosynth.ml.training.config import GanConfig, UNetRunConfig
+    from geosynth.ml.training.train import train_gan
+    from geosynth.ml.training.train_unet import train_unet
 
     root = tmp_path_factory.mktemp("nets")
     store = tiny_store_factory(root / "s.zarr", n_train=2, n_test=3)
@@ -621,7 +621,7 @@ KILL_SYNTHESIZE = KILL_SCRIPT.format(
 KILL_EVALUATE = KILL_SCRIPT.format(
     what="writing the results",
     leave='Path(args[1]).write_bytes(b"png")',
-    patch="import geosynth.ml.results as r\nr.plot_iou = die",
+    patch="import geosynth.analysis.results as r\nr.plot_iou = die",
 )
 
 
@@ -697,8 +697,8 @@ def test_failing_commands_leave_no_empty_output_folder(nets, tmp_path):
 
 
 def test_resumed_training_logs_each_step_once(tiny_store, tmp_path, one_torch_thread):
-    from geosynth.ml.config import GanConfig
-    from geosynth.ml.train import train_gan
+    from geosynth.ml.training.config import GanConfig
+    from geosynth.ml.training.train import train_gan
 
     out = tmp_path / "run"
     config = dict(store=str(tiny_store), out=str(out), cap=4, crop=32, batch_size=2, workers=0,
@@ -754,7 +754,7 @@ def test_lidar_file_without_points_is_reported_as_such(tmp_path):
 
 
 def test_pipeline_set_values_are_one_argument_and_step_names_no_paths(tmp_path):
-    from geosynth.pipeline import load_pipeline
+    from geosynth.pipeline.recipe import load_pipeline
 
     recipe = tmp_path / "p.yaml"
     recipe.write_text(

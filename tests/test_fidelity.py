@@ -1,4 +1,4 @@
-"""The instruments of issue 21's fidelity measurements: class colours, the condition
+"""The instruments of the fidelity measurements: class colours, the condition
 classifiers and the geometric SAR shadow side."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from geosynth.demo.render import cast_shadow
-from geosynth.ml.fidelity import (
+from geosynth.ml.evaluation.fidelity import (
     class_colours,
     predict,
     predict_colours,

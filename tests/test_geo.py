@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from geosynth.catalog import load_catalog
 from geosynth.errors import DataError, UsageError
-from geosynth.ml.geo import StoreRegions, WindowDataset, _query_bounds, random_windows
+from geosynth.ml.data.geo import StoreRegions, WindowDataset, _query_bounds, random_windows
 from geosynth.store import TileData, TilePlan, create_store, modality
 
 S = 40  # tile edge in pixels of 25 m: tiles of 1 km

@@ -9,11 +9,9 @@ from geosynth.errors import UsageError
 from geosynth.grid import (
     RasterGrid,
     TileId,
-    parse_tiles,
     tile_bounds,
     tile_of_point,
     tile_transform,
-    tile_window,
     tiles_covering,
 )
 
@@ -77,12 +75,6 @@ def test_box_on_tile_edges_takes_no_neighbours():
 def test_tile_of_point_and_window():
     assert tile_of_point(356_999.9, 5_645_000.0, GRID) == TileId(356, 5645)
     grid = RasterGrid.for_tile("356_5645", GRID)
-    # a raster at 0.5 m starting 100 m west of the tile
-    from affine import Affine
-
-    raster = Affine(0.5, 0, 355_900, 0, -0.5, 5_646_000)
-    win = tile_window(TileId(356, 5645), raster, GRID)
-    assert (win.col_off, win.row_off, win.width, win.height) == (200, 0, 2000, 2000)
     assert grid.bounds == (356_000.0, 5_645_000.0, 357_000.0, 5_646_000.0)
 
 
@@ -90,7 +82,3 @@ def test_tile_of_point_and_window():
 def test_bad_tile_ids(bad):
     with pytest.raises(UsageError, match="bad tile id"):
         TileId.parse(bad)
-
-
-def test_parse_tiles_list():
-    assert parse_tiles("356_5645, 357_5645") == [TileId(356, 5645), TileId(357, 5645)]

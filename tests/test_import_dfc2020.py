@@ -176,7 +176,7 @@ def test_tile_dataset_returns_each_patchs_crs(imported):
 
 
 def test_reads_through_synthesis_dataset(imported):
-    from geosynth.ml.data import SynthesisDataset
+    from geosynth.ml.data.datasets import SynthesisDataset
 
     _, out, _ = imported
     ds = SynthesisDataset(out, "test", inputs=("seg", "sar"), output="rgb", crop=128, train=False)

@@ -118,7 +118,7 @@ def test_real_samples_bit_exact_without_georeferencing(realdata, tmp_path, caplo
 
 
 def test_real_samples_read_through_synthesis_dataset(realdata, tmp_path):
-    from geosynth.ml.data import SynthesisDataset
+    from geosynth.ml.data.datasets import SynthesisDataset
 
     out = tmp_path / "geonrw.zarr"
     import_geonrw(realdata / "geonrw_layout", out)

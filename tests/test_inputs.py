@@ -18,10 +18,8 @@ from click.testing import CliRunner
 from geosynth.catalog import load_catalog
 from geosynth.cli import cli
 from geosynth.errors import DataError
-from geosynth.ml.config import GanConfig, UNetRunConfig
-from geosynth.ml.data import SynthesisDataset
-from geosynth.ml.generators import Generator
-from geosynth.ml.inputs import (
+from geosynth.ml.data.datasets import SynthesisDataset
+from geosynth.ml.data.tensors import (
     STD_FLOOR,
     dem_stats,
     generator_inputs,
@@ -30,8 +28,10 @@ from geosynth.ml.inputs import (
     to_network,
     to_stored,
 )
-from geosynth.ml.train import train_gan
-from geosynth.ml.train_unet import train_unet
+from geosynth.ml.networks.generators import Generator
+from geosynth.ml.training.config import GanConfig, UNetRunConfig
+from geosynth.ml.training.train import train_gan
+from geosynth.ml.training.train_unet import train_unet
 from geosynth.store import TileData, TilePlan, create_store, modality
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -472,7 +472,7 @@ def test_real_bavarian_osm_buildings_match_their_footprints(realdata):
 
 
 def test_real_west_oakland_bz2_in_utm10(realdata):
-    from geosynth.sources.osm import read_osm_file
+    from geosynth.sources.osm.features import read_osm_file
 
     path = realdata / "osm" / "west_oakland.osm.bz2"
     crs = "EPSG:32610"

@@ -13,8 +13,8 @@ from torch.utils.data import DataLoader
 
 from geosynth.catalog import load_catalog
 from geosynth.errors import DataError, UsageError
-from geosynth.ml.data import SynthesisDataset
-from geosynth.ml.inputs import generator_inputs
+from geosynth.ml.data.datasets import SynthesisDataset
+from geosynth.ml.data.tensors import generator_inputs
 from geosynth.store import (
     StoreLayout,
     TileData,
@@ -395,7 +395,7 @@ def test_workers_under_fork_and_spawn_with_persistent_workers(store_path, contex
 @pytest.mark.parametrize("resize", [None, 16])
 def test_compact_batches_expanded_on_the_device_equal_todays_batches(store_path, resize):
     """uint8 ids and uint8 RGB across the DataLoader, expanded after: the same tensors exactly."""
-    from geosynth.ml.inputs import expand_compact
+    from geosynth.ml.data.tensors import expand_compact
 
     kw = dict(inputs=("seg", "dem"), crop=CROP, resize=resize, seed=5, dem_norm="crop")
     full = SynthesisDataset(store_path, "train", **kw)
@@ -421,7 +421,7 @@ def test_compact_batches_expanded_on_the_device_equal_todays_batches(store_path,
 def test_expansion_on_the_cpu_restores_torchs_thread_count(store_path, device):
     """The expansion runs on one thread (so the pool does not spin against the workers) and
     leaves torch's intra-op thread count as it found it, also when it fails."""
-    from geosynth.ml.inputs import expand_compact
+    from geosynth.ml.data.tensors import expand_compact
 
     compact = SynthesisDataset(store_path, "train", inputs=("seg", "dem"), crop=CROP, compact=True)
     batch = next(iter(DataLoader(compact, batch_size=2, num_workers=0)))

@@ -25,10 +25,10 @@ from geosynth.ml import (
     default_num_scales,
     generator_condition,
     generator_config_for,
-    layers,
     on_meta,
 )
-from geosynth.ml.layers import SPADE, LabelPyramid, conv2d
+from geosynth.ml.networks import layers
+from geosynth.ml.networks.layers import SPADE, LabelPyramid, conv2d
 
 CLASSES = 11  # GeoNRW incl. unlabelled
 SMALL = dict(capacity=4, spade_hidden=8)  # fast on CPU

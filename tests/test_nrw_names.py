@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from geosynth.catalog import load_catalog
 from geosynth.errors import DataError, UsageError
 from geosynth.grid import TileId
-from geosynth.sources.names import (
+from geosynth.sources.filenames import (
     member_name,
     package_name,
     parse_member,

@@ -20,8 +20,8 @@ from shapely.geometry import box
 from geosynth.catalog import load_catalog
 from geosynth.cli import cli
 from geosynth.demo import generate_world
-from geosynth.download import download_many, download_region
 from geosynth.errors import DataError, UsageError
+from geosynth.ingest.download import download_many, download_region
 from geosynth.ingest.nrw import build_region
 from geosynth.sources.nrw import (
     geonrw_tiles,
@@ -301,7 +301,7 @@ def test_build_chooses_tiles_and_reports_the_ones_without_orthophoto(tmp_path, t
 
 
 def test_redirects_must_stay_on_catalog_hosts(tmp_path, http_serve):
-    from geosynth.download import Download, fetch
+    from geosynth.ingest.download import Download, fetch
 
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -324,7 +324,7 @@ def test_redirects_must_stay_on_catalog_hosts(tmp_path, http_serve):
 
 
 def test_download_many_verifies_the_listed_size(tmp_path, http_serve):
-    from geosynth.download import Download
+    from geosynth.ingest.download import Download
 
     (tmp_path / "www").mkdir()
     (tmp_path / "www" / "a.laz").write_bytes(b"a" * 1000)

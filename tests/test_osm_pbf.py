@@ -25,7 +25,7 @@ from geosynth.errors import DataError, UsageError
 from geosynth.grid import RasterGrid
 from geosynth.sources.landcover import landcover_stage
 from geosynth.sources.osm import max_half_width, osm_file_format, read_osm_file
-from geosynth.sources.osm_pbf import (
+from geosynth.sources.osm.pbf import (
     CUT_LAYER,
     POLYGON_FEATURES,
     cut_info,

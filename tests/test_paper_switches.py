@@ -13,14 +13,14 @@ from torch.utils.data import default_collate
 
 from geosynth.cli import cli
 from geosynth.errors import UsageError
-from geosynth.ml.config import GanConfig, UNetRunConfig
-from geosynth.ml.discriminator import generator_condition
-from geosynth.ml.distributed import init_distributed
-from geosynth.ml.inputs import expand_compact, from_generator
-from geosynth.ml.losses import feature_matching_loss, hinge_d_loss, hinge_g_loss
-from geosynth.ml.synthesize import synthesize_array
-from geosynth.ml.train import GanTask
-from geosynth.ml.train_unet import UNetTask, one_hot_bce
+from geosynth.ml.data.tensors import expand_compact, from_generator
+from geosynth.ml.networks.discriminator import generator_condition
+from geosynth.ml.synthesis.synthesize import synthesize_array
+from geosynth.ml.training.config import GanConfig, UNetRunConfig
+from geosynth.ml.training.distributed import init_distributed
+from geosynth.ml.training.losses import feature_matching_loss, hinge_d_loss, hinge_g_loss
+from geosynth.ml.training.train import GanTask
+from geosynth.ml.training.train_unet import UNetTask, one_hot_bce
 from geosynth.store import open_store
 
 TINY = dict(crop=32, batch_size=2, workers=0, tensorboard=False, deterministic=True, samples=2,
@@ -156,7 +156,8 @@ def test_unit_range_outputs_are_mapped_back_to_the_network_range(tiny_store):
     arrays = {"seg": store.read("seg", i), "dem": store.read("dem", i)}
     sym = GanConfig(store="s", out="o", cap=4, crop=32)
     unit = GanConfig(store="s", out="o", cap=4, crop=32, image_range="unit")
-    from geosynth.ml.generators import build_generator, generator_config_for
+    from geosynth.ml.networks.configs import generator_config_for
+    from geosynth.ml.networks.generators import build_generator
 
     torch.manual_seed(0)
     g = build_generator(generator_config_for("ours", 11, 1, 3, capacity=4)).eval()
@@ -186,7 +187,7 @@ def test_switches_through_the_command_line(tiny_store, tmp_path):
 @pytest.mark.parametrize("name, flip", [("table3_geonrw", True), ("table3_dfc2020", False),
                                         ("sar_geonrw", True)])  # fmt: skip
 def test_the_table3_recipes_train_and_evaluate_as_the_papers_code(name, flip):
-    from geosynth.pipeline import bundled_pipeline, load_pipeline
+    from geosynth.pipeline.recipe import bundled_pipeline, load_pipeline
 
     steps = load_pipeline(bundled_pipeline(name), {"nproc": "8"}).steps
     parsed = {}

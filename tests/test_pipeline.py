@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from geosynth.cli import cli
 from geosynth.errors import DataError, UsageError
-from geosynth.pipeline import bundled_pipeline, load_pipeline, run_pipeline
+from geosynth.pipeline.recipe import bundled_pipeline, load_pipeline, run_pipeline
 from geosynth.store import TileData, TilePlan, create_store, modality
 
 

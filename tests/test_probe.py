@@ -14,12 +14,12 @@ from rasterio.transform import from_origin
 from geosynth.catalog import load_catalog
 from geosynth.cli import cli
 from geosynth.errors import DataError, UsageError
-from geosynth.ml.checkpoint import load_generator, load_unet
-from geosynth.ml.config import GanConfig, UNetRunConfig
+from geosynth.ml.evaluation.probe import fusion_probe, read_probe, truth_masks
 from geosynth.ml.metrics import predict_classes
-from geosynth.ml.probe import fusion_probe, read_probe, truth_masks
-from geosynth.ml.train import train_gan
-from geosynth.ml.train_unet import train_unet
+from geosynth.ml.training.checkpoint import load_generator, load_unet
+from geosynth.ml.training.config import GanConfig, UNetRunConfig
+from geosynth.ml.training.train import train_gan
+from geosynth.ml.training.train_unet import train_unet
 from geosynth.store import open_store
 
 TINY = dict(crop=32, batch_size=2, workers=0, tensorboard=False, deterministic=True, max_steps=1,

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
+from geosynth.analysis.results import write_reports
 from geosynth.catalog import load_catalog
 from geosynth.figures import land_colormap, save_panel
-from geosynth.ml.results import write_reports
-from geosynth.report import fd_rankable, verdict, write_report
-from geosynth.stats import plot_class_shares, write_shares_csv
+from geosynth.pipeline.report import fd_rankable, verdict, write_report
+from geosynth.store.stats import plot_class_shares, write_shares_csv
 
 
 def metrics(name, miou, fd, samples=300, dim=240, kind="spade", inputs=("seg",)):
@@ -109,7 +109,7 @@ def test_report_of_one_seed_points_to_the_long_recipe(tmp_path):
     write_reports(root / "eval" / "ours", metrics("ours", 0.3, 1.0, samples=400))
     text = write_report(root)[0].read_text()
     assert "one seed; for the spread between seeds see the long recipe" in text
-    assert "README.md#the-long-demo-recipe-measured" in text
+    assert "pipelines/demo_long_results.md" in text
     assert "| 1.00 |" in text  # ranked: not greyed
 
 
@@ -135,8 +135,8 @@ def test_figures_have_a_class_legend_and_a_dem_colour_bar(tmp_path):
 
 
 def test_long_recipe_runs_three_seeds_of_three_generators_for_the_report():
-    from geosynth.pipeline import bundled_pipeline, load_pipeline
-    from geosynth.report import base_name
+    from geosynth.pipeline.recipe import bundled_pipeline, load_pipeline
+    from geosynth.pipeline.report import base_name
 
     long = load_pipeline(bundled_pipeline("demo_long"), {"out": "x"})
     evals = [s for s in long.steps if s.name.startswith("eval-")]
@@ -153,7 +153,7 @@ def test_long_recipe_runs_three_seeds_of_three_generators_for_the_report():
 
 def _speckle_results(sources):
     """class_stats of one 80 x 80 px image of class 1 per ``(kind, looks)`` of Gamma speckle."""
-    from geosynth.sar_stats import Piece, class_stats
+    from geosynth.analysis.sar_stats import Piece, class_stats
 
     rng = np.random.default_rng(0)
     labels = np.ones((80, 80), dtype=np.uint8)
@@ -165,7 +165,7 @@ def _speckle_results(sources):
 
 
 def test_report_has_a_sar_section_when_sar_stats_ran(tmp_path):
-    from geosynth.sar_stats import looks_check, write_outputs
+    from geosynth.analysis.sar_stats import looks_check, write_outputs
 
     results = _speckle_results((("raw", 1.5), ("synth", 6.0)))
     check = looks_check(results, 1.5)
@@ -181,7 +181,7 @@ def test_report_has_a_sar_section_when_sar_stats_ran(tmp_path):
 
 
 def test_report_shows_the_speckle_of_a_sar_evaluation(tmp_path):
-    from geosynth.sar_stats import speckle_section, write_speckle
+    from geosynth.analysis.sar_stats import speckle_section, write_speckle
 
     results = _speckle_results((("real", 2.0), ("synth", 8.0)))
     m = metrics("ours-sar", 0.2, 1.0)

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 
 from geosynth.cli import cli
 from geosynth.errors import UsageError
-from geosynth.ml.config import UNetRunConfig
-from geosynth.ml.seg_losses import (
+from geosynth.ml.training.config import UNetRunConfig
+from geosynth.ml.training.seg_losses import (
     LOSS_FAMILIES,
     SegmentationLoss,
     class_weights,

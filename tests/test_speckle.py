@@ -1,4 +1,4 @@
-"""Speckle statistics (geosynth.speckle, geosynth.sar_stats, `geosynth sar-stats`): estimators
+"""Speckle statistics (geosynth.analysis.speckle, geosynth.analysis.sar_stats, `geosynth sar-stats`): estimators
 against closed forms on simulated speckle, fits recovering their parameters, autocorrelation,
 the dB inversion, eroded masks, the CLI on a store with real and synthesized SAR, and the
 theory check on the demo world."""
@@ -15,7 +15,7 @@ from affine import Affine
 from click.testing import CliRunner
 from scipy import ndimage
 
-from geosynth import speckle as sp
+from geosynth.analysis import speckle as sp
 from geosynth.catalog import load_catalog
 
 SHAPE = (300, 300)
@@ -302,7 +302,7 @@ def test_sar_stats_recovers_the_demo_worlds_looks(one_tile_world, tmp_path):
     (cubic 1.25 m -> 1 m, scenes averaged) has more looks and correlated neighbours."""
     import rasterio
 
-    from geosynth import sar_stats as ss
+    from geosynth.analysis import sar_stats as ss
     from geosynth.grid import RasterGrid
     from geosynth.sources.sar import sar_stage
     from geosynth.store import TileData, TilePlan, create_store, modality

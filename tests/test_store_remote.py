@@ -15,10 +15,10 @@ from click.testing import CliRunner
 from geosynth.cli import cli
 from geosynth.errors import DataError
 from geosynth.ingest.nrw import build_region
-from geosynth.ml.config import GanConfig, UNetRunConfig
-from geosynth.ml.evaluate import evaluate
-from geosynth.ml.train import train_gan
-from geosynth.ml.train_unet import train_unet
+from geosynth.ml.evaluation.evaluate import evaluate
+from geosynth.ml.training.config import GanConfig, UNetRunConfig
+from geosynth.ml.training.train import train_gan
+from geosynth.ml.training.train_unet import train_unet
 from geosynth.store import open_store, verify
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -78,7 +78,7 @@ def test_train_and_evaluate_on_s3_equal_the_local_run(s3_server, tiny_store_fact
 def test_a_dataloader_worker_reopens_the_store_by_url(s3_server, tiny_store_factory):
     from torch.utils.data import DataLoader
 
-    from geosynth.ml.data import SynthesisDataset
+    from geosynth.ml.data.datasets import SynthesisDataset
 
     url = tiny_store_factory(s3_server("workers") + "/tiny.zarr")
     ds = SynthesisDataset(url, "train", crop=16, train=False)

@@ -10,10 +10,10 @@ from affine import Affine
 from click.testing import CliRunner
 
 from geosynth.cli import cli
-from geosynth.ml.config import GanConfig
-from geosynth.ml.inputs import to_stored
-from geosynth.ml.synthesize import synthesize_array
-from geosynth.ml.train import train_gan
+from geosynth.ml.data.tensors import to_stored
+from geosynth.ml.synthesis.synthesize import synthesize_array
+from geosynth.ml.training.config import GanConfig
+from geosynth.ml.training.train import train_gan
 from geosynth.store import TileData, TilePlan, create_store, modality, open_store
 
 SIZE = 96
@@ -242,10 +242,10 @@ def test_edit_flood_reports_the_rate_the_unet_sees_the_new_water(store, runs, tm
 
     import torch
 
-    from geosynth.ml.checkpoint import load_unet
-    from geosynth.ml.config import UNetRunConfig
     from geosynth.ml.metrics import predict_classes
-    from geosynth.ml.train_unet import train_unet
+    from geosynth.ml.training.checkpoint import load_unet
+    from geosynth.ml.training.config import UNetRunConfig
+    from geosynth.ml.training.train_unet import train_unet
 
     unet_run = tmp_path / "unet"
     train_unet(UNetRunConfig(store=str(store), out=str(unet_run), base_channels=4, crop=32,
@@ -277,8 +277,8 @@ def test_edit_flood_reports_the_rate_the_unet_sees_the_new_water(store, runs, tm
 
 def test_edits_leave_no_output_folder_behind_on_any_error(store, runs, tmp_path):
     from geosynth.cli.options import load_inputs
-    from geosynth.ml.editing import flood_run
-    from geosynth.ml.synthesize import Synthesizer
+    from geosynth.ml.synthesis.editing import flood_run
+    from geosynth.ml.synthesis.synthesize import Synthesizer
 
     out = tmp_path / "x"
     r = CliRunner().invoke(cli, ["edit-flood", "--store", str(store), "--out", str(out),

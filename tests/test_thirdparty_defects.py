@@ -199,7 +199,7 @@ def test_srtm_hgt_in_a_zip_is_found_and_opened(tmp_path):
         aerial_stage([archive], grid_at())
     # as a DEM input (synthesize / edit-flood --dem): the heights, on the SRTM grid
     from geosynth.catalog import load_catalog
-    from geosynth.inputs import from_files
+    from geosynth.edit.tile import from_files
 
     inputs = from_files(load_catalog().classes, dem=archive)
     np.testing.assert_array_equal(inputs.arrays["dem"][0], heights[0].astype(np.float32))

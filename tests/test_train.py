@@ -14,23 +14,23 @@ from click.testing import CliRunner
 
 from geosynth.cli import cli
 from geosynth.errors import DataError, UsageError
-from geosynth.ml.checkpoint import (
+from geosynth.ml.metrics import confusion_matrix, segmentation_scores
+from geosynth.ml.networks.configs import DiscriminatorConfig
+from geosynth.ml.networks.discriminator import DiscriminatorOutput, build_discriminator
+from geosynth.ml.training.checkpoint import (
     FORMAT,
     load_checkpoint,
-    load_discriminator,
     load_generator,
     load_unet,
     rng_state,
     set_rng_state,
 )
-from geosynth.ml.config import GanConfig, UNetRunConfig, resolve_config
-from geosynth.ml.discriminator import DiscriminatorOutput
-from geosynth.ml.distributed import strip_option, torchrun_command
-from geosynth.ml.losses import feature_matching_loss, hinge_d_loss, hinge_g_loss
-from geosynth.ml.metrics import confusion_matrix, segmentation_scores
-from geosynth.ml.train import train_gan
-from geosynth.ml.train_unet import train_unet
-from geosynth.ml.trainer import TrainingDiverged
+from geosynth.ml.training.config import GanConfig, UNetRunConfig, resolve_config
+from geosynth.ml.training.distributed import strip_option, torchrun_command
+from geosynth.ml.training.losses import feature_matching_loss, hinge_d_loss, hinge_g_loss
+from geosynth.ml.training.train import train_gan
+from geosynth.ml.training.train_unet import train_unet
+from geosynth.ml.training.trainer import TrainingDiverged
 from geosynth.store import TileData, open_store
 
 TINY = dict(cap=4, crop=32, batch_size=2, workers=0, tensorboard=False, deterministic=True)
@@ -199,7 +199,9 @@ def test_gan_run_writes_its_folder_and_loads_back(store_path, tmp_path):
     g, run_cfg = load_generator(out)
     assert run_cfg == cfg and not g.training
     assert _states_equal(g.state_dict(), result.models["generator"].state_dict())
-    d, _ = load_discriminator(out / "checkpoints" / "step_00000004.pt")
+    step = load_checkpoint(out / "checkpoints" / "step_00000004.pt")["models"]["discriminator"]
+    d = build_discriminator(DiscriminatorConfig.from_dict(step["config"]))
+    d.load_state_dict(step["state"])
     assert len(d.scales) == 2
     labels = F.one_hot(torch.randint(0, 11, (1, 32, 32)), 11).permute(0, 3, 1, 2).float()
     with torch.no_grad():
@@ -448,7 +450,7 @@ def test_ctrl_c_says_what_is_saved_and_how_to_resume(store_path, tmp_path, caplo
 
 
 def test_lr_schedule_is_constant_then_linear_to_zero_at_the_boundaries():
-    from geosynth.ml.trainer import lr_factor
+    from geosynth.ml.training.trainer import lr_factor
 
     assert [lr_factor(e, 10, None) for e in range(10)] == [1.0] * 10
     factors = [lr_factor(e, 10, 5) for e in range(10)]
@@ -472,10 +474,10 @@ def test_lr_decay_start_sets_each_epochs_rates_and_survives_resume(store_path, t
 
 
 def test_ema_weights_differ_from_the_raw_ones_and_are_what_evaluation_loads(store_path, tmp_path):
-    from geosynth.ml.checkpoint import load_generator
-    from geosynth.ml.distributed import DistContext
-    from geosynth.ml.train import GanTask
-    from geosynth.ml.trainer import _seed
+    from geosynth.ml.training.checkpoint import load_generator
+    from geosynth.ml.training.distributed import DistContext
+    from geosynth.ml.training.train import GanTask
+    from geosynth.ml.training.trainer import _seed
 
     cfg = _gan(store_path, tmp_path / "run", epochs=1, max_steps=1, ema=0.9)
     _seed(cfg.seed)  # the networks as the run initialises them
@@ -536,7 +538,7 @@ def test_validation_every_n_steps_l1_and_unet_miou(store_path, tmp_path):
 def test_sample_grid_headers_name_every_column():
     import torch
 
-    from geosynth.ml.visual import HEADER, grid
+    from geosynth.ml.training.visual import HEADER, grid
 
     panels = [torch.zeros(2, 3, 40, 40, dtype=torch.uint8) + 255 for _ in range(3)]
     plain, titled = grid(panels), grid(panels, ["labels", "dem", "real rgb"])

@@ -12,9 +12,9 @@ import torch
 import torch.multiprocessing as mp
 import yaml
 
-from geosynth.ml.checkpoint import load_checkpoint
-from geosynth.ml.config import GanConfig
-from geosynth.ml.distributed import DistContext, free_port
+from geosynth.ml.training.checkpoint import load_checkpoint
+from geosynth.ml.training.config import GanConfig
+from geosynth.ml.training.distributed import DistContext, free_port
 
 WORLD = 2
 
@@ -26,7 +26,7 @@ def _worker(rank: int, port: int, config: dict, out: str) -> None:
         WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank),
     )  # fmt: skip
     torch.set_num_threads(1)
-    from geosynth.ml.train import train_gan
+    from geosynth.ml.training.train import train_gan
 
     result = train_gan(GanConfig.from_dict(config))
     states = {name: dict(m.named_parameters()) for name, m in result.models.items()}
@@ -50,7 +50,7 @@ def test_two_gloo_ranks_keep_identical_weights_that_move(store_path, tmp_path):
     mp.spawn(_worker, args=(free_port(), cfg.to_dict(), str(tmp_path)), nprocs=WORLD, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
     # the start: the same seed builds the same networks in this process
-    from geosynth.ml.train import GanTask
+    from geosynth.ml.training.train import GanTask
 
     torch.manual_seed(cfg.seed)
     start = GanTask(cfg, DistContext())

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from geosynth.catalog import load_catalog
 from geosynth.cli import cli
 from geosynth.errors import StoreError
+from geosynth.ingest.upgrade import upgrade_store
 from geosynth.store import open_store, verify
-from geosynth.store.upgrade import upgrade_store
 
 N, H, W = 4, 40, 40
 IDS = ["356_5645", "357_5645", "356_5646", "357_5646"]

@@ -209,7 +209,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 
     Data preparation turns raw NRW open data (or the offline demo world) into
     Zarr stores; the bundled torch models train on those stores, synthesize
-    and edit. See README.md for the store contract.
+    and edit. The manual: docs/ (mkdocs serve), the store contract in docs/store.md.
     """
     verbosity = -1 if quiet else verbose
     ctx.ensure_object(dict)

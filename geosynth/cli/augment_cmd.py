@@ -5,13 +5,7 @@ from __future__ import annotations
 
 import click
 
-from geosynth.cli.options import (
-    device_name,
-    device_option,
-    generator_option,
-    progress_bar,
-    storage_option,
-)
+from geosynth.cli import options
 
 
 def _swap(ctx, param, values):
@@ -34,11 +28,11 @@ def _floats(ctx, param, value):
 
 
 @click.command("augment")
-@generator_option("Generator run folder (or checkpoint) of `geosynth train`.")
-@click.option("--store", required=True, help="Real store (a path or URL) whose tiles are edited.")
-@storage_option
+@options.generator_option("Generator run folder (or checkpoint) of `geosynth train`.")
+@options.store_option("Real store (a path or URL) whose tiles are edited.")
+@options.storage_option
 @click.option("--out", required=True, type=click.Path(), help="The synthetic store to write.")
-@click.option("--split", default="train", show_default=True, help="Split of --store to use.")
+@options.split_option("train", "Split of --store to use.")
 @click.option(
     "--resynth/--no-resynth", default=True, show_default=True, help="Each tile's own inputs."
 )
@@ -56,11 +50,8 @@ def _floats(ctx, param, value):
 )  # fmt: skip
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random edits.")
 @click.option("--tiles", type=click.IntRange(1), help="At most this many tiles of --split.")
-@click.option("--window", type=click.IntRange(min=16), help="Window size (default: training crop).")
-@click.option(
-    "--overlap", type=click.IntRange(min=0), help="Window overlap (default: window/4, at most 32)."
-)
-@device_option
+@options.window_options
+@options.device_option
 def augment(
     generator_run, store, storage_options, out, split, resynth, swaps, floods, random_edits,
     seed, tiles, window, overlap, device,
@@ -77,12 +68,12 @@ def augment(
     \b
         geosynth train-unet --store real.zarr --extra-store synth.zarr --mix 0.5 ...
     """
-    from geosynth.ml.augment import augment as run
-    from geosynth.ml.augment import plan_edits
+    from geosynth.ml.synthesis.augment import augment as run
+    from geosynth.ml.synthesis.augment import plan_edits
 
     edits = plan_edits(resynth, swaps, floods, random_edits)
-    device = device_name(device)
-    with progress_bar("augment", "tile") as progress:
+    device = options.device_name(device)
+    with options.progress_bar("augment", "tile") as progress:
         result = run(
             generator_run, store, out, edits, split=split, seed=seed, tiles=tiles, window=window,
             overlap=overlap, device=device, storage_options=storage_options, progress=progress,
@@ -93,23 +84,18 @@ def augment(
 
 
 @click.command("score-unet")
-@click.option(
-    "--unet", "unet_run", required=True, type=click.Path(exists=True),
-    help="U-Net run folder (or checkpoint) of `geosynth train-unet`.",
-)  # fmt: skip
-@click.option("--store", required=True, help="Store with the real images and labels.")
-@storage_option
-@click.option("--split", default="test", show_default=True, help="Split to score.")
-@click.option(
-    "--out", required=True, type=click.Path(file_okay=False), help="Folder of scores.json."
-)
+@options.unet_option()
+@options.store_option("Store with the real images and labels.")
+@options.storage_option
+@options.split_option("test", "Split to score.")
+@options.out_folder_option("Folder of scores.json.")
 @click.option("--name", help="Row name in the table [default: the --out folder name].")
 @click.option("--crop", type=click.IntRange(16), help="Centre window per tile [default: largest].")
-@click.option("--batch-size", type=click.IntRange(1), default=4, show_default=True)
-@device_option
+@options.batch_size_option()
+@options.device_option
 def score_unet(unet_run, store, storage_options, split, out, name, crop, batch_size, device):
     """Score a U-Net on the real images of a split: mIoU, pixel accuracy, per-class IoU."""
-    from geosynth.ml.score_unet import score_unet as run
+    from geosynth.ml.evaluation.score_unet import score_unet as run
 
     s = run(
         unet_run, store, split, out, name=name, crop=crop, batch_size=batch_size,
@@ -128,7 +114,12 @@ def augment_table(scores, out, figure, title):
 
     SCORES: folders of score-unet (or their scores.json), or folders searched for them.
     """
-    from geosynth.augment_results import collect_scores, group_scores, markdown_table, plot_groups
+    from geosynth.analysis.augment_scores import (
+        collect_scores,
+        group_scores,
+        markdown_table,
+        plot_groups,
+    )
     from geosynth.io import write_text
 
     groups = group_scores(collect_scores(scores))

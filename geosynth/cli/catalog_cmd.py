@@ -6,7 +6,7 @@ import json
 
 import click
 
-from geosynth.cli.options import json_option
+from geosynth.cli import options
 
 
 @click.command()
@@ -22,7 +22,7 @@ from geosynth.cli.options import json_option
     is_flag=True,
     help="List the TerraSAR-X scenes of the published GeoNRW (the authors' acquisition list).",
 )
-@json_option
+@options.json_option
 def catalog(region: str | None, catalog_path: str | None, sar: bool, as_json: bool) -> None:
     """List the catalog's regions, or show one REGION (name or alias, e.g. cologne)."""
     from geosynth.catalog import load_catalog
@@ -31,7 +31,9 @@ def catalog(region: str | None, catalog_path: str | None, sar: bool, as_json: bo
     if sar:
         if region is not None:
             raise click.UsageError("--sar lists every scene; give no REGION with it")
-        rows = cat.scenes()
+        from geosynth.sources.filenames import catalog_scenes
+
+        rows = catalog_scenes(cat)
         if as_json:
             click.echo(json.dumps(rows, indent=2))
             return

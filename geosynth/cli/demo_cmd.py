@@ -4,10 +4,11 @@ system run on it."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
-from geosynth.cli.options import json_option, progress_bar
+from geosynth.cli import options
 from geosynth.cli.pipeline_cmd import run_recipe, set_option
 
 
@@ -30,6 +31,18 @@ def _pair(sep: str, example: str):
             ) from None
 
     return parse
+
+
+def generated_sources(region) -> Path:
+    """The raw files of a generated catalog region (the demo world) in geosynth's cache
+    folder (the region's ``sources_folder``), generated now when absent or incomplete."""
+    from geosynth.demo import ensure_world
+    from geosynth.io import cache_dir
+
+    folder = cache_dir() / region.sources_folder
+    with options.progress_bar("demo world", "step", leave=False) as progress:
+        ensure_world(folder, tiles=region.tiles, origin=region.origin_km, progress=progress)
+    return folder
 
 
 @click.command("demo-world")
@@ -86,7 +99,7 @@ def _pair(sep: str, example: str):
     type=click.IntRange(min=1),
     help="Processes rendering tiles (default 1; each needs about 1 GB).",
 )
-@json_option
+@options.json_option
 def demo_world(
     out_dir, tiles, seed, origin, dop_resolution, lidar_density, layout, preview, overwrite,
     workers, as_json,
@@ -98,9 +111,9 @@ def demo_world(
     (--layout packages: zipped per municipality as in 2020), ATKIS-like land-cover areas (GeoPackage), OpenStreetMap
     XML and TerraSAR-X EEC scenes, all rendered from one latent scene, plus
     its ground truth under truth/ and a manifest world.json. The default
-    world (the catalog's demo region: 3 x 2 tiles, 0.5 m, 4 pts/m^2) takes
-    well under a minute. `geosynth build-geonrw --region demo` generates it
-    on its own when needed.
+    world (the catalog's demo region at 0.5 m and 4 pts/m^2) takes about a
+    minute. `geosynth build-geonrw --region demo` generates it on its own
+    when needed.
     """
     import time
 
@@ -110,7 +123,7 @@ def demo_world(
     params = world_params(tiles, seed, origin, dop_resolution, lidar_density, layout)
     check_out_dir(out_dir, overwrite)
     started = time.perf_counter()
-    with progress_bar("demo world", "step", leave=False) as progress:
+    with options.progress_bar("demo world", "step", leave=False) as progress:
         manifest = generate_world(
             out_dir, params.tiles, seed, params.origin, dop_resolution, lidar_density,
             progress=progress, overwrite=overwrite, workers=workers, layout=layout,
@@ -154,7 +167,7 @@ def demo(out, overrides, force):
     OUT/report.html. Every step shows its own progress; rerunning skips
     finished steps. pipelines/demo_long.yaml tells the same story with 3 seeds.
     """
-    from geosynth.pipeline import bundled_pipeline
+    from geosynth.pipeline.recipe import bundled_pipeline
 
     run_recipe(bundled_pipeline("demo"), {"out": out, **overrides}, force, None, False)
     click.echo(f"report: {out}/report.md (and report.html)")

@@ -5,38 +5,30 @@ from __future__ import annotations
 
 import click
 
-from geosynth.cli.options import (
-    device_name,
-    device_option,
-    generator_option,
-    load_inputs,
-    out_folder_option,
-    raster_options,
-    storage_option,
-)
+from geosynth.cli import options
 
 
 def edit_options(func):
     """The tile (``--store/--tile`` or rasters), the generators to synthesize with, ``--out``."""
-    func = device_option(func)
-    func = out_folder_option()(func)
+    func = options.device_option(func)
+    func = options.out_folder_option()(func)
     func = click.option(
         "--sar-generator",
         "sar_run",
         type=click.Path(exists=True),
         help="A second generator, e.g. for SAR, synthesized as well.",
     )(func)
-    func = generator_option(
+    func = options.generator_option(
         "Generator run (RGB or SAR) to synthesize before and after.", required=False
     )(func)
-    func = raster_options(func)
+    func = options.raster_options(func)
     func = click.option("--tile", help="Tile id in the store, e.g. 356_5645.")(func)
-    func = storage_option(func)
+    func = options.storage_option(func)
     return click.option("--store", help="Store (a path or URL) holding the tile.")(func)
 
 
 def _synths(generator_run, sar_run, device: str):
-    from geosynth.ml.synthesize import Synthesizer
+    from geosynth.ml.synthesis.synthesize import Synthesizer
 
     return [Synthesizer.load(run, device=device) for run in (generator_run, sar_run) if run]
 
@@ -87,12 +79,12 @@ def edit_flood(
     Writes the edited inputs (GeoTIFF), the synthesized images before and after
     (COG), a before/after PNG panel per level and, for a sequence, an animated GIF.
     """
-    from geosynth.edit import parse_levels
-    from geosynth.ml.editing import flood_run
+    from geosynth.edit.rules import parse_levels
+    from geosynth.ml.synthesis.editing import flood_run
 
     levels = parse_levels(hmin)
-    inputs = load_inputs(store, tile, seg, dem, sar, storage_options)
-    device = device_name(device)
+    inputs = options.load_inputs(store, tile, seg, dem, sar, storage_options)
+    device = options.device_name(device)
     report = flood_run(
         inputs, levels, out, synths=_synths(generator_run, sar_run, device), erosion=erosion,
         connected=connected, device=device, unet_run=unet_run,
@@ -123,12 +115,12 @@ def edit_classes(
     DEM inside the edit becomes the ground interpolated from the surrounding
     heights, never higher than before.
     """
-    from geosynth.edit import area_mask
-    from geosynth.ml.editing import classes_run
+    from geosynth.edit.rules import area_mask
+    from geosynth.ml.synthesis.editing import classes_run
 
-    inputs = load_inputs(store, tile, seg, dem, sar, storage_options)
+    inputs = options.load_inputs(store, tile, seg, dem, sar, storage_options)
     area = area_mask(where, inputs.grid, inputs.name) if where else None
-    device = device_name(device)
+    device = options.device_name(device)
     report = classes_run(
         inputs, from_class, to_class, out, area=area,
         synths=_synths(generator_run, sar_run, device), device=device,

@@ -4,34 +4,23 @@ from __future__ import annotations
 
 import click
 
-from geosynth.cli.options import device_option, generator_option, progress_bar, storage_option
+from geosynth.cli import options
 from geosynth.names import EVAL_PROTOCOLS
 
 
 @click.command("evaluate")
-@generator_option("Generator run folder (or checkpoint) of `geosynth train`.")
-@click.option(
-    "--unet",
-    "unet_run",
-    required=True,
-    type=click.Path(exists=True),
-    help="U-Net run folder (or checkpoint) of `geosynth train-unet`, trained on real images.",
+@options.generator_option("Generator run folder (or checkpoint) of `geosynth train`.")
+@options.unet_option(
+    "U-Net run folder (or checkpoint) of `geosynth train-unet`, trained on real images."
 )
-@click.option(
-    "--store",
-    required=True,
-    help="Zarr store (a path or URL) with the generator's inputs, the real image and seg.",
+@options.store_option(
+    "Zarr store (a path or URL) with the generator's inputs, the real image and seg."
 )
-@storage_option
-@click.option(
-    "--split", default="test", show_default=True, help="Store split to score ('all': every tile)."
-)
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Output folder (metrics.json, metrics.csv, table_row.md, iou_per_class.png; SAR "
-    "generators also speckle.csv and speckle.png).",
+@options.storage_option
+@options.split_option("test", "Store split to score ('all': every tile).")
+@options.out_folder_option(
+    "Output folder (metrics.json, metrics.csv, table_row.md, iou_per_class.png; SAR "
+    "generators also speckle.csv and speckle.png)."
 )
 @click.option(
     "--protocol",
@@ -57,13 +46,7 @@ from geosynth.names import EVAL_PROTOCOLS
     help="Also the Frechet distance over an N x N grid of windows per tile (N^2 times the "
     "samples; 0: only one vector per tile, as the paper).",
 )
-@click.option(
-    "--batch-size",
-    type=click.IntRange(1),
-    default=4,
-    show_default=True,
-    help="Tiles per forward pass.",
-)
+@options.batch_size_option()
 @click.option(
     "--workers",
     type=click.IntRange(0),
@@ -71,7 +54,7 @@ from geosynth.names import EVAL_PROTOCOLS
     show_default=True,
     help="DataLoader worker processes.",
 )
-@device_option
+@options.device_option
 @click.option(
     "--name", default=None, help="Row name in the table [default: the --out folder name]."
 )
@@ -97,10 +80,10 @@ def evaluate(
         geosynth evaluate --generator runs/ours --unet runs/unet_rgb
         --store geonrw.zarr --split test --protocol paper --out eval/ours
     """
-    from geosynth.ml.evaluate import evaluate as run
-    from geosynth.ml.results import block_lines
+    from geosynth.analysis.results import block_lines
+    from geosynth.ml.evaluation.evaluate import evaluate as run
 
-    with progress_bar("evaluate", "batch", dynamic_ncols=True) as progress:
+    with options.progress_bar("evaluate", "batch", dynamic_ncols=True) as progress:
         result = run(
             generator_run, unet_run, store, None if split == "all" else split, out,
             crop=crop, batch_size=batch_size, device=device, workers=workers, name=name,
@@ -124,8 +107,8 @@ def table(evals, out, allow_mixed):
 
     Evaluations of different --protocol are refused unless --allow-mixed.
     """
+    from geosynth.analysis.results import markdown_table, read_metrics
     from geosynth.io import write_text
-    from geosynth.ml.results import markdown_table, read_metrics
 
     text = markdown_table([read_metrics(e) for e in evals], allow_mixed=allow_mixed)
     write_text(out, text)

@@ -5,16 +5,7 @@ from __future__ import annotations
 
 import click
 
-from geosynth.cli.options import (
-    check_workers_or_scheduler,
-    comma_list,
-    progress_bar,
-    report_option,
-    run_with_tile_bar,
-    scheduler_option,
-    storage_option,
-    workers_option,
-)
+from geosynth.cli import options
 from geosynth.names import BUILD_MODALITIES, DFC2020_SPLIT_RULES, LAYOUTS, SPLITS
 
 store_out_option = click.option(
@@ -49,9 +40,7 @@ def tile_choice_options(func):
     func = click.option(
         "--bbox", callback=_floats, metavar="L,B,R,T", help="Tiles meeting this box (grid CRS)."
     )(func)
-    return click.option(
-        "--tiles", callback=comma_list, help="Only these tiles, e.g. 356_5645,357_5645."
-    )(func)
+    return options.tiles_option()(func)
 
 
 @click.command()
@@ -91,9 +80,9 @@ def download(region, dest, layout, tiles, bbox, tiles_from, boundary, jobs, refr
     verified; every redirect must stay on a catalog host; dest/manifest.json
     says what came from where. A rerun skips what is complete.
     """
-    from geosynth.download import download_region
+    from geosynth.ingest.download import download_region
 
-    with progress_bar("download", "B", unit_scale=True, unit_divisor=1024) as progress:
+    with options.progress_bar("download", "B", unit_scale=True, unit_divisor=1024) as progress:
         records, summary = download_region(
             region, dest, layout=layout, tiles=tiles, bbox=bbox, tiles_from=tiles_from,
             boundary=boundary, jobs=jobs, extract=not no_extract, refresh=refresh,
@@ -124,12 +113,12 @@ def download(region, dest, layout, tiles, bbox, tiles_from, boundary, jobs, refr
     type=click.Path(file_okay=False),
     help="Folder with the region's raw files (default for demo: the generated demo world).",
 )
-@workers_option()
-@scheduler_option
+@options.workers_option()
+@options.scheduler_option
 @tile_choice_options
 @click.option(
     "--modalities",
-    callback=comma_list,
+    callback=options.comma_list,
     help=f"Subset of {','.join(BUILD_MODALITIES)} (default: all; sar when SAR scenes exist).",
 )
 @click.option(
@@ -145,8 +134,8 @@ def download(region, dest, layout, tiles, bbox, tiles_from, boundary, jobs, refr
     help="DEM as the authors' code made it: mean of the points within R m of each cell "
     "centre (their PDAL default: 1.4142); default: mean per 1 m cell, as the paper says.",
 )
-@report_option
-@storage_option
+@options.report_option
+@options.storage_option
 @click.pass_context
 def build_geonrw(
     ctx, region, out, source_dir, workers, scheduler, tiles, bbox, tiles_from, boundary,
@@ -162,12 +151,17 @@ def build_geonrw(
     from geosynth.grid import TileId
     from geosynth.ingest.nrw import build_region
 
-    check_workers_or_scheduler(ctx, scheduler)
+    options.check_workers_or_scheduler(ctx, scheduler)
     for t in tiles or []:
         TileId.parse(t)
     catalog = load_catalog()
-    name = catalog.region(region).name
-    run_with_tile_bar(
+    chosen = catalog.region(region)
+    name = chosen.name
+    if source_dir is None and chosen.generated:
+        from geosynth.cli.demo_cmd import generated_sources
+
+        source_dir = generated_sources(chosen)
+    options.run_with_tile_bar(
         f"build {name}",
         lambda on_tile, on_plan: build_region(
             name, out or f"{name}.zarr", source_dir=source_dir, workers=workers,
@@ -209,10 +203,10 @@ def _assignments(ctx, param, values):
     help="Fetch and extract the published archive (catalog URL and md5) into ROOT "
     "(default: $GEOSYNTH_CACHE/geonrw) first.",
 )
-@workers_option()
-@scheduler_option
-@report_option
-@storage_option
+@options.workers_option()
+@options.scheduler_option
+@options.report_option
+@options.storage_option
 @click.pass_context
 def import_geonrw(
     ctx, root, out, with_sar, assign, download, workers, scheduler, report, storage_options
@@ -229,13 +223,13 @@ def import_geonrw(
     from geosynth.ingest.geonrw import download_geonrw, import_geonrw
     from geosynth.io import cache_dir
 
-    check_workers_or_scheduler(ctx, scheduler)
+    options.check_workers_or_scheduler(ctx, scheduler)
     if root is None and not download:
         raise click.UsageError("give ROOT, the GeoNRW folder, or --download")
     if download:
-        with progress_bar("download", "B", unit_scale=True) as on_bytes:
+        with options.progress_bar("download", "B", unit_scale=True) as on_bytes:
             root = str(download_geonrw(root or cache_dir() / "geonrw", progress=on_bytes))
-    run_with_tile_bar(
+    options.run_with_tile_bar(
         "import geonrw",
         lambda progress, on_plan: import_geonrw(
             root, out, with_sar=with_sar, workers=workers, scheduler=scheduler, assign=assign,
@@ -256,10 +250,10 @@ def import_geonrw(
     help="paper: contest test patches train, validation patches test; code: patches whose "
     "number ends in 9 are test (the code published with the paper).",
 )
-@workers_option()
-@scheduler_option
-@report_option
-@storage_option
+@options.workers_option()
+@options.scheduler_option
+@options.report_option
+@options.storage_option
 @click.pass_context
 def import_dfc2020(ctx, root, out, split_rule, workers, scheduler, report, storage_options):
     """Import the DFC2020 patches (ROOT/ROIs0000_{test,validation}/...) into a store.
@@ -270,8 +264,8 @@ def import_dfc2020(ctx, root, out, split_rule, workers, scheduler, report, stora
     """
     from geosynth.ingest.dfc2020 import import_dfc2020 as run
 
-    check_workers_or_scheduler(ctx, scheduler)
-    run_with_tile_bar(
+    options.check_workers_or_scheduler(ctx, scheduler)
+    options.run_with_tile_bar(
         "import dfc2020",
         lambda progress, on_plan: run(
             root, out, split_rule=split_rule, workers=workers, scheduler=scheduler,

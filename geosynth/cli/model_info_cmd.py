@@ -6,7 +6,8 @@ import json
 
 import click
 
-from geosynth.cli.options import json_option
+from geosynth.cli import options
+from geosynth.ml.networks.configs import PAPER_CROP, GeneratorConfig
 from geosynth.names import GENERATOR_KINDS, IMAGE_OUTPUTS, LABELS, RASTER_INPUTS
 
 
@@ -62,14 +63,14 @@ def _names(ctx, param, value: str) -> tuple[str, ...]:
     "--cap",
     "capacity",
     type=click.IntRange(1),
-    default=64,
+    default=GeneratorConfig.capacity,
     show_default=True,
     help="Model capacity: width of the first layer; all widths scale with it.",
 )
 @click.option(
     "--crop",
     type=click.IntRange(16),
-    default=256,
+    default=PAPER_CROP,
     show_default=True,
     help="Training crop size; picks the discriminator scales (2 below 512, else 3).",
 )
@@ -79,7 +80,7 @@ def _names(ctx, param, value: str) -> tuple[str, ...]:
     default=None,
     help="Discriminator scales [default: from --crop].",
 )
-@json_option
+@options.json_option
 def model_info(
     kind, inputs, output, sar_channels, num_classes, capacity, crop, scales, as_json
 ) -> None:
@@ -90,7 +91,7 @@ def model_info(
     published with the paper: 240,263,491 / 5,554,050 / 31,032,395.
     """
     from geosynth.catalog import load_catalog
-    from geosynth.ml.info import network_report
+    from geosynth.ml.networks.info import network_report
 
     num_classes = num_classes or load_catalog().classes.num_classes
     report = network_report(

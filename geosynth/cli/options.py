@@ -119,6 +119,47 @@ def generator_option(help_text: str = "Run folder or checkpoint of a trained gen
     )  # fmt: skip
 
 
+def store_option(help_text: str = "Store: a path or an s3://, gs://, memory:// URL.",
+                 required: bool = True):  # fmt: skip
+    """``--store``: a store read by the command (a path or an fsspec URL)."""
+    return click.option("--store", required=required, help=help_text)
+
+
+def unet_option(help_text: str = "U-Net run folder (or checkpoint) of `geosynth train-unet`.",
+                required: bool = True):  # fmt: skip
+    """``--unet RUN`` as ``unet_run``: the scorer of `geosynth train-unet`."""
+    return click.option(
+        "--unet", "unet_run", required=required, type=click.Path(exists=True), help=help_text
+    )
+
+
+def split_option(default: str = "test", help_text: str = "Store split ('all': every tile)."):
+    return click.option("--split", default=default, show_default=True, help=help_text)
+
+
+def tiles_option(help_text: str = "Only these tiles, e.g. 356_5645,357_5645."):
+    """``--tiles E_N,...`` as a list (None when absent)."""
+    return click.option("--tiles", callback=comma_list, help=help_text)
+
+
+def window_options(func):
+    """``--window`` and ``--overlap`` of windowed synthesis (:mod:`geosynth.ml.synthesis`)."""
+    func = click.option(
+        "--overlap",
+        type=click.IntRange(min=0),
+        help="Window overlap (default: window/4, at most 32).",
+    )(func)
+    return click.option(
+        "--window", type=click.IntRange(min=16), help="Window size (default: training crop)."
+    )(func)
+
+
+def batch_size_option(default: int = 4, help_text: str = "Tiles per forward pass."):
+    return click.option(
+        "--batch-size", type=click.IntRange(1), default=default, show_default=True, help=help_text
+    )
+
+
 def workers_option(help_text: str = "Local worker processes."):
     return click.option(
         "--workers", type=click.IntRange(min=1), default=1, show_default=True, help=help_text
@@ -198,7 +239,7 @@ def load_inputs(store, tile, seg, dem, sar, storage_options=None):
     """One tile's inputs from ``--store/--tile`` or from the user's own rasters (with the
     command's ``--crs``)."""
     from geosynth.catalog import load_catalog
-    from geosynth.inputs import from_files, from_store
+    from geosynth.edit.tile import from_files, from_store
 
     files = {"seg": seg, "dem": dem, "sar": sar}
     if store or tile:
@@ -213,7 +254,7 @@ def load_inputs(store, tile, seg, dem, sar, storage_options=None):
 
 
 def device_name(device: str) -> str:
-    from geosynth.ml.distributed import resolve_device
+    from geosynth.ml.training.distributed import resolve_device
 
     return resolve_device(device).type
 
@@ -264,13 +305,13 @@ def _parse_with(parser, option: str):
 
 
 def _season(text):
-    from geosynth.ml.conditions import parse_season
+    from geosynth.ml.data.conditions import parse_season
 
     return parse_season(text)
 
 
 def _orbit(text):
-    from geosynth.ml.conditions import parse_orbit
+    from geosynth.ml.data.conditions import parse_orbit
 
     return parse_orbit(text)
 

@@ -30,7 +30,7 @@ def run_recipe(path, overrides, force, step, dry_run) -> None:
 
     ``step``: None (all steps), one step's name or several (run in the recipe's order).
     """
-    from geosynth.pipeline import load_pipeline, run_pipeline
+    from geosynth.pipeline.recipe import load_pipeline, run_pipeline
 
     pipeline = load_pipeline(path, overrides)
 
@@ -71,7 +71,7 @@ def pipeline_run(recipe, overrides, force, step, dry_run):
 @click.option("--title", default="geosynth demo", show_default=True)
 def report(folder, title):
     """Write FOLDER/report.md and report.html from a pipeline's outputs (table, figures)."""
-    from geosynth.report import write_report
+    from geosynth.pipeline.report import write_report
 
     md, page = write_report(folder, title=title)
     click.echo(f"wrote {md} and {page}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from geosynth.cli.options import device_option, progress_bar
+from geosynth.cli import options
 
 
 def _named_runs(ctx, param, values):
@@ -27,35 +27,33 @@ def _named_runs(ctx, param, values):
     metavar="NAME=RUN",
     help="A generator run folder of `geosynth train`, named (repeatable), e.g. ours=runs/ours.",
 )
-@click.option("--unet", "unet_run", required=True, type=click.Path(exists=True),
-              help="U-Net run folder of `geosynth train-unet` (real RGB).")  # fmt: skip
-@click.option("--store", required=True, type=click.Path(exists=True), help="The demo store.")
+@options.unet_option("U-Net run folder of `geosynth train-unet` (real RGB).")
+@options.store_option("The demo store.")
 @click.option(
     "--truth",
     required=True,
     type=click.Path(exists=True, file_okay=False),
     help="The demo world's truth/ folder (<tile>_landcover.tif, _dsm.tif, _dtm.tif).",
 )
-@click.option("--split", default="test", show_default=True, help="Store split to probe.")
+@options.split_option("test", "Store split to probe.")
 @click.option("--crop", type=click.IntRange(16), default=512, show_default=True,
               help="Edge of the centre window probed per tile.")  # fmt: skip
 @click.option("--ablate", default="ours", show_default=True,
               help="Generator run again with the objects removed from its DEM ('' : none).")  # fmt: skip
 @click.option("--min-height", type=float, default=2.0, show_default=True,
               help="Objects: DSM - DTM above this many metres.")  # fmt: skip
-@click.option("--out", required=True, type=click.Path(file_okay=False),
-              help="Folder for probe.json, probe.png, probe_panel.png.")  # fmt: skip
-@device_option
+@options.out_folder_option("Folder for probe.json, probe.png, probe_panel.png.")
+@options.device_option
 def fusion_probe(generators, unet_run, store, truth, split, crop, ablate, min_height, out, device):
     """Where the DEM carries what the labels lack (single trees, hedges, building heights):
     how close each generator's image is to the real one there, and a DEM ablation.
 
-    The masks come from the demo world's truth rasters; see geosynth.ml.probe.
+    The masks come from the demo world's truth rasters; see geosynth.ml.evaluation.probe.
     """
-    from geosynth.ml.probe import fusion_probe as run
-    from geosynth.ml.probe import summary_lines
+    from geosynth.ml.evaluation.probe import fusion_probe as run
+    from geosynth.ml.evaluation.probe import summary_lines
 
-    with progress_bar("fusion probe", "tile") as progress:
+    with options.progress_bar("fusion probe", "tile") as progress:
         result = run(
             generators, unet_run, store, truth, out, split=split, crop=crop,
             ablate=ablate or None, min_height=min_height, device=device, progress=progress,

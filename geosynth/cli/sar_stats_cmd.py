@@ -6,19 +6,14 @@ import json
 
 import click
 
-from geosynth.cli.options import comma_list, json_option, out_folder_option, storage_option
+from geosynth.cli import options
 
 
 @click.command("sar-stats")
-@click.option("--store", required=True, help="Store with labels (seg) and, for real SAR, sar.")
-@storage_option
-@click.option("--tiles", callback=comma_list, help="Only these tiles (default: the split's).")
-@click.option(
-    "--split",
-    default="all",
-    show_default=True,
-    help="Store split whose tiles count ('all': every complete tile).",
-)
+@options.store_option("Store with labels (seg) and, for real SAR, sar.")
+@options.storage_option
+@options.tiles_option("Only these tiles (default: the split's).")
+@options.split_option("all", "Store split whose tiles count ('all': every complete tile).")
 @click.option(
     "--synth",
     "synth",
@@ -52,8 +47,8 @@ from geosynth.cli.options import comma_list, json_option, out_folder_option, sto
     type=click.FloatRange(min=0.01),
     help="Fix the K fit's looks L (default: L and the texture alpha both fitted).",
 )
-@out_folder_option("Folder for sar_stats.csv, sar_stats.json and a PNG per class.")
-@json_option
+@options.out_folder_option("Folder for sar_stats.csv, sar_stats.json and a PNG per class.")
+@options.json_option
 def sar_stats(
     store, storage_options, tiles, split, synth, raw, world, no_real, erode, looks, out, as_json
 ):
@@ -66,7 +61,7 @@ def sar_stats(
 
     Example: geosynth sar-stats --store demo.zarr --synth synth/ --out sar-stats
     """
-    from geosynth import sar_stats as ss
+    from geosynth.analysis import sar_stats as ss
     from geosynth.errors import UsageError
     from geosynth.store import open_store
 

@@ -6,13 +6,7 @@ import json
 
 import click
 
-from geosynth.cli.options import (
-    grid_options,
-    json_option,
-    out_file_option,
-    progress_bar,
-    resolve_grid,
-)
+from geosynth.cli import options
 from geosynth.names import RETURNS, STATS
 
 
@@ -23,10 +17,10 @@ def _echo(as_json: bool, out, report: dict, line: str) -> None:
 
 @click.command()
 @click.argument("sources", nargs=-1, required=True)
-@grid_options
+@options.grid_options
 @click.option("--nir", is_flag=True, help="Keep band 4 (near infrared) as a fourth band.")
-@out_file_option()
-@json_option
+@options.out_file_option()
+@options.json_option
 def aerial(sources, tile, like, nir, out, as_json) -> None:
     """Mosaic orthophotos SOURCES onto the grid at its resolution with lanczos.
 
@@ -38,8 +32,8 @@ def aerial(sources, tile, like, nir, out, as_json) -> None:
     """
     from geosynth.sources.aerial import aerial_stage, write_aerial_geotiff
 
-    grid = resolve_grid(tile, like)
-    with progress_bar("aerial", "file", leave=False) as update:
+    grid = options.resolve_grid(tile, like)
+    with options.progress_bar("aerial", "file", leave=False) as update:
         result = aerial_stage(sources, grid, nir=nir, progress=update)
     write_aerial_geotiff(out, result)
     report = result.report
@@ -54,7 +48,7 @@ def aerial(sources, tile, like, nir, out, as_json) -> None:
 
 @click.command()
 @click.argument("sources", nargs=-1, required=True)
-@grid_options
+@options.grid_options
 @click.option(
     "--returns",
     type=click.Choice(RETURNS),
@@ -104,8 +98,8 @@ def aerial(sources, tile, like, nir, out, as_json) -> None:
     show_default=True,
     help="Points read per chunk (memory is bounded by this, not by the file size).",
 )
-@out_file_option()
-@json_option
+@options.out_file_option()
+@options.json_option
 def dem(
     sources, tile, like, returns, stat, radius, fill_distance, crs, default_crs, chunk_size, out,
     as_json,
@@ -123,8 +117,8 @@ def dem(
     from geosynth.io import write_geotiff
     from geosynth.sources.lidar import DEFAULT_FILL_DISTANCE_PX, dem_stage
 
-    grid = resolve_grid(tile, like)
-    with progress_bar("dem", "pt", unit_scale=True, leave=False) as update:
+    grid = options.resolve_grid(tile, like)
+    with options.progress_bar("dem", "pt", unit_scale=True, leave=False) as update:
         result = dem_stage(
             sources, grid, returns=returns, stat=stat, radius=radius,
             fill_distance=DEFAULT_FILL_DISTANCE_PX if fill_distance is None else fill_distance,
@@ -164,9 +158,9 @@ def dem(
     help="osmnx cache folder for Overpass responses "
     "[default: $GEOSYNTH_CACHE/osmnx or ~/.cache/geosynth/osmnx].",
 )
-@grid_options
-@out_file_option()
-@json_option
+@options.grid_options
+@options.out_file_option()
+@options.json_option
 def landcover(vectors, osm, overpass_cache, tile, like, out, as_json) -> None:
     """Burn land-cover polygons and OSM buildings, roads and railways into a class map.
 
@@ -180,9 +174,9 @@ def landcover(vectors, osm, overpass_cache, tile, like, out, as_json) -> None:
 
     if not vectors and not osm:
         raise click.UsageError("give at least one of --vectors FILE or --osm FILE|overpass")
-    grid = resolve_grid(tile, like)
+    grid = options.resolve_grid(tile, like)
     catalog = load_catalog()
-    with progress_bar("landcover", "input", leave=False) as update:
+    with options.progress_bar("landcover", "input", leave=False) as update:
         result = landcover_stage(
             grid, vectors=vectors, osm=list(osm) or None, catalog=catalog,
             progress=update, overpass_cache=overpass_cache,
@@ -211,9 +205,9 @@ def landcover(vectors, osm, overpass_cache, tile, like, out, as_json) -> None:
 @click.option(
     "--polarisation", help="Use this polarisation (e.g. HH) of multi-polarisation products."
 )
-@grid_options
-@out_file_option()
-@json_option
+@options.grid_options
+@options.out_file_option()
+@options.json_option
 def sar(scenes, calibrate, polarisation, tile, like, out, as_json) -> None:
     """Reproject TerraSAR-X EEC SCENES onto a grid, average them and normalise.
 
@@ -228,8 +222,8 @@ def sar(scenes, calibrate, polarisation, tile, like, out, as_json) -> None:
     from geosynth.catalog import load_catalog
     from geosynth.sources.sar import sar_stage, write_sar_geotiff
 
-    grid = resolve_grid(tile, like)
-    with progress_bar("sar", "image", leave=False) as update:
+    grid = options.resolve_grid(tile, like)
+    with options.progress_bar("sar", "image", leave=False) as update:
         result = sar_stage(
             scenes, grid, calibrate=calibrate, catalog=load_catalog(), progress=update,
             polarisation=polarisation,

@@ -6,23 +6,13 @@ import json
 
 import click
 
-from geosynth.cli.options import (
-    check_workers_or_scheduler,
-    comma_list,
-    json_option,
-    progress_bar,
-    run_with_tile_bar,
-    scheduler_option,
-    storage_option,
-    store_argument,
-    workers_option,
-)
+from geosynth.cli import options
 
 
 @click.command()
-@store_argument
-@storage_option
-@json_option
+@options.store_argument
+@options.storage_option
+@options.json_option
 def info(store: str, storage_options, as_json: bool) -> None:
     """Counts per split, region and modality, and the class histogram of STORE."""
     from geosynth.store import open_store, summarize
@@ -34,8 +24,8 @@ def info(store: str, storage_options, as_json: bool) -> None:
 
 
 @click.command()
-@store_argument
-@storage_option
+@options.store_argument
+@options.storage_option
 @click.option("--quick", is_flag=True, help="Metadata only: do not decode the chunks.")
 @click.option(
     "--repair",
@@ -55,7 +45,7 @@ def verify(store: str, storage_options, quick: bool, repair: bool) -> None:
     from geosynth.store.inspect import repair as repair_store
 
     s = open_store(store, mode="r+" if repair else "r", storage_options=storage_options)
-    with progress_bar("verify", "tile", total=len(s)) as update:
+    with options.progress_bar("verify", "tile", total=len(s)) as update:
         problems = verify_store(s, progress=lambda i, n: update(i, n), quick=quick)
     if problems:
         for p in problems:
@@ -73,8 +63,8 @@ def verify(store: str, storage_options, quick: bool, repair: bool) -> None:
 
 
 @click.command()
-@store_argument
-@storage_option
+@options.store_argument
+@options.storage_option
 @click.option(
     "--out",
     type=click.Path(dir_okay=False),
@@ -84,8 +74,8 @@ def verify(store: str, storage_options, quick: bool, repair: bool) -> None:
 )
 def stats(store, storage_options, out):
     """Per-class pixel shares by split (the paper's Fig. 2), as a PNG and a CSV."""
-    from geosynth.stats import class_shares, plot_class_shares, write_shares_csv
     from geosynth.store import open_store
+    from geosynth.store.stats import class_shares, plot_class_shares, write_shares_csv
 
     s = open_store(store, storage_options=storage_options)
     shares = class_shares(s)
@@ -95,13 +85,15 @@ def stats(store, storage_options, out):
 
 
 @click.command()
-@store_argument
-@storage_option
+@options.store_argument
+@options.storage_option
 @click.option(
     "--out", required=True, type=click.Path(file_okay=False), help="Folder for COGs and STAC."
 )
-@click.option("--tiles", callback=comma_list, help="Only these tiles (default: all complete).")
-@click.option("--modalities", callback=comma_list, help="Only these modalities (default: all).")
+@options.tiles_option("Only these tiles (default: all complete).")
+@click.option(
+    "--modalities", callback=options.comma_list, help="Only these modalities (default: all)."
+)
 def export(store, storage_options, out, tiles, modalities):
     """Write STORE's tiles as Cloud-Optimised GeoTIFFs and a STAC catalog (for GDAL, QGIS,
     odc-stac, torchgeo's RasterDataset).
@@ -110,11 +102,11 @@ def export(store, storage_options, out, tiles, modalities):
     table and category names, band descriptions) and OUT/catalog.json with one
     item per tile (projection extension) and one asset per modality.
     """
+    from geosynth.export.stac import export_store
     from geosynth.store import open_store
-    from geosynth.store.export import export_store
 
     s = open_store(store, storage_options=storage_options)
-    with progress_bar("export", "tile") as progress:
+    with options.progress_bar("export", "tile") as progress:
         result = export_store(s, out, tiles=tiles, modalities=modalities, progress=progress)
     click.echo(result.summary())
 
@@ -122,9 +114,9 @@ def export(store, storage_options, out, tiles, modalities):
 @click.command("upgrade-store")
 @click.argument("old")
 @click.argument("new")
-@workers_option()
-@scheduler_option
-@storage_option
+@options.workers_option()
+@options.scheduler_option
+@options.storage_option
 @click.pass_context
 def upgrade_store(ctx, old, new, workers, scheduler, storage_options):
     """Convert the version 1 store OLD into a version 2 store NEW, bit-exactly.
@@ -133,10 +125,10 @@ def upgrade_store(ctx, old, new, workers, scheduler, storage_options):
     sources); the attributes are kept and the provenance records the
     conversion. Resumable: rerun to finish an interrupted conversion.
     """
-    from geosynth.store.upgrade import upgrade_store as run
+    from geosynth.ingest.upgrade import upgrade_store as run
 
-    check_workers_or_scheduler(ctx, scheduler)
-    run_with_tile_bar(
+    options.check_workers_or_scheduler(ctx, scheduler)
+    options.run_with_tile_bar(
         "upgrade",
         lambda progress, on_plan: run(
             old, new, workers=workers, scheduler=scheduler, progress=progress, on_plan=on_plan,

@@ -4,38 +4,21 @@ from __future__ import annotations
 
 import click
 
-from geosynth.cli.options import (
-    comma_list,
-    condition_options,
-    condition_request,
-    device_name,
-    device_option,
-    generator_option,
-    load_inputs,
-    out_folder_option,
-    progress_bar,
-    raster_options,
-    storage_option,
-)
+from geosynth.cli import options
 
 
 @click.command()
-@generator_option("Run folder or checkpoint of a trained generator.")
-@click.option("--store", help="Store (a path or URL) to read the inputs from.")
-@storage_option
-@click.option("--tiles", callback=comma_list, help="Tiles of the store (default: all of --split).")
-@click.option(
-    "--split", default="test", show_default=True, help="Split used when --tiles is not given."
-)
-@raster_options
-@out_folder_option()
-@click.option("--window", type=click.IntRange(min=16), help="Window size (default: training crop).")
-@click.option(
-    "--overlap", type=click.IntRange(min=0), help="Window overlap (default: window/4, at most 32)."
-)
+@options.generator_option("Run folder or checkpoint of a trained generator.")
+@options.store_option("Store (a path or URL) to read the inputs from.", required=False)
+@options.storage_option
+@options.tiles_option("Tiles of the store (default: all of --split).")
+@options.split_option("test", "Split used when --tiles is not given.")
+@options.raster_options
+@options.out_folder_option()
+@options.window_options
 @click.option("--sar-db", is_flag=True, help="Write SAR back in dB (20 log10 amplitude).")
-@condition_options
-@device_option
+@options.condition_options
+@options.device_option
 def synthesize(
     generator_run, store, storage_options, tiles, split, seg, dem, sar, out, window, overlap,
     sar_db, season, incidence, orbit, samples, seed, device,
@@ -51,9 +34,9 @@ def synthesize(
     trained with --noise draws --samples N images (<tile>_<out>_sK.tif), the
     same ones for the same --seed.
     """
-    from geosynth.ml.synthesize import Synthesizer, plan_variants, run_synthesis
+    from geosynth.ml.synthesis.synthesize import Synthesizer, plan_variants, run_synthesis
 
-    device = device_name(device)
+    device = options.device_name(device)
     synth = Synthesizer.load(generator_run, device=device)
     if store and any((seg, dem, sar)):
         raise click.UsageError("give --store or input rasters, not both")
@@ -65,12 +48,12 @@ def synthesize(
         names = tiles or [s.tile_ids[i] for i in s.tiles(split)]
         if not names:
             raise click.UsageError(f"store {store} has no complete tile in split {split!r}")
-    with progress_bar("synthesize", "tile", total=len(names)) as progress:
+    with options.progress_bar("synthesize", "tile", total=len(names)) as progress:
         for done, tile in enumerate(names, 1):
-            inputs = load_inputs(store, tile, seg, dem, sar, storage_options)
+            inputs = options.load_inputs(store, tile, seg, dem, sar, storage_options)
             variants = plan_variants(
                 synth.config, inputs.acquisition, f"tile {inputs.name}",
-                requests=[condition_request(season, incidence, orbit)], samples=samples, seed=seed,
+                requests=[options.condition_request(season, incidence, orbit)], samples=samples, seed=seed,
             )  # fmt: skip
             files = run_synthesis(
                 synth, inputs, out, window=window, overlap=overlap, sar_db=sar_db, device=device,
@@ -82,9 +65,9 @@ def synthesize(
 
 
 @click.command()
-@generator_option("Run folder or checkpoint of a generator trained with --conditions.")
-@click.option("--store", required=True, help="Store (a path or URL) to read the tile from.")
-@storage_option
+@options.generator_option("Run folder or checkpoint of a generator trained with --conditions.")
+@options.store_option("Store (a path or URL) to read the tile from.")
+@options.storage_option
 @click.option("--tile", required=True, help="The tile to show through the conditions.")
 @click.option(
     "--season",
@@ -94,12 +77,9 @@ def synthesize(
 @click.option("--incidence", "incidences", help="Incidence angles START:STOP:STEP or A,B,C.")
 @click.option("--orbit", "orbits", help="Orbit directions, e.g. asc,desc.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the noise vector.")
-@out_folder_option()
-@click.option("--window", type=click.IntRange(min=16), help="Window size (default: training crop).")
-@click.option(
-    "--overlap", type=click.IntRange(min=0), help="Window overlap (default: window/4, at most 32)."
-)
-@device_option
+@options.out_folder_option()
+@options.window_options
+@options.device_option
 def vary(
     generator_run, store, storage_options, tile, seasons, incidences, orbits, seed, out, window,
     overlap, device,
@@ -115,8 +95,13 @@ def vary(
         --season 80:300:40 --out vary/
     """
     from geosynth.errors import UsageError
-    from geosynth.ml.conditions import parse_orbit, parse_range, parse_season
-    from geosynth.ml.synthesize import Synthesizer, plan_variants, run_synthesis, save_strip
+    from geosynth.ml.data.conditions import parse_orbit, parse_range, parse_season
+    from geosynth.ml.synthesis.synthesize import (
+        Synthesizer,
+        plan_variants,
+        run_synthesis,
+        save_strip,
+    )
 
     given = [(n, v) for n, v in (("season", seasons), ("incidence", incidences),
                                  ("orbit", orbits)) if v]  # fmt: skip
@@ -132,14 +117,14 @@ def vary(
             values = [parse_orbit(v) for v in text.split(",") if v.strip()]
     except UsageError as exc:
         raise click.BadParameter(str(exc), param_hint=f"--{name}") from None
-    device = device_name(device)
+    device = options.device_name(device)
     synth = Synthesizer.load(generator_run, device=device)
-    inputs = load_inputs(store, tile, None, None, None, storage_options)
+    inputs = options.load_inputs(store, tile, None, None, None, storage_options)
     variants = plan_variants(
         synth.config, inputs.acquisition, f"tile {tile}",
         requests=[{name: v} for v in values], seed=seed,
     )  # fmt: skip
-    with progress_bar("vary", "image", total=len(variants)) as progress:
+    with options.progress_bar("vary", "image", total=len(variants)) as progress:
         files = []
         for done, variant in enumerate(variants, 1):
             files += run_synthesis(

@@ -2,7 +2,7 @@
 
 Options default to "not given": the value comes from the command line, else
 the ``--config`` YAML file, else the resumed run's ``config.yaml`` or the
-defaults of :mod:`geosynth.ml.config` (shown in ``--help``; reading them
+defaults of :mod:`geosynth.ml.training.config` (shown in ``--help``; reading them
 imports torch, so only a command's own ``--help`` does).
 """
 
@@ -13,23 +13,10 @@ import sys
 
 import click
 
-from geosynth.cli.options import progress_enabled
-from geosynth.names import (
-    CLASS_WEIGHTINGS,
-    CONDITIONS,
-    D_FAKES,
-    DEM_NORMS,
-    DEVICES,
-    GENERATOR_KINDS,
-    IMAGE_OUTPUTS,
-    IMAGE_RANGES,
-    NETWORK_MODALITIES,
-    SPECTRAL_MODES,
-    UNET_LOSSES,
-    UNET_NORMS,
-)
+from geosynth import names
+from geosynth.cli import options
 
-CONFIG_MODULE = "geosynth.ml.config"
+CONFIG_MODULE = "geosynth.ml.training.config"
 
 
 class ConfigOption(click.Option):
@@ -96,7 +83,7 @@ COMMON = [
     (("--max-steps",), "Stop after this many steps in total.", {"type": POS}),
     (("--seed",), "Seed of initialisation, crops and order.", {"type": int}),
     (("--workers",), "DataLoader worker processes.", {"type": click.IntRange(0)}),
-    (("--device",), "auto: CUDA when available.", {"type": click.Choice(DEVICES)}),
+    (("--device",), "auto: CUDA when available.", {"type": click.Choice(names.DEVICES)}),
     (("--amp/--no-amp",), "bf16 autocast of the training step, on CUDA and on the CPU (there about 1.5x faster for the GAN, 1.7x for the U-Net).", {}),
     (("--channels-last/--no-channels-last",), "channels-last memory layout.", {}),
     (("--compile/--no-compile",), "torch.compile the networks.", {}),
@@ -112,26 +99,26 @@ COMMON = [
      "linear to 0 at the end [default: constant].", {"type": click.IntRange(0)}),
 ]  # fmt: skip
 GAN = [
-    (("--inputs",), f"Generator inputs, comma-separated ({', '.join(NETWORK_MODALITIES)}).", {}),
-    (("--output",), "Image to synthesize.", {"type": click.Choice(IMAGE_OUTPUTS)}),
+    (("--inputs",), f"Generator inputs, comma-separated ({', '.join(names.NETWORK_MODALITIES)}).", {}),
+    (("--output",), "Image to synthesize.", {"type": click.Choice(names.IMAGE_OUTPUTS)}),
     (("--generator",), "ours, spade (labels only), pix2pix (raster only), concat or merge.",
-     {"type": click.Choice(GENERATOR_KINDS)}),
+     {"type": click.Choice(names.GENERATOR_KINDS)}),
     (("--cap",), "Generator capacity (width of its first layer).", {"type": POS}),
     (("--d-cap",), "Discriminator capacity [default: --cap].", {"type": POS}),
     (("--d-scales",), "Discriminator scales [default: 2 below 512 px, else 3].", {"type": POS}),
-    (("--spectral-norm",), "Spectral norm placement.", {"type": click.Choice(SPECTRAL_MODES)}),
+    (("--spectral-norm",), "Spectral norm placement.", {"type": click.Choice(names.SPECTRAL_MODES)}),
     (("--dem-norm",), "DEM normalisation: none = metres as stored (absolute heights); crop = "
      "each crop standardised by its own mean and std (relative relief; what the demo and the "
      "recipes use: a region's altitude does not shift the inputs); tile = by the whole tile's.",
-     {"type": click.Choice(DEM_NORMS)}),
+     {"type": click.Choice(names.DEM_NORMS)}),
     (("--lr-g",), "Generator learning rate.", {"type": float}),
     (("--lr-d",), "Discriminator learning rate.", {"type": float}),
     (("--lambda-fm",), "Weight of the feature-matching loss.", {"type": float}),
     (("--d-fake",), "D's step on the fake of G's step (reuse) or on a new one after G's update "
-     "(regenerate, the paper's code).", {"type": click.Choice(D_FAKES)}),
+     "(regenerate, the paper's code).", {"type": click.Choice(names.D_FAKES)}),
     (("--flip/--no-flip",), "Random horizontal flips of the training crops.", {}),
     (("--image-range",), "Images in [-1, 1] (symmetric) or targets in [0, 1] under the tanh "
-     "output (unit, the paper's code).", {"type": click.Choice(IMAGE_RANGES)}),
+     "output (unit, the paper's code).", {"type": click.Choice(names.IMAGE_RANGES)}),
     (("--ema",), "Keep an exponential moving average of G's weights with this decay (e.g. "
      "0.999); evaluate, synthesize and the edits use it [default: none].",
      {"type": click.FloatRange(0, 1, min_open=True, max_open=True)}),
@@ -143,25 +130,25 @@ GAN = [
     (("--unet",), "A train-unet run that scores the validation fakes (mIoU).",
      {"type": click.Path(exists=True)}),
     (("--conditions",), f"Acquisition conditions fed to G and D, comma-separated "
-     f"({', '.join(CONDITIONS)}) [default: none, the paper's networks].", {}),
+     f"({', '.join(names.CONDITIONS)}) [default: none, the paper's networks].", {}),
     (("--noise",), "Width of the OASIS-style noise vector (0: deterministic generator).",
      {"type": click.IntRange(0)}),
 ]  # fmt: skip
 UNET = [
-    (("--input",), "Image to segment.", {"type": click.Choice(IMAGE_OUTPUTS)}),
+    (("--input",), "Image to segment.", {"type": click.Choice(names.IMAGE_OUTPUTS)}),
     (("--lr",), "Learning rate.", {"type": float}),
     (("--weight-decay",), "Adam weight decay.", {"type": float}),
     (("--base-channels",), "U-Net width.", {"type": POS}),
     (("--norm",), "none: the paper's scorer; batch: BatchNorm after every conv (converges "
-     "several times faster on short runs).", {"type": click.Choice(UNET_NORMS)}),
+     "several times faster on short runs).", {"type": click.Choice(names.UNET_NORMS)}),
     (("--val-split",), "Split scored after each epoch ('none': no validation).", {}),
     (("--val-crop",), "Centre crop of validation tiles [default: largest multiple of 16].",
      {"type": click.IntRange(16)}),
     (("--loss",), "ce: cross entropy (class 0 ignored); bce: BCE on the one-hot map (the paper's code); focal: focal cross entropy.",
-     {"type": click.Choice(UNET_LOSSES)}),
+     {"type": click.Choice(names.UNET_LOSSES)}),
     (("--focal-gamma",), "Focal loss exponent (0: cross entropy).", {"type": click.FloatRange(0)}),
     (("--class-weights",), "Class weights from the training split's class histogram.",
-     {"type": click.Choice(CLASS_WEIGHTINGS)}),
+     {"type": click.Choice(names.CLASS_WEIGHTINGS)}),
     (("--extra-store",), "A second store (e.g. of `geosynth augment`) mixed into training.", {}),
     (("--mix",), "Share of each epoch's samples drawn from --extra-store.",
      {"type": click.FloatRange(0, 1)}),
@@ -196,8 +183,8 @@ def _resolve(config_class_name: str, params: dict, config_file, resume: bool):
     from pathlib import Path
 
     from geosynth.errors import UsageError
-    from geosynth.ml import config as cfg_module
-    from geosynth.ml.checkpoint import RunFolder
+    from geosynth.ml.training import config as cfg_module
+    from geosynth.ml.training.checkpoint import RunFolder
 
     cls = getattr(cfg_module, config_class_name)
     cli = _given(params)
@@ -224,7 +211,7 @@ def _resolve(config_class_name: str, params: dict, config_file, resume: bool):
 
 def _launch(nproc: int) -> None:
     """Re-run this command line under torchrun with ``nproc`` processes (without --nproc)."""
-    from geosynth.ml.distributed import strip_option, torchrun_command
+    from geosynth.ml.training.distributed import strip_option, torchrun_command
 
     command = torchrun_command(nproc, strip_option(sys.argv[1:], "--nproc"))
     click.echo(f"launching: {' '.join(command)}", err=True)
@@ -272,15 +259,15 @@ def _train(config_class: str, params: dict, config_file, resume: bool, nproc) ->
         _launch(nproc)
         return
     if config.task == "gan":
-        from geosynth.ml.train import train_gan as run
+        from geosynth.ml.training.train import train_gan as run
     else:
-        from geosynth.ml.train_unet import train_unet as run
+        from geosynth.ml.training.train_unet import train_unet as run
     import logging
 
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     with logging_redirect_tqdm(loggers=[logging.getLogger("geosynth")]):  # logs above the bar
-        result = run(config, resume=resume, progress=_Bar(progress_enabled()))
+        result = run(config, resume=resume, progress=_Bar(options.progress_enabled()))
     if result.checkpoint is not None:
         click.echo(f"{result.step} steps; checkpoint {result.checkpoint}", err=True)
 

@@ -21,7 +21,7 @@ from affine import Affine
 
 from geosynth.demo.noise import grid_noise, hash_uniform, rng_for
 from geosynth.demo.render import cast_shadow, crop_surface, expanded, render_surface, shading
-from geosynth.demo.scene import CROPS, Campaign, Material, World
+from geosynth.demo.scene import CROPS, WORLD_CRS, Campaign, Material, World
 from geosynth.demo.terrain import pixel_centres
 from geosynth.grid import RasterGrid, TileId
 
@@ -148,13 +148,13 @@ def campaign_sun(world: World, campaign: Campaign) -> tuple[float, float]:
     from pyproj import Transformer
 
     left, bottom, right, top = world.params.region_bounds
-    to_geo = Transformer.from_crs("EPSG:25832", "EPSG:4326", always_xy=True)
+    to_geo = Transformer.from_crs(WORLD_CRS, "EPSG:4326", always_xy=True)
     lon, lat = to_geo.transform((left + right) / 2, (bottom + top) / 2)
     doy = dt.date(campaign.year, campaign.month, campaign.day).timetuple().tm_yday
     return solar_position(lon, lat, doy, campaign.hour_utc)
 
 
-def tile_grid(tile: TileId, resolution: float, crs: str = "EPSG:25832") -> RasterGrid:
+def tile_grid(tile: TileId, resolution: float, crs: str = WORLD_CRS) -> RasterGrid:
     """The grid of one 1 km tile at ``resolution`` m."""
     n = int(round(1000.0 / resolution))
     left, top = tile.e_km * 1000.0, (tile.n_km + 1) * 1000.0

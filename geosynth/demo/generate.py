@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import multiprocessing
@@ -19,6 +20,9 @@ from geosynth.grid import RasterGrid, TileId
 from geosynth.workers import exit_with_parent
 
 log = logging.getLogger(__name__)
+
+GENERATOR_VERSION = 6  # bump whenever the same parameters would give different files
+MANIFEST = "world.json"
 
 
 NOTE = (
@@ -128,7 +132,7 @@ def generate_into(
         "truth": {"folder": "truth", "note": "ground truth of the demo world, not provider data"},
         "files": _file_table(root),
     }
-    (root / "world.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
 
 
@@ -138,7 +142,7 @@ def _publish(
     """Move the rendered tiles into the provider layout: per-tile files with their folder
     listings and the orthophoto metadata (``tiles``), or one zip per source (``packages``)."""
     from geosynth.demo.writers import write_dop_metadata, write_listing, write_zip
-    from geosynth.sources.names import package_name
+    from geosynth.sources.filenames import package_name
 
     out = {}
     for source in ("dop", "lidar"):
@@ -161,8 +165,6 @@ def _publish(
 
 
 def _generator_version() -> int:
-    from geosynth.demo import GENERATOR_VERSION
-
     return GENERATOR_VERSION
 
 
@@ -197,7 +199,7 @@ def _write_tile(root: Path, staging: Path, world: World, tile: TileId, catalog: 
     from geosynth.demo.lidar import SURFACE_RES_M, simulate_lidar
     from geosynth.demo.render import crop_surface, render_surface, truth_landcover
     from geosynth.demo.writers import LIDAR_DATE, write_jp2, write_laz, write_truth
-    from geosynth.sources.names import member_name
+    from geosynth.sources.filenames import member_name
 
     params = world.params
     res = params.dop_resolution
@@ -351,12 +353,19 @@ def _write_vectors(root: Path, world: World, region, catalog: Catalog, step) -> 
 
 
 def _file_table(root: Path) -> dict:
-    from geosynth.demo import _sha256
-
     table = {}
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = _rel(root, path)
-        if rel == "world.json":
+        if rel == MANIFEST:
             continue
-        table[rel] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+        table[rel] = {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
     return table
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file, read in 1 MiB blocks (the manifest's ``sha256``)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

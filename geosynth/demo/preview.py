@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from geosynth.demo.scene import WORLD_CRS
 from geosynth.errors import DataError
+from geosynth.figures import listed_colormap, patch, subplots
 
 PREVIEW_CELL_M = 4.0  # resolution of the raster panels
 
@@ -25,7 +27,7 @@ def _grid(bounds, cell: float):
 
     left, bottom, right, top = bounds
     width, height = int(round((right - left) / cell)), int(round((top - bottom) / cell))
-    return RasterGrid("EPSG:25832", Affine(cell, 0, left, 0, -cell, top), width, height)
+    return RasterGrid(WORLD_CRS, Affine(cell, 0, left, 0, -cell, top), width, height)
 
 
 def _place(canvas: np.ndarray, tile_img: np.ndarray, tile_bounds, bounds, cell: float) -> None:
@@ -40,7 +42,7 @@ def dop_mosaic(root: Path, manifest: dict, cell: float) -> np.ndarray:
     """(4, H, W) uint8 mosaic of the orthophotos, read decimated (from the files or package)."""
     import rasterio
 
-    from geosynth.demo import tile_file
+    from geosynth.demo.world import tile_file
 
     bounds = manifest["region_bounds"]
     grid = _grid(bounds, cell)
@@ -57,7 +59,7 @@ def lidar_surface(root: Path, manifest: dict, cell: float) -> np.ndarray:
     """(H, W) float32: the highest return per cell (NaN where no return, e.g. water)."""
     import laspy
 
-    from geosynth.demo import read_tile_file
+    from geosynth.demo.world import read_tile_file
 
     bounds = manifest["region_bounds"]
     left, _, _, top = bounds
@@ -118,16 +120,11 @@ def sar_mosaic(root: Path, manifest: dict, cell: float) -> np.ndarray:
 def draw_preview(world_dir: str | Path, png_path: str | Path, dpi: int = 70) -> Path:
     """Draw the overview of the world in ``world_dir`` to ``png_path`` (a small PNG)."""
     import geopandas as gpd
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import pyogrio
-    from matplotlib.colors import ListedColormap
     from PIL import Image
 
     from geosynth.catalog import load_catalog
-    from geosynth.demo import read_manifest
+    from geosynth.demo.world import read_manifest
     from geosynth.io import atomic_path
 
     root = Path(world_dir)
@@ -139,7 +136,7 @@ def draw_preview(world_dir: str | Path, png_path: str | Path, dpi: int = 70) -> 
     left, bottom, right, top = manifest["region_bounds"]
     extent = (left, right, bottom, top)
     palette = np.array(catalog.classes.palette(), dtype=np.float64) / 255.0
-    cmap = ListedColormap(palette)
+    cmap = listed_colormap(palette)
 
     dop = dop_mosaic(root, manifest, cell)
     dsm = lidar_surface(root, manifest, cell)
@@ -147,7 +144,7 @@ def draw_preview(world_dir: str | Path, png_path: str | Path, dpi: int = 70) -> 
     sar = sar_mosaic(root, manifest, cell)
 
     aspect = (top - bottom) / (right - left)
-    fig, axes = plt.subplots(2, 4, figsize=(16, 8 * aspect + 1.2), dpi=dpi)
+    fig, axes = subplots(2, 4, figsize=(16, 8 * aspect + 1.2), dpi=dpi)
     ax = axes.ravel()
     ax[0].imshow(dop[:3].transpose(1, 2, 0), extent=extent)
     ax[0].set_title("orthophoto (R, G, B)")
@@ -203,7 +200,6 @@ def draw_preview(world_dir: str | Path, png_path: str | Path, dpi: int = 70) -> 
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
-    plt.close(fig)
     image = Image.open(buffer).convert("RGB").quantize(colors=128, dither=Image.Dither.NONE)
     png_path = Path(png_path)
     with atomic_path(png_path) as tmp:
@@ -240,12 +236,10 @@ def _draw_osm(ax, path: Path, palette: np.ndarray, catalog) -> None:
 
 
 def _legend(ax, catalog) -> None:
-    from matplotlib.patches import Patch
-
     handles = [
-        Patch(color=np.array(c.rgb) / 255.0, label=f"{c.id} {c.name}")
+        patch(color=np.array(c.rgb) / 255.0, label=f"{c.id} {c.name}")
         for c in catalog.classes.classes
     ]
-    handles.append(Patch(facecolor="white", edgecolor="black", label="unmapped ATKIS type"))
+    handles.append(patch(facecolor="white", edgecolor="black", label="unmapped ATKIS type"))
     ax.legend(handles=handles, loc="center", frameon=False, fontsize=9)
     ax.axis("off")

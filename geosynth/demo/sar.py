@@ -36,7 +36,7 @@ from scipy import ndimage
 
 from geosynth.demo.noise import rng_for
 from geosynth.demo.render import cast_shadow, render_surface, shading
-from geosynth.demo.scene import Material, World
+from geosynth.demo.scene import WORLD_CRS, Material, World
 from geosynth.grid import RasterGrid
 
 S_SAR = 41
@@ -130,7 +130,7 @@ def scene_specs(world: World) -> list[SceneSpec]:
     from shapely import union_all
     from shapely.geometry import box
 
-    from geosynth.sources.names import tsx_product_name
+    from geosynth.sources.filenames import tsx_product_name
 
     left, bottom, right, top = world.params.region_bounds
     nx, ny = world.params.tiles
@@ -186,7 +186,7 @@ def scene_grid(spec: SceneSpec) -> RasterGrid:
     """The scene's north-up pixel grid in EPSG:32632, snapped to :data:`GRID_OFFSET_M`."""
     from pyproj import Transformer
 
-    to_utm = Transformer.from_crs("EPSG:25832", SAR_CRS, always_xy=True)
+    to_utm = Transformer.from_crs(WORLD_CRS, SAR_CRS, always_xy=True)
     minx, miny, maxx, maxy = spec.footprint.bounds
     xs, ys = to_utm.transform([minx, maxx], [miny, maxy])
     ox, oy = GRID_OFFSET_M
@@ -204,10 +204,10 @@ def render_scene(world: World, spec: SceneSpec) -> tuple[np.ndarray, RasterGrid]
 
     grid = scene_grid(spec)
     # the same grid in the world's CRS (ETRS89 and WGS84 UTM differ by a shift below 1 m here)
-    to_world = Transformer.from_crs(SAR_CRS, "EPSG:25832", always_xy=True)
+    to_world = Transformer.from_crs(SAR_CRS, WORLD_CRS, always_xy=True)
     t = grid.transform
     x0, y0 = to_world.transform(t.c, t.f)
-    local = RasterGrid("EPSG:25832", Affine(t.a, 0.0, x0, 0.0, t.e, y0), grid.width, grid.height)
+    local = RasterGrid(WORLD_CRS, Affine(t.a, 0.0, x0, 0.0, t.e, y0), grid.width, grid.height)
     s = render_surface(world, local)
     # the radar sees a closed canopy (volume scattering), not single crowns with gaps
     crowns = ndimage.maximum_filter(np.where(s.canopy, s.objects, 0.0), size=CANOPY_CLOSING_PX)
@@ -280,7 +280,7 @@ def annotation_xml(spec: SceneSpec, grid: RasterGrid) -> bytes:
     def utc(stamp: str) -> str:
         return f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]}T{stamp[9:11]}:{stamp[11:13]}:{stamp[13:15]}.000000Z"
 
-    to_wgs = Transformer.from_crs("EPSG:25832", "EPSG:4326", always_xy=True)
+    to_wgs = Transformer.from_crs(WORLD_CRS, "EPSG:4326", always_xy=True)
     root = ET.Element("level1Product")
     header = sub(root, "generalHeader", fileName=f"{spec.name}.xml")
     sub(header, "itemName", "Level 1B Product")

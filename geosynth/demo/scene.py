@@ -29,6 +29,7 @@ from geosynth.errors import UsageError
 from geosynth.grid import TileId
 from geosynth.names import LAYOUTS
 
+WORLD_CRS = "EPSG:25832"  # the world's coordinates: the catalog grid's CRS, as NRW publishes
 DOMAIN_MARGIN_M = 300.0
 MAX_TILES = 100  # a demo world is meant to be small; larger ones take minutes per km^2
 

@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from geosynth.demo.lidar import PointCloud
-from geosynth.demo.scene import World
+from geosynth.demo.scene import WORLD_CRS, World
 from geosynth.grid import RasterGrid, TileId
 
-WORLD_CRS = "EPSG:25832"
 ZIP_DATE = (2023, 7, 1, 0, 0, 0)
 GPKG_DATE = "2023-07-01T00:00:00Z"
 OSM_TIMESTAMP = "2023-07-01T00:00:00Z"

@@ -34,7 +34,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,9 +44,16 @@ from affine import Affine
 
 from geosynth.catalog import Catalog, GridSpec, SarNorm, load_catalog
 from geosynth.errors import DataError, UsageError
+from geosynth.grid import TileId, tile_bounds
 from geosynth.ingest.rasters import RasterInfo, check_labels, common_shape, probe_all, read_raster
 from geosynth.ingest.run import IngestReport, Progress, Record, TileTask, run_ingest, writable_store
 from geosynth.names import SPLITS
+from geosynth.sources.filenames import (
+    GEONRW_FILE,
+    GEONRW_MEMBERS,
+    GEONRW_SAR_MEMBER,
+    GEONRW_TILE_STEM,
+)
 from geosynth.store import TilePlan, open_for_resume
 from geosynth.store.location import locate
 from geosynth.store.lock import locks_store
@@ -55,12 +61,8 @@ from geosynth.store.lock import locks_store
 log = logging.getLogger(__name__)
 
 DATASET = "geonrw"
-MEMBERS = ("rgb", "dem", "seg")
-SAR_MEMBER = "sar"
-_FILE = re.compile(
-    r"^(?P<stem>.+)_(?P<kind>rgb|dem|seg|sar)\.(?P<ext>jp2|tif|tiff)$", re.IGNORECASE
-)
-_KM_NAME = re.compile(r"^(?P<e>\d{3,4})_(?P<n>\d{4})$")
+MEMBERS = GEONRW_MEMBERS
+SAR_MEMBER = GEONRW_SAR_MEMBER
 
 
 # --------------------------------------------------------------------------- discovery
@@ -121,7 +123,7 @@ def discover_geonrw(root: str | os.PathLike, with_sar: bool = False) -> GeoNRWSo
         rel = path.relative_to(root).parts
         if any(part.startswith(".") for part in rel) or not path.is_file():
             continue
-        match = _FILE.match(path.name)
+        match = GEONRW_FILE.match(path.name)
         if not match or match["kind"].lower() not in kinds:
             continue
         city = path.parent.name if path.parent != root else root.name
@@ -166,10 +168,10 @@ def _area_of_use(crs: str) -> tuple[float, float, float, float]:
 def transform_from_name(stem: str, shape: tuple[int, int], grid: GridSpec) -> Affine | None:
     """The transform of a tile named ``<E>_<N>`` (south-west corner in km of the catalog grid),
     or None when the name is not that or the tile lies outside the grid CRS's area of use."""
-    match = _KM_NAME.match(stem)
+    match = GEONRW_TILE_STEM.match(stem)
     if not match:
         return None
-    left, bottom = int(match["e"]) * 1000.0, int(match["n"]) * 1000.0
+    left, bottom, _, _ = tile_bounds(TileId.from_match(match), grid)
     size = float(grid.tile_size_m)
     x0, y0, x1, y1 = _area_of_use(grid.crs)
     if not (x0 <= left and left + size <= x1 and y0 <= bottom and bottom + size <= y1):
@@ -561,7 +563,7 @@ def download_geonrw(
 ) -> Path:
     """Fetch the published archive (catalog ``published.geonrw``: URL and md5) into ``dest``
     and extract it there once; returns the extracted folder. A rerun reuses both."""
-    from geosynth.download import catalog_hosts, fetch, safe_extract
+    from geosynth.ingest.download import catalog_hosts, fetch, safe_extract
 
     catalog = catalog or load_catalog()
     published = catalog.published.get(DATASET)

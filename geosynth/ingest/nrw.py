@@ -2,8 +2,8 @@
 
 The flow of :func:`build_region`:
 
-1. resolve the sources: ``--source-dir`` (or, for the ``demo`` region, the
-   generated demo world in the cache); zip packages are extracted once, safely,
+1. resolve the sources: ``--source-dir`` (or, for a generated region such as ``demo``,
+   its folder in geosynth's cache, named by the catalog); zip packages are extracted once, safely,
    beside themselves (``pkg.zip`` -> ``pkg/``), as ``geosynth download`` does;
 2. discover files by the catalog's names: orthophotos and lidar per tile,
    land-cover vectors, OSM files and SAR product folders for all tiles;
@@ -33,7 +33,9 @@ from typing import Any
 
 from geosynth.catalog import Catalog, Region, load_catalog
 from geosynth.errors import DataError, UsageError
+from geosynth.grid import TILE_IN_NAME, RasterGrid, TileId, tile_transform
 from geosynth.ingest.run import IngestReport, Progress, Record, TileTask, run_ingest, writable_store
+from geosynth.io import cache_dir
 from geosynth.names import BUILD_MODALITIES
 from geosynth.store.lock import locks_store
 
@@ -41,7 +43,7 @@ log = logging.getLogger(__name__)
 
 DATASET = "geonrw"
 SAR_PRODUCT = re.compile(r"^(TSX1|TDX1|TSX|TDX)\w*_SAR__EEC", re.IGNORECASE)
-OSM_TILE = re.compile(r"(?:^|_)(?P<e>\d{3,4})_(?P<n>\d{4})\.osm(?:\.bz2|\.xml)?$", re.IGNORECASE)
+OSM_TILE = re.compile(rf"(?:^|_){TILE_IN_NAME}\.osm(?:\.bz2|\.xml)?$", re.IGNORECASE)
 VECTOR_SUFFIXES = (".gpkg", ".shp")
 PBF_SUFFIXES = (".osm.pbf", ".pbf")
 OSM_SUFFIXES = (".osm", ".osm.bz2", ".osm.xml")
@@ -66,7 +68,7 @@ class RegionSources:
 
 def extract_packages(root: Path) -> list[Path]:
     """Extract every ``*.zip`` under ``root`` beside itself once (safely); returns new folders."""
-    from geosynth.download import safe_extract
+    from geosynth.ingest.download import safe_extract
 
     new = []
     for archive in sorted(root.rglob("*.zip")):
@@ -83,7 +85,7 @@ def discover_sources(root: str | os.PathLike, catalog: Catalog) -> RegionSources
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"source folder {root} does not exist")
-    from geosynth.sources.names import parse_member
+    from geosynth.sources.filenames import parse_member
 
     extract_packages(root)
     found = RegionSources(root)
@@ -110,7 +112,7 @@ def discover_sources(root: str | os.PathLike, catalog: Catalog) -> RegionSources
         elif lower.endswith(OSM_SUFFIXES):
             # an extract named for one tile (..._<E>_<N>.osm) serves that tile only
             if match := OSM_TILE.search(name):
-                found.osm_by_tile.setdefault(f"{match['e']}_{match['n']}", []).append(str(path))
+                found.osm_by_tile.setdefault(str(TileId.from_match(match)), []).append(str(path))
             else:
                 found.osm.append(str(path))
         elif lower.endswith((".jp2", ".laz", ".las")):
@@ -172,7 +174,6 @@ def build_tile(task: BuildTask, record: Record) -> None:
     Fills ``record["skipped"]`` (modality -> reason) and ``record["stages"]``
     (modality -> seconds); data errors raise and fail the tile.
     """
-    from geosynth.grid import RasterGrid
     from geosynth.store import TileData
 
     record["stages"] = {}
@@ -252,19 +253,21 @@ def _run_stage(name: str, task: BuildTask, grid, catalog: Catalog):
 
 
 def resolve_source_dir(region: Region, source_dir: str | os.PathLike | None) -> Path:
-    """The folder with the region's raw files; for a generated region, generate it when absent."""
+    """The folder with the region's raw files: ``source_dir``, or for a generated region its
+    folder in geosynth's cache (``sources_folder`` in the catalog), which must exist."""
     if source_dir is not None:
         path = Path(source_dir)
         if not path.is_dir():
             raise DataError(f"source folder {path} does not exist")
         return path
     if region.generated:
-        from geosynth.demo import ensure_world
-        from geosynth.io import cache_dir
-
-        cache = cache_dir() / "demo-world"
-        ensure_world(cache, tiles=region.tiles, origin=region.origin_km)
-        return cache
+        path = cache_dir() / region.sources_folder
+        if not path.is_dir():
+            raise DataError(
+                f"region {region.name!r} is generated locally and {path} does not exist: "
+                f"`{region.prepared_by} --out {path}` writes it"
+            )
+        return path
     raise UsageError(
         f"region {region.name!r} needs --source-dir (run `geosynth download --region {region.name}` "
         "first)"
@@ -319,9 +322,8 @@ def plan_tiles(
 def cut_osm_extracts(sources: RegionSources, tiles: Sequence[str], catalog: Catalog) -> Path:
     """Cut the region's ``.osm.pbf`` extracts (a whole state, as Geofabrik publishes it) for
     ``tiles`` in one streaming pass, into ``<source>/.geosynth/osm-<n>-tiles.osmcut.gpkg``;
-    a rerun reuses a current cut (:func:`geosynth.sources.osm_pbf.ensure_osm_cut`)."""
-    from geosynth.grid import RasterGrid
-    from geosynth.sources.osm_pbf import ensure_osm_cut
+    a rerun reuses a current cut (:func:`geosynth.sources.osm.pbf.ensure_osm_cut`)."""
+    from geosynth.sources.osm.pbf import ensure_osm_cut
 
     grids = {t: RasterGrid.for_tile(t, catalog.grid) for t in tiles}
     out = sources.root / ".geosynth" / "osm.osmcut.gpkg"
@@ -336,7 +338,6 @@ def cut_osm_extracts(sources: RegionSources, tiles: Sequence[str], catalog: Cata
 def source_notes(sources: RegionSources, planned: Sequence[str], catalog: Catalog) -> list[str]:
     """Report lines about the sources: SAR scenes and the tiles they cover (listed in the
     catalog or not), OSM files the build does not use."""
-    from geosynth.grid import RasterGrid
 
     notes = []
     if sources.sar:
@@ -369,7 +370,6 @@ def plan_tasks(
     """One task per tile, on the catalog grid. ``osm_cut``: the features of the ``.osm.pbf``
     extracts cut for these tiles (:func:`cut_osm_extracts`), read by every tile. Real
     regions without OSM files query Overpass (osmnx caches answers)."""
-    from geosynth.grid import TileId, tile_transform
     from geosynth.store import TilePlan
 
     fallback = () if region.generated else ("overpass",)

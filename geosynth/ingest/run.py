@@ -269,7 +269,7 @@ def run_ingest(
 def _finish(report: IngestReport, store, report_path, storage_options) -> None:
     """Consolidate the store's metadata and write the report; neither failing hides the other
     (on a full disk the report may still fit; an unwritable report is logged)."""
-    from geosynth.store.create import consolidate
+    from geosynth.store.write import consolidate
 
     failure = None
     if report.done:

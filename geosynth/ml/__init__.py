@@ -1,23 +1,23 @@
-"""The torch side of geosynth: datasets over stores, the networks of the paper, training,
-evaluation, synthesis and the edits' synthesis.
+"""The torch side of geosynth: datasets over stores, the paper's networks, training, evaluation
+and synthesis.
 
 Only this subpackage imports torch, and only where it is needed: the names
-below are imported on first use, so ``geosynth.ml.config`` (training
-options) and ``geosynth.ml.results`` (evaluation files) load without torch.
+below are imported on first use, so ``geosynth.ml.training.config`` (training
+options) and ``geosynth.analysis.results`` (evaluation files) load without torch.
 Networks are built from small frozen configs that are saved with checkpoints:
 
 >>> from geosynth.ml import GeneratorConfig, build_generator
 >>> g = build_generator(GeneratorConfig(kind="ours", capacity=8))
 
-The modules, in the order of the data flow:
+The subpackages, in the order of the data flow:
 
-- ``inputs``: stored pixels -> network tensors (the one preparation) and back;
-- ``data``: :class:`SynthesisDataset`, crops of a store's tiles;
-- ``layers``, ``generators``, ``discriminator``, ``unet``, ``info``: the networks;
-- ``losses``, ``distributed``, ``checkpoint``, ``trainer``, ``train``,
-  ``train_unet``, ``config``, ``visual``: training;
-- ``metrics``, ``evaluate``, ``results``: Table III;
-- ``synthesize``, ``editing``: whole tiles and edited inputs through a generator.
+- :mod:`~geosynth.ml.data`: stores -> samples (tensors, datasets, conditions, mixing);
+- :mod:`~geosynth.ml.networks`: the generators, discriminator and U-Net;
+- :mod:`~geosynth.ml.training`: configs, the training loop, losses, DDP, checkpoints;
+- :mod:`~geosynth.ml.evaluation`: Table III, the fusion probe, condition fidelity;
+- :mod:`~geosynth.ml.synthesis`: whole tiles, edits and synthesized stores.
+
+Their results are read without torch by :mod:`geosynth.analysis`.
 """
 
 from __future__ import annotations
@@ -27,25 +27,25 @@ import importlib
 from geosynth.names import GENERATOR_KINDS, KIND_INPUTS
 
 _EXPORTS = {
-    "SynthesisDataset": "data",
-    "generator_inputs": "inputs",
-    "DiscriminatorConfig": "discriminator",
-    "DiscriminatorOutput": "discriminator",
-    "MultiscaleDiscriminator": "discriminator",
-    "build_discriminator": "discriminator",
-    "default_num_scales": "discriminator",
-    "generator_condition": "discriminator",
-    "Generator": "generators",
-    "GeneratorConfig": "generators",
-    "build_generator": "generators",
-    "generator_config_for": "generators",
-    "count_parameters": "info",
-    "on_meta": "info",
-    "parts": "info",
-    "UNet": "unet",
-    "UNetConfig": "unet",
-    "UNetOutput": "unet",
-    "build_unet": "unet",
+    "SynthesisDataset": "data.datasets",
+    "generator_inputs": "data.tensors",
+    "DiscriminatorConfig": "networks.configs",
+    "DiscriminatorOutput": "networks.discriminator",
+    "MultiscaleDiscriminator": "networks.discriminator",
+    "build_discriminator": "networks.discriminator",
+    "default_num_scales": "networks.configs",
+    "generator_condition": "networks.discriminator",
+    "Generator": "networks.generators",
+    "GeneratorConfig": "networks.configs",
+    "build_generator": "networks.generators",
+    "generator_config_for": "networks.configs",
+    "count_parameters": "networks.info",
+    "on_meta": "networks.info",
+    "parts": "networks.info",
+    "UNet": "networks.unet",
+    "UNetConfig": "networks.configs",
+    "UNetOutput": "networks.unet",
+    "build_unet": "networks.unet",
 }
 
 __all__ = ["GENERATOR_KINDS", "KIND_INPUTS", *sorted(_EXPORTS)]

@@ -8,7 +8,7 @@ predicted ones. From it:
 - per-class IoU ``TP / (TP + FP + FN)`` for the classes 1..K-1, NaN for a
   class that occurs neither in the target nor in the prediction;
 - mIoU: the mean of the IoUs that are not NaN (as the U-Net's validation
-  during training, :mod:`geosynth.ml.train_unet`);
+  during training, :mod:`geosynth.ml.training.train_unet`);
 - pixel accuracy: correct pixels / counted pixels.
 
 That is the ``geosynth`` protocol. The ``paper`` protocol reproduces the

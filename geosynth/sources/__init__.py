@@ -4,6 +4,10 @@ Each stage is a library function that takes its input files and an output
 :class:`~geosynth.grid.RasterGrid` and returns a :class:`StageResult`; the
 ``geosynth <stage>`` commands and the region build (:mod:`geosynth.ingest.nrw`) call
 these functions and nothing else.
+
+Beside the stages: :mod:`~geosynth.sources.osm` (OpenStreetMap from files, PBF cuts or
+Overpass), :mod:`~geosynth.sources.filenames` (provider file names <-> tile ids) and
+:mod:`~geosynth.sources.nrw` (how NRW lists and names its tiled sources).
 """
 
 from __future__ import annotations

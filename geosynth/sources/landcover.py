@@ -12,8 +12,8 @@ Inputs, each optional (but not both):
   layer has the type attribute is an error. A file without a CRS is taken to
   be in the output grid's CRS, with a warning.
 * OSM: files (XML, PBF, or an OSM cut that
-  :func:`geosynth.sources.osm_pbf.cut_osm` wrote for many tiles) or
-  ``"overpass"`` (see :mod:`geosynth.sources.osm`); from a PBF or a cut only
+  :func:`geosynth.sources.osm.pbf.cut_osm` wrote for many tiles) or
+  ``"overpass"`` (see :mod:`geosynth.sources.osm.features`); from a PBF or a cut only
   the features near the grid are read.
 
 Burning: every shape carries a class key; shapes are rasterized in the

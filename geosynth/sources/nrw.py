@@ -31,8 +31,8 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 from geosynth.catalog import Catalog, Region, SourceLayout
 from geosynth.errors import DataError, UsageError
-from geosynth.grid import TileId, tiles_covering
-from geosynth.sources.names import pattern_regex
+from geosynth.grid import TILE_IN_NAME, TileId, tiles_covering
+from geosynth.sources.filenames import GEONRW_FILE, GEONRW_TILE_STEM, pattern_regex
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def listing_tiles(files: Iterable[ListedFile], layout: SourceLayout) -> dict[str
         match = next((m for r in regexes if (m := r.match(f.name))), None)
         if not match:
             continue
-        tile = f"{int(match['e'])}_{int(match['n'])}"
+        tile = str(TileId.from_match(match))
         year = int(match.groupdict().get("year") or 0)
         if tile not in best or year > best[tile][0]:
             best[tile] = (year, f)
@@ -130,9 +130,6 @@ def listing_tiles(files: Iterable[ListedFile], layout: SourceLayout) -> dict[str
 
 
 # --------------------------------------------------------------------------- a region's tiles
-
-
-_STEM = re.compile(r"^(?P<e>\d{3,4})_(?P<n>\d{4})_(?:rgb|dem|seg|sar)\.(?:jp2|tif|tiff)$", re.I)
 
 
 def geonrw_tiles(path: str | os.PathLike, city: str) -> list[str]:
@@ -161,7 +158,8 @@ def geonrw_tiles(path: str | os.PathLike, city: str) -> list[str]:
             ]
     else:
         raise DataError(f"{path}: neither a GeoNRW folder nor its archive")
-    tiles = sorted({f"{int(m['e'])}_{int(m['n'])}" for n in names if (m := _STEM.match(n))})
+    stems = {m["stem"] for n in names if (m := GEONRW_FILE.match(n))}
+    tiles = sorted({str(TileId.from_match(m)) for s in stems if (m := GEONRW_TILE_STEM.match(s))})
     if not tiles:
         raise DataError(f"{path}: no <E>_<N>_rgb.jp2 files of the city {city!r}")
     return tiles
@@ -292,13 +290,13 @@ def read_flight_dates(path: str | os.PathLike) -> dict[str, dict]:
     if header is None:
         raise DataError(f"{path}: no header line starting with 'Kachelname'")
     out = {}
-    name_re = re.compile(r"_(?P<e>\d{3,4})_(?P<n>\d{4})_")
+    name_re = re.compile(rf"_{TILE_IN_NAME}_")
     for row in csv.DictReader(io.StringIO("\n".join(lines[header:])), delimiter=";"):
         name = (row.get("Kachelname") or "").strip()
         match = name_re.search(name)
         if not match:
             continue
-        tile = f"{int(match['e'])}_{int(match['n'])}"
+        tile = str(TileId.from_match(match))
         out[tile] = {
             "name": name,
             "date": _iso_date((row.get("Aktualitaet") or "").strip()),

@@ -48,7 +48,7 @@ from geosynth.catalog import Catalog, SarNorm, load_catalog
 from geosynth.errors import DataError, UsageError
 from geosynth.grid import RasterGrid
 from geosynth.sources import StageResult
-from geosynth.sources.names import parse_tsx_name
+from geosynth.sources.filenames import parse_tsx_name
 
 log = logging.getLogger(__name__)
 

@@ -65,8 +65,8 @@ class StoreLayout:
     ``chunk`` is the edge of a spatial chunk in pixels (one tile and all bands
     per chunk); ``codec`` one of :data:`~geosynth.names.CODECS` (Blosc with
     byte shuffle, or plain Zstandard, or none) at ``level``. Chosen for random
-    256 x 256 training crops with ``benchmarks/loader.py``; see the README's
-    performance section. ``checksum``: Zarr v3's ``crc32c`` codec ends every chunk's
+    256 x 256 training crops with ``benchmarks/loader.py``; see the store layout in
+    docs/performance-history.md. ``checksum``: Zarr v3's ``crc32c`` codec ends every chunk's
     codec chain (of every array of the store), so a flipped or missing byte fails the
     read instead of passing as data. Stores written before checksums have none
     (:meth:`from_attrs`) and stay readable.

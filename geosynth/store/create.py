@@ -27,10 +27,10 @@ from geosynth.store.contract import (
     TilePlan,
     class_attrs,
     class_table,
-    tile_group_path,
 )
 from geosynth.store.location import StoreLocation, locate, storage_errors
 from geosynth.store.read import GeoStore, open_store
+from geosynth.store.write import consolidate
 
 log = logging.getLogger(__name__)
 
@@ -119,31 +119,6 @@ def _write_root(location, tiles, modalities, table, attrs, layout) -> None:
     group.attrs.update(attrs)
     group.attrs.update(version)
     consolidate(location)
-
-
-def consolidate(location: StoreLocation, tile_id: str | None = None) -> None:
-    """Consolidated metadata (zarr's): of one tile's group, or of the whole store.
-
-    Readers that never import geosynth (xarray) open a tile or the store from one
-    ``zarr.json``. The store's is refreshed at the end of every build or import.
-    """
-    import warnings
-
-    import zarr
-
-    path = None if tile_id is None else tile_group_path(tile_id)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
-        zarr.consolidate_metadata(location.zarr_store(), path=path)
-
-
-def unconsolidate(location: StoreLocation) -> None:
-    """Drop the store's consolidated metadata (a tile was written outside a build or import):
-    readers then list the store, and see every tile, until the next consolidation."""
-    import zarr
-
-    group = zarr.open_group(location.zarr_store(), mode="r+", use_consolidated=False)
-    group.update_attributes({})  # rewrites the root's zarr.json without the consolidated blob
 
 
 def _check_plan(tiles: Sequence[TilePlan], modalities: Sequence[ModalitySpec]) -> None:

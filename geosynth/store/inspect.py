@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,7 +18,9 @@ from geosynth.store.contract import (
     TILE_ARRAYS,
     tile_group_path,
 )
-from geosynth.store.read import GeoStore
+
+if TYPE_CHECKING:  # the store object calls these functions; they only use its methods
+    from geosynth.store.read import GeoStore
 
 
 def summarize(store: GeoStore) -> dict:

@@ -39,7 +39,9 @@ from geosynth.store.contract import (
     class_table,
     tile_group_path,
 )
+from geosynth.store.inspect import tile_dataset
 from geosynth.store.location import StoreLocation, locate, storage_errors
+from geosynth.store.write import write_tile
 
 log = logging.getLogger(__name__)
 
@@ -348,15 +350,11 @@ class GeoStore:
 
     def tile_dataset(self, tile_id: str):
         """One tile as an :class:`xarray.Dataset` (see :func:`geosynth.store.inspect.tile_dataset`)."""
-        from geosynth.store.inspect import tile_dataset
-
         return tile_dataset(self, tile_id)
 
     # ------------------------------------------------------------------ writing
     def write_tile(self, tile_id: str, data, progress=None) -> None:
         """Write one tile (:func:`geosynth.store.write.write_tile`)."""
-        from geosynth.store.write import write_tile
-
         write_tile(self, tile_id, data, progress)
 
     def mark_planned(self, tile_id: str) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -37,7 +38,10 @@ from geosynth.store.contract import (
     tile_georef_attrs,
     tile_group_path,
 )
-from geosynth.store.read import GeoStore
+
+if TYPE_CHECKING:  # the store object calls these functions; they only use its methods
+    from geosynth.store.location import StoreLocation
+    from geosynth.store.read import GeoStore
 
 
 def write_tile(
@@ -55,7 +59,6 @@ def write_tile(
     ``store.batch_writes``), the store's consolidated metadata is dropped at the first write,
     so that readers never see a stale list of tiles.
     """
-    from geosynth.store.create import consolidate, unconsolidate
 
     i = store.index(tile_id)
     g = store.group
@@ -199,3 +202,28 @@ def _checked(store: GeoStore, name: str, value: np.ndarray, tile_id: str) -> np.
             raise DataError(f"tile {tile_id}: {name} is {value.dtype}, expected {spec.dtype}")
         value = value.astype(spec.dtype)
     return value
+
+
+def consolidate(location: StoreLocation, tile_id: str | None = None) -> None:
+    """Consolidated metadata (zarr's): of one tile's group, or of the whole store.
+
+    Readers that never import geosynth (xarray) open a tile or the store from one
+    ``zarr.json``. The store's is refreshed at the end of every build or import.
+    """
+    import warnings
+
+    import zarr
+
+    path = None if tile_id is None else tile_group_path(tile_id)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+        zarr.consolidate_metadata(location.zarr_store(), path=path)
+
+
+def unconsolidate(location: StoreLocation) -> None:
+    """Drop the store's consolidated metadata (a tile was written outside a build or import):
+    readers then list the store, and see every tile, until the next consolidation."""
+    import zarr
+
+    group = zarr.open_group(location.zarr_store(), mode="r+", use_consolidated=False)
+    group.update_attributes({})  # rewrites the root's zarr.json without the consolidated blob
