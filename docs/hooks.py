@@ -27,7 +27,9 @@ EXTERNAL = {
 def on_files(files, config):
     for site_path, repo_path in EXTERNAL.items():
         source = ROOT / repo_path
-        sources = sorted(p for p in source.iterdir() if p.is_file()) if source.is_dir() else [source]
+        sources = (
+            sorted(p for p in source.iterdir() if p.is_file()) if source.is_dir() else [source]
+        )
         for path in sources:
             uri = site_path if path == source else f"{site_path}/{path.name}"
             files.append(File.generated(config, uri, abs_src_path=str(path)))

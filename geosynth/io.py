@@ -128,6 +128,31 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return Path(path)
 
 
+def read_result(
+    path: str | os.PathLike, filename: str, what: str, formats: str | tuple[str, ...]
+) -> dict:
+    """A JSON result of a geosynth command (``path``: the file, or a folder holding
+    ``filename``) whose ``format`` is one of ``formats``; errors name the path and ``what``
+    it should have been."""
+    import json
+
+    from geosynth.errors import DataError
+
+    formats = (formats,) if isinstance(formats, str) else tuple(formats)
+    path = Path(path)
+    path = path / filename if path.is_dir() else path
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path} is not a readable {what}: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") not in formats:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise DataError(
+            f"{path} is not a geosynth {what} (format {found!r}, expected {formats[-1]})"
+        )
+    return data
+
+
 def write_geotiff(
     path: str | os.PathLike,
     array: np.ndarray,

@@ -14,7 +14,6 @@ the demo's budget.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 from geosynth import bundled_path
 from geosynth.errors import DataError
 from geosynth.figures import grouped_bars, save_figure, subplots
+from geosynth.io import read_result
 
 SCORES_FORMAT = "geosynth-unet-scores/1"
 SCORES_JSON = "scores.json"
@@ -39,15 +39,7 @@ def demo_table_path() -> Path | None:
 
 def read_scores(path: str | os.PathLike) -> dict:
     """One ``scores.json`` (a folder or the file); errors name the path."""
-    path = Path(path)
-    path = path / SCORES_JSON if path.is_dir() else path
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: not a readable {SCORES_JSON}: {exc}") from None
-    if data.get("format") != SCORES_FORMAT:
-        raise DataError(f"{path}: format {data.get('format')!r}, expected {SCORES_FORMAT!r}")
-    return data
+    return read_result(path, SCORES_JSON, SCORES_JSON, SCORES_FORMAT)
 
 
 def collect_scores(paths: Sequence[str | os.PathLike]) -> list[dict]:

@@ -57,9 +57,9 @@ from typing import Any
 
 import numpy as np
 
-from geosynth.errors import DataError, UsageError
+from geosynth.errors import UsageError
 from geosynth.figures import grouped_bars, save_figure, subplots
-from geosynth.io import temporary_name
+from geosynth.io import read_result, temporary_name
 
 FORMAT = "geosynth-eval/2"
 READABLE_FORMATS = ("geosynth-eval/1", FORMAT)
@@ -268,12 +268,4 @@ def write_reports(
 
 def read_metrics(path: str | os.PathLike) -> dict:
     """An evaluation's ``metrics.json`` (a folder or the file); errors name the path."""
-    path = Path(path)
-    path = path / METRICS_JSON if path.is_dir() else path
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path} is not a readable evaluation: {exc}") from None
-    if not isinstance(data, dict) or data.get("format") not in READABLE_FORMATS:
-        raise DataError(f"{path} is not a geosynth evaluation (format {FORMAT})")
-    return data
+    return read_result(path, METRICS_JSON, "evaluation", READABLE_FORMATS)

@@ -58,12 +58,11 @@ def generated_sources(region) -> Path:
     callback=_pair("x", "3x2"),
     help="W x H tiles of 1 km, e.g. 3x2 (default: the catalog's demo region).",
 )
-@click.option(
+@options.int_option(
     "--seed",
-    type=click.IntRange(min=0),
+    minimum=0,
     default=0,
-    show_default=True,
-    help="Seed of the world; one seed always gives the same bytes.",
+    help_text="Seed of the world; one seed always gives the same bytes.",
 )
 @click.option(
     "--origin",

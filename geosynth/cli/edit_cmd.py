@@ -50,12 +50,11 @@ def _echo_report(report, what: str) -> None:
     required=True,
     help="Water level in the DEM's units, or START:STOP:STEP for a rising sequence.",
 )
-@click.option(
+@options.int_option(
     "--erosion",
-    type=click.IntRange(min=0),
+    minimum=0,
     default=3,
-    show_default=True,
-    help="Size of the square that erodes the flood mask (drops small perturbations).",
+    help_text="Size of the square that erodes the flood mask (drops small perturbations).",
 )
 @click.option(
     "--connected",

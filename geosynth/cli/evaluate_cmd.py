@@ -22,12 +22,11 @@ from geosynth.names import EVAL_PROTOCOLS
     "Output folder (metrics.json, metrics.csv, table_row.md, iou_per_class.png; SAR "
     "generators also speckle.csv and speckle.png)."
 )
-@click.option(
+@options.choice_option(
     "--protocol",
-    type=click.Choice(EVAL_PROTOCOLS),
+    choices=EVAL_PROTOCOLS,
     default="geosynth",
-    show_default=True,
-    help="paper: the conventions of the code published with the paper (pytorch-ignite; every "
+    help_text="paper: the conventions of the code published with the paper (pytorch-ignite; every "
     "pixel, class 0 predicted, absent classes score 0, the training crop's centre window); "
     "geosynth: labelled pixels only, absent classes left out, the largest window.",
 )
@@ -38,21 +37,19 @@ from geosynth.names import EVAL_PROTOCOLS
     help="Edge of the centre window scored per tile [default: paper: the generator's training "
     "crop; geosynth: the largest that fits].",
 )
-@click.option(
+@options.int_option(
     "--fd-grid",
-    type=click.IntRange(0),
+    minimum=0,
     default=0,
-    show_default=True,
-    help="Also the Frechet distance over an N x N grid of windows per tile (N^2 times the "
+    help_text="Also the Frechet distance over an N x N grid of windows per tile (N^2 times the "
     "samples; 0: only one vector per tile, as the paper).",
 )
 @options.batch_size_option()
-@click.option(
+@options.int_option(
     "--workers",
-    type=click.IntRange(0),
+    minimum=0,
     default=0,
-    show_default=True,
-    help="DataLoader worker processes.",
+    help_text="DataLoader worker processes.",
 )
 @options.device_option
 @click.option(

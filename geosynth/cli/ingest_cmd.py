@@ -242,12 +242,11 @@ def import_geonrw(
 @click.command("import-dfc2020")
 @click.argument("root", type=click.Path(file_okay=False))
 @store_out_option
-@click.option(
+@options.choice_option(
     "--split-rule",
-    type=click.Choice(DFC2020_SPLIT_RULES),
+    choices=DFC2020_SPLIT_RULES,
     default="paper",
-    show_default=True,
-    help="paper: contest test patches train, validation patches test; code: patches whose "
+    help_text="paper: contest test patches train, validation patches test; code: patches whose "
     "number ends in 9 are test (the code published with the paper).",
 )
 @options.workers_option()

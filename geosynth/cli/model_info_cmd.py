@@ -23,13 +23,12 @@ def _names(ctx, param, value: str) -> tuple[str, ...]:
 
 
 @click.command("model-info")
-@click.option(
+@options.choice_option(
     "--generator",
     "kind",
-    type=click.Choice(GENERATOR_KINDS),
+    choices=GENERATOR_KINDS,
     default="ours",
-    show_default=True,
-    help="Generator kind (ours, spade = labels only, pix2pix = raster only, concat, merge).",
+    help_text="Generator kind (ours, spade = labels only, pix2pix = raster only, concat, merge).",
 )
 @click.option(
     "--inputs",
@@ -38,12 +37,11 @@ def _names(ctx, param, value: str) -> tuple[str, ...]:
     callback=_names,
     help="Generator inputs, comma-separated: seg and/or rasters (dem, sar, rgb).",
 )
-@click.option(
+@options.choice_option(
     "--output",
-    type=click.Choice(IMAGE_OUTPUTS),
+    choices=IMAGE_OUTPUTS,
     default="rgb",
-    show_default=True,
-    help="Image to synthesize.",
+    help_text="Image to synthesize.",
 )
 @click.option(
     "--sar-channels",
@@ -59,20 +57,18 @@ def _names(ctx, param, value: str) -> tuple[str, ...]:
     default=None,
     help="Label classes incl. unlabelled [default: the catalog's, 11].",
 )
-@click.option(
+@options.int_option(
     "--cap",
     "capacity",
-    type=click.IntRange(1),
+    minimum=1,
     default=GeneratorConfig.capacity,
-    show_default=True,
-    help="Model capacity: width of the first layer; all widths scale with it.",
+    help_text="Model capacity: width of the first layer; all widths scale with it.",
 )
-@click.option(
+@options.int_option(
     "--crop",
-    type=click.IntRange(16),
+    minimum=16,
     default=PAPER_CROP,
-    show_default=True,
-    help="Training crop size; picks the discriminator scales (2 below 512, else 3).",
+    help_text="Training crop size; picks the discriminator scales (2 below 512, else 3).",
 )
 @click.option(
     "--scales",

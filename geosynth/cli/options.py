@@ -119,6 +119,21 @@ def generator_option(help_text: str = "Run folder or checkpoint of a trained gen
     )  # fmt: skip
 
 
+def choice_option(*decls: str, choices, default: str, help_text: str):
+    """An option taking one of ``choices`` (a tuple of :mod:`geosynth.names`), default shown."""
+    return click.option(
+        *decls, type=click.Choice(choices), default=default, show_default=True, help=help_text
+    )
+
+
+def int_option(*decls: str, default: int, help_text: str, minimum: int = 0):
+    """A whole-number option of at least ``minimum``, default shown."""
+    return click.option(
+        *decls, type=click.IntRange(min=minimum), default=default, show_default=True,
+        help=help_text,
+    )  # fmt: skip
+
+
 def store_option(help_text: str = "Store: a path or an s3://, gs://, memory:// URL.",
                  required: bool = True):  # fmt: skip
     """``--store``: a store read by the command (a path or an fsspec URL)."""

@@ -35,12 +35,11 @@ from geosynth.cli import options
     "count as --raw and its simulated looks are checked (exit 1 when not recovered).",
 )
 @click.option("--no-real", is_flag=True, help="Leave out the store's own SAR.")
-@click.option(
+@options.int_option(
     "--erode",
-    type=click.IntRange(min=0),
+    minimum=0,
     default=3,
-    show_default=True,
-    help="Pixels removed from every class edge, validity edge and tile border.",
+    help_text="Pixels removed from every class edge, validity edge and tile border.",
 )
 @click.option(
     "--looks",

@@ -49,19 +49,17 @@ def aerial(sources, tile, like, nir, out, as_json) -> None:
 @click.command()
 @click.argument("sources", nargs=-1, required=True)
 @options.grid_options
-@click.option(
+@options.choice_option(
     "--returns",
-    type=click.Choice(RETURNS),
+    choices=RETURNS,
     default="first",
-    show_default=True,
-    help="first: return number 1 (first and only returns); last; all.",
+    help_text="first: return number 1 (first and only returns); last; all.",
 )
-@click.option(
+@options.choice_option(
     "--stat",
-    type=click.Choice(STATS),
+    choices=STATS,
     default="mean",
-    show_default=True,
-    help="Height statistic per cell (max of first returns ~ DSM, min of last ~ DTM).",
+    help_text="Height statistic per cell (max of first returns ~ DSM, min of last ~ DTM).",
 )
 @click.option(
     "--radius",
@@ -91,12 +89,11 @@ def aerial(sources, tile, like, nir, out, as_json) -> None:
     "cannot be read (refused without this option) [default: the catalog grid's, "
     "for files without one].",
 )
-@click.option(
+@options.int_option(
     "--chunk-size",
-    type=click.IntRange(min=1),
+    minimum=1,
     default=1_000_000,
-    show_default=True,
-    help="Points read per chunk (memory is bounded by this, not by the file size).",
+    help_text="Points read per chunk (memory is bounded by this, not by the file size).",
 )
 @options.out_file_option()
 @options.json_option

@@ -43,11 +43,10 @@ import numpy as np
 
 from geosynth.catalog import Catalog, Dfc2020Norm, load_catalog
 from geosynth.errors import DataError, UsageError
+from geosynth.ingest import run
 from geosynth.ingest.rasters import RasterInfo, check_labels, common_shape, probe_all, read_raster
-from geosynth.ingest.run import IngestReport, Progress, Record, TileTask, run_ingest, writable_store
 from geosynth.names import DFC2020_SPLIT_RULES
-from geosynth.store import TilePlan, class_table, open_for_resume
-from geosynth.store.location import locate
+from geosynth.store import TilePlan, class_table
 from geosynth.store.lock import locks_store
 
 log = logging.getLogger(__name__)
@@ -158,7 +157,7 @@ def check_patch(patch: Patch, infos: Mapping[str, RasterInfo | str]) -> str | No
 
 
 @dataclass(frozen=True)
-class Dfc2020Task(TileTask):
+class Dfc2020Task(run.TileTask):
     """One patch to import: its plan and what a worker needs to write it (picklable)."""
 
     files: tuple[tuple[str, str], ...]  # (kind, path)
@@ -193,7 +192,7 @@ def _s2(values: np.ndarray, path: str) -> np.ndarray:
     raise DataError(f"{path}: S2 of type {values.dtype} does not fit uint16 DN")
 
 
-def import_dfc2020_tile(task: Dfc2020Task, record: Record) -> None:
+def import_dfc2020_tile(task: Dfc2020Task, record: run.Record) -> None:
     """Read one patch's S1, S2 and label files, convert them and write the tile."""
     from geosynth.store import TileData
 
@@ -218,7 +217,7 @@ def import_dfc2020_tile(task: Dfc2020Task, record: Record) -> None:
         crs=task.plan.crs,
         sources={"files": files},
     )
-    writable_store(task).write_tile(task.tile_id, data)
+    run.writable_store(task).write_tile(task.tile_id, data)
 
 
 # --------------------------------------------------------------------------- the import
@@ -230,25 +229,24 @@ def import_dfc2020(
     out: str | os.PathLike,
     *,
     split_rule: str = "paper",
-    workers: int = 1,
-    scheduler: str | None = None,
     catalog: Catalog | None = None,
-    report_path: str | os.PathLike | None = None,
-    progress: Progress | None = None,
-    on_plan: Callable[[int], None] | None = None,
-    storage_options: Mapping[str, Any] | None = None,
-) -> IngestReport:
-    """Import (or resume importing) the DFC2020 folder ``root`` into the store ``out``."""
+    **runner,
+) -> run.IngestReport:
+    """Import (or resume importing) the DFC2020 folder ``root`` into the store ``out``.
+
+    ``runner``: how its tiles run (:class:`~geosynth.ingest.run.RunOptions`: workers or a
+    scheduler, report path, progress callbacks, storage options).
+    """
+    options = run.RunOptions(**runner)
+    storage_options = options.storage_options
     catalog = catalog or load_catalog()
     if split_rule not in SPLIT_RULES:
         raise UsageError(f"unknown split rule {split_rule!r}; choose from {', '.join(SPLIT_RULES)}")
-    if workers < 1:
-        raise UsageError("--workers must be at least 1")
     out = str(out)
     norm = catalog.dfc2020
     patches = discover_dfc2020(root)
     tasks, excluded = plan_dfc2020(
-        patches, out, norm, SPLIT_RULES[split_rule], max(4, workers), storage_options
+        patches, out, norm, SPLIT_RULES[split_rule], max(4, options.workers), storage_options
     )
     if not tasks:
         raise DataError(
@@ -256,14 +254,13 @@ def import_dfc2020(
             f"{next(iter(excluded.values()), '-')})"
         )
     plans = [t.plan for t in tasks]
-    if locate(out, storage_options).exists():
-        open_for_resume(
-            out, plans, MODALITIES, dataset=DATASET, catalog_sha256=catalog.sha256, verb="import",
-            storage_options=storage_options,
-        )  # fmt: skip
-    else:
-        _create(out, plans, tasks[0].shape, norm, root, split_rule, storage_options)
-    report = IngestReport(
+    run.open_or_create(
+        out, plans, MODALITIES,
+        lambda: _create(out, plans, tasks[0].shape, norm, root, split_rule, storage_options),
+        dataset=DATASET, catalog_sha256=catalog.sha256, verb="import",
+        storage_options=storage_options,
+    )  # fmt: skip
+    report = run.IngestReport(
         region=DATASET,
         dataset=DATASET,
         store=out,
@@ -273,17 +270,7 @@ def import_dfc2020(
         excluded=excluded,
         notes=[f"split rule {split_rule!r}: {_rule_text(split_rule)}"],
     )
-    return run_ingest(
-        report,
-        tasks,
-        import_dfc2020_tile,
-        workers=workers,
-        scheduler=scheduler,
-        report_path=report_path,
-        progress=progress,
-        on_plan=on_plan,
-        storage_options=storage_options,
-    )
+    return run.run_ingest(report, tasks, import_dfc2020_tile, options)
 
 
 def plan_dfc2020(

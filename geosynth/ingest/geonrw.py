@@ -45,8 +45,8 @@ from affine import Affine
 from geosynth.catalog import Catalog, GridSpec, SarNorm, load_catalog
 from geosynth.errors import DataError, UsageError
 from geosynth.grid import TileId, tile_bounds
+from geosynth.ingest import run
 from geosynth.ingest.rasters import RasterInfo, check_labels, common_shape, probe_all, read_raster
-from geosynth.ingest.run import IngestReport, Progress, Record, TileTask, run_ingest, writable_store
 from geosynth.names import SPLITS
 from geosynth.sources.filenames import (
     GEONRW_FILE,
@@ -54,8 +54,7 @@ from geosynth.sources.filenames import (
     GEONRW_SAR_MEMBER,
     GEONRW_TILE_STEM,
 )
-from geosynth.store import TilePlan, open_for_resume
-from geosynth.store.location import locate
+from geosynth.store import TilePlan
 from geosynth.store.lock import locks_store
 
 log = logging.getLogger(__name__)
@@ -227,7 +226,7 @@ def resolve_georef(
 
 
 @dataclass(frozen=True)
-class GeoNRWTask(TileTask):
+class GeoNRWTask(run.TileTask):
     """One tile to import: its plan and what a worker needs to write it (picklable)."""
 
     files: tuple[tuple[str, str], ...]  # (kind, path)
@@ -239,7 +238,7 @@ class GeoNRWTask(TileTask):
     num_classes: int
 
 
-def import_geonrw_tile(task: GeoNRWTask, record: Record) -> None:
+def import_geonrw_tile(task: GeoNRWTask, record: run.Record) -> None:
     """Read one tile's files, convert them per the module docstring and write the tile."""
     from geosynth.store import TileData
 
@@ -274,7 +273,7 @@ def import_geonrw_tile(task: GeoNRWTask, record: Record) -> None:
                 data.sar, data.sar_valid = sar, valid
     if task.sar_note:
         record["skipped"]["sar"] = task.sar_note
-    writable_store(task).write_tile(task.tile_id, data)
+    run.writable_store(task).write_tile(task.tile_id, data)
 
 
 def _rgb(values: np.ndarray, path: str) -> np.ndarray:
@@ -464,19 +463,18 @@ def import_geonrw(
     out: str | os.PathLike,
     *,
     with_sar: bool = False,
-    workers: int = 1,
-    scheduler: str | None = None,
     assign: Mapping[str, str] | None = None,
     catalog: Catalog | None = None,
-    report_path: str | os.PathLike | None = None,
-    progress: Progress | None = None,
-    on_plan: Callable[[int], None] | None = None,
-    storage_options: Mapping[str, Any] | None = None,
-) -> IngestReport:
-    """Import (or resume importing) the published GeoNRW folder ``root`` into the store ``out``."""
+    **runner,
+) -> run.IngestReport:
+    """Import (or resume importing) the published GeoNRW folder ``root`` into the store ``out``.
+
+    ``runner``: how its tiles run (:class:`~geosynth.ingest.run.RunOptions`: workers or a
+    scheduler, report path, progress callbacks, storage options).
+    """
+    options = run.RunOptions(**runner)
+    storage_options = options.storage_options
     catalog = catalog or load_catalog()
-    if workers < 1:
-        raise UsageError("--workers must be at least 1")
     assign = dict(assign or {})
     for city, split in assign.items():
         if split not in SPLITS:
@@ -484,22 +482,21 @@ def import_geonrw(
     out = str(out)
     sources = discover_geonrw(root, with_sar)
     tasks, excluded, tile_shape, sar_channels = plan_geonrw(
-        sources, out, catalog, assign, with_sar, threads=max(4, workers),
+        sources, out, catalog, assign, with_sar, threads=max(4, options.workers),
         storage_options=storage_options,
     )  # fmt: skip
     modalities = [*MEMBERS, SAR_MEMBER] if with_sar else list(MEMBERS)
     notes = _plan_notes(tasks, sources.unknown_cities, catalog.grid.crs)
     plans = [t.plan for t in tasks]
-    if locate(out, storage_options).exists():
-        open_for_resume(
-            out, plans, modalities, dataset=DATASET, catalog_sha256=catalog.sha256, verb="import",
-            storage_options=storage_options,
-        )  # fmt: skip
-    else:
-        _create(
+    run.open_or_create(
+        out, plans, modalities,
+        lambda: _create(
             out, plans, tile_shape, with_sar, sar_channels, catalog, root, assign, storage_options
-        )
-    report = IngestReport(
+        ),
+        dataset=DATASET, catalog_sha256=catalog.sha256, verb="import",
+        storage_options=storage_options,
+    )  # fmt: skip
+    report = run.IngestReport(
         region=DATASET,
         dataset=DATASET,
         store=out,
@@ -509,17 +506,7 @@ def import_geonrw(
         excluded=excluded,
         notes=notes,
     )
-    return run_ingest(
-        report,
-        tasks,
-        import_geonrw_tile,
-        workers=workers,
-        scheduler=scheduler,
-        report_path=report_path,
-        progress=progress,
-        on_plan=on_plan,
-        storage_options=storage_options,
-    )
+    return run.run_ingest(report, tasks, import_geonrw_tile, options)
 
 
 def _create(out, plans, tile_shape, with_sar, sar_channels, catalog, root, assign, options):

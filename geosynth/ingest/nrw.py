@@ -26,7 +26,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from typing import Any
 from geosynth.catalog import Catalog, Region, load_catalog
 from geosynth.errors import DataError, UsageError
 from geosynth.grid import TILE_IN_NAME, RasterGrid, TileId, tile_transform
-from geosynth.ingest.run import IngestReport, Progress, Record, TileTask, run_ingest, writable_store
+from geosynth.ingest import run
 from geosynth.io import cache_dir
 from geosynth.names import BUILD_MODALITIES
 from geosynth.store.lock import locks_store
@@ -152,7 +152,7 @@ def flight_dates(sources: RegionSources) -> dict[str, dict]:
 
 
 @dataclass(frozen=True)
-class BuildTask(TileTask):
+class BuildTask(run.TileTask):
     """Everything a worker needs to build one tile (picklable for processes and dask)."""
 
     modalities: tuple[str, ...]
@@ -168,7 +168,7 @@ class BuildTask(TileTask):
     dem_radius: float | None = None  # the authors' PDAL gridding instead of per-cell means
 
 
-def build_tile(task: BuildTask, record: Record) -> None:
+def build_tile(task: BuildTask, record: run.Record) -> None:
     """Run the stages for one tile and write it to the store (the runner's ``work``).
 
     Fills ``record["skipped"]`` (modality -> reason) and ``record["stages"]``
@@ -196,7 +196,7 @@ def build_tile(task: BuildTask, record: Record) -> None:
         data.sources[name] = result.report.get("sources", [])
     if data.rgb is not None and task.rgb_acquisition:
         data.acquisition["rgb"] = dict(task.rgb_acquisition)
-    writable_store(task).write_tile(task.tile_id, data)
+    run.writable_store(task).write_tile(task.tile_id, data)
 
 
 def _scene_acquisition(scene: dict) -> dict:
@@ -399,7 +399,7 @@ def plan_tasks(
     ]
 
 
-def open_or_create_store(
+def create_region_store(
     out,
     plans: Sequence,
     modalities: Sequence[str],
@@ -407,15 +407,9 @@ def open_or_create_store(
     parameters: dict,
     storage_options: Mapping[str, Any] | None = None,
 ):
-    """Create the store sized for ``plans``, or reopen it after checking it matches the catalog."""
-    from geosynth.store import create_store, modality, open_for_resume
-    from geosynth.store.location import locate
+    """Create the store of a region build, sized for ``plans``."""
+    from geosynth.store import create_store, modality
 
-    if locate(out, storage_options).exists():
-        return open_for_resume(
-            out, plans, modalities, dataset=DATASET, catalog_sha256=catalog.sha256,
-            storage_options=storage_options,
-        )  # fmt: skip
     specs = [
         modality(m, channels=1, bands=("HH",)) if m == "sar" else modality(m) for m in modalities
     ]
@@ -443,24 +437,20 @@ def build_region(
     out: str | os.PathLike,
     *,
     source_dir: str | os.PathLike | None = None,
-    workers: int = 1,
-    scheduler: str | None = None,
     tiles: Sequence[str] | None = None,
     bbox: Sequence[float] | None = None,
     tiles_from: str | os.PathLike | None = None,
     boundary: str | os.PathLike | None = None,
     modalities: Sequence[str] | None = None,
     catalog: Catalog | None = None,
-    report_path: str | os.PathLike | None = None,
-    progress: Progress | None = None,
-    on_plan: Callable[[int], None] | None = None,
-    storage_options: Mapping[str, Any] | None = None,
     lidar_default_crs: str | None = None,
     lidar_crs: str | None = None,
     dem_radius: float | None = None,
-) -> IngestReport:
-    """Build (or resume building) a region into the store ``out`` (a path or URL, with
-    ``storage_options`` for object storage); see the module docstring.
+    **runner,
+) -> run.IngestReport:
+    """Build (or resume building) a region into the store ``out`` (a path or URL); see the
+    module docstring. ``runner``: how its tiles run (:class:`~geosynth.ingest.run.RunOptions`:
+    workers or a scheduler, report path, progress callbacks, storage options).
 
     ``bbox``, ``tiles_from`` and ``boundary`` choose tiles as :func:`plan_tiles` says.
     ``lidar_default_crs`` is the CRS of lidar files without a readable one (files without
@@ -468,6 +458,8 @@ def build_region(
     without it), ``lidar_crs`` overrides every header, ``dem_radius`` grids the DEM as the
     authors' PDAL code did (:func:`geosynth.sources.lidar.dem_stage`).
     """
+    options = run.RunOptions(**runner)
+    storage_options = options.storage_options
     catalog = catalog or load_catalog()
     region = catalog.region(region_name)
     wanted = list(modalities or BUILD_MODALITIES)
@@ -476,8 +468,6 @@ def build_region(
         raise UsageError(
             f"unknown modality {', '.join(unknown)}; choose from {', '.join(BUILD_MODALITIES)}"
         )
-    if workers < 1:
-        raise UsageError("--workers must be at least 1")
     out = str(out)
     root = resolve_source_dir(region, source_dir)
     sources = discover_sources(root, catalog)
@@ -514,8 +504,14 @@ def build_region(
     tasks = plan_tasks(
         out, sources, planned, wanted, catalog, region, storage_options, lidar, osm_cut=cut
     )
-    open_or_create_store(out, [t.plan for t in tasks], wanted, catalog, parameters, storage_options)
-    report = IngestReport(
+    plans = [t.plan for t in tasks]
+    run.open_or_create(
+        out, plans, wanted,
+        lambda: create_region_store(out, plans, wanted, catalog, parameters, storage_options),
+        dataset=DATASET, catalog_sha256=catalog.sha256, verb="build",
+        storage_options=storage_options,
+    )  # fmt: skip
+    report = run.IngestReport(
         region=region.name,
         dataset=DATASET,
         store=out,
@@ -525,14 +521,4 @@ def build_region(
         excluded=left_out,
         notes=source_notes(sources, planned, catalog),
     )
-    return run_ingest(
-        report,
-        tasks,
-        build_tile,
-        workers=workers,
-        scheduler=scheduler,
-        report_path=report_path,
-        progress=progress,
-        on_plan=on_plan,
-        storage_options=storage_options,
-    )
+    return run.run_ingest(report, tasks, build_tile, options)

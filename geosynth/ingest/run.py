@@ -27,8 +27,10 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from geosynth.errors import GeosynthError, OutputError, write_failure
+from geosynth.errors import GeosynthError, OutputError, UsageError, write_failure
 from geosynth.store.contract import TilePlan
+from geosynth.store.create import open_for_resume
+from geosynth.store.location import locate
 from geosynth.workers import exit_with_parent
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,44 @@ log = logging.getLogger(__name__)
 Record = dict[str, Any]
 Progress = Callable[[Record], None]
 Work = Callable[[Any, Record], None]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a producer runs its tiles: the keyword arguments every producer (build, imports,
+    upgrade) takes and passes on to :func:`run_ingest`.
+
+    ``workers`` local processes, or a dask.distributed ``scheduler`` address;
+    ``report_path`` (default: ``<store>.report.json``); ``progress(record)`` after every
+    tile; ``on_plan(n)`` once the tiles left to run are known; ``storage_options`` of the
+    store's fsspec filesystem (``s3://``, ``gs://``).
+    """
+
+    workers: int = 1
+    scheduler: str | None = None
+    report_path: str | os.PathLike | None = None
+    progress: Progress | None = None
+    on_plan: Callable[[int], None] | None = None
+    storage_options: Mapping[str, Any] | None = None
+
+    def __post_init__(self):
+        if self.workers < 1:
+            raise UsageError("--workers must be at least 1")
+
+
+def open_or_create(
+    out, plans: Sequence[TilePlan], modalities: Sequence[str], create: Callable[[], Any], *,
+    dataset: str, catalog_sha256: str | None, verb: str, storage_options=None,
+) -> None:  # fmt: skip
+    """Reopen the store ``out`` after the one set of resume checks
+    (:func:`~geosynth.store.create.open_for_resume`), or make it with ``create()``."""
+    if locate(out, storage_options).exists():
+        open_for_resume(
+            out, plans, modalities, dataset=dataset, catalog_sha256=catalog_sha256, verb=verb,
+            storage_options=storage_options,
+        )  # fmt: skip
+    else:
+        create()
 
 
 @dataclass
@@ -205,16 +245,7 @@ def writable_store(task: TileTask):
 
 
 def run_ingest(
-    report: IngestReport,
-    tasks: Sequence[Any],
-    work: Work,
-    *,
-    workers: int = 1,
-    scheduler: str | None = None,
-    report_path: str | os.PathLike | None = None,
-    progress: Progress | None = None,
-    on_plan: Callable[[int], None] | None = None,
-    storage_options: Mapping[str, Any] | None = None,
+    report: IngestReport, tasks: Sequence[Any], work: Work, run: RunOptions
 ) -> IngestReport:
     """Run ``work`` on the tasks of tiles not yet complete in ``report.store``; write the report
     and refresh the store's consolidated metadata.
@@ -226,19 +257,20 @@ def run_ingest(
     """
     from geosynth.store import open_store
 
-    store = open_store(report.store, storage_options=storage_options)
+    store = open_store(report.store, storage_options=run.storage_options)
     complete = {store.tile_ids[i] for i in store.tiles()}
     report.already_complete = sorted({t.tile_id for t in tasks} & complete)
     todo = [t for t in tasks if t.tile_id not in complete]
-    if on_plan:
-        on_plan(len(todo))
+    if run.on_plan:
+        run.on_plan(len(todo))
     started = time.perf_counter()
     fatal: str | None = None
     try:
-        for record in run_tasks(functools.partial(tile_record, work), todo, workers, scheduler):
+        records = run_tasks(functools.partial(tile_record, work), todo, run.workers, run.scheduler)
+        for record in records:
             report.add(record)
-            if progress:
-                progress(record)
+            if run.progress:
+                run.progress(record)
             if record.get("fatal"):
                 fatal = record["error"]
                 break  # closes run_tasks: queued tiles are cancelled
@@ -251,7 +283,7 @@ def run_ingest(
         report.interrupted = report.interrupted or fatal is not None
         if fatal:
             report.notes.append(f"stopped: {fatal}")
-        _finish(report, store, report_path, storage_options)
+        _finish(report, store, run.report_path, run.storage_options)
         if report.interrupted and not fatal:
             log.warning(
                 "interrupted: %d of %d tiles complete in %s; rerun the same command to resume",

@@ -12,22 +12,20 @@ copied unchanged; tiles that were not complete in the old store stay planned.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from affine import Affine
 
 from geosynth.errors import StoreError
-from geosynth.ingest.run import IngestReport, Progress, Record, TileTask, run_ingest, writable_store
+from geosynth.ingest import run
 from geosynth.store.contract import COMPLETE, ModalitySpec, StoreLayout, TilePlan
 from geosynth.store.location import locate, storage_errors
 from geosynth.store.lock import locks_store
 
 
 @dataclass(frozen=True)
-class UpgradeTask(TileTask):
+class UpgradeTask(run.TileTask):
     """One tile to copy: its row in the old store."""
 
     source: str
@@ -48,7 +46,7 @@ def _open_v1(old, storage_options):
     return location, group
 
 
-def upgrade_tile(task: UpgradeTask, record: Record) -> None:
+def upgrade_tile(task: UpgradeTask, record: run.Record) -> None:
     """Copy one tile of a version 1 store into the new store."""
     from geosynth.store import TileData
 
@@ -72,24 +70,23 @@ def upgrade_tile(task: UpgradeTask, record: Record) -> None:
             data.extras[name] = values
     if present.get("sar"):
         data.sar_valid = np.asarray(old["sar_valid"][i])
-    writable_store(task).write_tile(task.tile_id, data)
+    run.writable_store(task).write_tile(task.tile_id, data)
 
 
 @locks_store("new")
 def upgrade_store(
     old,
     new,
-    *,
-    workers: int = 1,
-    scheduler: str | None = None,
-    report_path=None,
-    progress: Progress | None = None,
-    on_plan: Callable[[int], None] | None = None,
-    storage_options: Mapping[str, Any] | None = None,
-) -> IngestReport:
-    """Convert (or resume converting) the version 1 store ``old`` into the new store ``new``."""
-    from geosynth.store import create_store, open_for_resume
+    **runner,
+) -> run.IngestReport:
+    """Convert (or resume converting) the version 1 store ``old`` into the new store ``new``.
 
+    ``runner``: how its tiles run (:class:`~geosynth.ingest.run.RunOptions`).
+    """
+    from geosynth.store import create_store
+
+    options = run.RunOptions(**runner)
+    storage_options = options.storage_options
     source, group = _open_v1(old, storage_options)
     attrs = dict(group.attrs)
     n = group["tile_id"].shape[0]
@@ -108,13 +105,9 @@ def upgrade_store(
     specs = [ModalitySpec.from_attrs(name, m) for name, m in attrs["geosynth:modalities"].items()]
     provenance = dict(attrs.get("geosynth:provenance", {}))
     target = locate(new, storage_options)
-    if target.exists():
-        open_for_resume(
-            target, plans, [s.name for s in specs], dataset=attrs["geosynth:dataset"],
-            catalog_sha256=provenance.get("catalog_sha256"), verb="upgrade",
-        )  # fmt: skip
-    else:
-        create_store(
+    run.open_or_create(
+        target, plans, [s.name for s in specs],
+        lambda: create_store(
             target,
             plans,
             tile_shape=tuple(attrs["geosynth:tile_shape"]),
@@ -125,7 +118,10 @@ def upgrade_store(
             normalisation=attrs.get("geosynth:normalisation", {}),
             provenance={**provenance, "upgraded_from": {"store": source.url, "store_version": 1}},
             layout=StoreLayout(**{**attrs.get("geosynth:layout", {}), "checksum": True}),
-        )
+        ),
+        dataset=attrs["geosynth:dataset"], catalog_sha256=provenance.get("catalog_sha256"),
+        verb="upgrade",
+    )  # fmt: skip
     states = group["state"][:]
     tasks = [
         UpgradeTask(
@@ -138,7 +134,7 @@ def upgrade_store(
         for i, plan in enumerate(plans)
         if states[i] == COMPLETE
     ]
-    report = IngestReport(
+    report = run.IngestReport(
         region=attrs["geosynth:dataset"],
         dataset=attrs["geosynth:dataset"],
         store=target.url,
@@ -151,8 +147,4 @@ def upgrade_store(
             if s != COMPLETE
         },
     )
-    return run_ingest(
-        report, tasks, upgrade_tile, workers=workers, scheduler=scheduler,
-        report_path=report_path, progress=progress, on_plan=on_plan,
-        storage_options=storage_options,
-    )  # fmt: skip
+    return run.run_ingest(report, tasks, upgrade_tile, options)

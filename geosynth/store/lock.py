@@ -50,7 +50,7 @@ def store_lock(path, storage_options: Mapping[str, Any] | None = None) -> Iterat
 
 def locks_store(param: str):
     """Decorate a producer so that it runs holding the lock of its store argument ``param``
-    (and its ``storage_options`` argument, where it has one)."""
+    (and its ``storage_options``, given by name or among its ``**`` keyword arguments)."""
 
     def decorate(func):
         signature = inspect.signature(func)
@@ -58,7 +58,9 @@ def locks_store(param: str):
         @functools.wraps(func)
         def run(*args, **kwargs):
             bound = signature.bind(*args, **kwargs)
-            options = bound.arguments.get("storage_options")
+            extra = next((bound.arguments[p.name] for p in signature.parameters.values()
+                          if p.kind is p.VAR_KEYWORD and p.name in bound.arguments), {})  # fmt: skip
+            options = bound.arguments.get("storage_options", extra.get("storage_options"))
             with store_lock(bound.arguments[param], options):
                 return func(*args, **kwargs)
 

@@ -35,7 +35,7 @@ import numpy as np
 
 from geosynth.errors import DataError, UsageError
 from geosynth.figures import grouped_bars, save_figure, save_panel, subplots
-from geosynth.io import write_text
+from geosynth.io import read_result, write_text
 
 log = logging.getLogger(__name__)
 
@@ -264,15 +264,7 @@ def summary_lines(result: dict) -> list[str]:
 
 def read_probe(path: str | os.PathLike) -> dict:
     """A probe's ``probe.json`` (a folder or the file); errors name the path."""
-    path = Path(path)
-    path = path / PROBE_JSON if path.is_dir() else path
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path} is not a readable fusion probe: {exc}") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise DataError(f"{path} is not a geosynth fusion probe ({FORMAT})")
-    return data
+    return read_result(path, PROBE_JSON, "fusion probe", FORMAT)
 
 
 # --------------------------------------------------------------------------- figures
