@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from affine import Affine
 
 from geosynth.catalog import GridSpec
-from geosynth.errors import UsageError
+from geosynth.errors import DataError, UsageError
 
 _TILE_ID = re.compile(r"^(-?\d+)_(-?\d+)$")
 
@@ -124,8 +124,6 @@ class RasterGrid:
     def like(cls, path) -> RasterGrid:
         """The grid of an existing raster (``--like ref.tif``)."""
         import rasterio
-
-        from geosynth.errors import DataError
 
         try:
             with rasterio.open(path) as src:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from geosynth.errors import DataError, OutputError, write_failure
 from geosynth.grid import RasterGrid
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,6 @@ def check_writable(folder: str | os.PathLike, what: object = None) -> None:
     Raises :class:`~geosynth.errors.OutputError` naming ``what`` (default: the folder), the
     folder and the cause.
     """
-    from geosynth.errors import OutputError, write_failure
 
     folder = Path(folder)
     target = folder
@@ -135,8 +135,6 @@ def read_result(
     ``filename``) whose ``format`` is one of ``formats``; errors name the path and ``what``
     it should have been."""
     import json
-
-    from geosynth.errors import DataError
 
     formats = (formats,) if isinstance(formats, str) else tuple(formats)
     path = Path(path)

@@ -52,9 +52,12 @@ from geosynth.analysis.speckle import (
     homogeneous_masks,
     k_pdf,
 )
+from geosynth.catalog import load_catalog
+from geosynth.demo import read_manifest
 from geosynth.errors import DataError, UsageError
 from geosynth.figures import save_figure, subplots
 from geosynth.io import atomic_path
+from geosynth.sources.sar import read_cal_factor, scene_images
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +111,6 @@ class ClassResult:
 def sar_normalisation(store) -> tuple[float, float, tuple[float, float]]:
     """``(db_factor, divisor, (lo, hi))`` of the store's SAR normalisation (the catalog's
     when the store records none)."""
-    from geosynth.catalog import load_catalog
 
     attrs = dict(store.attrs.get("geosynth:normalisation", {}).get("sar") or {})
     if not attrs:
@@ -210,8 +212,6 @@ def raw_pieces(store, scenes: Sequence[str | os.PathLike], tiles=None, split=Non
     from rasterio.warp import Resampling, reproject, transform_bounds
     from rasterio.windows import Window, from_bounds
 
-    from geosynth.sources.sar import read_cal_factor, scene_images
-
     indices = _tile_indices(store, tiles, split)
     for scene in scenes:
         for image in scene_images(scene):
@@ -263,7 +263,6 @@ def _overlaps(a, b) -> bool:
 
 def world_scenes(world: str | os.PathLike) -> tuple[list[Path], float | None]:
     """The SAR product folders of a demo world and its simulated looks (world.json)."""
-    from geosynth.demo import read_manifest
 
     manifest = read_manifest(world)
     if manifest is None or "sar" not in manifest:

@@ -14,9 +14,36 @@ from pathlib import Path
 
 from geosynth import __version__
 from geosynth.catalog import Catalog, load_catalog
+from geosynth.demo.dop import HOUR_UTC_NOTE, campaign_sun, render_dop, tile_grid
 from geosynth.demo.layout import build_world
-from geosynth.demo.scene import World, WorldParams
+from geosynth.demo.lidar import SURFACE_RES_M, simulate_lidar
+from geosynth.demo.render import crop_surface, render_surface, truth_landcover
+from geosynth.demo.sar import (
+    CAL_FACTOR,
+    LOOKS,
+    PIXEL_M,
+    SAR_CRS,
+    annotation_xml,
+    render_scene,
+    scene_specs,
+)
+from geosynth.demo.scene import FLIGHTS, World, WorldParams
+from geosynth.demo.writers import (
+    ATKIS_LAYERS,
+    LIDAR_DATE,
+    TRUTH_README,
+    write_dop_metadata,
+    write_jp2,
+    write_landcover,
+    write_laz,
+    write_listing,
+    write_osm,
+    write_sar_product,
+    write_truth,
+    write_zip,
+)
 from geosynth.grid import RasterGrid, TileId
+from geosynth.sources.filenames import member_name, package_name
 from geosynth.workers import exit_with_parent
 
 log = logging.getLogger(__name__)
@@ -45,8 +72,6 @@ def generate_into(
     and the vectors; every tile's files depend on the seed only, so the bytes
     do not depend on ``workers``.
     """
-    from geosynth.demo.sar import scene_specs
-    from geosynth.demo.writers import TRUTH_README
 
     catalog = load_catalog()
     region = catalog.region("demo")
@@ -141,8 +166,6 @@ def _publish(
 ) -> tuple[dict, dict]:
     """Move the rendered tiles into the provider layout: per-tile files with their folder
     listings and the orthophoto metadata (``tiles``), or one zip per source (``packages``)."""
-    from geosynth.demo.writers import write_dop_metadata, write_listing, write_zip
-    from geosynth.sources.filenames import package_name
 
     out = {}
     for source in ("dop", "lidar"):
@@ -195,11 +218,6 @@ def _tile_job(root: Path, staging: Path, params: WorldParams, tile_id: str) -> d
 
 def _write_tile(root: Path, staging: Path, world: World, tile: TileId, catalog: Catalog) -> dict:
     """Orthophoto, lidar and truth of one tile (files into ``staging`` and ``root/truth``)."""
-    from geosynth.demo.dop import render_dop, tile_grid
-    from geosynth.demo.lidar import SURFACE_RES_M, simulate_lidar
-    from geosynth.demo.render import crop_surface, render_surface, truth_landcover
-    from geosynth.demo.writers import LIDAR_DATE, write_jp2, write_laz, write_truth
-    from geosynth.sources.filenames import member_name
 
     params = world.params
     res = params.dop_resolution
@@ -245,7 +263,6 @@ def _write_tile(root: Path, staging: Path, world: World, tile: TileId, catalog: 
 
 
 def _sun_record(world: World, campaign) -> dict:
-    from geosynth.demo.dop import campaign_sun
 
     azimuth, elevation = campaign_sun(world, campaign)
     return {
@@ -257,8 +274,6 @@ def _sun_record(world: World, campaign) -> dict:
 
 def _flight_suns(world: World) -> dict:
     """The sun of every flight (each tile's record names its own)."""
-    from geosynth.demo.dop import HOUR_UTC_NOTE
-    from geosynth.demo.scene import FLIGHTS
 
     return {
         "model": HOUR_UTC_NOTE,
@@ -272,16 +287,6 @@ def _flight_suns(world: World) -> dict:
 
 def _write_sar(root: Path, world: World, scenes: list, step) -> dict:
     from shapely.geometry import box
-
-    from geosynth.demo.sar import (
-        CAL_FACTOR,
-        LOOKS,
-        PIXEL_M,
-        SAR_CRS,
-        annotation_xml,
-        render_scene,
-    )
-    from geosynth.demo.writers import write_sar_product
 
     records = []
     (root / "sar").mkdir()
@@ -322,7 +327,6 @@ def _write_sar(root: Path, world: World, scenes: list, step) -> dict:
 
 
 def _write_vectors(root: Path, world: World, region, catalog: Catalog, step) -> dict:
-    from geosynth.demo.writers import ATKIS_LAYERS, write_landcover, write_osm
 
     gpkg = root / "landcover" / f"basis-dlm_{region.ags}_{region.package}_EPSG25832.gpkg"
     gpkg.parent.mkdir()

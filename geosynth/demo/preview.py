@@ -13,17 +13,19 @@ from pathlib import Path
 
 import numpy as np
 
+from geosynth.catalog import load_catalog
 from geosynth.demo.scene import WORLD_CRS
+from geosynth.demo.world import read_manifest, read_tile_file, tile_file
 from geosynth.errors import DataError
 from geosynth.figures import listed_colormap, patch, subplots
+from geosynth.grid import RasterGrid
+from geosynth.io import atomic_path
 
 PREVIEW_CELL_M = 4.0  # resolution of the raster panels
 
 
 def _grid(bounds, cell: float):
     from affine import Affine
-
-    from geosynth.grid import RasterGrid
 
     left, bottom, right, top = bounds
     width, height = int(round((right - left) / cell)), int(round((top - bottom) / cell))
@@ -42,8 +44,6 @@ def dop_mosaic(root: Path, manifest: dict, cell: float) -> np.ndarray:
     """(4, H, W) uint8 mosaic of the orthophotos, read decimated (from the files or package)."""
     import rasterio
 
-    from geosynth.demo.world import tile_file
-
     bounds = manifest["region_bounds"]
     grid = _grid(bounds, cell)
     out = np.zeros((4, *grid.shape), dtype=np.uint8)
@@ -58,8 +58,6 @@ def dop_mosaic(root: Path, manifest: dict, cell: float) -> np.ndarray:
 def lidar_surface(root: Path, manifest: dict, cell: float) -> np.ndarray:
     """(H, W) float32: the highest return per cell (NaN where no return, e.g. water)."""
     import laspy
-
-    from geosynth.demo.world import read_tile_file
 
     bounds = manifest["region_bounds"]
     left, _, _, top = bounds
@@ -122,10 +120,6 @@ def draw_preview(world_dir: str | Path, png_path: str | Path, dpi: int = 70) -> 
     import geopandas as gpd
     import pyogrio
     from PIL import Image
-
-    from geosynth.catalog import load_catalog
-    from geosynth.demo.world import read_manifest
-    from geosynth.io import atomic_path
 
     root = Path(world_dir)
     manifest = read_manifest(root)

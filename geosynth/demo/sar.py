@@ -38,6 +38,7 @@ from geosynth.demo.noise import rng_for
 from geosynth.demo.render import cast_shadow, render_surface, shading
 from geosynth.demo.scene import WORLD_CRS, Material, World
 from geosynth.grid import RasterGrid
+from geosynth.sources.filenames import tsx_product_name
 
 S_SAR = 41
 SAR_CRS = "EPSG:32632"
@@ -129,8 +130,6 @@ def scene_specs(world: World) -> list[SceneSpec]:
     """Three scenes over the region: west (ascending), east (descending), south-west (ascending)."""
     from shapely import union_all
     from shapely.geometry import box
-
-    from geosynth.sources.filenames import tsx_product_name
 
     left, bottom, right, top = world.params.region_bounds
     nx, ny = world.params.tiles

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from geosynth.catalog import load_catalog
 from geosynth.demo.generate import (
     GENERATOR_VERSION,
     MANIFEST,
@@ -23,6 +24,7 @@ from geosynth.demo.generate import (
     forget_worlds,
     generate_into,
 )
+from geosynth.demo.scene import WorldParams
 from geosynth.errors import UsageError
 from geosynth.io import atomic_path
 
@@ -43,8 +45,6 @@ def world_params(
 
     ``tiles`` and ``origin`` default to the extent of the catalog's region ``demo``.
     """
-    from geosynth.catalog import load_catalog
-    from geosynth.demo.scene import WorldParams
 
     if tiles is None or origin is None:
         region = load_catalog().region("demo")

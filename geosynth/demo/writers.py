@@ -18,6 +18,7 @@ import numpy as np
 from geosynth.demo.lidar import PointCloud
 from geosynth.demo.scene import WORLD_CRS, World
 from geosynth.grid import RasterGrid, TileId
+from geosynth.io import write_geotiff
 
 ZIP_DATE = (2023, 7, 1, 0, 0, 0)
 GPKG_DATE = "2023-07-01T00:00:00Z"
@@ -316,7 +317,6 @@ def write_truth(
     dtm: np.ndarray,
     grid: RasterGrid,
 ) -> list[Path]:
-    from geosynth.io import write_geotiff
 
     folder.mkdir(parents=True, exist_ok=True)
     layers = (

@@ -19,6 +19,8 @@ from geosynth.catalog import ClassTable
 from geosynth.errors import DataError, UsageError
 from geosynth.grid import RasterGrid
 from geosynth.names import NETWORK_MODALITIES
+from geosynth.sources.aerial import raster_members
+from geosynth.store import open_store
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,6 @@ def from_store(
 ) -> TileInputs:
     """The modalities ``names`` that the store (a path or URL) holds for ``tile_id``; absent
     ones are left out."""
-    from geosynth.store import open_store
 
     store = open_store(store_path, storage_options=storage_options)
     i = store.index(tile_id)  # unknown tiles: the message lists the nearest
@@ -74,7 +75,6 @@ def _openable(path: str | os.PathLike) -> str:
     text = str(path)
     if not text.lower().endswith(".zip") or not zipfile.is_zipfile(text):
         return text
-    from geosynth.sources.aerial import raster_members
 
     members = raster_members(text)
     if len(members) > 1:

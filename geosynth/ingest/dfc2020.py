@@ -46,7 +46,7 @@ from geosynth.errors import DataError, UsageError
 from geosynth.ingest import run
 from geosynth.ingest.rasters import RasterInfo, check_labels, common_shape, probe_all, read_raster
 from geosynth.names import DFC2020_SPLIT_RULES
-from geosynth.store import TilePlan, class_table
+from geosynth.store import TileData, TilePlan, class_table, create_store, modality
 from geosynth.store.lock import locks_store
 
 log = logging.getLogger(__name__)
@@ -194,7 +194,6 @@ def _s2(values: np.ndarray, path: str) -> np.ndarray:
 
 def import_dfc2020_tile(task: Dfc2020Task, record: run.Record) -> None:
     """Read one patch's S1, S2 and label files, convert them and write the tile."""
-    from geosynth.store import TileData
 
     files = dict(task.files)
     arrays = {}
@@ -320,7 +319,6 @@ def plan_dfc2020(
 
 
 def _create(out, plans, shape, norm: Dfc2020Norm, root, split_rule: str, options) -> None:
-    from geosynth.store import create_store, modality
 
     lo, hi = norm.s1_db_clip
     s2_lo, s2_hi = norm.s2_clip

@@ -34,7 +34,8 @@ from urllib.parse import unquote, urlsplit
 
 from geosynth.catalog import Catalog, load_catalog
 from geosynth.errors import DataError, UsageError
-from geosynth.io import atomic_path
+from geosynth.io import atomic_path, write_text
+from geosynth.sources.nrw import listing_tiles, parse_listing, region_tiles
 
 log = logging.getLogger(__name__)
 
@@ -400,8 +401,6 @@ def write_manifest(dest: Path, records: Sequence[dict]) -> Path:
     """``dest/manifest.json``: the records of every download into ``dest``, merged by path."""
     import json
 
-    from geosynth.io import write_text
-
     path = Path(dest) / MANIFEST
     known = {}
     if path.is_file():
@@ -432,7 +431,6 @@ def read_text_url(url: str, *, allowed_hosts: Iterable[str], timeout: float = 60
 def listing(layout, dest: Path, *, allowed_hosts: Iterable[str], refresh: bool = False) -> list:
     """The files a tiles layout's folder lists, fetched once and cached as
     ``dest/.listings/<host>_<path>.html`` (``refresh`` fetches it again)."""
-    from geosynth.sources.nrw import parse_listing
 
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", layout.listing.split("://", 1)[-1]).strip("_")
     cache = dest / ".listings" / f"{name}.txt"
@@ -506,7 +504,6 @@ def plan_region(
     metadata (flight dates) and the land cover. ``with_osm``: also the state's OSM extract
     (:func:`osm_extract`).
     """
-    from geosynth.sources.nrw import listing_tiles, region_tiles
 
     catalog = catalog or load_catalog()
     region = _check_region(region_name, catalog)

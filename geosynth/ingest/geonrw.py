@@ -46,6 +46,7 @@ from geosynth.catalog import Catalog, GridSpec, SarNorm, load_catalog
 from geosynth.errors import DataError, UsageError
 from geosynth.grid import TileId, tile_bounds
 from geosynth.ingest import run
+from geosynth.ingest.download import catalog_hosts, fetch, safe_extract
 from geosynth.ingest.rasters import RasterInfo, check_labels, common_shape, probe_all, read_raster
 from geosynth.names import SPLITS
 from geosynth.sources.filenames import (
@@ -54,7 +55,8 @@ from geosynth.sources.filenames import (
     GEONRW_SAR_MEMBER,
     GEONRW_TILE_STEM,
 )
-from geosynth.store import TilePlan
+from geosynth.sources.sar import normalise
+from geosynth.store import TileData, TilePlan, create_store, modality
 from geosynth.store.lock import locks_store
 
 log = logging.getLogger(__name__)
@@ -240,7 +242,6 @@ class GeoNRWTask(run.TileTask):
 
 def import_geonrw_tile(task: GeoNRWTask, record: run.Record) -> None:
     """Read one tile's files, convert them per the module docstring and write the tile."""
-    from geosynth.store import TileData
 
     files = dict(task.files)
     data = TileData(
@@ -296,7 +297,6 @@ def _dem(values: np.ndarray, path: str) -> tuple[np.ndarray, str | None]:
 
 def _sar(values: np.ndarray, path: str, norm: SarNorm):
     """Amplitudes (C, H, W) -> normalised (C, H, W) float32, valid (H, W), or a skip reason."""
-    from geosynth.sources.sar import normalise
 
     amplitude = values.astype(np.float64)
     valid = (np.isfinite(amplitude) & (amplitude != norm.nodata)).all(axis=0)  # (H, W)
@@ -510,7 +510,6 @@ def import_geonrw(
 
 
 def _create(out, plans, tile_shape, with_sar, sar_channels, catalog, root, assign, options):
-    from geosynth.store import create_store, modality
 
     specs = [modality(m) for m in MEMBERS]
     if with_sar:
@@ -550,7 +549,6 @@ def download_geonrw(
 ) -> Path:
     """Fetch the published archive (catalog ``published.geonrw``: URL and md5) into ``dest``
     and extract it there once; returns the extracted folder. A rerun reuses both."""
-    from geosynth.ingest.download import catalog_hosts, fetch, safe_extract
 
     catalog = catalog or load_catalog()
     published = catalog.published.get(DATASET)

@@ -35,8 +35,13 @@ from geosynth.catalog import Catalog, Region, load_catalog
 from geosynth.errors import DataError, UsageError
 from geosynth.grid import TILE_IN_NAME, RasterGrid, TileId, tile_transform
 from geosynth.ingest import run
+from geosynth.ingest.download import safe_extract
 from geosynth.io import cache_dir
 from geosynth.names import BUILD_MODALITIES
+from geosynth.sources.filenames import parse_member
+from geosynth.sources.nrw import read_flight_dates, region_tiles
+from geosynth.sources.osm.pbf import ensure_osm_cut
+from geosynth.store import TileData, TilePlan, create_store, modality
 from geosynth.store.lock import locks_store
 
 log = logging.getLogger(__name__)
@@ -68,7 +73,6 @@ class RegionSources:
 
 def extract_packages(root: Path) -> list[Path]:
     """Extract every ``*.zip`` under ``root`` beside itself once (safely); returns new folders."""
-    from geosynth.ingest.download import safe_extract
 
     new = []
     for archive in sorted(root.rglob("*.zip")):
@@ -85,7 +89,6 @@ def discover_sources(root: str | os.PathLike, catalog: Catalog) -> RegionSources
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"source folder {root} does not exist")
-    from geosynth.sources.filenames import parse_member
 
     extract_packages(root)
     found = RegionSources(root)
@@ -134,7 +137,6 @@ def discover_sources(root: str | os.PathLike, catalog: Catalog) -> RegionSources
 def flight_dates(sources: RegionSources) -> dict[str, dict]:
     """Tile -> the orthophoto's acquisition: the flight date and number from NRW's metadata
     where given (``dop_nw.csv``), else the year in the file name."""
-    from geosynth.sources.nrw import read_flight_dates
 
     records: dict[str, dict] = {}
     for tile, year in sources.years.items():
@@ -174,7 +176,6 @@ def build_tile(task: BuildTask, record: run.Record) -> None:
     Fills ``record["skipped"]`` (modality -> reason) and ``record["stages"]``
     (modality -> seconds); data errors raise and fail the tile.
     """
-    from geosynth.store import TileData
 
     record["stages"] = {}
     catalog = load_catalog(task.catalog_path)
@@ -303,7 +304,6 @@ def plan_tiles(
         return sorted(tiles), {}
     if not (bbox or tiles_from or boundary):
         return available, {}
-    from geosynth.sources.nrw import region_tiles
 
     assert region is not None and catalog is not None
     chosen, how = region_tiles(region, catalog, bbox=bbox, tiles_from=tiles_from, boundary=boundary)
@@ -323,7 +323,6 @@ def cut_osm_extracts(sources: RegionSources, tiles: Sequence[str], catalog: Cata
     """Cut the region's ``.osm.pbf`` extracts (a whole state, as Geofabrik publishes it) for
     ``tiles`` in one streaming pass, into ``<source>/.geosynth/osm-<n>-tiles.osmcut.gpkg``;
     a rerun reuses a current cut (:func:`geosynth.sources.osm.pbf.ensure_osm_cut`)."""
-    from geosynth.sources.osm.pbf import ensure_osm_cut
 
     grids = {t: RasterGrid.for_tile(t, catalog.grid) for t in tiles}
     out = sources.root / ".geosynth" / "osm.osmcut.gpkg"
@@ -370,7 +369,6 @@ def plan_tasks(
     """One task per tile, on the catalog grid. ``osm_cut``: the features of the ``.osm.pbf``
     extracts cut for these tiles (:func:`cut_osm_extracts`), read by every tile. Real
     regions without OSM files query Overpass (osmnx caches answers)."""
-    from geosynth.store import TilePlan
 
     fallback = () if region.generated else ("overpass",)
     shared = ([str(osm_cut)] if osm_cut else []) + sources.osm
@@ -408,7 +406,6 @@ def create_region_store(
     storage_options: Mapping[str, Any] | None = None,
 ):
     """Create the store of a region build, sized for ``plans``."""
-    from geosynth.store import create_store, modality
 
     specs = [
         modality(m, channels=1, bands=("HH",)) if m == "sar" else modality(m) for m in modalities

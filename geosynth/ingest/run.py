@@ -28,9 +28,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from geosynth.errors import GeosynthError, OutputError, UsageError, write_failure
+from geosynth.io import write_text
+from geosynth.store import open_store
 from geosynth.store.contract import TilePlan
 from geosynth.store.create import open_for_resume
 from geosynth.store.location import locate
+from geosynth.store.write import consolidate
 from geosynth.workers import exit_with_parent
 
 log = logging.getLogger(__name__)
@@ -154,7 +157,6 @@ def _first(lines: list[str], what: str, where: str, k: int = 10) -> list[str]:
 
 def default_report_path(store, storage_options: Mapping[str, Any] | None = None) -> str:
     """``<store>.report.json`` beside the store (a URL beside a remote store)."""
-    from geosynth.store.location import locate
 
     return locate(store, storage_options).sibling(".report.json")
 
@@ -163,8 +165,6 @@ def write_report(
     report: IngestReport, path, storage_options: Mapping[str, Any] | None = None
 ) -> str:
     """The report as JSON at ``path`` (a local path, atomically, or a URL)."""
-    from geosynth.io import write_text
-    from geosynth.store.location import locate
 
     fields = {k: v for k, v in asdict(report).items() if k != "path"}
     text = json.dumps(fields, indent=2, sort_keys=True)
@@ -225,8 +225,6 @@ _STORES: dict[tuple[str, int, int], Any] = {}
 def writable_store(task: TileTask):
     """The store of ``task`` opened for writing, once per process (and per store creation:
     a store removed and created again at the same place is opened anew)."""
-    from geosynth.store import open_store
-    from geosynth.store.location import locate
 
     location = locate(task.store, task.storage_options)
     if location.is_local:
@@ -255,7 +253,6 @@ def run_ingest(
     for data errors and fill ``record["skipped"]``); the tasks are
     :class:`TileTask` subclasses.
     """
-    from geosynth.store import open_store
 
     store = open_store(report.store, storage_options=run.storage_options)
     complete = {store.tile_ids[i] for i in store.tiles()}
@@ -301,7 +298,6 @@ def run_ingest(
 def _finish(report: IngestReport, store, report_path, storage_options) -> None:
     """Consolidate the store's metadata and write the report; neither failing hides the other
     (on a full disk the report may still fit; an unwritable report is logged)."""
-    from geosynth.store.write import consolidate
 
     failure = None
     if report.done:

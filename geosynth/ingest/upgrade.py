@@ -19,6 +19,7 @@ from affine import Affine
 
 from geosynth.errors import StoreError
 from geosynth.ingest import run
+from geosynth.store import TileData, create_store
 from geosynth.store.contract import COMPLETE, ModalitySpec, StoreLayout, TilePlan
 from geosynth.store.location import locate, storage_errors
 from geosynth.store.lock import locks_store
@@ -48,7 +49,6 @@ def _open_v1(old, storage_options):
 
 def upgrade_tile(task: UpgradeTask, record: run.Record) -> None:
     """Copy one tile of a version 1 store into the new store."""
-    from geosynth.store import TileData
 
     _, old = _open_v1(task.source, task.storage_options)
     i = task.index
@@ -83,7 +83,6 @@ def upgrade_store(
 
     ``runner``: how its tiles run (:class:`~geosynth.ingest.run.RunOptions`).
     """
-    from geosynth.store import create_store
 
     options = run.RunOptions(**runner)
     storage_options = options.storage_options

@@ -26,7 +26,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from geosynth.analysis.augment_scores import demo_report_section
+from geosynth.analysis.results import read_metrics, speckle_line
+from geosynth.analysis.sar_stats import SPECKLE_PNG, check_sentence, summary_lines
 from geosynth.io import atomic_path
+from geosynth.ml.evaluation.probe import PANEL_PNG, PROBE_PNG, row_label
 from geosynth.names import KIND_INPUTS, TABLE3_ROWS
 
 SINGLE = tuple(name for name, kind in TABLE3_ROWS.items() if sum(KIND_INPUTS[kind]) == 1)
@@ -49,7 +53,6 @@ def _rel(path: Path, root: Path) -> str:
 
 
 def _load_evals(root: Path) -> list[dict]:
-    from geosynth.analysis.results import read_metrics
 
     evals = []
     for path in sorted((root / "eval").glob("*/metrics.json")):
@@ -393,7 +396,6 @@ def probe_section(ctx: Context) -> list[str]:
     p = ctx.probe
     if not p:
         return []
-    from geosynth.ml.evaluation.probe import PANEL_PNG, PROBE_PNG, row_label
 
     lines = [
         "## Fusion probe (the paper's Fig. 7)",
@@ -545,8 +547,6 @@ SAR_INTRO = (
 def sar_section(ctx: Context) -> list[str]:
     """SAR synthesis and speckle statistics, from ``sar/stats`` (``geosynth sar-stats``) and
     the ``speckle`` sections of SAR generators' evaluations."""
-    from geosynth.analysis.results import speckle_line
-    from geosynth.analysis.sar_stats import SPECKLE_PNG, check_sentence, summary_lines
 
     folder = ctx.root / "sar" / "stats"
     stats = folder / "sar_stats.json"
@@ -578,7 +578,6 @@ def sar_section(ctx: Context) -> list[str]:
 
 def augment_section(ctx: Context) -> list[str]:
     """The augmentation recipe's last measured table (committed, not rerun by the demo)."""
-    from geosynth.analysis.augment_scores import demo_report_section
 
     return demo_report_section()
 

@@ -52,6 +52,7 @@ import numpy as np
 
 from geosynth.errors import DataError
 from geosynth.grid import RasterGrid
+from geosynth.io import write_geotiff
 from geosynth.sources import StageResult
 
 log = logging.getLogger(__name__)
@@ -345,7 +346,6 @@ def write_aerial_geotiff(path: str | os.PathLike, result: StageResult) -> Path:
     Uncovered pixels (``result.valid`` False) go into a GDAL mask band, not
     a nodata value.
     """
-    from geosynth.io import write_geotiff
 
     data = result.array  # (B, H, W) uint8
     return write_geotiff(

@@ -40,6 +40,7 @@ import numpy as np
 from geosynth.catalog import AtkisMapping, Catalog, ClassTable, load_catalog
 from geosynth.errors import DataError, UsageError
 from geosynth.grid import RasterGrid
+from geosynth.io import write_geotiff
 from geosynth.sources import StageResult
 from geosynth.sources.osm import (
     OVERPASS,
@@ -336,8 +337,6 @@ def landcover_stage(
 def write_class_map(path: str | os.PathLike, result: StageResult, classes: ClassTable) -> Path:
     """Write a class map as a one-band uint8 GeoTIFF with the catalog's colour table, atomically."""
     import json
-
-    from geosynth.io import write_geotiff
 
     return write_geotiff(
         path,

@@ -47,6 +47,7 @@ import numpy as np
 from geosynth.catalog import Catalog, SarNorm, load_catalog
 from geosynth.errors import DataError, UsageError
 from geosynth.grid import RasterGrid
+from geosynth.io import write_geotiff
 from geosynth.sources import StageResult
 from geosynth.sources.filenames import parse_tsx_name
 
@@ -442,7 +443,6 @@ def write_sar_geotiff(path: str | os.PathLike, result: StageResult) -> Path:
     ``src.dataset_mask()`` or ``src.read(1, masked=True)``. No nodata value is
     set, because 0 is a legitimate normalised value.
     """
-    from geosynth.io import write_geotiff
 
     if result.array is None or result.valid is None:
         raise ValueError("write_sar_geotiff needs a result with array and valid")

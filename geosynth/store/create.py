@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from geosynth import __version__
+from geosynth.catalog import load_catalog
 from geosynth.errors import StoreError, UsageError
 from geosynth.io import atomic_path
 from geosynth.store.contract import (
@@ -189,7 +190,6 @@ class _ArrayMaker:
 def _group_attrs(
     dataset, crs, tile_shape, modalities, table, normalisation, provenance, layout
 ) -> dict[str, Any]:
-    from geosynth.catalog import load_catalog
 
     try:
         catalog = load_catalog()

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from geosynth.errors import OutputError, write_failure
+from geosynth.io import check_writable
 from geosynth.store.location import locate
 
 LOCK_SUFFIX = ".lock"
@@ -109,7 +110,6 @@ def _acquire(lock: Path, store: Path) -> int:
 def _check_store_writable(store: Path) -> None:
     """An existing store must take a new file (a read-only store, or a full disk, fails here,
     before any work)."""
-    from geosynth.io import check_writable
 
     if store.is_dir():
         check_writable(store, f"the store {store}")

@@ -30,6 +30,7 @@ from affine import Affine
 
 from geosynth.catalog import ClassTable
 from geosynth.errors import DataError, GeosynthError, StoreError, UsageError
+from geosynth.grid import TileId
 from geosynth.store.contract import (
     COMPLETE,
     PLANNED,
@@ -209,7 +210,6 @@ class GeoStore:
 
     def nearest_tiles(self, tile_id: str, k: int = 5) -> list[str]:
         """Up to ``k`` tile ids of the store nearest to ``tile_id`` (by km grid distance or name)."""
-        from geosynth.grid import TileId
 
         try:
             target = TileId.parse(tile_id)

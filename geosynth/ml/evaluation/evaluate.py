@@ -65,6 +65,14 @@ from geosynth.analysis.results import (
     summary,
     write_reports,
 )
+from geosynth.analysis.sar_stats import (
+    DEFAULT_ERODE_PX,
+    MIN_PIXELS,
+    class_stats,
+    normalised_piece,
+    sar_normalisation,
+    speckle_section,
+)
 from geosynth.errors import DataError, UsageError
 from geosynth.io import check_writable, remove_stale_temporaries
 from geosynth.ml.data.datasets import SynthesisDataset
@@ -234,7 +242,6 @@ class _SpeckleWindows:
     Only the samples ``keep`` (positions in the loader's order) are kept."""
 
     def __init__(self, store: GeoStore, keep: list[int]):
-        from geosynth.analysis.sar_stats import sar_normalisation
 
         self.norm = sar_normalisation(store)
         self.keep = set(keep)
@@ -243,7 +250,6 @@ class _SpeckleWindows:
         self.tiles: list[str] = []
 
     def add(self, batch: dict, fake: torch.Tensor) -> None:
-        from geosynth.analysis.sar_stats import normalised_piece
 
         real = to_stored("sar", batch["sar"][:, 0]).numpy()  # (B, H, W) in [0, 1]
         synth = to_stored("sar", fake[:, 0]).cpu().numpy()  # (B, H, W)
@@ -260,12 +266,6 @@ class _SpeckleWindows:
 
     def section(self, store: GeoStore) -> tuple[dict, list]:
         """The ``speckle`` section of ``metrics.json`` and the per-class results."""
-        from geosynth.analysis.sar_stats import (
-            DEFAULT_ERODE_PX,
-            MIN_PIXELS,
-            class_stats,
-            speckle_section,
-        )
 
         results = class_stats(
             self.pieces, store.classes, erode_px=DEFAULT_ERODE_PX, min_pixels=MIN_PIXELS

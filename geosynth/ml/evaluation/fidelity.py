@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from geosynth.demo.render import cast_shadow
 from geosynth.ml.metrics import pooled_features
 
 
@@ -176,7 +177,6 @@ def shadow_side(
     objects of ``dsm`` (H, W), comparing the radar shadows cast by a sensor looking east
     (ascending, right-looking) and one looking west. ``contrast`` = mean of the west-looking
     shadow / mean of the east-looking shadow (below 1: shadows fall west)."""
-    from geosynth.demo.render import cast_shadow
 
     elevation = 90.0 - incidence_deg
     # a sensor in the west (azimuth 270) casts shadows east, and vice versa

@@ -36,6 +36,8 @@ import numpy as np
 from geosynth.errors import DataError, UsageError
 from geosynth.figures import grouped_bars, save_figure, save_panel, subplots
 from geosynth.io import read_result, write_text
+from geosynth.names import LABELS
+from geosynth.store import open_store
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +149,6 @@ def fusion_probe(
     from geosynth.ml.metrics import predict_classes
     from geosynth.ml.training.checkpoint import load_generator, load_unet
     from geosynth.ml.training.distributed import resolve_device
-    from geosynth.names import LABELS
-    from geosynth.store import open_store
 
     if not generators:
         raise UsageError("the fusion probe needs at least one generator")

@@ -15,7 +15,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from geosynth.ml.networks.configs import PAPER_CROP, GeneratorConfig
+from geosynth.errors import UsageError
+from geosynth.ml.networks.configs import (
+    PAPER_CROP,
+    DiscriminatorConfig,
+    GeneratorConfig,
+    UNetConfig,
+    default_num_scales,
+    generator_config_for,
+)
+from geosynth.ml.networks.discriminator import build_discriminator
+from geosynth.ml.networks.generators import build_generator
+from geosynth.ml.networks.unet import build_unet
+from geosynth.names import LABELS, generator_input_problem
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -60,17 +72,6 @@ def network_report(
 ) -> dict[str, dict[str, Any]]:
     """Config, parameters per part and total of the generator, discriminator and U-Net scorer
     for one data combination (``geosynth model-info``); inputs are checked like ``train``'s."""
-    from geosynth.errors import UsageError
-    from geosynth.ml.networks.configs import (
-        DiscriminatorConfig,
-        UNetConfig,
-        default_num_scales,
-        generator_config_for,
-    )
-    from geosynth.ml.networks.discriminator import build_discriminator
-    from geosynth.ml.networks.generators import build_generator
-    from geosynth.ml.networks.unet import build_unet
-    from geosynth.names import LABELS, generator_input_problem
 
     if output in inputs:
         raise UsageError(f"--output {output} cannot also be an input (--inputs {','.join(inputs)})")

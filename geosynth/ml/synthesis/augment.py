@@ -42,6 +42,7 @@ from geosynth.edit.rules import RAISED_CLASSES, EditResult, flood, swap_classes
 from geosynth.errors import DataError, UsageError
 from geosynth.io import atomic_path
 from geosynth.names import LABELS
+from geosynth.store import TileData, TilePlan, create_store, open_store, verify
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +188,6 @@ def augment(
     """Write the synthetic store ``out`` (see the module doc); ``tiles``: at most this many
     source tiles of ``split`` (the first ones), None for all."""
     from geosynth.ml.synthesis.synthesize import Synthesizer
-    from geosynth.store import TilePlan, create_store, open_store, verify
 
     out = Path(out)
     if out.exists():
@@ -296,7 +296,6 @@ def augment(
 
 
 def _tile_data(arrays: dict, image: np.ndarray, output: str):
-    from geosynth.store import TileData
 
     extras = {}
     data = TileData(seg=arrays[LABELS], dem=arrays.get("dem"))

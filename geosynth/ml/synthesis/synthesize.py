@@ -33,8 +33,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from geosynth.errors import UsageError
-from geosynth.io import write_geotiff
+from geosynth.errors import DataError, UsageError
+from geosynth.figures import save_panel, to_display
+from geosynth.io import atomic_path, remove_stale_temporaries, write_geotiff
+from geosynth.ml.data.conditions import (
+    condition_width,
+    describe,
+    override_conditions,
+    tile_conditions,
+)
 from geosynth.ml.data.tensors import (
     dem_stats,
     from_generator,
@@ -42,6 +49,7 @@ from geosynth.ml.data.tensors import (
     prepare_window,
     to_stored,
 )
+from geosynth.ml.training.checkpoint import load_generator
 from geosynth.ml.training.config import GanConfig
 
 log = logging.getLogger(__name__)
@@ -72,13 +80,6 @@ def plan_variants(
     Without ``--conditions`` in the run a request must be empty; without ``--noise``
     ``samples`` must be 1. Conditions the tile's metadata lacks must all be requested.
     """
-    from geosynth.errors import DataError
-    from geosynth.ml.data.conditions import (
-        condition_width,
-        describe,
-        override_conditions,
-        tile_conditions,
-    )
 
     names = tuple(config.conditions)
     if samples < 1:
@@ -143,7 +144,6 @@ class Synthesizer:
 
     @classmethod
     def load(cls, run: str | os.PathLike, device: str = "cpu") -> Synthesizer:
-        from geosynth.ml.training.checkpoint import load_generator
 
         generator, config = load_generator(run, map_location=device)
         return cls(generator, config, str(run))
@@ -308,9 +308,6 @@ def run_synthesis(
     """
     import json
 
-    from geosynth.figures import save_panel
-    from geosynth.io import remove_stale_temporaries
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for outputs in ("*.tif", "*_panel.png"):  # what a killed run of ours left half-written
@@ -384,9 +381,6 @@ def save_strip(
     ``<tile>_vary.gif`` (one frame per condition) from the COGs ``files`` of ``variants``."""
     import rasterio
     from PIL import Image
-
-    from geosynth.figures import save_panel, to_display
-    from geosynth.io import atomic_path
 
     out = Path(out)
     columns, frames = [], []

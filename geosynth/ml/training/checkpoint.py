@@ -52,6 +52,9 @@ from torch import nn
 
 from geosynth.errors import DataError, UsageError
 from geosynth.io import atomic_path, write_text
+from geosynth.ml.networks.configs import GeneratorConfig, UNetConfig
+from geosynth.ml.networks.generators import build_generator
+from geosynth.ml.networks.unet import build_unet
 from geosynth.ml.training.config import GanConfig, RunConfig, UNetRunConfig, config_from_dict
 
 log = logging.getLogger(__name__)
@@ -292,8 +295,6 @@ def load_generator(
     ``generator.config``. A run trained with ``--ema`` gives its moving average of
     the weights (``generator_ema``) unless ``ema=False``.
     """
-    from geosynth.ml.networks.configs import GeneratorConfig
-    from geosynth.ml.networks.generators import build_generator
 
     payload, config, path = _checkpoint_for(run_or_checkpoint, "gan", map_location)
     use_ema = ema and "generator_ema" in payload["models"]
@@ -309,8 +310,6 @@ def load_unet(
     run_or_checkpoint: str | os.PathLike, map_location: str | torch.device = "cpu"
 ) -> tuple[nn.Module, UNetRunConfig]:
     """The trained U-Net scorer (eval mode) of a run folder or checkpoint, and the run's config."""
-    from geosynth.ml.networks.configs import UNetConfig
-    from geosynth.ml.networks.unet import build_unet
 
     payload, config, path = _checkpoint_for(run_or_checkpoint, "unet", map_location)
     entry = payload["models"]["unet"]

@@ -28,6 +28,7 @@ from typing import Any, ClassVar, TypeVar
 import yaml
 
 from geosynth.errors import UsageError
+from geosynth.ml.data.conditions import parse_conditions
 from geosynth.ml.networks.configs import PAPER_CROP, GeneratorConfig, UNetConfig
 from geosynth.names import (
     CLASS_WEIGHTINGS,
@@ -222,7 +223,6 @@ class GanConfig(RunConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        from geosynth.ml.data.conditions import parse_conditions
 
         object.__setattr__(self, "conditions", parse_conditions(self.conditions))
         _at_least("noise", self.noise, 0)

@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 from geosynth.errors import DataError, GeosynthError
 from geosynth.ml.training.checkpoint import RunFolder, load_checkpoint, rng_state, set_rng_state
-from geosynth.ml.training.config import RunConfig
+from geosynth.ml.training.config import RunConfig, absolute_store
 from geosynth.ml.training.distributed import (
     DistContext,
     SkipSampler,
@@ -333,8 +333,6 @@ def run_training(
 ) -> TrainResult:
     """Train ``config`` with the task built by ``task_factory`` on this process's rank."""
     from dataclasses import replace
-
-    from geosynth.ml.training.config import absolute_store
 
     config = replace(config, store=absolute_store(config.store))  # config.yaml: from anywhere
     with distributed_context(config.device) as ctx, _only_main_logs(ctx):
