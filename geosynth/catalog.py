@@ -29,7 +29,7 @@ import yaml
 
 from geosynth import bundled_path
 from geosynth.errors import CatalogError, UsageError
-from geosynth.names import LAYOUTS
+from geosynth.names import LAYOUTS, LISTING_FORMATS
 
 SPLITS = ("train", "test")
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -186,9 +186,6 @@ class Dfc2020Norm:
     s2_clip: tuple[float, float]
 
 
-LISTING_FORMATS = ("html", "index")
-
-
 @dataclass(frozen=True)
 class SourceLayout:
     """How a provider publishes one tiled source: per-tile files in a listed folder
@@ -197,9 +194,11 @@ class SourceLayout:
     name: str
     member_pattern: str
     listing: str | None = None  # tiles: the folder whose listing names the files
-    listing_format: str | None = None  # tiles: "html" (anchors) or "index" (one name a line)
+    listing_format: str | None = None  # tiles: one of names.LISTING_FORMATS
     url: str | None = None  # packages: the archive URL, with {ags} and {package}
     metadata: str | None = None  # tiles: per-tile records (flight dates), a zip of CSV
+    history: str | None = None  # tiles: the folder of an older vintage, with {year}
+    subfolders: tuple[str, ...] = ()  # tiles: folders a listing may keep its tiles in
     record: str = ""  # where the facts come from
 
 
@@ -213,6 +212,8 @@ class SourceSpec:
     layer: str | None = None  # boundary: the layer of municipalities
     key_field: str | None = None  # boundary: the field with the 8-digit key
     extract: str | None = None  # osm: where people download a whole state
+    drop_classes: tuple[int, ...] = ()  # lidar: point classes never in a surface model
+    layers: tuple[str, ...] = ()  # landcover: the members of the package a build needs
     record: str = ""
 
     @property
@@ -600,8 +601,14 @@ def _parse_layout(name: str, node: _Node) -> SourceLayout:
         ),
         url=node.child("url", required=False).opt_str(),
         metadata=node.child("metadata", required=False).opt_str(),
+        history=node.child("history", required=False).opt_str(),
+        subfolders=tuple(
+            n.str() for n in node.child("subfolders", required=False, default=[]).list()
+        ),
         record=node.child("record", required=False).opt_str() or "",
     )
+    if layout.history and "{year}" not in layout.history:
+        raise node.child("history").fail("needs {year} where the vintage goes")
     if name == "tiles" and not layout.listing:
         raise node.fail("a tiles layout needs a listing URL")
     if name == "packages" and not layout.url:
@@ -633,6 +640,10 @@ def _parse_source(name: str, node: _Node) -> SourceSpec:
         layer=node.child("layer", required=False).opt_str(),
         key_field=node.child("key_field", required=False).opt_str(),
         extract=node.child("extract", required=False).opt_str(),
+        drop_classes=tuple(
+            n.int() for n in node.child("drop_classes", required=False, default=[]).list()
+        ),
+        layers=tuple(n.str() for n in node.child("layers", required=False, default=[]).list()),
         record=node.child("record", required=False).opt_str() or "",
     )
 

@@ -30,6 +30,10 @@ STATS = ("mean", "max", "min")
 
 #: How a provider publishes a tiled source (``download --layout``): per-tile files, archives.
 LAYOUTS = ("tiles", "packages")
+#: How a folder lists its files (the catalog's ``listing_format``): ``auto`` reads
+#: ``index.json``, else the folder's own answer (XML or an HTML page); or one of them only,
+#: or ``index``: a name (and size) a line.
+LISTING_FORMATS = ("auto", "json", "xml", "html", "index")
 #: DFC2020 split rules (``import-dfc2020 --split-rule``).
 DFC2020_SPLIT_RULES = ("paper", "code")
 #: Image-array compression of a store (``StoreLayout.codec``).

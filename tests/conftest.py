@@ -4,15 +4,14 @@ single-threaded torch and the real sample files."""
 from __future__ import annotations
 
 import contextlib
-import http.server
 import ipaddress
 import socket
-import threading
 from pathlib import Path
-from urllib.parse import unquote
 
 import numpy as np
 import pytest
+
+from geosynth.ingest.mirror import MirrorHandler, serve_folder
 
 REPO = Path(__file__).resolve().parents[1]
 REALDATA = REPO.parent / "shared" / "realdata"
@@ -52,21 +51,18 @@ def realdata() -> Path:
 # --------------------------------------------------------------------------- loopback HTTP
 
 
-class RangeHandler(http.server.BaseHTTPRequestHandler):
-    """Serves files under ``server.root`` with ``Range`` support.
+class RangeHandler(MirrorHandler):
+    """geosynth's mirror server (``Range``, folders answering with ``index.xml``) with faults.
 
-    ``server.drop_after`` maps a URL path to a byte count: the first request for
-    that path sends only that many bytes of the body and closes the connection
-    (what a flaky link does mid-file). ``server.requests`` logs (path, range).
+    ``server.drop_after`` maps a URL path to a byte count: the first request for that path
+    sends only that many bytes of the body and closes the connection (what a flaky link does
+    mid-file). ``server.busy`` maps a URL path to ``(status, Retry-After)``: the first request
+    gets that answer (a busy server). ``server.ranges`` False ignores ``Range`` headers.
+    ``server.redirects`` maps a URL path to where a 302 sends it. ``server.requests`` logs
+    ``(path, Range header)``.
     """
 
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):  # keep test output clean
-        pass
-
     def do_GET(self):  # noqa: N802 (http.server's naming)
-        path = self.server.root / unquote(self.path.split("?", 1)[0]).lstrip("/")
         self.server.requests.append((self.path, self.headers.get("Range")))
         if self.path in self.server.redirects:
             self.send_response(302)
@@ -74,31 +70,18 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        if path.is_dir():  # a folder URL answers with its index page, as web servers do
-            path = path / "index.html"
-        if not path.is_file():
+        if self.path in self.server.busy:
+            status, wait = self.server.busy.pop(self.path)
+            self.send_response(status)
+            self.send_header("Retry-After", str(wait))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        path = self.resolve()
+        if path is None:
             self.send_error(404)
             return
-        data = path.read_bytes()
-        start = 0
-        status = 200
-        header = self.headers.get("Range")
-        if header and header.startswith("bytes=") and self.server.ranges:
-            start = int(header[6:].split("-")[0])
-            if start >= len(data):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(data)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            status = 206
-        body = data[start:]
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Accept-Ranges", "bytes")
-        if status == 206:
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        self.end_headers()
+        body = self.send_file(path.read_bytes(), "application/octet-stream", self.server.ranges)
         drop = self.server.drop_after.pop(self.path, None)
         if drop is not None:
             self.wfile.write(body[:drop])
@@ -116,24 +99,15 @@ def serve(
     ranges: bool = True,
     drop_after: dict[str, int] | None = None,
     redirects: dict[str, str] | None = None,
+    busy: dict[str, tuple[int, int]] | None = None,
 ):
-    """Serve ``root`` on an ephemeral 127.0.0.1 port; yields the server (``.url`` is its base
-    URL). ``redirects`` maps a URL path to the location a 302 sends it to."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)
-    server.root = Path(root)
-    server.ranges = ranges
-    server.drop_after = dict(drop_after or {})
-    server.redirects = dict(redirects or {})
-    server.requests = []
-    server.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    """Serve ``root`` on an ephemeral 127.0.0.1 port with the faults of :class:`RangeHandler`;
+    yields the server (``.url`` is its base URL)."""
+    with serve_folder(
+        root, RangeHandler, ranges=ranges, drop_after=dict(drop_after or {}),
+        redirects=dict(redirects or {}), busy=dict(busy or {}),
+    ) as server:  # fmt: skip
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 @pytest.fixture
@@ -326,28 +300,30 @@ def geonrw_classes():
 # --------------------------------------------------------------------------- NRW on loopback
 
 
+NRW = "https://www.opengeodata.nrw.de"
+
+
 def loopback_catalog_data(base_url: str) -> dict:
-    """The catalog with every provider URL moved onto ``base_url`` in NRW's folder names:
-    ``/dop/`` and ``/lidar/`` (per-tile files with an index page, or the packages),
-    ``/landcover/``, ``/boundary/``."""
+    """The catalog with NRW's server moved onto ``base_url``, its paths kept (so a folder laid
+    out as the server, such as a demo world, serves it), and the OSM extract at
+    ``/osm/nordrhein-westfalen-latest.osm.pbf``."""
     import yaml
 
     from geosynth.catalog import default_catalog_path
 
     data = yaml.safe_load(default_catalog_path().read_text(encoding="utf-8"))
-    src = data["sources"]
-    src["dop"]["layouts"]["tiles"]["listing"] = f"{base_url}/dop/"
-    src["dop"]["layouts"]["tiles"]["metadata"] = f"{base_url}/dop/dop_meta.zip"
-    src["dop"]["layouts"]["packages"]["url"] = (
-        base_url + "/dop/dop_{ags}_{package}_EPSG25832_JPEG2000.zip"
-    )
-    src["lidar"]["layouts"]["tiles"]["listing"] = f"{base_url}/lidar/"
-    src["lidar"]["layouts"]["packages"]["url"] = (
-        base_url + "/lidar/3dm_l_las_{ags}_{package}_EPSG25832.zip"
-    )
-    src["landcover"]["url"] = f"{base_url}/landcover/basis-dlm_EPSG25832_Shape.zip"
-    src["boundary"]["url"] = f"{base_url}/boundary/dvg1_EPSG25832_Shape.zip"
-    src["osm"]["extract"] = f"{base_url}/osm/nordrhein-westfalen-latest.osm.pbf"
+
+    def move(node):
+        if isinstance(node, dict):
+            return {k: move(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [move(v) for v in node]
+        if isinstance(node, str) and node.startswith(NRW):
+            return base_url + node[len(NRW) :]
+        return node
+
+    data["sources"] = move(data["sources"])
+    data["sources"]["osm"]["extract"] = f"{base_url}/osm/nordrhein-westfalen-latest.osm.pbf"
     return data
 
 

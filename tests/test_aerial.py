@@ -7,6 +7,7 @@ the same file onto the same grid.
 from __future__ import annotations
 
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 from rasterio.warp import Resampling, reproject
 
 from geosynth.cli import cli
-from geosynth.errors import DataError
+from geosynth.errors import DataError, UsageError
 from geosynth.grid import RasterGrid
 from geosynth.sources.aerial import aerial_stage, write_aerial_geotiff
 
@@ -281,7 +282,10 @@ def test_raster_with_crs_but_no_geotransform(tmp_path):
 def test_demo_tile_from_the_dop_zip(one_tile_world, tmp_path):
     """The demo DOP zipped as a 2020 package, on its tile: the lossless 1 m JPEG2000's own
     pixels, RGB and NIR."""
-    (jp2,) = (one_tile_world / "dop").glob("*.jp2")
+    from geosynth.demo import read_manifest, tile_file
+
+    manifest = read_manifest(one_tile_world)
+    jp2 = Path(tile_file(one_tile_world, manifest, manifest["tiles"][0], "dop"))
     archive = tmp_path / "dop_05999000_Demostadt_EPSG25832_JPEG2000.zip"
     member = jp2.name
     with zipfile.ZipFile(archive, "w") as zf:
@@ -301,3 +305,36 @@ def test_demo_tile_from_the_dop_zip(one_tile_world, tmp_path):
     with rasterio.open(out) as ds:
         assert ds.transform == grid.transform and ds.count == 3
         np.testing.assert_array_equal(ds.read(), result.array[:3])
+
+
+# --------------------------------------------------------------------------- reduced resolution
+
+
+def test_decode_level_reads_jpeg2000s_reduced_resolution(tmp_path):
+    """NRW's 0.1 m orthophoto onto 1 m: --decode-level auto reads the 0.4 m level (two of its
+    pixels per output pixel), a fraction of the full image, and stays close to it."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(3)
+    smooth = gaussian_filter(rng.normal(0, 1, (4, 1200, 1600)), (0, 12, 12))
+    data = np.clip(128 + 400 * smooth + rng.normal(0, 4, smooth.shape), 0, 255).astype(np.uint8)
+    jp2 = write_raster(tmp_path / "dop.jp2", data, 356000.0, 5646000.0, 0.1)
+    grid = grid_at(356000.0, 5646000.0, 160, 120)
+    full = aerial_stage([jp2], grid, nir=True)
+    auto = aerial_stage([jp2], grid, nir=True, decode_level="auto")
+    assert full.report["decode_level"] == [0] and auto.report["decode_level"] == [2]
+    diff = np.abs(full.array.astype(int) - auto.array)
+    psnr = 10 * np.log10(255**2 / np.mean(diff.astype(float) ** 2))
+    assert psnr > 35 and diff.max() < 40
+    # an explicit level beyond the file's is its coarsest; a GeoTIFF has no level to read
+    assert aerial_stage([jp2], grid, decode_level=20).report["decode_level"] == [
+        len(rasterio.open(jp2).overviews(1))
+    ]
+    tif = write_raster(tmp_path / "dop.tif", data[:3], 356000.0, 5646000.0, 0.1)
+    plain = aerial_stage([tif], grid, decode_level="auto")
+    assert plain.report["decode_level"] == [0]
+    with pytest.raises(UsageError, match="--decode-level"):
+        aerial_stage([jp2], grid, decode_level=-1)
+    run = CliRunner().invoke(cli, ["aerial", str(jp2), "--like", str(tif), "--decode-level",
+                                   "fast", "--out", str(tmp_path / "o.tif")])  # fmt: skip
+    assert run.exit_code == 2 and "--decode-level" in run.output

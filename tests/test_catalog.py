@@ -35,8 +35,16 @@ def test_default_catalog_facts():
         "dop_05315000_K%C3%B6ln_EPSG25832_JPEG2000.zip"
     )
     assert cat.sources["dop"].default_layout == "tiles"
-    assert cat.sources["dop"].layout("tiles").listing.endswith("/lusat/dop/dop_jp2_f10/")
-    assert cat.sources["lidar"].layout().member_pattern == "3dm_32_{e}_{n}_1_nw[_{year}].laz"
+    # NRW's server today (the public record in the catalog's `record`)
+    dop = cat.sources["dop"].layout("tiles")
+    assert dop.listing.endswith("/lusat/akt/dop/dop_jp2_f10/") and dop.listing_format == "auto"
+    assert dop.history.endswith("/hist_dop_jp2_f10/hist_dop_{year}/")
+    assert dop.subfolders == ("epsg_25832",)
+    lidar = cat.sources["lidar"]
+    assert lidar.layout().listing.endswith("/hm/3dm_l_las/3dm_l_las/")
+    assert lidar.layout().member_pattern == "3dm_32_{e}_{n}_1_nw[_{year}].laz"
+    assert lidar.drop_classes == (7, 18, 24)
+    assert {"veg01_f", "veg02_f", "sie02_f", "gew01_f"} <= set(cat.sources["landcover"].layers)
     assert "3cb6bdf2a615b9e526c7dcff85fd1f20728081b7" in cat.published["geonrw"].url
     assert len(cat.tsx_scenes) == 49
 

@@ -75,7 +75,7 @@ def test_catalog_listing_and_region():
     assert data["name"] == "koeln" and data["ags"] == "05315000"
     lidar = data["sources"]["lidar"]
     assert lidar["default_layout"] == "tiles"
-    assert lidar["layouts"]["tiles"].endswith("/produkte/geobasis/hm/3dm_l_las/")
+    assert lidar["layouts"]["tiles"].endswith("/produkte/geobasis/hm/3dm_l_las/3dm_l_las/")
     assert lidar["layouts"]["packages"].endswith("3dm_l_las_05315000_K%C3%B6ln_EPSG25832.zip")
 
 

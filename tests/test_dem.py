@@ -398,7 +398,7 @@ def _demo_truth(world, name):
 
 
 def test_demo_tile_matches_plain_gridding_and_truth(one_tile_world):
-    (laz,) = (one_tile_world / "lidar").glob("*.laz")  # NRW's per-tile file
+    (laz,) = one_tile_world.rglob("3dm_*.laz")  # NRW's per-tile file
     grid = RasterGrid.for_tile("356_5645", load_catalog().grid)
     result = dem_stage([laz], grid, fill_distance=0)
     las = laspy.read(laz)
@@ -417,7 +417,7 @@ def test_demo_tile_matches_plain_gridding_and_truth(one_tile_world):
 
 def test_demo_tile_holes_are_water(one_tile_world):
     """Water absorbs the laser: cells left empty after filling lie on water in the truth."""
-    (laz,) = (one_tile_world / "lidar").glob("*.laz")
+    (laz,) = one_tile_world.rglob("3dm_*.laz")
     grid = RasterGrid.for_tile("356_5645", load_catalog().grid)
     result = dem_stage([laz], grid)
     holes = np.isnan(result.array[0])
@@ -431,9 +431,77 @@ def test_demo_tile_holes_are_water(one_tile_world):
 
 
 def test_demo_tile_last_returns_min_approximate_the_terrain(one_tile_world):
-    (laz,) = (one_tile_world / "lidar").glob("*.laz")
+    (laz,) = one_tile_world.rglob("3dm_*.laz")
     grid = RasterGrid.for_tile("356_5645", load_catalog().grid)
     result = dem_stage([laz], grid, returns="last", stat="min", fill_distance=0)
     dtm = _demo_truth(one_tile_world, "dtm")
     has = np.isfinite(result.array[0])
     assert np.median(np.abs(result.array[0][has] - dtm[has])) < 0.1
+
+
+# --------------------------------------------------------------------------- point classes
+
+
+def _classed_laz(tmp_path, grid, name="classed.laz"):
+    """A LAS 1.4 point-format-6 LAZ (laspy): ground at 50 m (class 2), and first returns of
+    noise above it (high noise 18 at 250 m, low noise 7 at 20 m) and in a basement (NRW's
+    24 at 47 m), as NRW's point clouds carry them."""
+    rng = np.random.default_rng(7)
+    left, bottom, right, top = grid.bounds
+    n = 4000
+    x, y = rng.uniform(left, right, n), rng.uniform(bottom, top, n)
+    cls = rng.choice([2, 2, 2, 2, 2, 2, 7, 18, 24], n).astype(np.uint8)
+    z = np.select([cls == 18, cls == 7, cls == 24], [250.0, 20.0, 47.0], 50.0)
+    header = laspy.LasHeader(point_format=6, version="1.4")
+    header.scales, header.offsets = [0.01] * 3, [np.floor(left), np.floor(bottom), 0.0]
+    header.add_crs(CRS.from_user_input(UTM32))
+    las = laspy.LasData(header)
+    las.x, las.y, las.z = x, y, z
+    las.return_number = np.ones(n, np.uint8)
+    las.number_of_returns = np.ones(n, np.uint8)
+    las.classification = cls
+    path = tmp_path / name
+    las.write(path)
+    return path, cls
+
+
+def test_noise_and_basement_points_never_enter_the_dem(tmp_path):
+    grid = small_grid()
+    path, cls = _classed_laz(tmp_path, grid)
+    result = dem_stage([path], grid, fill_distance=0)
+    heights = result.array[0][np.isfinite(result.array[0])]
+    assert np.allclose(heights, 50.0)  # the catalog's 7, 18 and 24 are out
+    dropped = result.report["dropped_by_class"]
+    assert dropped == {str(k): int((cls == k).sum()) for k in (7, 18, 24)}
+    assert result.report["classes"] == "classes 7, 18, 24 dropped"
+    kept_all = dem_stage([path], grid, fill_distance=0, drop_classes=())  # the authors' way
+    assert np.nanmax(kept_all.array[0]) > 100 and kept_all.report["dropped_by_class"] == {}
+    ground = dem_stage([path], grid, fill_distance=0, keep_classes=[2])
+    assert np.allclose(ground.array[0][np.isfinite(ground.array[0])], 50.0)
+    with pytest.raises(UsageError, match="not both"):
+        dem_stage([path], grid, drop_classes=[7], keep_classes=[2])
+
+
+def test_a_cloud_of_noise_only_is_refused_naming_the_classes(tmp_path):
+    grid = small_grid()
+    path, _ = _classed_laz(tmp_path, grid)
+    with pytest.raises(DataError, match=r"classed\.laz: every selected point .* class 2"):
+        dem_stage([path], grid, drop_classes=[2, 7, 18, 24])
+    out = tmp_path / "d.tif"
+    run = CliRunner().invoke(cli, ["dem", str(path), "--like", str(_grid_tif(tmp_path, grid)),
+                                   "--keep-classes", "3", "--out", str(out)])  # fmt: skip
+    assert run.exit_code == 1 and "classed.laz" in run.output and not out.exists()
+    run = CliRunner().invoke(cli, ["dem", str(path), "--like", str(_grid_tif(tmp_path, grid)),
+                                   "--drop-classes", "noise", "--out", str(out)])  # fmt: skip
+    assert run.exit_code == 2 and "--drop-classes" in run.output
+    run = CliRunner().invoke(cli, ["dem", str(path), "--like", str(_grid_tif(tmp_path, grid)),
+                                   "--drop-classes", "none", "--out", str(out)])  # fmt: skip
+    assert run.exit_code == 0, run.output
+    assert "0 points of kept-out classes" in run.output
+
+
+def _grid_tif(tmp_path, grid):
+    path = tmp_path / "grid.tif"
+    if not path.exists():
+        write_geotiff(path, np.zeros((1, grid.height, grid.width), np.uint8), grid)
+    return path

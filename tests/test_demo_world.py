@@ -174,11 +174,20 @@ def test_bad_parameters_name_the_option(tmp_path, kwargs, option):
 def test_orthophotos_are_georeferenced_rgbi_jpeg2000_named_as_nrw(world_dir, manifest):
     import rasterio
 
-    folder = world_dir / "dop"
-    assert manifest["dop"]["layout"] == "tiles" and manifest["dop"]["folder"] == "dop"
-    listed = parse_listing((folder / "index.html").read_text(), "http://h/dop/")
-    assert {f.name for f in listed} == {p.name for p in folder.iterdir()} - {"index.html"}
-    assert all(f.size == (folder / f.name).stat().st_size for f in listed)
+    # laid out as NRW's server: the catalog's folder, listed in index.json and index.xml
+    listing_url = load_catalog().sources["dop"].layout("tiles").listing
+    assert manifest["dop"]["layout"] == "tiles"
+    assert listing_url.endswith(manifest["dop"]["folder"] + "/")
+    folder = world_dir / manifest["dop"]["folder"]
+    for index in ("index.json", "index.xml"):
+        listed = parse_listing((folder / index).read_text(), listing_url).files
+        files = {p.name for p in folder.iterdir()} - {"index.json", "index.xml"}
+        assert {f.name for f in listed} == files
+        assert all(f.size == (folder / f.name).stat().st_size for f in listed)
+    # one tile is listed in two years, as about 750 of NRW's are
+    twice = manifest["dop"]["two_years"]
+    older = [f for f in files if twice["tile"] in f and str(twice["years"][0]) in f]
+    assert len(older) == 1 and twice["years"][0] < twice["years"][1]
     flights = read_flight_dates(folder / "dop_meta.zip")
     years = set()
     for t in manifest["tiles"]:
@@ -273,10 +282,15 @@ def test_cast_shadow_points_away_from_the_light():
 
 
 def test_lidar_is_las12_format1_with_crs_and_nrw_names(world_dir, manifest, clouds):
-    assert (world_dir / "lidar" / "index.html").is_file()
+    folder = world_dir / manifest["lidar"]["folder"]
+    assert (
+        load_catalog().sources["lidar"].layout().listing.endswith(manifest["lidar"]["folder"] + "/")
+    )
+    assert (folder / "index.json").is_file() and (folder / "index.xml").is_file()
     for t in manifest["tiles"]:
         parsed = parse_nrw_name(t["lidar_member"])
         assert (parsed["source"], parsed["tile_id"]) == ("lidar", t["id"])
+        assert t["lidar_member"] == f"3dm_32_{t['id']}_1_nw.laz"  # NRW's names: no year
         las = clouds[t["id"]]
         assert str(las.header.version) == "1.2" and las.header.point_format.id == 1
         assert las.header.parse_crs().to_epsg() == 25832
@@ -575,7 +589,8 @@ def test_packages_layout_zips_the_tiles_as_the_authors_downloaded_them(tmp_path)
     assert dop.name == package_name("dop", catalog.region("demo"), catalog)
     assert dop.name == "dop_05999000_Demostadt_EPSG25832_JPEG2000.zip"
     assert lidar.name == "3dm_l_las_05999000_Demostadt_EPSG25832.zip"
-    assert sorted(p.name for p in (tmp_path / "w" / "dop").iterdir()) == [dop.name]
+    assert sorted(p.name for p in dop.parent.iterdir()) == [dop.name]
+    assert dop.parent.as_posix().endswith("produkte/geobasis/lbi/dop/dop_jp2_f10_paketiert")
     for t in manifest["tiles"]:
         assert t["dop_member"] in zipfile.ZipFile(dop).namelist()
         assert t["lidar_member"] == f"3dm_32_{t['id']}_1_nw.laz"  # 2020 names: no year
@@ -598,7 +613,7 @@ def test_ensure_world_reuses_a_complete_world_and_regenerates_a_broken_one(tmp_p
     stamp = (folder / "world.json").stat().st_mtime_ns
     assert ensure_world(folder, **tiny) == first
     assert (folder / "world.json").stat().st_mtime_ns == stamp  # nothing regenerated
-    victim = folder / "lidar" / first["tiles"][0]["lidar_member"]
+    victim = folder / first["lidar"]["folder"] / first["tiles"][0]["lidar_member"]
     victim.unlink()
     ensure_world(folder, **tiny)
     assert victim.is_file() and world_problems(folder, read_manifest(folder)) == []

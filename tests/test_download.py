@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import io
 import tarfile
+import time
 import zipfile
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -115,29 +117,45 @@ def test_safe_extract_refuses_links_and_bombs(tmp_path):
     assert [p.read_bytes() for p in files] == [b"hello"]
 
 
+def _nrw(www, url):
+    """Where a URL of NRW's server lies in a web root laid out as the server."""
+    from urllib.parse import unquote, urlsplit
+
+    path = www / unquote(urlsplit(url).path).lstrip("/")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def test_download_region_from_loopback(tmp_path, loopback_catalog, monkeypatch, http_serve):
-    """The packages layout: a dropped connection is resumed, the archives extracted, and a
-    rerun downloads nothing."""
+    """The packages layout: a dropped connection is resumed, the archives extracted, the land
+    cover's layer read out of its zip, and a rerun downloads nothing."""
+    from geosynth.catalog import load_catalog
+
+    cat = load_catalog()
+    koeln = cat.region("koeln")
     www = tmp_path / "www"
-    lidar_zip = "3dm_l_las_05315000_Köln_EPSG25832.zip"
-    for sub, name, member in (
-        ("dop", "dop_05315000_Köln_EPSG25832_JPEG2000.zip", "dop10rgbi_32_356_5645_1_nw_2024.jp2"),
-        ("lidar", lidar_zip, "3dm_32_356_5645_1_nw.laz"),
-        ("landcover", "basis-dlm_EPSG25832_Shape.zip", "veg01_f.shp"),
+    lidar_url = koeln.source_url(cat.sources["lidar"])
+    for url, member in (
+        (koeln.source_url(cat.sources["dop"]), "dop10rgbi_32_356_5645_1_nw_2024.jp2"),
+        (lidar_url, "3dm_32_356_5645_1_nw.laz"),
+        (cat.sources["landcover"].url, "veg01_f.shp"),
     ):
-        (www / sub).mkdir(parents=True)
-        _zip(www / sub / name, {member: member.encode() * 1000})
-    drop = {"/lidar/3dm_l_las_05315000_K%C3%B6ln_EPSG25832.zip": 500}
+        from urllib.parse import unquote
+
+        _zip(_nrw(www, unquote(url)), {member: member.encode() * 1000})
+    drop = {lidar_url.split("opengeodata.nrw.de", 1)[1]: 500}
     with http_serve(www, drop_after=drop) as srv:
         path, catalog = loopback_catalog(srv.url)
         records, _ = download_region(
             "cologne", tmp_path / "raw", catalog=catalog, layout="packages", backoff=0.01
         )
         assert [r["source"] for r in records] == ["dop", "lidar", "landcover"]
-        extracted = tmp_path / "raw" / "lidar" / lidar_zip.removesuffix(".zip")
+        extracted = tmp_path / "raw" / "lidar" / "3dm_l_las_05315000_Köln_EPSG25832"
         assert (
             extracted / "3dm_32_356_5645_1_nw.laz"
         ).read_bytes() == b"3dm_32_356_5645_1_nw.laz" * 1000
+        layer = tmp_path / "raw" / "landcover" / "basis-dlm_EPSG25832_Shape" / "veg01_f.shp"
+        assert layer.read_bytes() == b"veg01_f.shp" * 1000
         n_requests = len(srv.requests)
         # a rerun downloads nothing
         monkeypatch.setenv("GEOSYNTH_CATALOG", str(path))
@@ -155,4 +173,109 @@ def test_download_cli_refusals(tmp_path):
     result = runner.invoke(cli, ["download", "--region", "atlantis", "--dest", str(tmp_path)])
     assert result.exit_code == 2 and "unknown region 'atlantis'" in result.output
     result = runner.invoke(cli, ["download", "--region", "demo", "--dest", str(tmp_path)])
-    assert result.exit_code == 2 and "generated offline" in result.output
+    assert result.exit_code == 2 and "generated locally" in result.output
+    assert "--mirror" in result.output
+
+
+# --------------------------------------------------------------------------- a busy server
+
+
+def test_a_busy_server_is_waited_for_as_it_asks(tmp_path, payload, http_serve):
+    root, data = payload
+    waits = []
+    with http_serve(root, busy={"/big.bin": (503, 1)}) as srv:
+        t0 = time.perf_counter()
+        got = fetch(f"{srv.url}/big.bin", tmp_path / "big.bin", allowed_hosts=[srv.url[7:]],
+                    backoff=0.01, on_wait=waits.append)  # fmt: skip
+        waited = time.perf_counter() - t0
+    assert got.path.read_bytes() == data and got.attempts == 2
+    assert waited >= 1.0  # Retry-After: 1, not the 0.01 s backoff
+    assert waits == ["server busy (HTTP 503): waiting 1 s as it asks"]
+    busy = pytest.raises(DataError, match=r"HTTP 429\) and asks to wait 100000 s")
+    with http_serve(root, busy={"/big.bin": (429, 100_000)}) as srv, busy:
+        fetch(f"{srv.url}/big.bin", tmp_path / "b2.bin", allowed_hosts=[srv.url[7:]])
+    assert not (tmp_path / "b2.bin").exists() and not (tmp_path / "b2.bin.part").exists()
+
+
+def test_a_file_shorter_than_listed_fails_and_leaves_nothing(tmp_path, payload, http_serve):
+    root, data = payload
+    with (
+        http_serve(root) as srv,
+        pytest.raises(DataError, match=f"expected {len(data) + 10} bytes"),
+    ):
+        fetch(f"{srv.url}/big.bin", tmp_path / "big.bin", allowed_hosts=[srv.url[7:]],
+              size=len(data) + 10)  # fmt: skip
+    assert list(tmp_path.glob("big.bin*")) == []
+
+
+# --------------------------------------------------------------------------- layers of a zip
+
+
+def _shape_package(path, layers, filler=0):
+    """A zip like NRW's land-cover package: a folder of shapefiles written by GDAL (through
+    geopandas), deflated, plus ``filler`` bytes of another member the build never needs."""
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    folder = path.parent / "shapes"
+    folder.mkdir()
+    for i, layer in enumerate(layers):
+        frame = gpd.GeoDataFrame({"OBJART_TXT": ["AX_Wald"]},
+                                 geometry=[box(i, 0, i + 1, 1)], crs="EPSG:25832")  # fmt: skip
+        frame.to_file(folder / f"{layer}.shp")
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in sorted(folder.iterdir()):
+            zf.write(f, f"basis-dlm/{f.name}")
+        if filler:
+            rng = np.random.default_rng(0)
+            zf.writestr("basis-dlm/rel01_l.shp", rng.bytes(filler))
+    return path
+
+
+def test_only_the_needed_layers_come_by_range_requests(tmp_path, http_serve):
+    from geosynth.ingest.download import fetch_layers
+
+    www = tmp_path / "www"
+    www.mkdir()
+    package = _shape_package(www / "lc.zip", ["veg01_f", "gew01_f"], filler=3_000_000)
+    with http_serve(www) as srv:
+        got = fetch_layers(f"{srv.url}/lc.zip", tmp_path / "raw", ["veg01_f", "gew01_f", "ver04_f"],
+                           allowed_hosts=[srv.url[7:]])  # fmt: skip
+        ranges = [r for _, r in srv.requests]
+    names = sorted(f["path"].name for f in got["files"])
+    assert names == sorted(f"{la}.{e}" for la in ("veg01_f", "gew01_f")
+                           for e in ("cpg", "dbf", "prj", "shp", "shx"))  # fmt: skip
+    assert got["absent"] == ["ver04_f"] and got["how"].startswith("range requests")
+    assert all(r and r.startswith("bytes=") for r in ranges)
+    fetched = sum(int(r.split("-")[1]) - int(r[6:].split("-")[0]) + 1 for r in ranges)
+    assert fetched < package.stat().st_size / 2  # not the filler
+    import geopandas as gpd
+
+    frame = gpd.read_file(tmp_path / "raw" / "lc" / "veg01_f.shp")  # GDAL reads what we wrote
+    assert list(frame["OBJART_TXT"]) == ["AX_Wald"] and frame.crs.to_epsg() == 25832
+
+
+def test_a_server_without_ranges_gets_the_whole_zip_once(tmp_path, http_serve, caplog):
+    from geosynth.ingest.download import fetch_layers
+
+    www = tmp_path / "www"
+    www.mkdir()
+    _shape_package(www / "lc.zip", ["veg01_f"])
+    with http_serve(www, ranges=False) as srv:
+        got = fetch_layers(f"{srv.url}/lc.zip", tmp_path / "raw", ["veg01_f"],
+                           allowed_hosts=[srv.url[7:]])  # fmt: skip
+    assert got["how"] == "whole archive (the server ignores range requests)"
+    assert "ignores range requests" in caplog.text
+    assert (tmp_path / "raw" / "lc" / "veg01_f.dbf").is_file()
+
+
+def test_a_zip_without_the_layers_is_refused_naming_them(tmp_path, http_serve):
+    from geosynth.ingest.download import fetch_layers
+
+    www = tmp_path / "www"
+    www.mkdir()
+    _shape_package(www / "lc.zip", ["rel01_l"])
+    with http_serve(www) as srv, pytest.raises(DataError, match=r"lc\.zip: none of the land"):
+        fetch_layers(f"{srv.url}/lc.zip", tmp_path / "raw", ["veg01_f", "gew01_f"],
+                     allowed_hosts=[srv.url[7:]])  # fmt: skip
+    assert not (tmp_path / "raw" / "lc").exists() or not any((tmp_path / "raw" / "lc").iterdir())

@@ -1,8 +1,10 @@
-"""NRW's sources as published: per-tile folders read from their listing, the authors'
-municipality packages, the tiles of a region, flight dates, downloads at scale.
+"""NRW's sources as published: per-tile folders read from their listings (index.json, the
+folders' XML, HTML pages), historic vintages, the authors' municipality packages, the tiles
+of a region, flight dates, downloads at scale.
 
-Everything is served by a real HTTP server on 127.0.0.1 from demo worlds written in the
-providers' layouts; catalogs point at it (``loopback_catalog``).
+Everything is served by a real HTTP server on 127.0.0.1 from demo worlds, which are laid
+out as NRW's server is today (``produkte/geobasis/...``); catalogs move the server's host
+onto it and keep its paths (``loopback_catalog``).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 import shutil
 import zipfile
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import geopandas as gpd
 import pytest
@@ -65,17 +68,34 @@ def _shapefile_zip(archive: Path, frame: gpd.GeoDataFrame, layer: str) -> Path:
     return _zip_folder(archive, sorted(folder.iterdir()))
 
 
+def _nrw(www: Path, url: str) -> Path:
+    """Where a URL of NRW's server lies in a web root laid out as the server."""
+    return www / unquote(urlsplit(url).path).lstrip("/")
+
+
 def _www(tmp_path: Path, world: Path, boundary: gpd.GeoDataFrame | None = None) -> Path:
-    """A web root in NRW's folders: the world's dop/ and lidar/, the land cover zipped like
-    the state-wide package, and the municipality boundaries (DVG1) as a zipped shapefile."""
+    """A web root laid out as NRW's server: the world's ``produkte/`` tree as it wrote it
+    (orthophotos, lidar, the land-cover package, each folder with index.json and index.xml),
+    and the municipality boundaries (DVG1) as a zipped shapefile where the catalog says."""
     www = tmp_path / "www"
-    for source in ("dop", "lidar"):
-        shutil.copytree(world / source, www / source)
-    _zip_folder(www / "landcover" / "basis-dlm_EPSG25832_Shape.zip",
-                sorted((world / "landcover").glob("*.gpkg")))  # fmt: skip
+    shutil.copytree(world / "produkte", www / "produkte")
     if boundary is not None:
-        _shapefile_zip(www / "boundary" / "dvg1_EPSG25832_Shape.zip", boundary, "dvg1gem_nw")
+        zipped = _nrw(www, load_catalog().sources["boundary"].url)
+        zipped.parent.mkdir(parents=True, exist_ok=True)
+        _shapefile_zip(zipped, boundary, "dvg1gem_nw")
     return www
+
+
+def _folder(world: Path, source: str) -> Path:
+    """The folder of a world's per-tile files of ``source`` (its manifest says where)."""
+    return world / json.loads((world / "world.json").read_text())[source]["folder"]
+
+
+def _relist(folder: Path) -> None:
+    """Write the folder's index.json and index.xml anew (after a test changed its files)."""
+    from geosynth.demo.writers import write_index
+
+    write_index(folder, folder.name)
 
 
 def _with_osm(raw: Path, world: Path) -> Path:
@@ -97,7 +117,9 @@ def test_listing_html_and_index_give_names_urls_and_sizes():
     <tr><td><a href="?C=M;O=A">sort</a></td></tr>
     <tr><td><a href="sub/">sub/</a></td></tr>
     </table></body></html>"""
-    files = parse_listing(html, "https://example.org/dop/dop_jp2_f10")
+    listing = parse_listing(html, "https://example.org/dop/dop_jp2_f10")
+    files = listing.files
+    assert listing.folders == ("https://example.org/dop/dop_jp2_f10/sub/",)
     assert [f.name for f in files] == [
         "dop10rgbi_32_356_5645_1_nw_2021.jp2",
         "dop10rgbi_32_356_5645_1_nw_2023.jp2",
@@ -109,10 +131,56 @@ def test_listing_html_and_index_give_names_urls_and_sizes():
     by_tile = listing_tiles(files, layout)
     assert by_tile["356_5645"].name.endswith("_2023.jp2")  # the newest flight wins
     assert by_tile["357_5645"].name == "dop10rgbi_32_357_5645_1_nw.jp2"  # year optional
-    index = parse_listing("3dm_32_356_5645_1_nw_2021.laz 5000\n\n", "http://h/x/", "index")
-    assert index[0].url == "http://h/x/3dm_32_356_5645_1_nw_2021.laz" and index[0].size == 5000
+    index = parse_listing("3dm_32_356_5645_1_nw.laz 5000\n\n", "http://h/x/", "index").files
+    assert index[0].url == "http://h/x/3dm_32_356_5645_1_nw.laz" and index[0].size == 5000
     with pytest.raises(UsageError, match="unknown listing format"):
-        parse_listing("", "http://h/", "json")
+        parse_listing("", "http://h/", "yaml")
+
+
+def test_listings_as_nrw_serves_them_json_and_xml():
+    """index.json (datasets -> files -> name, size, timestamp) and index.xml (<file name=..
+    size=../>, <folder name=../>), told apart by their content."""
+    text = json.dumps({"datasets": [
+        {"name": "3dm_kacheln", "files": [
+            {"name": "3dm_32_280_5652_1_nw.laz", "size": 103876432,
+             "timestamp": "2024-03-01T10:00:00"},
+            {"name": "3dm_32_281_5652_1_nw.laz", "size": "99000"}]},
+        {"name": "andere", "files": [{"name": "3dm_nw.csv"}]}]})  # fmt: skip
+    listing = parse_listing(text, "https://h/hm/3dm_l_las/3dm_l_las/")
+    assert [(f.name, f.size) for f in listing.files] == [
+        ("3dm_32_280_5652_1_nw.laz", 103876432), ("3dm_32_281_5652_1_nw.laz", 99000),
+        ("3dm_nw.csv", None),
+    ]  # fmt: skip
+    assert listing.files[0].timestamp == "2024-03-01T10:00:00"
+    lidar = load_catalog().sources["lidar"].layout()
+    assert sorted(listing_tiles(listing.files, lidar)) == ["280_5652", "281_5652"]
+    xml = """<?xml version="1.0" encoding="UTF-8"?>
+    <opengeodata><folders><folder name="epsg_25832"/></folders>
+    <datasets><dataset name="x"><files>
+    <file name="dop10rgbi_32288_5736_1_nw_2015.jp2" size="12" timestamp="2016-01-01"/>
+    <file name="dop10rgb_32_289_5736_1_nw_2010.jp2" size="13"/>
+    </files></dataset></datasets></opengeodata>"""
+    listing = parse_listing(xml, "https://h/hist_dop_2015/")
+    assert listing.folders == ("https://h/hist_dop_2015/epsg_25832/",)
+    dop = load_catalog().sources["dop"].layout("tiles")
+    by_tile = listing_tiles(listing.files, dop)  # both of NRW's historic name variants
+    assert sorted(by_tile) == ["288_5736", "289_5736"]
+    assert sorted(listing_tiles(listing.files, dop, year=2015)) == ["288_5736"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("PK\x03\x04binary", "neither JSON \\(index.json\\), XML \\(index.xml\\) nor an HTML page"),
+        ('{"files": []}', "an index.json without 'datasets'"),
+        ('{"datasets": [', "not a readable JSON listing"),
+        ("<opengeodata><files>", "not a readable XML listing"),
+        ('<!DOCTYPE x [<!ENTITY a "b">]><x/>', "DOCTYPE or entities is refused"),
+    ],
+)
+def test_a_listing_nrw_does_not_serve_is_refused_naming_the_url(text, message):
+    with pytest.raises(DataError, match=f"^https://h/dop/: .*{message}|^https://h/dop/: {message}"):
+        parse_listing(text, "https://h/dop/")
 
 
 def test_flight_dates_read_german_and_iso_dates(tmp_path):
@@ -170,6 +238,9 @@ def test_region_tiles_by_bbox_boundary_and_published_geonrw(tmp_path):
         geonrw_tiles(tmp_path / "nrw_dataset.tar.gz", "bonn")
     with pytest.raises(UsageError, match="need --tiles, --bbox"):
         region_tiles(koeln, catalog)
+    # a generated region: its extent in the catalog
+    chosen, how = region_tiles(catalog.region("demo"), catalog)
+    assert len(chosen) == 8 and chosen[0] == "356_5645" and how == "the catalog's extent of demo"
 
 
 # --------------------------------------------------------------------------- end to end
@@ -177,6 +248,8 @@ def test_region_tiles_by_bbox_boundary_and_published_geonrw(tmp_path):
 
 def test_download_and_build_tiles_layout(tmp_path, tiles_world, loopback_catalog, http_serve,
                                          monkeypatch):  # fmt: skip
+    """Today's NRW: index.json listings, a tile listed in two years (the newest wins), the
+    land cover's layers read out of the state-wide zip by range requests; then the build."""
     www = _www(tmp_path, tiles_world)
     published = tmp_path / "published" / "koeln"
     published.mkdir(parents=True)
@@ -192,18 +265,25 @@ def test_download_and_build_tiles_layout(tmp_path, tiles_world, loopback_catalog
         )  # fmt: skip
         assert summary["tiles"] == TILES and summary["missing"] == {}
         names = sorted(Path(r["path"]).name for r in records)
-        # the year in each name comes from the listing: it differs from tile to tile
+        # the year in each name comes from the listing: it differs from tile to tile, and
+        # 356_5645 is listed in 2020 and 2022
         assert "dop10rgbi_32_356_5645_1_nw_2022.jp2" in names
+        assert "dop10rgbi_32_356_5645_1_nw_2020.jp2" not in names
         assert "dop10rgbi_32_357_5645_1_nw_2023.jp2" in names
-        assert "3dm_32_357_5645_1_nw_2021.laz" in names and "dop_meta.zip" in names
+        assert "3dm_32_357_5645_1_nw.laz" in names and "dop_meta.zip" in names
+        assert {"veg01_f.shp", "veg01_f.dbf", "gew01_f.shp"} <= set(names)  # the layers only
         jp2 = raw / "dop" / "dop10rgbi_32_357_5645_1_nw_2023.jp2"
-        assert jp2.read_bytes() == (tiles_world / "dop" / jp2.name).read_bytes()
-        total = sum(r["bytes"] for r in records)
-        assert seen[-1] == (total, total)  # one progress over the bytes of every file
+        assert jp2.read_bytes() == (_folder(tiles_world, "dop") / jp2.name).read_bytes()
+        tiled = sum(r["bytes"] for r in records if r["source"] != "landcover")
+        assert seen[-1] == (tiled, tiled)  # one progress over the bytes of every file
         manifest = json.loads((raw / "manifest.json").read_text())
-        assert {r["url"] for r in manifest["files"]} >= {f"{srv.url}/dop/{jp2.name}"}
-        listings = len([r for r in srv.requests if r[0].endswith("/")])
-        assert listings == 2  # dop and lidar, each listed once
+        dop_url = catalog.sources["dop"].layout().listing
+        assert {r["url"] for r in manifest["files"]} >= {f"{dop_url}{jp2.name}"}
+        assert manifest["plan"]["tiles"] == TILES
+        listings = [r for r, _ in srv.requests if r.endswith("/index.json")]
+        assert len(listings) == 2  # dop and lidar, each listed once
+        package = catalog.sources["landcover"].url
+        assert all(rng for r, rng in srv.requests if package.endswith(r))  # only ranges
 
         # a rerun downloads nothing: the listings are cached, the files verified by size
         before = len(srv.requests)
@@ -225,26 +305,107 @@ def test_download_and_build_tiles_layout(tmp_path, tiles_world, loopback_catalog
     assert flights["356_5645"]["date"] == "2022-05-06"  # from dop_nw.csv, not the name
     assert flights["357_5645"]["flight"] == "2023-042"
     assert flights["357_5645"]["source"] == "dop_nw.csv"
+    seg = store.read("seg", store.index("356_5645"))
+    assert (seg > 0).mean() > 0.9  # the land cover came from the downloaded layers
+
+
+def test_the_folder_answers_with_xml_when_there_is_no_index_json(tmp_path, tiles_world,
+                                                                 loopback_catalog, http_serve):  # fmt: skip
+    www = _www(tmp_path, tiles_world)
+    for source in ("dop", "lidar"):
+        (_nrw(www, load_catalog().sources[source].layout().listing) / "index.json").unlink()
+    with http_serve(www) as srv:
+        _, catalog = loopback_catalog(srv.url)
+        records, _ = download_region("cologne", tmp_path / "raw", catalog=catalog, tiles=TILES)
+    assert sorted(r["tile"] for r in records if r["tile"]) == sorted(TILES * 2)
+    folder = urlsplit(catalog.sources["dop"].layout().listing).path
+    assert (folder + "index.json", None) in srv.requests  # asked first: 404
+    assert (folder, None) in srv.requests  # then the folder itself: its index.xml
+
+
+def test_a_vintage_comes_from_the_current_or_the_historic_folder(tmp_path, tiles_world,
+                                                                 loopback_catalog, http_serve):  # fmt: skip
+    """--vintage 2020: 356_5645 from the current folder (listed there in 2020 too), 357_5645
+    from hist_dop_2020/, whose tiles sit in the epsg_25832/ folder its index.xml names, with
+    the historic name that lacks the underscore after the zone."""
+    www = _www(tmp_path, tiles_world)
+    dop = load_catalog().sources["dop"].layout()
+    hist = _nrw(www, dop.history.format(year=2020))
+    (hist / "epsg_25832").mkdir(parents=True)
+    current = _folder(tiles_world, "dop") / "dop10rgbi_32_357_5645_1_nw_2023.jp2"
+    shutil.copyfile(current, hist / "epsg_25832" / "dop10rgbi_32357_5645_1_nw_2020.jp2")
+    _relist(hist / "epsg_25832")
+    _relist(hist)
+    (hist / "index.json").unlink()  # the year folder answers with XML alone
+    with http_serve(www) as srv:
+        _, catalog = loopback_catalog(srv.url)
+        records, summary = download_region("cologne", tmp_path / "raw", catalog=catalog,
+                                           tiles=TILES, vintage=2020)  # fmt: skip
+        names = sorted(Path(r["path"]).name for r in records if r["source"] == "dop")
+        assert names == [
+            "dop10rgbi_32357_5645_1_nw_2020.jp2",
+            "dop10rgbi_32_356_5645_1_nw_2020.jp2",
+        ]
+        assert summary["vintage"] == 2020
+        assert any("carry no year" in n for n in summary["notes"])  # lidar
+        with pytest.raises(DataError, match="no vintage 2011 on the server"):
+            download_region("cologne", tmp_path / "raw2", catalog=catalog, tiles=TILES,
+                            vintage=2011)  # fmt: skip
+
+
+def test_a_tile_the_server_lacks_fails_the_download_unless_allowed(
+    tmp_path, tiles_world, loopback_catalog, http_serve, monkeypatch
+):
+    """A requested tile without its point cloud: exit 1 naming it, nothing fetched; with
+    --allow-missing the rest comes, the gap is in the manifest, and the build says which tile
+    it built without a DEM and why."""
+    www = _www(tmp_path, tiles_world)
+    lidar = _nrw(www, load_catalog().sources["lidar"].layout().listing)
+    (lidar / "3dm_32_357_5645_1_nw.laz").unlink()
+    _relist(lidar)
+    with http_serve(www) as srv:
+        path, _ = loopback_catalog(srv.url)
+        monkeypatch.setenv("GEOSYNTH_CATALOG", str(path))
+        args = ["download", "--region", "koeln", "--dest", str(tmp_path / "raw"),
+                "--tiles", ",".join(TILES)]  # fmt: skip
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 1
+        assert "1 of 2 tile(s) have no point cloud on the server: 357_5645" in result.output
+        assert not list((tmp_path / "raw").rglob("*.jp2"))  # nothing half-done
+        result = CliRunner().invoke(cli, [*args, "--allow-missing"])
+        assert result.exit_code == 0, result.output
+        assert "missing (allowed)" in result.output
+    manifest = json.loads((tmp_path / "raw" / "manifest.json").read_text())
+    assert manifest["plan"]["missing"] == {"lidar": ["357_5645"]}
+    _with_osm(tmp_path / "raw", tiles_world)
+    report = build_region("koeln", tmp_path / "k.zarr", source_dir=tmp_path / "raw",
+                          modalities=["rgb", "dem"], catalog=load_catalog(path))  # fmt: skip
+    assert report.ok and sorted(report.done) == TILES
+    assert "the download found no point cloud for 1 tile(s)" in " ".join(report.notes)
+    assert "download found none" in report.skipped["357_5645"]["dem"]
 
 
 def test_download_and_build_packages_layout(tmp_path, packages_world, loopback_catalog,
                                             http_serve):  # fmt: skip
     """The authors' 2020 layout: one zip per municipality and source, named with umlauts."""
     www = _www(tmp_path, packages_world)
-    (www / "dop" / "dop_05999000_Demostadt_EPSG25832_JPEG2000.zip").rename(
-        www / "dop" / "dop_05315000_Köln_EPSG25832_JPEG2000.zip"
-    )
-    (www / "lidar" / "3dm_l_las_05999000_Demostadt_EPSG25832.zip").rename(
-        www / "lidar" / "3dm_l_las_05315000_Köln_EPSG25832.zip"
-    )
+    catalog = load_catalog()
+    koeln, demo = catalog.region("koeln"), catalog.region("demo")
+    for source in ("dop", "lidar"):
+        spec = catalog.sources[source]
+        _nrw(www, demo.source_url(spec, "packages")).rename(
+            _nrw(www, koeln.source_url(spec, "packages"))
+        )
     with http_serve(www) as srv:
         _, catalog = loopback_catalog(srv.url)
         raw = tmp_path / "raw"
         records, summary = download_region("cologne", raw, catalog=catalog, layout="packages")
+        dop_url = koeln.source_url(catalog.sources["dop"], "packages")
+        assert (urlsplit(dop_url).path, None) in srv.requests
     assert summary["layout"] == "packages"
-    assert [r["source"] for r in records] == ["dop", "lidar", "landcover"]
-    assert records[0]["url"].endswith("/dop/dop_05315000_K%C3%B6ln_EPSG25832_JPEG2000.zip")
-    assert ("/dop/dop_05315000_K%C3%B6ln_EPSG25832_JPEG2000.zip", None) in srv.requests
+    assert [r["source"] for r in records][:2] == ["dop", "lidar"]
+    assert {r["source"] for r in records[2:]} == {"landcover"}
+    assert records[0]["url"].endswith("/dop_05315000_K%C3%B6ln_EPSG25832_JPEG2000.zip")
     assert (raw / "dop" / "dop_05315000_Köln_EPSG25832_JPEG2000").is_dir()  # extracted
     _with_osm(raw, packages_world)
     report = build_region("cologne", tmp_path / "k.zarr", source_dir=raw, catalog=catalog,
@@ -269,7 +430,8 @@ def test_official_boundary_chooses_the_tiles(tmp_path, tiles_world, loopback_cat
     www = _www(tmp_path, tiles_world, boundary=boundary)
     with http_serve(www) as srv:
         _, catalog = loopback_catalog(srv.url)
-        records, summary = download_region("cologne", tmp_path / "raw", catalog=catalog)
+        records, summary = download_region("cologne", tmp_path / "raw", catalog=catalog,
+                                           allow_missing=True)  # fmt: skip
     assert summary["tiles"] == ["357_5645", "357_5646"]
     assert summary["chosen_by"] == "the boundary of koeln (AGS 05315000)"
     assert summary["missing"] == {"dop": ["357_5646"], "lidar": ["357_5646"]}  # not listed
@@ -341,10 +503,10 @@ def test_download_many_verifies_the_listed_size(tmp_path, http_serve):
 def test_a_listed_file_on_a_foreign_host_is_refused(tmp_path, loopback_catalog, http_serve,
                                                    tiles_world):  # fmt: skip
     www = _www(tmp_path, tiles_world)
-    index = www / "dop" / "index.html"
+    index = _nrw(www, load_catalog().sources["dop"].layout().listing) / "index.json"
     name = "dop10rgbi_32_356_5645_1_nw_2022.jp2"
     index.write_text(
-        index.read_text().replace(f'href="{name}"', f'href="http://evil.example/{name}"')
+        index.read_text().replace(f'"name": "{name}"', f'"name": "http://evil.example/{name}"')
     )
     with http_serve(www) as srv:
         _, catalog = loopback_catalog(srv.url)
@@ -365,7 +527,7 @@ def test_catalog_lists_the_authors_tsx_scenes_and_sar_says_which_are_listed(
     assert len(rows) == 49 and len({r["product"] for r in rows}) == 49
     assert sum(r["orbit"] == "descending" for r in rows) == 1
     assert all(r["product"].startswith("TSX1_SAR__EEC_SE___SL_S_SRA_") for r in rows)
-    scenes = sorted((tiles_world / "sar").iterdir())
+    scenes = sorted(p for p in (tiles_world / "sar").iterdir() if p.is_dir())
 
     def edit(data):  # the world's first scene joins the list
         data["tsx_scenes"].append({"product": scenes[0].name, "orbit": "ascending"})

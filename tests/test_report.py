@@ -148,7 +148,8 @@ def test_long_recipe_runs_three_seeds_of_three_generators_for_the_report():
         assert "--truth" in steps["probe"].args and "-q" not in sum(
             (s.args for s in recipe.steps), ()
         )
-        assert steps["build"].args[steps["build"].args.index("--source-dir") + 1] == "x/world"
+        assert steps["download"].args[steps["download"].args.index("--mirror") + 1] == "x/world"
+        assert steps["build"].args[steps["build"].args.index("--source-dir") + 1] == "x/raw"
 
 
 def _speckle_results(sources):

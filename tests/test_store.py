@@ -13,6 +13,7 @@ import zarr
 from affine import Affine
 from click.testing import CliRunner
 
+from geosynth.catalog import load_catalog
 from geosynth.cli import cli
 from geosynth.errors import DataError, StoreError, UsageError
 from geosynth.store import (
@@ -93,7 +94,9 @@ def test_round_trip(tmp_path, geonrw_classes):
     assert s.num_classes == 11
     np.testing.assert_array_equal(s.class_hist()[i], np.bincount(data.seg.ravel(), minlength=11))
     assert s.attrs["geosynth:store_version"] == STORE_VERSION
-    assert s.provenance["catalog_version"] == 1 and s.provenance["parameters"] == {"x": 1}
+    assert s.provenance["catalog_version"] == load_catalog().version and s.provenance[
+        "parameters"
+    ] == {"x": 1}
 
 
 def test_plain_zarr_reader_sees_the_contract(tmp_path, geonrw_classes):

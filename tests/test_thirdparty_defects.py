@@ -602,7 +602,7 @@ def test_build_refuses_unreadable_keys_unless_default_crs_is_given(tmp_path, one
 
     src = tmp_path / "src"
     shutil.copytree(one_tile_world, src)
-    (laz,) = (src / "lidar").glob("*.laz")
+    (laz,) = src.rglob("3dm_*.laz")
     grid = RasterGrid.for_tile("356_5645", load_catalog().grid)
     x, y, z = points(5000, grid, margin=0.0)
     records, _ = UNREADABLE_KEYS["user-defined"]

@@ -69,16 +69,37 @@ def tile_choice_options(func):
               "folder or asks Overpass.")  # fmt: skip
 @click.option("--no-extract", is_flag=True, help="Keep the archives packed.")
 @click.option("--retries", type=click.IntRange(0, 50), default=5, show_default=True)
+@click.option(
+    "--vintage", "--year", "vintage", type=click.IntRange(1990, 2100), metavar="YEAR",
+    help="Orthophotos of this flight year: from the current folder where it lists the year, "
+    "else from the historic folder of that vintage [default: each tile's newest].",
+)  # fmt: skip
+@click.option(
+    "--allow-missing", is_flag=True,
+    help="Download the tiles the server has even when some requested tiles have no "
+    "orthophoto or point cloud there; the gaps go into dest/manifest.json and the build "
+    "report [default: name them and exit 1].",
+)  # fmt: skip
+@click.option(
+    "--mirror", metavar="URL|FOLDER",
+    help="Read the provider's server from a mirror: a base URL with the server's paths, or a "
+    "folder laid out so (what geosynth demo-world writes), served on 127.0.0.1 meanwhile.",
+)  # fmt: skip
 def download(region, dest, layout, tiles, bbox, tiles_from, boundary, jobs, refresh, with_osm,
-             no_extract, retries) -> None:  # fmt: skip
+             no_extract, retries, vintage, allow_missing, mirror) -> None:  # fmt: skip
     """Download a region's orthophotos, lidar and land cover from the catalog's hosts.
 
     In the tiles layout the region's tiles come from --tiles, --bbox,
     --tiles-from or --boundary, else from the municipality's official boundary;
-    each tile's file is found in the provider's folder listing (fetched once,
-    cached). Several files at once; each resumed (HTTP Range), retried and
-    verified; every redirect must stay on a catalog host; dest/manifest.json
-    says what came from where. A rerun skips what is complete.
+    each tile's file is found in the provider's folder listing (index.json, or
+    the folder's XML; fetched once, cached), the newest flight unless --vintage.
+    A requested tile without its orthophoto or point cloud fails the download
+    (exit 1) unless --allow-missing. Of the state-wide land cover only the
+    layers a build needs are read, by range requests into the zip. Several
+    files at once; each resumed (HTTP Range), retried (a busy server's
+    Retry-After is honoured) and verified; every redirect must stay on a
+    catalog host; dest/manifest.json says what came from where. A rerun skips
+    what is complete.
     """
     from geosynth.ingest.download import download_region
 
@@ -86,7 +107,8 @@ def download(region, dest, layout, tiles, bbox, tiles_from, boundary, jobs, refr
         records, summary = download_region(
             region, dest, layout=layout, tiles=tiles, bbox=bbox, tiles_from=tiles_from,
             boundary=boundary, jobs=jobs, extract=not no_extract, refresh=refresh,
-            retries=retries, progress=progress, with_osm=with_osm,
+            retries=retries, progress=progress, on_wait=progress.note, with_osm=with_osm,
+            vintage=vintage, allow_missing=allow_missing, mirror=mirror,
         )  # fmt: skip
     total = sum(r["bytes"] for r in records)
     chosen = summary["tiles"]
@@ -94,10 +116,13 @@ def download(region, dest, layout, tiles, bbox, tiles_from, boundary, jobs, refr
     click.echo(
         f"{head}{len(records)} file(s), {total:,} bytes in {dest} ({summary['layout']} layout)"
     )
-    for source, absent in (summary.get("missing") or {}).items():
-        click.echo(
-            f"  {source}: no file listed for {len(absent)} tile(s), e.g. {absent[0]}", err=True
-        )
+    for line in summary.get("notes") or []:
+        click.echo(f"  note: {line}", err=True)
+    if summary.get("missing"):
+        from geosynth.ingest.download import missing_message
+
+        click.echo(f"  missing (allowed): {missing_message(summary['missing'], len(chosen))}",
+                   err=True)  # fmt: skip
 
 
 @click.command("build-geonrw")
@@ -110,8 +135,10 @@ def download(region, dest, layout, tiles, bbox, tiles_from, boundary, jobs, refr
 )
 @click.option(
     "--source-dir",
+    multiple=True,
     type=click.Path(file_okay=False),
-    help="Folder with the region's raw files (default for demo: the generated demo world).",
+    help="Folder with the region's raw files, e.g. a download; repeatable (the SAR scenes "
+    "you bring beside it) [default for demo: the generated demo world].",
 )
 @options.workers_option()
 @options.scheduler_option
@@ -134,12 +161,15 @@ def download(region, dest, layout, tiles, bbox, tiles_from, boundary, jobs, refr
     help="DEM as the authors' code made it: mean of the points within R m of each cell "
     "centre (their PDAL default: 1.4142); default: mean per 1 m cell, as the paper says.",
 )
+@options.class_options
+@options.decode_level_option
 @options.report_option
 @options.storage_option
 @click.pass_context
 def build_geonrw(
     ctx, region, out, source_dir, workers, scheduler, tiles, bbox, tiles_from, boundary,
-    modalities, default_crs, lidar_crs, dem_radius, report, storage_options,
+    modalities, default_crs, lidar_crs, dem_radius, drop_classes, keep_classes, decode_level,
+    report, storage_options,
 ):  # fmt: skip
     """Build a region's raw files into a GeoNRW Zarr store, tile by tile, in parallel.
 
@@ -157,7 +187,7 @@ def build_geonrw(
     catalog = load_catalog()
     chosen = catalog.region(region)
     name = chosen.name
-    if source_dir is None and chosen.generated:
+    if not source_dir and chosen.generated:
         from geosynth.cli.demo_cmd import generated_sources
 
         source_dir = generated_sources(chosen)
@@ -169,7 +199,8 @@ def build_geonrw(
             boundary=boundary, modalities=modalities, catalog=catalog,
             report_path=report, progress=on_tile, on_plan=on_plan,
             storage_options=storage_options, lidar_default_crs=default_crs,
-            lidar_crs=lidar_crs, dem_radius=dem_radius,
+            lidar_crs=lidar_crs, dem_radius=dem_radius, drop_classes=drop_classes,
+            keep_classes=keep_classes, decode_level=decode_level,
         ),
     )  # fmt: skip
 

@@ -32,6 +32,7 @@ def progress_bar(desc: str, unit: str, **kwargs) -> Iterator[Callable[[int, int 
         bar.total = total
         bar.update(done - bar.n)
 
+    update.note = bar.set_postfix_str  # a word on the bar, e.g. why it waits
     try:
         yield update
     finally:
@@ -132,6 +133,51 @@ def int_option(*decls: str, default: int, help_text: str, minimum: int = 0):
         *decls, type=click.IntRange(min=minimum), default=default, show_default=True,
         help=help_text,
     )  # fmt: skip
+
+
+def _decode_level(ctx, param, value):
+    if value is None or value == "auto":
+        return value
+    try:
+        level = int(value)
+    except ValueError:
+        level = -1
+    if level < 0:
+        raise click.BadParameter(f"expected auto or a level 0, 1, 2, ...; got {value!r}")
+    return level
+
+
+decode_level_option = click.option(
+    "--decode-level", callback=_decode_level, metavar="auto|N", default="0", show_default=True,
+    help="Read the orthophotos at a reduced resolution of JPEG2000 (level N: 2^N times the "
+    "pixel size; auto: the coarsest that keeps two of its pixels per output pixel); 0 reads "
+    "the full image. Faster, within a few grey levels (docs: Performance).",
+)  # fmt: skip
+
+
+def _classes(ctx, param, value):
+    """Callback: ``"7,18"`` -> ``(7, 18)``, ``none`` -> ``()``; None when absent."""
+    if value is None:
+        return None
+    if value.strip().lower() == "none":
+        return ()
+    try:
+        return tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected class codes like 7,18 or none, got {value!r}") from None
+
+
+def class_options(func):
+    """``--drop-classes`` / ``--keep-classes``: the lidar point classes of a DEM."""
+    func = click.option(
+        "--keep-classes", callback=_classes, metavar="LIST",
+        help="Only points of these classes enter the DEM, e.g. 2,20 (instead of --drop-classes).",
+    )(func)  # fmt: skip
+    return click.option(
+        "--drop-classes", callback=_classes, metavar="LIST|none",
+        help="Point classes kept out of the DEM; none keeps every class (as the authors' code) "
+        "[default: the catalog's noise classes, 7,18,24].",
+    )(func)  # fmt: skip
 
 
 def store_option(help_text: str = "Store: a path or an s3://, gs://, memory:// URL.",

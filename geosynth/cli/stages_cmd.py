@@ -19,9 +19,10 @@ def _echo(as_json: bool, out, report: dict, line: str) -> None:
 @click.argument("sources", nargs=-1, required=True)
 @options.grid_options
 @click.option("--nir", is_flag=True, help="Keep band 4 (near infrared) as a fourth band.")
+@options.decode_level_option
 @options.out_file_option()
 @options.json_option
-def aerial(sources, tile, like, nir, out, as_json) -> None:
+def aerial(sources, tile, like, nir, decode_level, out, as_json) -> None:
     """Mosaic orthophotos SOURCES onto the grid at its resolution with lanczos.
 
     SOURCES are GDAL rasters (JPEG2000, GeoTIFF, ...), zip archives of them
@@ -34,7 +35,7 @@ def aerial(sources, tile, like, nir, out, as_json) -> None:
 
     grid = options.resolve_grid(tile, like)
     with options.progress_bar("aerial", "file", leave=False) as update:
-        result = aerial_stage(sources, grid, nir=nir, progress=update)
+        result = aerial_stage(sources, grid, nir=nir, decode_level=decode_level, progress=update)
     write_aerial_geotiff(out, result)
     report = result.report
     _echo(
@@ -95,11 +96,12 @@ def aerial(sources, tile, like, nir, out, as_json) -> None:
     default=1_000_000,
     help_text="Points read per chunk (memory is bounded by this, not by the file size).",
 )
+@options.class_options
 @options.out_file_option()
 @options.json_option
 def dem(
-    sources, tile, like, returns, stat, radius, fill_distance, crs, default_crs, chunk_size, out,
-    as_json,
+    sources, tile, like, returns, stat, radius, fill_distance, crs, default_crs, chunk_size,
+    drop_classes, keep_classes, out, as_json,
 ) -> None:  # fmt: skip
     """Grid lidar points (.las/.laz files or zips of them) into a height raster.
 
@@ -109,7 +111,9 @@ def dem(
     to the grid's CRS (heights in feet become metres); a point on a cell
     edge counts in the cell east or north of it. Cells without points are
     filled up to --fill-distance pixels; the rest stay NaN and are reported.
-    Writes a float32 GeoTIFF, nodata NaN.
+    Noise (classes 7 and 18) and NRW's points below the ground (24) never
+    enter it (--drop-classes, --keep-classes). Writes a float32 GeoTIFF,
+    nodata NaN.
     """
     from geosynth.io import write_geotiff
     from geosynth.sources.lidar import DEFAULT_FILL_DISTANCE_PX, dem_stage
@@ -120,7 +124,8 @@ def dem(
             sources, grid, returns=returns, stat=stat, radius=radius,
             fill_distance=DEFAULT_FILL_DISTANCE_PX if fill_distance is None else fill_distance,
             crs=crs, default_crs=default_crs, crs_for_unreadable=default_crs,
-            chunk_size=chunk_size, progress=update,
+            drop_classes=drop_classes, keep_classes=keep_classes, chunk_size=chunk_size,
+            progress=update,
         )  # fmt: skip
     write_geotiff(out, result.array, grid, nodata=result.nodata, descriptions=result.descriptions)
     r = result.report
@@ -130,7 +135,8 @@ def dem(
         f"{r['points_read']} points ({returns} returns, {stat}"
         + ("" if radius is None else f" within {radius:g} of each cell centre")
         + f"); "
-        f"{r['filled_pixels']} cells filled, {r['holes']} left empty (NaN)",
+        f"{r['filled_pixels']} cells filled, {r['holes']} left empty (NaN); "
+        f"{sum(r['dropped_by_class'].values())} points of kept-out classes ({r['classes']})",
     )  # fmt: skip
 
 

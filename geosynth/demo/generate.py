@@ -11,6 +11,7 @@ import shutil
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from geosynth import __version__
 from geosynth.catalog import Catalog, load_catalog
@@ -30,13 +31,12 @@ from geosynth.demo.sar import (
 from geosynth.demo.scene import FLIGHTS, World, WorldParams
 from geosynth.demo.writers import (
     ATKIS_LAYERS,
-    LIDAR_DATE,
     TRUTH_README,
     write_dop_metadata,
+    write_index,
     write_jp2,
     write_landcover,
     write_laz,
-    write_listing,
     write_osm,
     write_sar_product,
     write_truth,
@@ -48,7 +48,7 @@ from geosynth.workers import exit_with_parent
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 6  # bump whenever the same parameters would give different files
+GENERATOR_VERSION = 7  # bump whenever the same parameters would give different files
 MANIFEST = "world.json"
 
 
@@ -123,7 +123,7 @@ def generate_into(
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    dop, lidar = _publish(root, staging, tile_records, params.layout, region, catalog)
+    dop, lidar = _publish(root, staging, tile_records, params, region, catalog)
     shutil.rmtree(staging)
     manifest = {
         "generator": "geosynth demo-world",
@@ -161,30 +161,54 @@ def generate_into(
     return manifest
 
 
-def _publish(
-    root: Path, staging: Path, tile_records: list[dict], layout: str, region, catalog: Catalog
-) -> tuple[dict, dict]:
-    """Move the rendered tiles into the provider layout: per-tile files with their folder
-    listings and the orthophoto metadata (``tiles``), or one zip per source (``packages``)."""
+def server_folder(url: str) -> Path:
+    """Where a catalog URL's folder lies in a world laid out as the provider's server (its
+    path: ``produkte/geobasis/lusat/akt/dop/dop_jp2_f10`` for NRW's orthophotos)."""
+    path = urlsplit(url).path.strip("/")
+    return Path(path if url.endswith("/") else path.rsplit("/", 1)[0])
 
+
+def _publish(
+    root: Path, staging: Path, tile_records: list[dict], params: WorldParams, region, catalog
+) -> tuple[dict, dict]:
+    """Move the rendered tiles into the provider's folders, at the paths of the catalog's
+    URLs: per-tile files with NRW's listings (``index.json``, ``index.xml``) and the
+    orthophoto metadata, one tile listed in two years (``tiles``); or one zip per source
+    (``packages``)."""
     out = {}
     for source in ("dop", "lidar"):
-        folder = root / source
-        folder.mkdir()
+        lay = catalog.sources[source].layout(params.layout)
+        folder = root / server_folder(lay.listing or lay.url)
+        folder.mkdir(parents=True)
         members = [(r[f"{source}_member"], staging / r[f"{source}_member"]) for r in tile_records]
-        if layout == "packages":
+        if params.layout == "packages":
             package = write_zip(folder / package_name(source, region, catalog), members)
-            out[source] = {"layout": layout, "package": _rel(root, package)}
+            out[source] = {"layout": params.layout, "package": _rel(root, package)}
             continue
         for name, path in members:
             shutil.move(path, folder / name)
-        entry = {"layout": layout, "folder": _rel(root, folder)}
+        entry = {"layout": params.layout, "folder": _rel(root, folder)}
         if source == "dop":
-            meta = write_dop_metadata(folder / "dop_meta.zip", tile_records)
+            entry["two_years"] = _older_flight(folder, tile_records[0], catalog)
+            records = [*tile_records, entry["two_years"]["record"]]
+            meta = write_dop_metadata(folder / "dop_meta.zip", records, params.dop_resolution)
             entry["metadata"] = _rel(root, meta)
-        entry["listing"] = _rel(root, write_listing(folder, f"/{source}/"))
+        dataset = {"dop": "dop_jp2_f10", "lidar": "3dm_kacheln"}[source]  # NRW's dataset names
+        entry["listing"] = [_rel(root, p) for p in write_index(folder, dataset)]
         out[source] = entry
     return out["dop"], out["lidar"]
+
+
+def _older_flight(folder: Path, record: dict, catalog: Catalog) -> dict:
+    """A tile listed in two years, as NRW lists about 750 of its tiles: an earlier flight of
+    the first tile (two years before, the same pixels) beside its current file."""
+    year = record["year"] - 2
+    name = member_name("dop", TileId.parse(record["id"]), year, catalog)
+    shutil.copyfile(folder / record["dop_member"], folder / name)
+    date = f"{year}{record['flight_date'][4:]}"
+    older = {**record, "year": year, "dop_member": name, "flight_date": date,
+             "flight_number": f"{year}-{record['flight_number'].split('-')[-1]}"}  # fmt: skip
+    return {"tile": record["id"], "years": [year, record["year"]], "record": older}
 
 
 def _generator_version() -> int:
@@ -233,8 +257,7 @@ def _write_tile(root: Path, staging: Path, world: World, tile: TileId, catalog: 
         surface = render_surface(world, tile_grid(tile, SURFACE_RES_M))
     cloud = simulate_lidar(world, tile, params.lidar_density, surface)
     del surface
-    lidar_year = LIDAR_DATE.year if params.layout == "tiles" else None  # 2020 names had none
-    lidar_member = member_name("lidar", tile, lidar_year, catalog)
+    lidar_member = member_name("lidar", tile, None, catalog)  # NRW's names carry no year
     write_laz(staging / lidar_member, cloud, tile)
     points = len(cloud)
     del cloud
@@ -327,10 +350,11 @@ def _write_sar(root: Path, world: World, scenes: list, step) -> dict:
 
 
 def _write_vectors(root: Path, world: World, region, catalog: Catalog, step) -> dict:
-
-    gpkg = root / "landcover" / f"basis-dlm_{region.ags}_{region.package}_EPSG25832.gpkg"
-    gpkg.parent.mkdir()
-    write_landcover(gpkg, world)
+    url = catalog.sources["landcover"].url
+    folder = root / server_folder(url)
+    folder.mkdir(parents=True)
+    package = write_landcover(folder / Path(urlsplit(url).path).name, world)
+    write_index(folder, "basis-dlm")
     step("land-cover vectors")
     osm = root / "osm" / f"demo_{region.ags}.osm"
     osm.parent.mkdir()
@@ -340,8 +364,12 @@ def _write_vectors(root: Path, world: World, region, catalog: Catalog, step) -> 
     mapped = set(catalog.atkis.types) | set(catalog.atkis.by_attribute)
     return {
         "landcover": {
-            "path": _rel(root, gpkg),
-            "layers": list(ATKIS_LAYERS),
+            "path": _rel(root, package),
+            "layers": [
+                layer
+                for layer, kinds in ATKIS_LAYERS.items()
+                if any(f.objart_txt in kinds for f in world.atkis)
+            ],  # fmt: skip
             "type_field": catalog.atkis.type_field,
             "object_types": types,
             "unmapped_types": [t for t in types if t not in mapped],

@@ -1,10 +1,11 @@
 """Write the demo world in the providers' formats: JPEG2000 and LAZ per tile with the
-folder listing and orthophoto metadata NRW publishes (or in zip packages), a GeoPackage of ATKIS-like areas, OSM XML, TerraSAR-X product folders, and the ground truth.
+folder listings (``index.json``, ``index.xml``) and orthophoto metadata NRW publishes (or in
+zip packages), the ATKIS-like areas as the state-wide shapefile package, OSM XML, TerraSAR-X
+product folders, and the ground truth.
 
-Every writer is deterministic: zip members carry a fixed date, the
-GeoPackage a fixed ``last_change`` (GDAL's ``OGR_CURRENT_DATE``), the LAS
-header a fixed creation date, the XML files no clock time, so one seed gives
-the same bytes on every run.
+Every writer is deterministic: zip members carry a fixed date, the shapefiles' DBF headers
+a fixed date, the LAS header a fixed creation date, the listings and XML files no clock
+time, so one seed gives the same bytes on every run.
 """
 
 from __future__ import annotations
@@ -21,23 +22,27 @@ from geosynth.grid import RasterGrid, TileId
 from geosynth.io import write_geotiff
 
 ZIP_DATE = (2023, 7, 1, 0, 0, 0)
-GPKG_DATE = "2023-07-01T00:00:00Z"
 OSM_TIMESTAMP = "2023-07-01T00:00:00Z"
 LIDAR_DATE = dt.date(2021, 3, 15)
 JP2_OPTIONS = {"QUALITY": 100, "REVERSIBLE": "YES", "GMLJP2": "YES", "GeoJP2": "YES"}
-# ATKIS shape packages split the areas into thematic layers; we do the same
+LISTING_TIMESTAMP = "2023-07-01T00:00:00"
+# ATKIS shape packages split the areas into thematic layers (the AdV shape profile: see the
+# catalog's sources.landcover.record); the demo world has objects in these
 ATKIS_LAYERS = {
     "sie02_f": ("AX_Wohnbauflaeche", "AX_IndustrieUndGewerbeflaeche", "AX_Friedhof"),
-    "ver01_f": ("AX_Strassenverkehr", "AX_Platz", "AX_Bahnverkehr"),
+    "ver01_f": ("AX_Strassenverkehr", "AX_Platz"),
+    "ver03_f": ("AX_Bahnverkehr",),
     "veg01_f": ("AX_Landwirtschaft",),
-    "veg02_f": ("AX_Wald", "AX_Gehoelz"),
+    "veg02_f": ("AX_Wald",),
+    "veg03_f": ("AX_Gehoelz",),
     "gew01_f": ("AX_Fliessgewaesser", "AX_StehendesGewaesser"),
 }
 
 
-def write_zip(path: Path, members: list[tuple[str, Path]]) -> Path:
+def write_zip(path: Path, members: list[tuple[str, Path]], compress: bool = False) -> Path:
     """A zip package of ``(name in the archive, file)`` pairs with fixed member dates."""
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with zipfile.ZipFile(path, "w", compression=method) as archive:
         for name, file in members:
             info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
             info.external_attr = 0o644 << 16
@@ -45,39 +50,65 @@ def write_zip(path: Path, members: list[tuple[str, Path]]) -> Path:
     return path
 
 
-def write_listing(folder: Path, title: str) -> Path:
-    """``folder/index.html``: the files of ``folder`` as a web server's index page lists them
-    (an anchor per file, its size in bytes), which is what ``geosynth download`` reads."""
-    from html import escape
+def write_index(folder: Path, dataset: str) -> list[Path]:
+    """``folder/index.json`` and ``folder/index.xml``: the files of ``folder`` as NRW's server
+    lists them (``datasets`` -> ``files`` -> name, size, timestamp; ``<file name=.. size=..
+    timestamp=../>``), and the subfolders; the XML is also what the folder URL answers with."""
+    import json
+    from xml.sax.saxutils import quoteattr
 
-    rows = []
-    for path in sorted(p for p in folder.iterdir() if p.is_file() and p.name != "index.html"):
-        name = escape(path.name)
-        rows.append(f'<tr><td><a href="{name}">{name}</a></td><td>{path.stat().st_size}</td></tr>')
-    text = (
-        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
-        f"<title>Index of {escape(title)}</title></head>\n<body><h1>Index of {escape(title)}</h1>\n"
-        '<table>\n<tr><th>Name</th><th>Size</th></tr>\n<tr><td><a href="../">../</a></td></tr>\n'
-        + "\n".join(rows)
-        + "\n</table>\n</body></html>\n"
-    )
-    path = folder / "index.html"
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def write_dop_metadata(path: Path, tile_records: list[dict]) -> Path:
-    """NRW's orthophoto metadata: ``dop_nw.csv`` (a preamble, then ``Kachelname``,
-    ``Aktualitaet`` and ``Bildflugnummer`` per tile, semicolon-separated) in a zip."""
-    lines = [
-        "Digitale Orthophotos NRW (DOP10) - Metadaten je Kachel (geosynth demo world)",
-        "Koordinatenreferenzsystem: ETRS89 / UTM32 (EPSG:25832)",
-        "",
-        "Kachelname;Aktualitaet;Bildflugnummer;Bodenpixelgroesse;Farbtiefe",
+    skip = {"index.json", "index.xml"}
+    files = [p for p in sorted(folder.iterdir()) if p.is_file() and p.name not in skip]
+    folders = [p.name for p in sorted(folder.iterdir()) if p.is_dir()]
+    entries = [{"name": p.name, "size": p.stat().st_size, "timestamp": LISTING_TIMESTAMP}
+               for p in files]  # fmt: skip
+    data = {"datasets": [{"name": dataset, "files": entries}]}
+    if folders:
+        data["folders"] = [{"name": f} for f in folders]
+    (folder / "index.json").write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    lines = ['<?xml version="1.0" encoding="UTF-8"?>', "<opengeodata>"]
+    if folders:
+        lines += ["<folders>", *(f"<folder name={quoteattr(f)}/>" for f in folders), "</folders>"]
+    lines += [f"<datasets><dataset name={quoteattr(dataset)}><files>"]
+    lines += [
+        f'<file name={quoteattr(e["name"])} size="{e["size"]}" timestamp="{e["timestamp"]}"/>'
+        for e in entries
     ]
-    for r in sorted(tile_records, key=lambda r: r["id"]):
+    lines += ["</files></dataset></datasets>", "</opengeodata>"]
+    (folder / "index.xml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return [folder / "index.json", folder / "index.xml"]
+
+
+DOP_META_COLUMNS = (
+    "Kachelname;Erfassungsmethode;Aktualitaet;Bildflugnummer;Kamera_Sensor;Bodenpixelgroesse;"
+    "Spektralkanaele;Koordinatenreferenzsystem_Lage;Koordinatenreferenzsystem_Hoehe;"
+    "Bezugsflaeche;Koordinatenursprung_East;Koordinatenursprung_North;Anzahl_Spalten;"
+    "Anzahl_Zeilen;Farbtiefe;Standardabweichung;Dateiformat;Hintergrund;Quelldatenqualitaet;"
+    "Kompression;Komprimierung;Belaubungszustand;Bemerkungen"
+)
+
+
+def write_dop_metadata(path: Path, tile_records: list[dict], resolution_m: float) -> Path:
+    """NRW's orthophoto metadata: ``dop_nw.csv`` (five preamble lines, then one line per tile
+    under NRW's header: ``Kachelname``, ``Aktualitaet``, ``Bildflugnummer``, ...,
+    semicolon-separated) in a zip."""
+    lines = [
+        "Metadaten der DOP10 fuer die Datenabgabe (geosynth demo world)",
+        "Land;Nordrhein-Westfalen",
+        "Eigentuemer;geosynth (synthetic)",
+        "Stand;2023-07-01",
+        "Version Regelwerk;1.0",
+        DOP_META_COLUMNS,
+    ]
+    for r in sorted(tile_records, key=lambda r: r["dop_member"]):
         name = r["dop_member"].rsplit(".", 1)[0]
-        lines.append(f"{name};{r['flight_date']};{r['flight_number']};0.1;RGBI 8 bit")
+        e, n = (int(v) * 1000 for v in r["id"].split("_"))
+        side = round(1000 / resolution_m)
+        lines.append(
+            f"{name};0;{r['flight_date']};{r['flight_number']};synthetic;{resolution_m:g};RGBI;"
+            f"25832;7837;bDOM;{e};{n};{side};{side};8;20;JPEG2000;weiss;;verlustfrei;;"
+            f"{'belaubt' if r['leaf_on'] else 'unbelaubt'};"
+        )
     csv_path = path.with_name("dop_nw.csv")
     csv_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     write_zip(path, [("dop_nw.csv", csv_path)])
@@ -138,15 +169,17 @@ def write_laz(path: Path, cloud: PointCloud, tile: TileId) -> Path:
 
 
 def write_landcover(path: Path, world: World) -> Path:
-    """ATKIS-like area objects in thematic layers of one GeoPackage (EPSG:25832)."""
+    """ATKIS-like area objects as the state-wide package NRW publishes: one zip of
+    shapefiles, a thematic layer each (:data:`ATKIS_LAYERS`), EPSG:25832."""
+    import tempfile
+
     import geopandas as gpd
-    import pyogrio
 
     by_type: dict[str, list] = {}
     for f in world.atkis:
         by_type.setdefault(f.objart_txt, []).append(f)
-    pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": GPKG_DATE})
-    try:
+    members = []
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         serial = 0
         for layer, types in ATKIS_LAYERS.items():
             rows = [f for t in types for f in by_type.get(t, [])]
@@ -165,10 +198,21 @@ def write_landcover(path: Path, world: World) -> Path:
                 geometry=[f.polygon for f in rows],
                 crs=WORLD_CRS,
             )
-            frame.to_file(path, layer=layer, driver="GPKG", engine="pyogrio")
-    finally:
-        pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": None})
+            shp = Path(tmp) / f"{layer}.shp"
+            frame.to_file(shp, driver="ESRI Shapefile", engine="pyogrio", encoding="UTF-8")
+            _fix_dbf_date(shp.with_suffix(".dbf"))
+            members += [(p.name, p) for p in sorted(Path(tmp).glob(f"{layer}.*"))]
+        write_zip(path, members, compress=True)
     return path
+
+
+def _fix_dbf_date(dbf: Path) -> None:
+    """A DBF header carries the day it was written (bytes 1-3, years since 1900): set it to
+    the world's fixed date, so the bytes do not depend on the day."""
+    year, month, day = ZIP_DATE[:3]
+    with open(dbf, "r+b") as f:
+        f.seek(1)
+        f.write(bytes([year - 1900, month, day]))
 
 
 def write_osm(path: Path, world: World) -> Path:

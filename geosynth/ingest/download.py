@@ -10,11 +10,21 @@
   target, and archives whose unpacked size exceeds a cap; it extracts into a
   temporary folder and renames it into place, so a refused archive leaves
   nothing behind.
-* :func:`download_region` fetches a catalog region's provider packages.
+* :func:`download_region` fetches a catalog region's files: per tile from the folder
+  listings (``index.json``, the folder's XML, or an HTML page), the newest flight or the
+  ``vintage`` asked for; every requested tile without its orthophoto or point cloud is named
+  and fails the download unless ``allow_missing``; the land cover's needed layers only,
+  by range requests into the state-wide zip (:mod:`~geosynth.ingest.remote_zip`).
+
+A server that answers 429 or 503 with ``Retry-After`` is waited for (at most
+:data:`MAX_RETRY_AFTER` seconds a time, said in the log and on the progress line); one that
+drops the connection mid-file is resumed by ``Range``; one that ignores ``Range`` restarts
+the file.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import http.client
 import logging
@@ -28,20 +38,23 @@ import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
 from geosynth.catalog import Catalog, load_catalog
 from geosynth.errors import DataError, UsageError
+from geosynth.ingest.mirror import mirrored
 from geosynth.io import atomic_path, write_text
-from geosynth.sources.nrw import listing_tiles, parse_listing, region_tiles
+from geosynth.sources.nrw import ListedFile, listing_tiles, parse_listing, region_tiles
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 DEFAULT_MAX_UNPACKED = 200 * 2**30  # 200 GiB: larger than any NRW package
 USER_AGENT = "geosynth (https://github.com/geosynth)"
+MAX_RETRY_AFTER = 300.0  # seconds: a server asking to wait longer fails the download
+BUSY = (429, 503)  # Too Many Requests, Service Unavailable: wait as Retry-After says
 
 
 def catalog_hosts(catalog: Catalog) -> set[str]:
@@ -109,11 +122,13 @@ def fetch(
     backoff: float = 1.0,
     timeout: float = 60.0,
     progress: Callable[[int, int | None], None] | None = None,
+    on_wait: Callable[[str], None] | None = None,
 ) -> Fetched:
     """Download ``url`` to ``dest`` (resumable, retried, verified, atomic).
 
     An existing ``dest`` whose size and checksum verify is kept as it is.
-    ``progress(done_bytes, total_bytes_or_None)`` is called as data arrives.
+    ``progress(done_bytes, total_bytes_or_None)`` is called as data arrives;
+    ``on_wait(text)`` when a busy server makes it wait (429/503 with ``Retry-After``).
     """
     dest = Path(dest)
     allowed = set(allowed_hosts)
@@ -149,20 +164,62 @@ def fetch(
             part.unlink(missing_ok=True)
             raise
         except (urllib.error.URLError, http.client.HTTPException, OSError, DataError) as exc:
-            if (
-                isinstance(exc, urllib.error.HTTPError)
-                and 400 <= exc.code < 500
-                and exc.code != 416
-            ):
+            if _permanent(exc):
                 raise DataError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
             last_error = exc
         if attempt <= retries:
-            delay = min(backoff * 2 ** (attempt - 1), 60.0)
-            log.warning(
-                "%s: %s; retry %d/%d in %.1f s", dest.name, last_error, attempt, retries, delay
-            )
-            time.sleep(delay)
+            _pause(url, last_error, attempt, retries, backoff, on_wait)
     raise DataError(f"{url}: download failed after {retries + 1} attempts: {last_error}")
+
+
+def _permanent(exc: Exception) -> bool:
+    """An HTTP error no retry mends: a 4xx other than 416 (range) and 429 (busy)."""
+    return (
+        isinstance(exc, urllib.error.HTTPError)
+        and 400 <= exc.code < 500
+        and exc.code not in (416, 429)
+    )
+
+
+def retry_after(exc: Exception) -> float | None:
+    """The seconds a busy server (429, 503) asks to wait in ``Retry-After`` (seconds or an
+    HTTP date), else None."""
+    if not isinstance(exc, urllib.error.HTTPError) or exc.code not in BUSY:
+        return None
+    value = (exc.headers or {}).get("Retry-After")
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _pause(url, error, attempt, retries, backoff, on_wait=None) -> None:
+    """Sleep before retry ``attempt``: as long as a busy server asks (bounded), else
+    exponentially longer."""
+    wait = retry_after(error)
+    if wait is not None:
+        if wait > MAX_RETRY_AFTER:
+            raise DataError(
+                f"{url}: the server is busy (HTTP {error.code}) and asks to wait {wait:.0f} s, "
+                f"more than {MAX_RETRY_AFTER:.0f} s; try again later"
+            )
+        text = f"server busy (HTTP {error.code}): waiting {wait:.0f} s as it asks"
+        log.warning("%s: %s (retry %d/%d)", url, text, attempt, retries)
+        if on_wait:
+            on_wait(text)
+        time.sleep(wait)
+        return
+    delay = min(backoff * 2 ** (attempt - 1), 60.0)
+    log.warning("%s: %s; retry %d/%d in %.1f s", url, error, attempt, retries, delay)
+    time.sleep(delay)
 
 
 def _fetch_once(url: str, part: Path, timeout: float, progress, allowed: set[str]):
@@ -342,6 +399,7 @@ def download_many(
     retries: int = 5,
     backoff: float = 1.0,
     progress: Callable[[int, int | None], None] | None = None,
+    on_wait: Callable[[str], None] | None = None,
 ) -> list[dict]:
     """Fetch many files at once (``jobs`` threads), each resumed, retried and verified;
     ``progress(bytes_done, bytes_total)`` over all of them (the total grows as servers tell
@@ -379,7 +437,7 @@ def download_many(
 
         got = fetch(item.url, dest / item.path, allowed_hosts=allowed, size=item.size,
                     md5=item.md5, retries=retries, backoff=backoff,
-                    progress=on_bytes)  # fmt: skip
+                    progress=on_bytes, on_wait=on_wait)  # fmt: skip
         with lock:
             done[i], totals[i] = got.size, got.size
             report()
@@ -397,56 +455,214 @@ def download_many(
 MANIFEST = "manifest.json"
 
 
-def write_manifest(dest: Path, records: Sequence[dict]) -> Path:
-    """``dest/manifest.json``: the records of every download into ``dest``, merged by path."""
+def write_manifest(dest: Path, records: Sequence[dict], plan: dict | None = None) -> Path:
+    """``dest/manifest.json``: the records of every download into ``dest``, merged by path,
+    and the last region plan's summary (its tiles, how they were chosen, the tiles a source
+    had no file for)."""
     import json
 
     path = Path(dest) / MANIFEST
-    known = {}
+    known, previous = {}, {}
     if path.is_file():
         try:
-            known = {r["path"]: r for r in json.loads(path.read_text())["files"]}
+            previous = json.loads(path.read_text())
+            known = {r["path"]: r for r in previous["files"]}
         except (ValueError, KeyError, TypeError):
             log.warning("%s is not readable; writing a new one", path)
     known.update({r["path"]: r for r in records})
-    files = [known[k] for k in sorted(known)]
-    return write_text(path, json.dumps({"files": files}, indent=2, sort_keys=True) + "\n")
+    data = {"files": [known[k] for k in sorted(known)]}
+    if plan is not None or previous.get("plan") is not None:
+        data["plan"] = plan if plan is not None else previous["plan"]
+    return write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def read_text_url(url: str, *, allowed_hosts: Iterable[str], timeout: float = 60.0) -> str:
-    """A small text document (a folder listing) from a catalog host."""
+def read_text_url(
+    url: str,
+    *,
+    allowed_hosts: Iterable[str],
+    timeout: float = 60.0,
+    retries: int = 5,
+    backoff: float = 1.0,
+    on_wait: Callable[[str], None] | None = None,
+) -> str:
+    """A small text document (a folder listing) from a catalog host, retried as downloads
+    are; HTTP 404 raises :class:`NotFound`."""
     allowed = set(allowed_hosts)
     host = urlsplit(url).netloc
     if host not in allowed:
         raise UsageError(f"refusing to read from {host!r}: not a host of the data catalog ({url})")
-    try:
-        with _open(url, allowed, timeout) as response:
-            return response.read().decode("utf-8", errors="replace")
-    except urllib.error.HTTPError as exc:
-        raise DataError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
-    except (urllib.error.URLError, OSError) as exc:
-        raise DataError(f"{url}: cannot read the listing: {exc}") from exc
+    last_error: Exception | None = None
+    for attempt in range(1, retries + 2):
+        try:
+            with _open(url, allowed, timeout) as response:
+                return response.read().decode("utf-8", errors="replace")
+        except RefusedHost:
+            raise
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                raise NotFound(f"{url}: HTTP 404 Not Found") from exc
+            if _permanent(exc):
+                raise DataError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
+            last_error = exc
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+            last_error = exc
+        if attempt <= retries:
+            _pause(url, last_error, attempt, retries, backoff, on_wait)
+    raise DataError(f"{url}: cannot read the listing after {retries + 1} attempts: {last_error}")
 
 
-def listing(layout, dest: Path, *, allowed_hosts: Iterable[str], refresh: bool = False) -> list:
-    """The files a tiles layout's folder lists, fetched once and cached as
-    ``dest/.listings/<host>_<path>.html`` (``refresh`` fetches it again)."""
+class NotFound(DataError):
+    """HTTP 404."""
 
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", layout.listing.split("://", 1)[-1]).strip("_")
-    cache = dest / ".listings" / f"{name}.txt"
+
+def _cache_name(url: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", url.split("://", 1)[-1]).strip("_")
+
+
+def folder_listing(
+    folder: str,
+    dest: Path,
+    *,
+    listing_format: str = "auto",
+    subfolders: Sequence[str] = (),
+    allowed_hosts: Iterable[str],
+    refresh: bool = False,
+    retries: int = 5,
+    on_wait: Callable[[str], None] | None = None,
+) -> list[ListedFile]:
+    """The files a provider's folder lists, and those of the ``subfolders`` it names
+    (historic vintages keep their tiles in ``epsg_25832/``). Each listing is fetched once
+    and cached under ``dest/.listings/`` (``refresh`` fetches it again).
+
+    ``auto`` (NRW today): ``<folder>index.json``, else the folder's own answer (its
+    ``index.xml``, or another server's HTML page); ``json``, ``xml``: that index file;
+    ``html``, ``index``: the folder URL.
+    """
+    folder = folder if folder.endswith("/") else folder + "/"
+    cache = dest / ".listings" / f"{_cache_name(folder)}.listing"
     if refresh or not cache.is_file():
-        text = read_text_url(layout.listing, allowed_hosts=allowed_hosts)
-        from geosynth.io import write_text
-
+        read = functools.partial(
+            read_text_url, allowed_hosts=allowed_hosts, retries=retries, on_wait=on_wait
+        )
+        if listing_format == "auto":
+            try:
+                text = read(folder + "index.json")
+            except NotFound:
+                text = read(folder)
+        elif listing_format in ("json", "xml"):
+            text = read(f"{folder}index.{listing_format}")
+        else:
+            text = read(folder)
         write_text(cache, text)
-    return parse_listing(cache.read_text(encoding="utf-8"), layout.listing, layout.listing_format)
+    listing = parse_listing(cache.read_text(encoding="utf-8"), folder, listing_format)
+    files = list(listing.files)
+    wanted = {s.strip("/") for s in subfolders}
+    for sub in listing.folders:
+        if sub.rstrip("/").rsplit("/", 1)[-1] in wanted:
+            files += folder_listing(
+                sub, dest, listing_format=listing_format, subfolders=(), refresh=refresh,
+                allowed_hosts=allowed_hosts, retries=retries, on_wait=on_wait,
+            )  # fmt: skip
+    return files
 
 
-def _check_region(region_name: str, catalog: Catalog):
+def open_range(url: str, start: int, end: int, *, allowed_hosts: Iterable[str],
+               timeout: float = 60.0) -> tuple[int, dict, bytes]:  # fmt: skip
+    """``(status, headers, body)`` of a ``Range: bytes=start-end`` request to ``url`` (every
+    redirect on a catalog host); a busy server is waited for as :func:`fetch` does."""
+    allowed = set(allowed_hosts)
+    for attempt in range(1, 7):
+        try:
+            with _open(url, allowed, timeout, {"Range": f"bytes={start}-{end}"}) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as exc:
+            if retry_after(exc) is None or attempt == 6:
+                raise DataError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
+            _pause(url, exc, attempt, 5, 1.0)
+    raise AssertionError("unreachable")
+
+
+def fetch_layers(
+    url: str,
+    dest: Path,
+    layers: Sequence[str],
+    *,
+    allowed_hosts: Iterable[str],
+    retries: int = 5,
+    progress: Callable[[int, int | None], None] | None = None,
+    on_wait: Callable[[str], None] | None = None,
+) -> dict:
+    """The members of ``layers`` of the zip at ``url``, read by range requests into
+    ``dest/<zip name without .zip>/`` (:mod:`~geosynth.ingest.remote_zip`). A server that
+    ignores ranges gets the whole archive downloaded once, with a warning, and the layers
+    extracted from it. Returns the extraction's record and how the members came."""
+    from geosynth.ingest.remote_zip import RangeReader, RangesIgnored, extract_members
+
+    hosts = set(allowed_hosts)
+    name = _file_name(url)
+    folder = dest / Path(name).with_suffix("").name
+    done = _layers_on_disk(folder, url, layers)
+    if done is not None:
+        return done
+    reader = RangeReader(url, functools.partial(open_range, allowed_hosts=hosts))
+    try:
+        result = extract_members(reader, url, layers, folder, progress)
+        result["how"] = f"range requests: {reader.requests} requests, {reader.bytes_read} bytes"
+        return _record_layers(folder, url, layers, result)
+    except RangesIgnored:
+        log.warning(
+            "%s: the server ignores range requests; downloading the whole archive to take "
+            "%d layer(s) from it", url, len(layers),
+        )  # fmt: skip
+        archive = dest / name
+        fetch(url, archive, allowed_hosts=hosts, retries=retries, progress=progress,
+              on_wait=on_wait)  # fmt: skip
+        result = extract_members(archive, url, layers, folder, progress)
+        result["how"] = "whole archive (the server ignores range requests)"
+        return _record_layers(folder, url, layers, result)
+
+
+LAYERS_RECORD = ".layers.json"  # beside the fetched members: what came from where
+
+
+def _record_layers(folder: Path, url: str, layers, result: dict) -> dict:
+    """Write ``folder/.layers.json``, so a rerun finds the layers complete without asking the
+    server again."""
+    import json
+
+    record = {"url": url, "layers": list(layers), "found": result["layers"],
+              "absent": result["absent"], "how": result["how"],
+              "files": [{"name": f["path"].name, "bytes": f["bytes"]} for f in result["files"]]}  # fmt: skip
+    write_text(folder / LAYERS_RECORD, json.dumps(record, indent=2) + "\n")
+    return result
+
+
+def _layers_on_disk(folder: Path, url: str, layers) -> dict | None:
+    """The record of an earlier fetch of the same layers from the same URL whose files are all
+    there with their sizes, else None."""
+    import json
+
+    try:
+        record = json.loads((folder / LAYERS_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if record.get("url") != url or record.get("layers") != list(layers):
+        return None
+    files = [{"path": folder / f["name"], "bytes": f["bytes"]} for f in record["files"]]
+    if not all(f["path"].is_file() and f["path"].stat().st_size == f["bytes"] for f in files):
+        return None
+    log.info("%s: the land-cover layers are here already", folder)
+    return {"files": files, "layers": record["found"], "absent": record["absent"],
+            "how": "already here"}  # fmt: skip
+
+
+def _check_region(region_name: str, catalog: Catalog, mirrored: bool = False):
     region = catalog.region(region_name)
-    if region.generated:
+    if region.generated and not mirrored:
         raise UsageError(
-            f"region {region.name!r} is generated offline (geosynth demo-world); nothing to download"
+            f"region {region.name!r} is generated locally ({region.prepared_by}); nothing to "
+            f"download, unless from a mirror of the server: --mirror FOLDER (what "
+            f"{region.prepared_by} writes)"
         )
     return region
 
@@ -481,6 +697,56 @@ def osm_extract(catalog: Catalog, *, allowed_hosts: Iterable[str]) -> Download:
     return Download("osm", url, f"osm/{_file_name(url)}", md5=md5)
 
 
+@dataclass
+class RegionPlan:
+    """What to download for a region: the files, how the tiles were chosen, the tiles a
+    source has no file for, and the land-cover package whose layers are read by range."""
+
+    downloads: list[Download]
+    layout: str
+    tiles: list[str] | None = None
+    chosen_by: str = ""
+    missing: dict[str, list[str]] = field(default_factory=dict)
+    vintage: int | None = None
+    landcover: str | None = None  # the package URL, its layers fetched by range requests
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        return {
+            "layout": self.layout, "tiles": self.tiles, "chosen_by": self.chosen_by,
+            "missing": self.missing, "vintage": self.vintage, "notes": self.notes,
+        }  # fmt: skip
+
+
+def _tile_files(source, lay, vintage, dest, hosts, refresh, retries, on_wait) -> dict:
+    """Tile -> listed file of one tiled source: the current folder's newest, or of
+    ``vintage`` (from the current folder where it lists that year, else the historic one)."""
+
+    def listed(folder):
+        return folder_listing(
+            folder, dest, listing_format=lay.listing_format or "auto", subfolders=lay.subfolders,
+            allowed_hosts=hosts, refresh=refresh, retries=retries, on_wait=on_wait,
+        )  # fmt: skip
+
+    current = listed(lay.listing)
+    if vintage is None or not lay.history:  # only sources with vintages have a year to pick
+        return listing_tiles(current, lay)
+    found = listing_tiles(current, lay, year=vintage)
+    if lay.history:
+        folder = lay.history.format(year=vintage)
+        try:
+            found = {**listing_tiles(listed(folder), lay, year=vintage), **found}
+        except NotFound:
+            if not found:
+                raise DataError(
+                    f"{source}: no vintage {vintage} on the server: neither the current folder "
+                    f"lists it nor is there {folder}"
+                ) from None
+            log.info("%s: no historic folder %s; the current folder's %d tile(s) of %d",
+                     source, folder, len(found), vintage)  # fmt: skip
+    return found
+
+
 def plan_region(
     region_name: str,
     dest: str | os.PathLike,
@@ -491,38 +757,44 @@ def plan_region(
     bbox: Sequence[float] | None = None,
     tiles_from: str | os.PathLike | None = None,
     boundary: str | os.PathLike | None = None,
+    vintage: int | None = None,
     refresh: bool = False,
     retries: int = 5,
     with_osm: bool = False,
-) -> tuple[list[Download], dict]:
+    on_wait: Callable[[str], None] | None = None,
+    mirrored: bool = False,
+) -> RegionPlan:
     """What to download for a region, and how its tiles were chosen.
 
     ``packages``: the municipality archives of dop and lidar (and the state-wide land
     cover). ``tiles`` (the default): the region's tiles (:func:`geosynth.sources.nrw.region_tiles`;
     without an explicit choice the municipality boundary is downloaded first), each tile's
-    orthophoto and lidar file as the cached folder listings name them, the orthophoto
-    metadata (flight dates) and the land cover. ``with_osm``: also the state's OSM extract
-    (:func:`osm_extract`).
+    orthophoto and lidar file as the cached folder listings name them (the newest flight,
+    or ``vintage``), the orthophoto metadata (flight dates) and the land cover's layers.
+    ``with_osm``: also the state's OSM extract (:func:`osm_extract`).
     """
-
     catalog = catalog or load_catalog()
-    region = _check_region(region_name, catalog)
+    region = _check_region(region_name, catalog, mirrored)
     hosts = catalog_hosts(catalog)
     dest = Path(dest)
     layout = layout or catalog.sources["dop"].default_layout
-    land = catalog.sources["landcover"].url
-    extras = [Download("landcover", land, f"landcover/{_file_name(land)}")] if land else []
+    land = catalog.sources["landcover"]
+    extras = []
     if with_osm:
         extras.append(osm_extract(catalog, allowed_hosts=hosts))
     if layout == "packages":
+        if vintage is not None:
+            raise UsageError("--vintage picks a year of the tiles layout; packages have one")
         items = [
             Download(source, url, f"{source}/{_file_name(url)}")
             for source, url in region_packages(region.name, catalog)
-            if source != "landcover"
+            if not (source == "landcover" and land.layers)
         ]
-        return items + extras, {"layout": "packages", "tiles": None, "chosen_by": "packages"}
+        plan = RegionPlan(items + extras, "packages", chosen_by="packages")
+        plan.landcover = land.url if land.layers else None
+        return plan
     official = None
-    if not (tiles or bbox or tiles_from or boundary):
+    if not (tiles or bbox or tiles_from or boundary) and not region.tiles:
         spec = catalog.sources["boundary"]
         item = Download("boundary", spec.url, f"boundary/{_file_name(spec.url)}")
         download_many([item], dest, allowed_hosts=hosts, jobs=1, retries=retries)
@@ -531,30 +803,36 @@ def plan_region(
         region, catalog, tiles=tiles, bbox=bbox, tiles_from=tiles_from, boundary=boundary,
         official_boundary=official,
     )  # fmt: skip
-    items: list[Download] = []
-    missing: dict[str, list[str]] = {}
+    plan = RegionPlan([], "tiles", chosen, how, vintage=vintage)
     for source in ("dop", "lidar"):
         lay = catalog.sources[source].layout(layout)
-        listed = listing_tiles(listing(lay, dest, allowed_hosts=hosts, refresh=refresh), lay)
+        if vintage is not None and not lay.history:
+            plan.notes.append(f"{source}: its files carry no year; --vintage does not apply")
+        listed = _tile_files(source, lay, vintage, dest, hosts, refresh, retries, on_wait)
         for tile in chosen:
             if tile in listed:
                 f = listed[tile]
-                items.append(Download(source, f.url, f"{source}/{f.name}", f.size, tile))
+                plan.downloads.append(Download(source, f.url, f"{source}/{f.name}", f.size, tile))
             else:
-                missing.setdefault(source, []).append(tile)
-        if lay.metadata:
+                plan.missing.setdefault(source, []).append(tile)
+        if lay.metadata and vintage is None:
             extras.append(Download(source, lay.metadata, f"{source}/{_file_name(lay.metadata)}"))
-    for source, absent in missing.items():
-        log.warning(
-            "%d of %d tile(s) have no %s file in the listing, e.g. %s",
-            len(absent), len(chosen), source, absent[0],
-        )  # fmt: skip
-    return items + extras, {
-        "layout": "tiles",
-        "tiles": chosen,
-        "chosen_by": how,
-        "missing": missing,
-    }
+    if land.url and land.layers:
+        plan.landcover = land.url
+    elif land.url:
+        extras.append(Download("landcover", land.url, f"landcover/{_file_name(land.url)}"))
+    plan.downloads += extras
+    return plan
+
+
+def missing_message(missing: dict[str, list[str]], n_tiles: int) -> str:
+    """One line per source naming the requested tiles it has no file for."""
+    what = {"dop": "orthophoto", "lidar": "point cloud"}
+    return "; ".join(
+        f"{len(tiles)} of {n_tiles} tile(s) have no {what.get(source, source)} on the server: "
+        f"{', '.join(tiles[:10])}{' ...' if len(tiles) > 10 else ''}"
+        for source, tiles in missing.items()
+    )
 
 
 def download_region(
@@ -567,30 +845,71 @@ def download_region(
     bbox: Sequence[float] | None = None,
     tiles_from: str | os.PathLike | None = None,
     boundary: str | os.PathLike | None = None,
+    vintage: int | None = None,
+    allow_missing: bool = False,
     jobs: int = 4,
     extract: bool = True,
     refresh: bool = False,
     retries: int = 5,
     backoff: float = 1.0,
     progress: Callable[[int, int | None], None] | None = None,
+    on_wait: Callable[[str], None] | None = None,
     with_osm: bool = False,
+    mirror: str | os.PathLike | None = None,
 ) -> tuple[list[dict], dict]:
     """Fetch a region's files into ``dest/<source>/`` (:func:`plan_region`), ``jobs`` at a
     time, and by default extract the archives beside themselves; a rerun skips what is
-    complete. Returns the manifest records and the plan's summary."""
-    catalog = catalog or load_catalog()
-    items, summary = plan_region(
-        region_name, dest, catalog=catalog, layout=layout, tiles=tiles, bbox=bbox,
-        tiles_from=tiles_from, boundary=boundary, refresh=refresh, retries=retries,
-        with_osm=with_osm,
-    )  # fmt: skip
+    complete. Returns the manifest records and the plan's summary.
+
+    A requested tile without its orthophoto or point cloud on the server fails the download
+    before a byte is fetched (a :class:`DataError` naming the tiles), unless
+    ``allow_missing``: then the gaps are recorded in ``dest/manifest.json``, which
+    ``geosynth build-geonrw`` reports. ``mirror``: read the provider's server from a mirror
+    (:func:`geosynth.ingest.mirror.mirrored`: a base URL, or a folder served on loopback).
+    """
+    with mirrored(catalog or load_catalog(), mirror) as catalog:
+        return _download_region(
+            region_name, Path(dest), catalog, layout=layout, tiles=tiles, bbox=bbox,
+            tiles_from=tiles_from, boundary=boundary, vintage=vintage,
+            allow_missing=allow_missing, jobs=jobs, extract=extract, refresh=refresh,
+            retries=retries, backoff=backoff, progress=progress, on_wait=on_wait,
+            with_osm=with_osm, mirrored=mirror is not None,
+        )  # fmt: skip
+
+
+def _download_region(region_name, dest, catalog, *, allow_missing, jobs, extract, retries,
+                     backoff, progress, on_wait, **plan_options):  # fmt: skip
+    hosts = catalog_hosts(catalog)
+    plan = plan_region(
+        region_name, dest, catalog=catalog, retries=retries, on_wait=on_wait, **plan_options
+    )
+    if plan.missing and not allow_missing:
+        raise DataError(
+            f"{missing_message(plan.missing, len(plan.tiles or []))} (--allow-missing downloads "
+            "the others and records the gaps)"
+        )
     records = download_many(
-        items, dest, allowed_hosts=catalog_hosts(catalog), jobs=jobs, retries=retries,
-        backoff=backoff, progress=progress,
+        plan.downloads, dest, allowed_hosts=hosts, jobs=jobs, retries=retries,
+        backoff=backoff, progress=progress, on_wait=on_wait,
     )  # fmt: skip
+    if plan.landcover:
+        layers = catalog.sources["landcover"].layers
+        got = fetch_layers(plan.landcover, dest / "landcover", layers, allowed_hosts=hosts,
+                           retries=retries, on_wait=on_wait)  # fmt: skip
+        records += [
+            {"source": "landcover", "url": plan.landcover, "final_url": plan.landcover,
+             "path": f["path"].relative_to(dest).as_posix(), "bytes": f["bytes"], "tile": None,
+             "how": got["how"]}
+            for f in got["files"]
+        ]  # fmt: skip
+        if got["absent"]:
+            plan.notes.append(
+                f"landcover: layer(s) {', '.join(got['absent'])} not in {plan.landcover}"
+            )
+        write_manifest(dest, records)
     if extract:
         for record in records:
-            archive = Path(dest) / record["path"]
+            archive = dest / record["path"]
             if archive.suffix.lower() == ".zip" and record["source"] in (
                 "dop",
                 "lidar",
@@ -600,4 +919,6 @@ def download_region(
                 if not folder.exists():
                     safe_extract(archive, folder)
                 record["extracted"] = str(folder)
+    summary = plan.summary()
+    write_manifest(dest, records, summary)
     return records, summary

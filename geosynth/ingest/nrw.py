@@ -69,6 +69,7 @@ class RegionSources:
     dop_metadata: list[str] = field(default_factory=list)  # NRW's dop_nw.csv
     years: dict[str, int] = field(default_factory=dict)  # tile -> orthophoto year in its name
     ignored: list[str] = field(default_factory=list)
+    gaps: dict[str, list[str]] = field(default_factory=dict)  # source -> tiles the download lacked
 
 
 def extract_packages(root: Path) -> list[Path]:
@@ -84,16 +85,24 @@ def extract_packages(root: Path) -> list[Path]:
     return new
 
 
-def discover_sources(root: str | os.PathLike, catalog: Catalog) -> RegionSources:
-    """Find the provider files under ``root`` by the catalog's names."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"source folder {root} does not exist")
-
-    extract_packages(root)
-    found = RegionSources(root)
+def discover_sources(
+    roots: str | os.PathLike | Sequence[str | os.PathLike], catalog: Catalog
+) -> RegionSources:
+    """Find the provider files under ``roots`` (one folder or several: a download and the
+    SAR scenes a user brings, say) by the catalog's names."""
+    roots = [Path(roots)] if isinstance(roots, str | os.PathLike) else [Path(r) for r in roots]
+    for root in roots:
+        if not root.is_dir():
+            raise DataError(f"source folder {root} does not exist")
+    found = RegionSources(roots[0])
     dop_years: dict[str, list[tuple[int, str]]] = {}
-    for path in sorted(root.rglob("*")):
+    paths = []
+    for root in roots:
+        extract_packages(root)
+        for source, tiles in _download_gaps(root).items():
+            found.gaps.setdefault(source, []).extend(tiles)
+        paths += [(root, p) for p in sorted(root.rglob("*"))]
+    for root, path in paths:
         if any(part.startswith(".") for part in path.relative_to(root).parts):
             continue  # temporary extraction folders and hidden files
         name = path.name
@@ -134,6 +143,24 @@ def discover_sources(root: str | os.PathLike, catalog: Catalog) -> RegionSources
     return found
 
 
+def _download_gaps(root: Path) -> dict[str, list[str]]:
+    """Source -> the tiles ``geosynth download --allow-missing`` found no file for
+    (``root/manifest.json``'s plan; empty without one)."""
+    import json
+
+    from geosynth.ingest.download import MANIFEST
+
+    path = root / MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        plan = json.loads(path.read_text(encoding="utf-8")).get("plan") or {}
+    except (OSError, ValueError, AttributeError):
+        log.warning("%s is not readable: the download's gaps are not reported", path)
+        return {}
+    return {str(k): [str(t) for t in v] for k, v in (plan.get("missing") or {}).items()}
+
+
 def flight_dates(sources: RegionSources) -> dict[str, dict]:
     """Tile -> the orthophoto's acquisition: the flight date and number from NRW's metadata
     where given (``dop_nw.csv``), else the year in the file name."""
@@ -168,6 +195,10 @@ class BuildTask(run.TileTask):
     lidar_default_crs: str | None = None  # the user's CRS for lidar without a readable one
     lidar_crs: str | None = None  # the user's override of every lidar header
     dem_radius: float | None = None  # the authors' PDAL gridding instead of per-cell means
+    drop_classes: tuple[int, ...] | None = None  # lidar classes kept out of the DEM
+    keep_classes: tuple[int, ...] | None = None  # or the only lidar classes let in
+    decode_level: int | str = 0  # the orthophotos' reduced resolution read (0: full)
+    gaps: Mapping[str, str] | None = None  # modality -> why its source files are missing
 
 
 def build_tile(task: BuildTask, record: run.Record) -> None:
@@ -186,7 +217,8 @@ def build_tile(task: BuildTask, record: run.Record) -> None:
         result = _run_stage(name, task, grid, catalog)
         record["stages"][name] = round(time.perf_counter() - t0, 3)
         if result is None or result.skipped:
-            record["skipped"][name] = result.skipped if result is not None else "no source files"
+            missing = (task.gaps or {}).get(name, "no source files")
+            record["skipped"][name] = result.skipped if result is not None else missing
             continue
         if name == "sar":
             data.sar, data.sar_valid = result.array, result.valid
@@ -214,7 +246,7 @@ def _run_stage(name: str, task: BuildTask, grid, catalog: Catalog):
 
         if not task.dop:
             raise DataError(f"tile {task.tile_id}: no orthophoto")
-        return aerial_stage(task.dop, grid)
+        return aerial_stage(task.dop, grid, decode_level=task.decode_level)
     if name == "dem":
         from geosynth.sources.lidar import dem_stage
 
@@ -229,6 +261,8 @@ def _run_stage(name: str, task: BuildTask, grid, catalog: Catalog):
             crs_for_unreadable=task.lidar_default_crs,  # refused unless the user gave one
             crs=task.lidar_crs,
             radius=task.dem_radius,
+            drop_classes=task.drop_classes,
+            keep_classes=task.keep_classes,
             fill_distance=float(max(grid.width, grid.height)),
         )
     if name == "seg":
@@ -253,14 +287,20 @@ def _run_stage(name: str, task: BuildTask, grid, catalog: Catalog):
 # --------------------------------------------------------------------------- the region
 
 
-def resolve_source_dir(region: Region, source_dir: str | os.PathLike | None) -> Path:
-    """The folder with the region's raw files: ``source_dir``, or for a generated region its
-    folder in geosynth's cache (``sources_folder`` in the catalog), which must exist."""
-    if source_dir is not None:
-        path = Path(source_dir)
-        if not path.is_dir():
-            raise DataError(f"source folder {path} does not exist")
-        return path
+def resolve_source_dir(
+    region: Region, source_dir: str | os.PathLike | Sequence[str | os.PathLike] | None
+) -> list[Path]:
+    """The folders with the region's raw files: ``source_dir`` (one or several), or for a
+    generated region its folder in geosynth's cache (``sources_folder`` in the catalog),
+    which must exist."""
+    if isinstance(source_dir, str | os.PathLike):
+        source_dir = [source_dir]
+    if source_dir:
+        paths = [Path(s) for s in source_dir]
+        for path in paths:
+            if not path.is_dir():
+                raise DataError(f"source folder {path} does not exist")
+        return paths
     if region.generated:
         path = cache_dir() / region.sources_folder
         if not path.is_dir():
@@ -268,7 +308,7 @@ def resolve_source_dir(region: Region, source_dir: str | os.PathLike | None) -> 
                 f"region {region.name!r} is generated locally and {path} does not exist: "
                 f"`{region.prepared_by} --out {path}` writes it"
             )
-        return path
+        return [path]
     raise UsageError(
         f"region {region.name!r} needs --source-dir (run `geosynth download --region {region.name}` "
         "first)"
@@ -339,6 +379,14 @@ def source_notes(sources: RegionSources, planned: Sequence[str], catalog: Catalo
     catalog or not), OSM files the build does not use."""
 
     notes = []
+    what = {"dop": "orthophoto", "lidar": "point cloud"}
+    for source, tiles in sources.gaps.items():
+        built = sorted(set(tiles) & set(planned))
+        if built:
+            notes.append(
+                f"the download found no {what.get(source, source)} for {len(built)} tile(s) "
+                f"(--allow-missing, manifest.json): {', '.join(built[:10])}"
+            )
     if sources.sar:
         from geosynth.sources.sar import coverage_lines, scene_coverage
 
@@ -391,6 +439,9 @@ def plan_tasks(
             catalog_path=str(catalog.path),
             storage_options=dict(storage_options or {}),
             rgb_acquisition=flights.get(t),
+            gaps={"dem": "no point cloud: the download found none for this tile (manifest.json)"}
+            if t in sources.gaps.get("lidar", ())
+            else None,
             **dict(lidar or {}),
         )
         for t in tiles
@@ -433,7 +484,7 @@ def build_region(
     region_name: str,
     out: str | os.PathLike,
     *,
-    source_dir: str | os.PathLike | None = None,
+    source_dir: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
     tiles: Sequence[str] | None = None,
     bbox: Sequence[float] | None = None,
     tiles_from: str | os.PathLike | None = None,
@@ -443,6 +494,9 @@ def build_region(
     lidar_default_crs: str | None = None,
     lidar_crs: str | None = None,
     dem_radius: float | None = None,
+    drop_classes: Sequence[int] | None = None,
+    keep_classes: Sequence[int] | None = None,
+    decode_level: int | str = 0,
     **runner,
 ) -> run.IngestReport:
     """Build (or resume building) a region into the store ``out`` (a path or URL); see the
@@ -452,7 +506,9 @@ def build_region(
     ``bbox``, ``tiles_from`` and ``boundary`` choose tiles as :func:`plan_tiles` says.
     ``lidar_default_crs`` is the CRS of lidar files without a readable one (files without
     any take the grid's CRS anyway; those whose GeoTIFF keys do not read are refused
-    without it), ``lidar_crs`` overrides every header, ``dem_radius`` grids the DEM as the
+    without it), ``lidar_crs`` overrides every header, ``drop_classes``/``keep_classes``
+    choose the point classes of the DEM (default: the catalog's noise classes kept out),
+    ``dem_radius`` grids the DEM as the
     authors' PDAL code did (:func:`geosynth.sources.lidar.dem_stage`).
     """
     options = run.RunOptions(**runner)
@@ -466,8 +522,9 @@ def build_region(
             f"unknown modality {', '.join(unknown)}; choose from {', '.join(BUILD_MODALITIES)}"
         )
     out = str(out)
-    root = resolve_source_dir(region, source_dir)
-    sources = discover_sources(root, catalog)
+    roots = resolve_source_dir(region, source_dir)
+    root = ", ".join(map(str, roots))
+    sources = discover_sources(roots, catalog)
     if not sources.dop:
         raise DataError(
             f"no orthophotos named like {catalog.sources['dop'].member_pattern} under {root}"
@@ -489,7 +546,10 @@ def build_region(
             except CRSError as exc:
                 raise UsageError(f"{option} {value!r} is not a CRS: {exc}") from exc
     lidar = {"lidar_default_crs": lidar_default_crs, "lidar_crs": lidar_crs,
-             "dem_radius": dem_radius}  # fmt: skip
+             "dem_radius": dem_radius,
+             "drop_classes": None if drop_classes is None else tuple(drop_classes),
+             "keep_classes": None if keep_classes is None else tuple(keep_classes),
+             "decode_level": decode_level}  # fmt: skip
     parameters = {
         "region": region.name,
         "source_dir": str(root),

@@ -50,7 +50,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from geosynth.errors import DataError
+from geosynth.errors import DataError, UsageError
 from geosynth.grid import RasterGrid
 from geosynth.io import write_geotiff
 from geosynth.sources import StageResult
@@ -75,6 +75,9 @@ class _Source:
     resolution: tuple[float, float]  # in the source's own CRS units
     count: int
     alpha: int | None  # 1-based index of the alpha band, if any
+    overviews: tuple[
+        int, ...
+    ] = ()  # decimation factors of its reduced resolutions (JPEG2000's levels)
 
 
 def _safe_member(archive: Path, name: str) -> None:
@@ -202,7 +205,8 @@ def _open_checked(path: str, grid: RasterGrid, nir: bool) -> _Source:
                     f"{path}: data type {src.dtypes[0]}; the aerial stage expects 8-bit imagery"
                 )
             overlap = _footprint_overlap(src.crs, src.bounds, grid)
-            return _Source(path, src.crs.to_string(), overlap, src.res, src.count, alpha)
+            overviews = tuple(src.overviews(1))
+            return _Source(path, src.crs.to_string(), overlap, src.res, src.count, alpha, overviews)
     except rasterio.errors.RasterioIOError as exc:
         raise DataError(f"{path}: cannot open raster: {exc}") from exc
 
@@ -241,19 +245,38 @@ def _intersects(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-def _warp(source: _Source, grid: RasterGrid, bands: list[int]) -> np.ndarray:
+def decode_level_of(source: _Source, grid: RasterGrid, decode_level: int | str) -> int:
+    """The reduced resolution a source is read at: 0 the full image, ``k`` its ``k``-th level
+    (JPEG2000 keeps its image at halved resolutions: level ``k`` has 2**k times the pixel
+    size). ``auto``: the coarsest level that keeps at least two of its pixels per output
+    pixel, so lanczos still downsamples; a level the source lacks falls back to the coarsest
+    it has (a GeoTIFF without overviews: the full image)."""
+    if decode_level == "auto":
+        target = min(abs(grid.transform.a), abs(grid.transform.e))
+        finest = min(abs(source.resolution[0]), abs(source.resolution[1]))
+        usable = [i + 1 for i, f in enumerate(source.overviews) if finest * f * 2 <= target + 1e-9]
+        return max(usable, default=0)
+    level = int(decode_level)
+    if level < 0:
+        raise UsageError(f"--decode-level takes auto or a level >= 0, got {decode_level}")
+    return min(level, len(source.overviews))
+
+
+def _warp(source: _Source, grid: RasterGrid, bands: list[int], level: int = 0) -> np.ndarray:
     """``source`` warped onto ``grid``: (len(bands) + 1, H, W) uint8, the last band GDAL's alpha.
 
     The source's alpha band, when it has one, is its validity (``src_alpha``);
-    otherwise GDAL takes its mask (nodata, ``.msk``, internal mask) itself.
+    otherwise GDAL takes its mask (nodata, ``.msk``, internal mask) itself. ``level`` > 0
+    reads that reduced resolution (:func:`decode_level_of`) instead of the full image.
     """
     import rasterio
     from rasterio.errors import RasterioError
     from rasterio.warp import Resampling, reproject
 
     out = np.zeros((len(bands) + 1, grid.height, grid.width), dtype=np.uint8)  # (B+1, H, W)
+    options = {"overview_level": level - 1} if level > 0 else {}
     try:
-        with rasterio.open(source.path) as src:
+        with rasterio.open(source.path, **options) as src:
             reproject(
                 rasterio.band(src, bands),
                 out,
@@ -275,9 +298,14 @@ def aerial_stage(
     grid: RasterGrid,
     *,
     nir: bool = False,
+    decode_level: int | str = 0,
     progress: Progress | None = None,
 ) -> StageResult:
     """Mosaic and resample orthophotos onto ``grid`` with lanczos.
+
+    ``decode_level``: read each source at a reduced resolution (:func:`decode_level_of`:
+    ``auto`` or a level), which for NRW's 0.1 m JPEG2000 onto 1 m decodes a fraction of the
+    data; 0 (the default) reads the full image. ``docs/performance.md`` has what it costs.
 
     Returns a :class:`StageResult` whose array is uint8 (3, H, W) (red,
     green, blue) or (4, H, W) with ``nir``; ``valid`` is ``None`` when every
@@ -297,8 +325,9 @@ def aerial_stage(
     image = np.zeros((len(bands), grid.height, grid.width), dtype=np.uint8)  # (B, H, W)
     covered = np.zeros(grid.shape, dtype=bool)  # (H, W)
     used = []
+    levels = {s.path: decode_level_of(s, grid, decode_level) for s in candidates}
     for done, source in enumerate(candidates, start=1):
-        warped = _warp(source, grid, bands)  # (B + 1, H, W), alpha last
+        warped = _warp(source, grid, bands, levels[source.path])  # (B + 1, H, W), alpha last
         valid = warped[-1] > 0
         if valid.any():
             used.append(source)
@@ -327,6 +356,7 @@ def aerial_stage(
         "source_crs": sorted({s.crs for s in used}),
         "source_resolution": sorted({tuple(float(r) for r in s.resolution) for s in used}),
         "resampling": "lanczos",
+        "decode_level": sorted({levels[s.path] for s in used}),
         "bands": [*RGB_BANDS, NIR_BAND][: len(bands)],
         "uncovered_pixels": uncovered,
     }

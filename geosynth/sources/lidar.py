@@ -33,7 +33,12 @@ Rules, in order:
    in every cell whose centre lies closer than R (PDAL ``writers.gdal``'s
    rule), in or out of its own cell, and points up to R outside the grid
    count in the cells near its edge.
-5. Holes: cells without points are filled with GDAL's fill-nodata
+5. Classes: points of the ``drop_classes`` (by default the catalog's
+   ``sources.lidar.drop_classes``: ASPRS 7 low and 18 high noise, NRW's 24 points below the
+   ground) never enter the DEM; ``keep_classes`` keeps only the classes it names instead.
+   Noise returns are often first returns, so without this a bird or a fog patch becomes a
+   spike. The report counts the points dropped per class.
+6. Holes: cells without points are filled with GDAL's fill-nodata
    (``rasterio.fill.fillnodata``, inverse-distance interpolation, no
    smoothing) from cells at most ``fill_distance`` pixels away; cells still
    empty stay NaN and are counted in the report.
@@ -44,7 +49,9 @@ no radius). The authors' code (``build_lidar_dem.py``) grids with PDAL's
 ``writers.gdal``, which averages every point closer than ``radius`` to a cell
 centre, with the default radius ``resolution * sqrt(2)``: ``--radius 1.4142``
 (``radius=2 ** 0.5``) on the 1 m grid reproduces that; its cells overlap, so
-the DEM is smoother and has fewer holes than the per-cell mean.
+the DEM is smoother and has fewer holes than the per-cell mean. Their code also kept
+every first return whatever its class: ``drop_classes=()`` (``--drop-classes none``)
+restores that.
 """
 
 from __future__ import annotations
@@ -62,6 +69,7 @@ from pathlib import Path
 
 import numpy as np
 
+from geosynth.catalog import load_catalog
 from geosynth.errors import DataError, UsageError
 from geosynth.grid import RasterGrid
 from geosynth.names import RETURNS, STATS
@@ -599,6 +607,48 @@ def _selection(chunk, returns: str) -> np.ndarray | None:
     return (rn == np.asarray(chunk.number_of_returns)) & (rn > 0)
 
 
+@dataclass(frozen=True)
+class ClassFilter:
+    """Which point classes enter the DEM: all but ``drop``, or only ``keep``."""
+
+    drop: frozenset[int] = frozenset()
+    keep: frozenset[int] | None = None
+
+    @property
+    def active(self) -> bool:
+        return bool(self.drop) or self.keep is not None
+
+    def dropped(self, classes: np.ndarray) -> np.ndarray:
+        """Mask of the points kept out, from their class codes."""
+        if self.keep is not None:
+            return ~np.isin(classes, list(self.keep))
+        return np.isin(classes, list(self.drop))
+
+    def describe(self) -> str:
+        if self.keep is not None:
+            return f"only classes {', '.join(map(str, sorted(self.keep)))} kept"
+        return f"classes {', '.join(map(str, sorted(self.drop)))} dropped"
+
+
+def class_filter(
+    drop_classes: Iterable[int] | None = None, keep_classes: Iterable[int] | None = None
+) -> ClassFilter:
+    """The class rule of the stage (rule 5): ``keep_classes`` when given, else
+    ``drop_classes``, else the catalog's ``sources.lidar.drop_classes``."""
+    if keep_classes is not None and drop_classes is not None:
+        raise UsageError(
+            "give drop_classes or keep_classes (--drop-classes, --keep-classes), not both"
+        )
+    for value in (*(keep_classes or ()), *(drop_classes or ())):
+        if not 0 <= int(value) <= 255:
+            raise UsageError(f"point classes are 0..255, got {value}")
+    if keep_classes is not None:
+        return ClassFilter(keep=frozenset(int(c) for c in keep_classes))
+    if drop_classes is None:
+        drop_classes = load_catalog().sources["lidar"].drop_classes
+    return ClassFilter(drop=frozenset(int(c) for c in drop_classes))
+
+
 # --------------------------------------------------------------------------- the stage
 
 
@@ -613,10 +663,15 @@ def dem_stage(
     default_crs: str | None = None,
     crs: str | None = None,
     crs_for_unreadable: str | None = None,
+    drop_classes: Iterable[int] | None = None,
+    keep_classes: Iterable[int] | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     progress: Progress | None = None,
 ) -> StageResult:
     """Grid lidar points (.las/.laz files or zips of them) into a height raster on ``grid``.
+
+    ``drop_classes`` / ``keep_classes``: the point classes kept out of the DEM, or the
+    only ones let in (rule 5; default: the catalog's ``sources.lidar.drop_classes``).
 
     ``radius`` (grid CRS units) takes every point closer than it to a cell
     centre instead of the points inside the cell (rule 4). The CRS options
@@ -641,9 +696,8 @@ def dem_stage(
     if fill_distance < 0:
         raise UsageError(f"fill_distance must be >= 0 pixels, got {fill_distance}")
     gridder = PointGridder(grid, stat, radius)
+    classes = class_filter(drop_classes, keep_classes)
     if default_crs is None:
-        from geosynth.catalog import load_catalog
-
         default_crs = load_catalog().grid.crs
     default = _user_crs(default_crs, "default_crs")
     override = None if crs is None else _user_crs(crs, "crs")
@@ -688,9 +742,11 @@ def dem_stage(
 
     total = sum(int(h.point_count) for _, h, _, _ in plans)
     counts = {"points_read": 0, "points_selected": 0, "invalid_return_number": 0}
+    dropped: dict[int, int] = {}
     file_reports = []
     for f, header, fcrs, found in plans:
-        read = _grid_file(f, header, fcrs, gridder, returns, chunk_size, counts, total, progress)
+        read = _grid_file(f, header, fcrs, gridder, returns, chunk_size, counts, total, progress,
+                          classes, dropped)  # fmt: skip
         file_reports.append(
             {
                 "file": f.label,
@@ -705,6 +761,13 @@ def dem_stage(
 
     cell_counts = gridder.counts
     points_in_grid = gridder.points_used
+    if points_in_grid == 0 and dropped:
+        by_class = ", ".join(f"{n} of class {k}" for k, n in sorted(dropped.items()))
+        raise DataError(
+            f"{', '.join(f.label for f, _, _, _ in plans)}: every selected point ({returns} "
+            f"returns) is of a class kept out of the DEM ({classes.describe()}: {by_class}); "
+            "change the rule with --drop-classes/--keep-classes if they are not noise"
+        )
     if points_in_grid == 0:
         raise DataError(_no_points_message(plans, grid, returns, counts, chunk_size))
     heights = gridder.values()  # (H, W) float32
@@ -720,6 +783,8 @@ def dem_stage(
         "returns": returns,
         "stat": stat,
         "radius": gridder.radius,
+        "classes": classes.describe(),
+        "dropped_by_class": {str(k): n for k, n in sorted(dropped.items())},
         **counts,
         "points_in_grid": points_in_grid,
         "cells_with_points": int(cell_counts.size - empty),
@@ -782,11 +847,15 @@ def _return_numbers_in_grid(plans, grid: RasterGrid, chunk_size: int) -> dict[in
     return found
 
 
-def _grid_file(f, header, fcrs, gridder, returns, chunk_size, counts, total, progress) -> int:
-    """Stream one file's points into ``gridder``; returns the number of points read."""
+def _grid_file(f, header, fcrs, gridder, returns, chunk_size, counts, total, progress,
+               classes: ClassFilter, dropped: dict[int, int]) -> int:  # fmt: skip
+    """Stream one file's points into ``gridder``; returns the number of points read.
+    ``dropped`` counts the selected points ``classes`` kept out, per class."""
     import laspy
 
     selection = laspy.DecompressionSelection.XY_RETURNS_CHANNEL | laspy.DecompressionSelection.Z
+    if classes.active:  # formats 6-10 keep the classes in a layer of their own
+        selection |= laspy.DecompressionSelection.CLASSIFICATION
     read = 0
     try:
         with _local_path(f) as path, laspy.open(path, decompression_selection=selection) as reader:
@@ -795,6 +864,16 @@ def _grid_file(f, header, fcrs, gridder, returns, chunk_size, counts, total, pro
                 rn = np.asarray(chunk.return_number)
                 counts["invalid_return_number"] += int(np.count_nonzero(rn == 0))
                 keep = _selection(chunk, returns)
+                if classes.active:
+                    codes = np.asarray(chunk.classification)
+                    out = classes.dropped(codes)
+                    if keep is not None:
+                        out &= keep
+                    if out.any():
+                        for k, n in enumerate(np.bincount(codes[out])):
+                            if n:
+                                dropped[k] = dropped.get(k, 0) + int(n)
+                        keep = ~out if keep is None else keep & ~out
                 x, y, z = np.asarray(chunk.x), np.asarray(chunk.y), np.asarray(chunk.z)
                 if keep is not None:
                     x, y, z = x[keep], y[keep], z[keep]

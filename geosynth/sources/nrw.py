@@ -1,14 +1,17 @@
 """How NRW publishes its tiled sources, as the catalog describes it: folder listings of
 per-tile files, per-municipality packages, the tiles of a region, per-tile flight dates.
 
-* :func:`parse_listing` reads a folder listing (the HTML anchors of a web server's index
-  page, or an index file of one name a line) into the files it names;
+* :func:`parse_listing` reads a folder listing (NRW's ``index.json`` or ``index.xml``, a
+  web server's HTML index page, or an index file of one name a line) into the files and
+  subfolders it names;
 * :func:`listing_tiles` keeps the files following a layout's member pattern, by tile
-  (a tile's year differs from tile to tile, so its URL comes from the listing);
+  (a tile's year differs from tile to tile, so its URL comes from the listing; a tile
+  listed in two years takes the newest, or the year asked for);
 * :func:`region_tiles` decides which tiles a region has, by precedence:
   1. ``tiles`` given; 2. a ``bbox``; 3. ``tiles_from``: the tile list of the published
   GeoNRW for the region's city (a folder or the archive); 4. a ``boundary`` polygon file;
-  5. the municipality's boundary from the catalog's official source (``sources.boundary``);
+  5. a generated region's extent in the catalog (``origin_km``, ``tiles``); 6. the
+  municipality's boundary from the catalog's official source (``sources.boundary``);
   the tiles of 2, 4 and 5 are those whose interior meets the area;
 * :func:`read_flight_dates` reads NRW's per-tile metadata (``dop_nw.csv``: ``Kachelname``,
   ``Aktualitaet``, ``Bildflugnummer``) into flight dates by tile.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import os
 import re
@@ -32,6 +36,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 from geosynth.catalog import Catalog, Region, SourceLayout
 from geosynth.errors import DataError, UsageError
 from geosynth.grid import TILE_IN_NAME, TileId, tiles_covering
+from geosynth.names import LISTING_FORMATS
 from geosynth.sources.filenames import GEONRW_FILE, GEONRW_TILE_STEM, pattern_regex
 
 log = logging.getLogger(__name__)
@@ -39,11 +44,22 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ListedFile:
-    """One file a listing names: its name, absolute URL and, where the listing says, size."""
+    """One file a listing names: its name, absolute URL and, where the listing says, its size
+    in bytes and timestamp."""
 
     name: str
     url: str
     size: int | None = None
+    timestamp: str | None = None
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What a folder listing names: its files, and the subfolders (absolute URLs, ending in
+    ``/``) it points to."""
+
+    files: tuple[ListedFile, ...]
+    folders: tuple[str, ...] = ()
 
 
 class _Anchors(HTMLParser):
@@ -79,41 +95,129 @@ class _Anchors(HTMLParser):
             self._row = None
 
 
-def parse_listing(text: str, base_url: str, listing_format: str = "html") -> list[ListedFile]:
-    """The files a folder listing names, with absolute URLs (query strings and folders left
-    out) and the size where the listing gives one: an HTML index page (its anchors; a
-    table row with one anchor and one number in bytes gives the size) or an index file
-    (``name [size]`` a line)."""
-    sizes: dict[str, int] = {}
-    if listing_format == "index":
-        hrefs = []
+def listing_format_of(text: str) -> str:
+    """Which listing ``text`` is: ``json`` (an object), ``xml`` (an XML document that is not
+    an HTML page) or ``html``; '' when it is none of them (a plain ``index`` of names is
+    read only when the catalog says so)."""
+    head = text.lstrip("\ufeff \t\r\n")[:512].lower()
+    if head.startswith("{"):
+        return "json"
+    if head.startswith(("<!doctype html", "<html")) or "<html" in head:
+        return "html"
+    if head.startswith("<"):
+        return "xml"
+    return ""
+
+
+def _json_entries(text: str, url: str) -> tuple[list[dict], list[str]]:
+    """The files of an ``index.json`` (``datasets`` -> ``files`` -> ``name``, ``size``,
+    ``timestamp``, as NRW's folders publish it) and the folders it names."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise DataError(f"{url}: not a readable JSON listing: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("datasets"), list):
+        raise DataError(
+            f"{url}: an index.json without 'datasets' (expected datasets -> files -> name, "
+            "as NRW's folders list their files)"
+        )
+    entries = [
+        f for dataset in data["datasets"] if isinstance(dataset, dict)
+        for f in dataset.get("files") or [] if isinstance(f, dict) and f.get("name")
+    ]  # fmt: skip
+    folders = [
+        str(f.get("name") if isinstance(f, dict) else f)
+        for key in ("folders", "directories")
+        for f in data.get(key) or []
+    ]
+    return entries, folders
+
+
+def _xml_entries(text: str, url: str) -> tuple[list[dict], list[str]]:
+    """The ``<file name=".." size=".." timestamp=".."/>`` and ``<folder name=".."/>`` elements
+    of an XML listing (NRW's ``index.xml`` and its folders' own answer)."""
+    from xml.etree import ElementTree
+
+    if "<!DOCTYPE" in text[:2048] or "<!ENTITY" in text:
+        raise DataError(f"{url}: an XML listing with a DOCTYPE or entities is refused")
+    try:
+        root = ElementTree.fromstring(text)
+    except ElementTree.ParseError as exc:
+        raise DataError(f"{url}: not a readable XML listing: {exc}") from None
+    entries = [dict(e.attrib) for e in root.iter() if e.tag.rsplit("}", 1)[-1] == "file"]
+    folders = [e.get("name", "") for e in root.iter() if e.tag.rsplit("}", 1)[-1] == "folder"]
+    return [e for e in entries if e.get("name")], [f for f in folders if f]
+
+
+def _size(value) -> int | None:
+    try:
+        return int(value) if value is not None and str(value).strip() else None
+    except (TypeError, ValueError):
+        return None
+
+
+def parse_listing(text: str, base_url: str, listing_format: str = "auto") -> Listing:
+    """The files (absolute URLs; query strings left out) and subfolders a folder listing
+    names, with each file's size and timestamp where the listing gives them.
+
+    Formats (:data:`geosynth.names.LISTING_FORMATS`): ``json``, NRW's ``index.json``;
+    ``xml``, NRW's ``index.xml`` (what its folder URLs answer with); ``html``, a web
+    server's index page (its anchors; a table row with one anchor and one number in bytes
+    gives the size); ``index``, ``name [size]`` a line; ``auto`` tells them apart by the
+    content. A listing that is none of them is a :class:`~geosynth.errors.DataError`
+    naming ``base_url``.
+    """
+    fmt = listing_format_of(text) if listing_format == "auto" else listing_format
+    entries: list[dict] = []
+    folder_names: list[str] = []
+    if fmt == "json":
+        entries, folder_names = _json_entries(text, base_url)
+    elif fmt == "xml":
+        entries, folder_names = _xml_entries(text, base_url)
+    elif fmt == "index":
         for line in text.splitlines():
             parts = line.split()
             if parts:
-                hrefs.append(parts[0])
-                if len(parts) > 1 and parts[1].isdigit():
-                    sizes[parts[0]] = int(parts[1])
-    elif listing_format == "html":
+                entries.append({"name": parts[0], "size": parts[1] if len(parts) > 1 else None})
+    elif fmt == "html":
         parser = _Anchors()
         parser.feed(text)
-        hrefs, sizes = parser.hrefs, parser.sizes
+        entries = [{"name": h, "size": parser.sizes.get(h)} for h in parser.hrefs]
+    elif listing_format == "auto":
+        raise DataError(
+            f"{base_url}: the listing is neither JSON (index.json), XML (index.xml) nor an HTML "
+            f"page; it begins {text.strip()[:60]!r}"
+        )
     else:
-        raise UsageError(f"unknown listing format {listing_format!r}; known: html, index")
+        raise UsageError(
+            f"unknown listing format {listing_format!r}; known: {', '.join(LISTING_FORMATS)}"
+        )
     base = base_url if base_url.endswith("/") else base_url + "/"
-    files, seen = [], set()
-    for href in hrefs:
+    files, folders, seen = [], [], set()
+    for entry in entries:
+        href = str(entry["name"])
         url = urljoin(base, href)
         path = urlsplit(url).path
         name = unquote(path.rsplit("/", 1)[-1])
-        if not name or path.endswith("/") or "?" in href or name in seen:
+        if "?" in href:  # an index page's sort links
+            continue
+        if path.endswith("/"):
+            if url.startswith(base) and url != base:
+                folders.append(url)
+            continue
+        if not name or name in seen:
             continue
         seen.add(name)
-        files.append(ListedFile(name, url, sizes.get(href)))
-    return files
+        files.append(ListedFile(name, url, _size(entry.get("size")), entry.get("timestamp")))
+    folders += [urljoin(base, f.rstrip("/") + "/") for f in folder_names]
+    return Listing(tuple(files), tuple(dict.fromkeys(folders)))
 
 
-def listing_tiles(files: Iterable[ListedFile], layout: SourceLayout) -> dict[str, ListedFile]:
-    """Tile id -> the listed file of that tile (the newest year when several are listed)."""
+def listing_tiles(
+    files: Iterable[ListedFile], layout: SourceLayout, year: int | None = None
+) -> dict[str, ListedFile]:
+    """Tile id -> the listed file of that tile: of ``year`` when given (tiles without a file
+    of that year are left out), else the newest when several years are listed."""
     regexes = [pattern_regex(layout.member_pattern)]
     if layout.member_pattern.lower().endswith(".laz"):
         regexes.append(pattern_regex(layout.member_pattern[:-4] + ".las"))
@@ -123,9 +227,11 @@ def listing_tiles(files: Iterable[ListedFile], layout: SourceLayout) -> dict[str
         if not match:
             continue
         tile = str(TileId.from_match(match))
-        year = int(match.groupdict().get("year") or 0)
-        if tile not in best or year > best[tile][0]:
-            best[tile] = (year, f)
+        file_year = int(match.groupdict().get("year") or 0)
+        if year is not None and file_year != year:
+            continue
+        if tile not in best or file_year > best[tile][0]:
+            best[tile] = (file_year, f)
     return {tile: f for tile, (_, f) in sorted(best.items())}
 
 
@@ -241,6 +347,12 @@ def region_tiles(
         return area_tiles(
             read_boundary(boundary, catalog, region), catalog
         ), f"--boundary {boundary}"
+    if region.origin_km and region.tiles:
+        e0, n0 = region.origin_km
+        extent = [
+            f"{e0 + i}_{n0 + j}" for i in range(region.tiles[0]) for j in range(region.tiles[1])
+        ]
+        return sorted(extent), f"the catalog's extent of {region.name}"
     if official_boundary:
         shape = read_boundary(official_boundary, catalog, region)
         return area_tiles(shape, catalog), f"the boundary of {region.name} (AGS {region.ags})"
