@@ -336,3 +336,18 @@ def test_sar_stats_recovers_the_demo_worlds_looks(one_tile_world, tmp_path):
     real = {r.class_key: r.stats for r in results if r.kind == "real"}
     assert raw["agricultural"].acf_x[0] < 0.1 < 0.25 < real["agricultural"].acf_x[0]
     assert real["agricultural"].enl_local > 1.3 * raw["agricultural"].enl_local
+
+
+def test_world_store_finds_the_demo_world_among_the_builds_source_folders(one_tile_world, tmp_path):
+    """`sar-stats --world store`: the demo builds from the downloaded copy and the world's
+    osm/ and sar/ folders; the world (its world.json with SAR scenes) is one folder up."""
+    from geosynth.analysis.sar_stats import world_of_sources
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    folders = [str(raw), str(one_tile_world / "osm"), str(one_tile_world / "sar")]
+    assert world_of_sources({"source_dirs": folders}) == one_tile_world
+    assert world_of_sources({"source_dir": ", ".join(folders)}) == one_tile_world  # older stores
+    assert world_of_sources({"source_dir": str(one_tile_world)}) == one_tile_world
+    assert world_of_sources({"source_dirs": [str(raw)]}) is None
+    assert world_of_sources({}) is None

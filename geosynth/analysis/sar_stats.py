@@ -261,6 +261,22 @@ def _overlaps(a, b) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
+def world_of_sources(parameters: dict) -> Path | None:
+    """The demo world a store was built from: the first of its source folders (the build's
+    ``source_dirs``; ``source_dir`` of older stores), or the folder above one (the world's
+    ``osm/`` or ``sar/``, or the downloaded copy beside it), that holds a ``world.json`` with
+    SAR scenes."""
+    folders = parameters.get("source_dirs") or [
+        f for f in str(parameters.get("source_dir") or "").split(", ") if f
+    ]
+    for folder in map(Path, folders):
+        for candidate in (folder, folder.parent):
+            manifest = read_manifest(candidate)
+            if manifest is not None and "sar" in manifest:
+                return candidate
+    return None
+
+
 def world_scenes(world: str | os.PathLike) -> tuple[list[Path], float | None]:
     """The SAR product folders of a demo world and its simulated looks (world.json)."""
 

@@ -68,9 +68,14 @@ def sar_stats(
     split = None if split == "all" else split
     scenes, expected = list(raw), None
     if world == "store":
-        world = s.provenance.get("parameters", {}).get("source_dir")
-        if not world:
-            raise UsageError(f"--world store: {store} records no source folder it was built from")
+        parameters = s.provenance.get("parameters", {})
+        world = ss.world_of_sources(parameters)
+        if world is None:
+            built_from = parameters.get("source_dir") or "no source folder"
+            raise UsageError(
+                f"--world store: {store} was built from {built_from}, and no demo world "
+                "(world.json with SAR scenes) is there or one folder up; give --world FOLDER"
+            )
     if world:
         found, expected = ss.world_scenes(world)
         scenes += [str(p) for p in found]

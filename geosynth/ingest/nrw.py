@@ -553,6 +553,7 @@ def build_region(
     parameters = {
         "region": region.name,
         "source_dir": str(root),
+        "source_dirs": [str(r) for r in roots],
         "modalities": wanted,
         "tiles": planned,
         **{k: v for k, v in lidar.items() if v is not None},
