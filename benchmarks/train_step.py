@@ -68,6 +68,7 @@ from geosynth.ml.networks.layers import SPADE, LabelPyramid
 from geosynth.ml.training.config import GanConfig
 from geosynth.ml.training.distributed import DistContext
 from geosynth.ml.training.train import GanTask
+from geosynth.ml.training.trainer import cpu_bf16_fast
 from geosynth.store import TileData, TilePlan, create_store, modality
 
 PAPER = "paper's code"
@@ -317,6 +318,8 @@ def run_cpu(args, store: Path, tmp: Path) -> None:
         f"process, median of {args.rounds} interleaved rounds of {args.steps} steps"
     )
     print_rates(rates, PAPER)
+    if not cpu_bf16_fast():
+        print("  note: this CPU has no bf16 kernels (AVX-512/AMX): the default step runs in fp32")
     med, paper_med = rates["ours (bf16, default)"][0], rates[PAPER][0]
     fp32_med = rates["ours --no-amp (fp32)"][0]
     print(

@@ -84,8 +84,15 @@ DEVICES = ("auto", "cpu", "cuda")
 EVAL_PROTOCOLS = ("paper", "geosynth")
 #: Which fake D's step sees (``train --d-fake``): G's output before its update, or a new one.
 D_FAKES = ("reuse", "regenerate")
-#: Value range of the images a generator learns (``train --image-range``).
+#: Value range of the images a generator learns, or a U-Net reads (``--image-range``).
 IMAGE_RANGES = ("symmetric", "unit")
+#: Order inside the generators' ResNet blocks (``train --block-order``): geosynth's
+#: norm -> ReLU -> pad -> conv, or the paper's code's pad -> norm -> ReLU -> conv.
+BLOCK_ORDERS = ("geosynth", "authors")
+#: How D enters a training step (``train --d-step``): one forward on fake and real
+#: together, losses averaged over D's scales; or the paper's code's step, D called on
+#: fake and real apart (four calls per step), losses summed over the scales.
+D_STEPS = ("joint", "authors")
 
 
 def generator_input_problem(kind: str, inputs: tuple[str, ...] | list[str]) -> str | None:

@@ -196,15 +196,17 @@ def test_the_table3_recipes_train_and_evaluate_as_the_papers_code(name, flip):
         ctx = command.make_context(step.args[0], list(step.args[1:]), resilient_parsing=True)
         parsed.setdefault(step.args[0], []).append(ctx.params)
     (unet,) = parsed["train-unet"]
-    assert (unet["loss"], unet["batch_size"], unet["amp"], unet["nproc"]) == (
-        "bce",
-        32,
-        False,
-        None,
-    )
+    assert (unet["loss"], unet["batch_size"], unet["amp"], unet["nproc"], unet["image_range"]) == (
+        "bce", 32, False, None, "unit"
+    )  # fmt: skip
     for gan in parsed["train"]:
         assert (gan["d_fake"], gan["flip"], gan["image_range"], gan["amp"]) == (
             "regenerate", flip, "unit", False
         )  # fmt: skip
+        # every switch that makes geosynth compute what the paper's code computes
+        assert (gan["block_order"], gan["spectral_norm"], gan["d_step"]) == (
+            "authors", "reference", "authors"
+        )  # fmt: skip
+        assert (gan["d_cap"], gan["d_scales"]) == (64, 2) and gan["dem_norm"] in (None, "none")
         assert gan["nproc"] == 8 and gan["batch_size"] == 32  # the paper's global batch
     assert all(e["protocol"] == "paper" for e in parsed["evaluate"])

@@ -45,8 +45,15 @@ def _config(store_path, out, **kw) -> GanConfig:
     return GanConfig(store=str(store_path), out=str(out), **{**base, **kw})
 
 
-def test_two_gloo_ranks_keep_identical_weights_that_move(store_path, tmp_path):
-    cfg = _config(store_path, tmp_path / "run")
+PAPERS_STEP = dict(d_step="authors", d_fake="regenerate", block_order="authors",
+                   spectral_norm="reference")  # fmt: skip
+
+
+@pytest.mark.parametrize("step", [{}, PAPERS_STEP], ids=["default", "papers-step"])
+def test_two_gloo_ranks_keep_identical_weights_that_move(store_path, tmp_path, step):
+    """Also the paper's code's step: D (a DDP module) called on real and fake apart before
+    one backward pass."""
+    cfg = _config(store_path, tmp_path / "run", **step)
     mp.spawn(_worker, args=(free_port(), cfg.to_dict(), str(tmp_path)), nprocs=WORLD, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
     # the start: the same seed builds the same networks in this process

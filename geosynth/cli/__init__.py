@@ -42,6 +42,7 @@ COMMANDS = {
     "export": ("geosynth.cli.store_cmd", "export"),
     "upgrade-store": ("geosynth.cli.store_cmd", "upgrade_store"),
     "model-info": ("geosynth.cli.model_info_cmd", "model_info"),
+    "import-weights": ("geosynth.cli.weights_cmd", "import_weights"),
     "train": ("geosynth.cli.train_cmd", "train"),
     "train-unet": ("geosynth.cli.train_cmd", "train_unet"),
     "evaluate": ("geosynth.cli.evaluate_cmd", "evaluate"),

@@ -116,6 +116,12 @@ GAN = [
     (("--lambda-fm",), "Weight of the feature-matching loss.", {"type": float}),
     (("--d-fake",), "D's step on the fake of G's step (reuse) or on a new one after G's update "
      "(regenerate, the paper's code).", {"type": click.Choice(names.D_FAKES)}),
+    (("--d-step",), "joint: one D forward on fake and real, losses averaged over D's scales; "
+     "authors: D called on fake and real apart and the losses summed over the scales, as the "
+     "paper's code (needs --d-fake regenerate).", {"type": click.Choice(names.D_STEPS)}),
+    (("--block-order",), "Inside G's ResNet blocks: geosynth (norm, ReLU, pad, conv) or authors "
+     "(pad, norm, ReLU, conv: BatchNorm counts the padded border and SPADE's labels shift by "
+     "up to one cell, as the paper's code).", {"type": click.Choice(names.BLOCK_ORDERS)}),
     (("--flip/--no-flip",), "Random horizontal flips of the training crops.", {}),
     (("--image-range",), "Images in [-1, 1] (symmetric) or targets in [0, 1] under the tanh "
      "output (unit, the paper's code).", {"type": click.Choice(names.IMAGE_RANGES)}),
@@ -141,6 +147,8 @@ UNET = [
     (("--base-channels",), "U-Net width.", {"type": POS}),
     (("--norm",), "none: the paper's scorer; batch: BatchNorm after every conv (converges "
      "several times faster on short runs).", {"type": click.Choice(names.UNET_NORMS)}),
+    (("--image-range",), "What the U-Net's first conv sees: images in [-1, 1] (symmetric) or "
+     "[0, 1] (unit, the paper's scorer).", {"type": click.Choice(names.IMAGE_RANGES)}),
     (("--val-split",), "Split scored after each epoch ('none': no validation).", {}),
     (("--val-crop",), "Centre crop of validation tiles [default: largest multiple of 16].",
      {"type": click.IntRange(16)}),

@@ -11,7 +11,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 from geosynth.errors import UsageError
-from geosynth.names import GENERATOR_KINDS, KIND_INPUTS, SPECTRAL_MODES, UNET_NORMS
+from geosynth.names import (
+    BLOCK_ORDERS,
+    GENERATOR_KINDS,
+    IMAGE_RANGES,
+    KIND_INPUTS,
+    SPECTRAL_MODES,
+    UNET_NORMS,
+)
 
 PAPER_CROP = 256  # the training crop of the paper (px, square): two discriminator scales
 SPADE_HIDDEN = 128  # width of SPADE's shared MLP layer (Park et al.; the paper's code)
@@ -22,6 +29,16 @@ def check_spectral_mode(mode: str) -> str:
     if mode not in SPECTRAL_MODES:
         raise UsageError(f"spectral_norm must be one of {', '.join(SPECTRAL_MODES)}, not {mode!r}")
     return mode
+
+
+def check_input_order(order, channels: int, name: str) -> tuple[int, ...] | None:
+    """``order`` as a tuple, checked to be a permutation of ``range(channels)`` (None: none)."""
+    if order is None:
+        return None
+    order = tuple(int(i) for i in order)
+    if sorted(order) != list(range(channels)):
+        raise UsageError(f"{name} must be a permutation of 0..{channels - 1}, got {list(order)}")
+    return order
 
 
 def default_num_scales(crop: int) -> int:
@@ -41,6 +58,12 @@ class GeneratorConfig:
     a kind that does not use an input must have 0 for it. ``output_channels``
     is 3 (RGB), 1 (single-pol SAR) or 2 (dual-pol SAR). ``capacity`` is the
     width of the first layer (64 in the paper); all widths scale with it.
+    ``block_order``: ``geosynth`` (norm -> ReLU -> pad -> conv) or ``authors``
+    (pad -> norm -> ReLU -> conv, the paper's code) inside every ResNet block
+    (:mod:`geosynth.ml.networks.layers`). ``input_order`` (``concat`` only): the
+    channel of ``cat[labels, raster]`` that each input channel of the first conv
+    reads (None: that order); networks imported from the paper's code read its
+    order (e.g. ``[dem, seg]``), so that their sums run as there.
     """
 
     kind: str = "ours"
@@ -56,6 +79,8 @@ class GeneratorConfig:
     merge_ratio: float = 0.75
     condition_dim: int = 0
     noise_channels: int = 0
+    block_order: str = "geosynth"
+    input_order: tuple[int, ...] | None = None
 
     def __post_init__(self):
         if self.kind not in GENERATOR_KINDS:
@@ -63,6 +88,10 @@ class GeneratorConfig:
                 f"generator kind must be one of {', '.join(GENERATOR_KINDS)}, not {self.kind!r}"
             )
         check_spectral_mode(self.spectral_norm)
+        if self.block_order not in BLOCK_ORDERS:
+            raise UsageError(
+                f"block_order must be one of {', '.join(BLOCK_ORDERS)}, not {self.block_order!r}"
+            )
         uses_labels, uses_raster = KIND_INPUTS[self.kind]
         for name, used, value in (
             ("label_channels", uses_labels, self.label_channels),
@@ -82,6 +111,11 @@ class GeneratorConfig:
             )
         if self.n_blocks is None:
             object.__setattr__(self, "n_blocks", DEFAULT_BLOCKS.get(self.kind, 9))
+        if self.input_order is not None and self.kind != "concat":
+            raise UsageError(f"input_order applies to the concat generator, not {self.kind!r}")
+        channels = self.label_channels + self.raster_channels
+        order = check_input_order(self.input_order, channels, "input_order")
+        object.__setattr__(self, "input_order", order)
         if not 0 < self.merge_ratio <= 1:
             raise UsageError(f"merge_ratio must be in (0, 1], got {self.merge_ratio}")
         if self.condition_dim < 0 or self.noise_channels < 0:
@@ -89,6 +123,11 @@ class GeneratorConfig:
                 f"condition_dim and noise_channels must be >= 0, got "
                 f"{self.condition_dim}, {self.noise_channels}"
             )
+
+    @property
+    def pad_first(self) -> bool:
+        """ResNet blocks pad before their norms (``block_order="authors"``)."""
+        return self.block_order == "authors"
 
     @property
     def cond_width(self) -> int:
@@ -119,6 +158,9 @@ class DiscriminatorConfig:
     ``condition_channels``: the generator's input channels (one-hot labels plus
     raster bands); ``output_channels``: the image's. ``n_layers`` counts the
     convolutions before the final one-channel conv (4 in the paper).
+    ``condition_order``: the channel of the condition (labels first, then the
+    rasters) that each condition input of the first conv reads (None: that
+    order); a discriminator imported from the paper's code reads its order.
     """
 
     condition_channels: int
@@ -128,9 +170,12 @@ class DiscriminatorConfig:
     n_layers: int = 4
     spectral_norm: str = "all"
     condition_dim: int = 0
+    condition_order: tuple[int, ...] | None = None
 
     def __post_init__(self):
         check_spectral_mode(self.spectral_norm)
+        order = check_input_order(self.condition_order, self.condition_channels, "condition_order")
+        object.__setattr__(self, "condition_order", order)
         if self.condition_channels < 0 or self.output_channels < 1:
             raise UsageError(
                 f"discriminator needs condition_channels >= 0 and output_channels >= 1, got "
@@ -180,10 +225,16 @@ class UNetConfig:
     base_channels: int = 64
     depth: int = 4
     norm: str = "none"  # "none" (the paper's scorer) or "batch"
+    input_range: str = "symmetric"  # what the first conv sees: [-1, 1], or "unit": [0, 1]
 
     def __post_init__(self):
         if min(self.in_channels, self.num_classes, self.base_channels, self.depth) < 1:
             raise UsageError(f"U-Net sizes must be >= 1: {self}")
+        if self.input_range not in IMAGE_RANGES:
+            raise UsageError(
+                f"U-Net input_range must be one of {', '.join(IMAGE_RANGES)}, "
+                f"got {self.input_range!r}"
+            )
         if self.norm not in UNET_NORMS:
             raise UsageError(
                 f"U-Net norm must be one of {', '.join(UNET_NORMS)}, got {self.norm!r}"

@@ -111,6 +111,8 @@ class MultiscaleDiscriminator(nn.Module):
                 f"discriminator expects {cfg.condition_channels} condition channels, "
                 f"got {cond_channels}"
             )
+        if condition is not None and cfg.condition_order is not None:
+            condition = condition[:, list(cfg.condition_order)]  # the first conv's order
         x = image if condition is None else torch.cat([condition, image], dim=1)  # (B, C, H, W)
         if cfg.condition_dim:
             if conditions is None or conditions.shape != (x.shape[0], cfg.condition_dim):

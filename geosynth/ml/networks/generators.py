@@ -26,12 +26,15 @@ Kinds (``GeneratorConfig.kind``):
 Parity with the code published with the paper (capacity 64, 11 classes, one
 DEM channel, RGB output): ours 240,263,491, spade 64,209,731, pix2pix
 186,306,499 and concat 186,340,995 parameters, matched exactly with the
-defaults. Differences that change no parameter count: BatchNorm statistics
-exclude the reflection-padded border (the published code pads first), the
-label map is downsampled once per resolution, spectral norm uses the
-parametrization API and by default covers every conv (see
-:mod:`geosynth.ml.networks.layers`). ``norm_affine=False`` gives SPADE's
-parameter-free BatchNorm (the published code keeps the affine parameters).
+defaults. With ``block_order="authors"`` and ``spectral_norm="reference"``
+they compute what the published code computes (its weights transplanted,
+outputs within float rounding: ``geosynth import-weights``); the defaults
+differ in what changes no parameter count: BatchNorm statistics exclude the
+reflection-padded border and SPADE's label map sits on the features' own grid
+(the published code pads first), spectral norm covers every conv and starts
+from 15 power iterations (see :mod:`geosynth.ml.networks.layers`).
+``norm_affine=False`` gives SPADE's parameter-free BatchNorm (the published
+code keeps the affine parameters).
 
 Beyond the paper (both off by default, and then not one module is added):
 
@@ -60,6 +63,7 @@ from torch import nn
 from geosynth.errors import UsageError
 from geosynth.ml.networks.configs import DEFAULT_BLOCKS, GeneratorConfig
 from geosynth.ml.networks.layers import (
+    SPADE,
     ConditionEmbedding,
     Downsample,
     LabelPyramid,
@@ -87,6 +91,7 @@ class Encoder(nn.Module):
         spectral_mode: str,
         stem_kernel: int = 7,
         cond: int = 0,
+        pad_first: bool = False,  # no ResNet block here: the downsamplers pad in their conv
     ):
         super().__init__()
         self.stem = stem(in_channels, width, stem_kernel, spectral_mode)
@@ -118,6 +123,7 @@ def _block(
     affine: bool,
     spectral_mode: str,
     cond: int = 0,
+    pad_first: bool = False,
 ) -> nn.Module:
     if label_channels:
         return SPADEResBlock(
@@ -128,8 +134,11 @@ def _block(
             affine=affine,
             spectral_mode=spectral_mode,
             cond=cond,
+            pad_first=pad_first,
         )
-    return ResBlock(in_channels, out_channels, spectral_mode=spectral_mode, cond=cond)
+    return ResBlock(
+        in_channels, out_channels, spectral_mode=spectral_mode, cond=cond, pad_first=pad_first
+    )
 
 
 class Body(nn.Module):
@@ -144,10 +153,11 @@ class Body(nn.Module):
         affine: bool,
         spectral_mode: str,
         cond: int = 0,
+        pad_first: bool = False,
     ):
         super().__init__()
         self.blocks = nn.ModuleList(
-            _block(width, width, label_channels, hidden, affine, spectral_mode, cond)
+            _block(width, width, label_channels, hidden, affine, spectral_mode, cond, pad_first)
             for _ in range(n_blocks)
         )
 
@@ -169,6 +179,7 @@ class Decoder(nn.Module):
         affine: bool,
         spectral_mode: str,
         cond: int = 0,
+        pad_first: bool = False,
     ):
         super().__init__()
         self.stages = nn.ModuleList(
@@ -180,6 +191,7 @@ class Decoder(nn.Module):
                 affine,
                 spectral_mode,
                 cond,
+                pad_first,
             )
             for i in range(n_sampling)
         )
@@ -302,6 +314,7 @@ class EncoderDecoderGenerator(Generator):
             affine=cfg.norm_affine,
             spectral_mode=cfg.spectral_norm,
             cond=cfg.cond_width,
+            pad_first=cfg.pad_first,
         )
         self.encoder = Encoder(in_channels, cfg.capacity, cfg.n_sampling, **common)
         self.body = Body(bottleneck, cfg.n_blocks, **common)
@@ -323,6 +336,8 @@ class EncoderDecoderGenerator(Generator):
         if not ours:
             pyramid = plain
         x = raster if self.config.kind != "concat" else torch.cat([labels, raster], dim=1)
+        if self.config.input_order is not None:  # concat: the first conv's channel order
+            x = x[:, list(self.config.input_order)]
         if noise_map is not None and not ours:
             x = torch.cat([x, noise_map], dim=1)
         x = self.encoder(x, pyramid)  # (B, 16c, H/16, W/16)
@@ -345,6 +360,7 @@ class SPADEGenerator(Generator):
             affine=cfg.norm_affine,
             spectral_mode=cfg.spectral_norm,
             cond=cfg.cond_width,
+            pad_first=cfg.pad_first,
         )
         self.embed = LabelEmbedding(labels, width, cfg.n_sampling, cfg.spectral_norm)
         self.body = Body(width, cfg.n_blocks, **common)
@@ -381,6 +397,7 @@ class MergeGenerator(Generator):
             affine=cfg.norm_affine,
             spectral_mode=cfg.spectral_norm,
             cond=cfg.cond_width,
+            pad_first=cfg.pad_first,
         )
         labels = cfg.label_channels + cfg.noise_channels
         spade = dict(plain, label_channels=labels)
@@ -398,7 +415,13 @@ class MergeGenerator(Generator):
             own = 2 * bottleneck if i == 0 else bottleneck // 2**i
             out = bottleneck // 2 ** (i + 1)
             stages.append(
-                ResBlock(own + 2 * out, out, spectral_mode=cfg.spectral_norm, cond=cfg.cond_width)
+                ResBlock(
+                    own + 2 * out,
+                    out,
+                    spectral_mode=cfg.spectral_norm,
+                    cond=cfg.cond_width,
+                    pad_first=cfg.pad_first,
+                )
             )
         self.fusion = nn.ModuleList(stages)
         self.to_image = to_image(width, cfg.output_channels, cfg.spectral_norm)
@@ -433,5 +456,14 @@ _CLASSES = {
 
 
 def build_generator(config: GeneratorConfig) -> Generator:
-    """The generator described by ``config``."""
-    return _CLASSES[config.kind](config)
+    """The generator described by ``config``.
+
+    With ``block_order="authors"`` SPADE's gamma and beta run as two convolutions, as in
+    the paper's code, so that their gradients are summed in the same order as there.
+    """
+    generator = _CLASSES[config.kind](config)
+    if config.pad_first:
+        for module in generator.modules():
+            if isinstance(module, SPADE):
+                module.fused = False
+    return generator

@@ -5,14 +5,30 @@ generators (norm -> ReLU -> conv, twice, with reflection padding; Brock et
 al. and Park et al. order) in a plain and a SPADE flavour, the strided
 downsampler of the encoders, and the spectral-norm policy.
 
+Order inside a ResNet block (``block_order`` of the generator config):
+
+- ``"geosynth"`` (default): norm -> ReLU -> reflection pad -> 3 x 3 conv. The
+  norm sees the feature map itself, and a SPADE layer's label map is the
+  features' own grid.
+- ``"authors"``: reflection pad -> norm -> ReLU -> 3 x 3 conv, as the code
+  published with the paper (``ResnetBasicBlock``). In train mode BatchNorm's
+  batch statistics then include the reflected border (each edge row and column
+  counted twice); and a SPADE layer normalises the padded (h + 2) x (w + 2)
+  map, so its label map is resized to (h + 2) x (w + 2) from the full
+  resolution: the gamma and beta of output cell ``r`` come from label row
+  ``floor((r + 1) * H / (h + 2))`` (nearest), up to one feature cell off the
+  cell they modulate, in eval mode too.
+
 Where spectral norm goes (``spectral_norm`` of the network configs):
 
 - ``"all"`` (default): every convolution of G and D,
   including SPADE's small MLP, the 1 x 1 shortcuts and D's first and last conv;
-- ``"reference"``: the placement of the code published with the paper: G's
-  main-path convolutions (stem, downsamplers, ResNet convs, output conv) and
-  D's middle convolutions, but not SPADE's MLP, the shortcuts, nor D's first
-  and last conv;
+- ``"reference"``: the code published with the paper: its placement (G's
+  main-path convolutions: stem, downsamplers, ResNet convs, output conv; D's
+  middle convolutions; not SPADE's MLP, the shortcuts, nor D's first and last
+  conv) and its computation, that of ``torch.nn.utils.spectral_norm``: no
+  power iteration at construction, then per training forward ``v`` before
+  ``u``, and ``W / sigma``;
 - ``"none"``: no spectral norm.
 
 Spectral norm adds buffers, not parameters, so the parameter counts are the
@@ -41,9 +57,10 @@ from torch.nn.utils import parametrize
 from geosynth.ml.networks.configs import COND_HIDDEN, SPADE_HIDDEN
 
 
-def spectral_on(mode: str, main_path: bool) -> bool:
-    """Whether a convolution gets spectral norm: main-path convs unless ``none``; others only under ``all``."""
-    return mode == "all" or (mode == "reference" and main_path)
+def spectral_on(mode: str, main_path: bool) -> str | None:
+    """The spectral norm of a convolution: main-path convs unless ``none``, others only under
+    ``all``; the ``mode`` (``"all"`` or ``"reference"``: how it computes), or None (none)."""
+    return mode if mode == "all" or (mode == "reference" and main_path) else None
 
 
 def conv2d(
@@ -54,14 +71,16 @@ def conv2d(
     stride: int = 1,
     padding: int = 0,
     bias: bool = True,
-    spectral: bool = False,
+    spectral: str | None = None,
 ) -> nn.Module:
-    """A ``Conv2d``, spectrally normalised when ``spectral`` (parametrization, no extra parameters)."""
+    """A ``Conv2d``, spectrally normalised when ``spectral`` (a parametrization, no extra
+    parameters; ``"reference"``: computed as ``torch.nn.utils.spectral_norm``)."""
     conv = nn.Conv2d(
         in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias
     )
     if spectral:
-        parametrize.register_parametrization(conv, "weight", SpectralNorm(conv.weight))
+        norm = SpectralNorm(conv.weight, reference=spectral == "reference")
+        parametrize.register_parametrization(conv, "weight", norm)
     return conv
 
 
@@ -70,29 +89,47 @@ class SpectralNorm(nn.Module):
 
     ``torch.nn.utils.parametrizations.spectral_norm`` for a conv weight, with
     the same state (buffers ``_u`` and ``_v``, initialised from the same random
-    draws, 15 power iterations, then one per training forward), so checkpoints
-    load either way; but it scales by ``1 / sigma`` where torch divides by
-    ``sigma``: the same value, and a backward pass of two multiplications
-    instead of four elementwise passes over the weight (the G + D step about 6 %
-    faster on CPU at capacity 16, where G has 25 M spectrally normalised weights).
+    draws, 15 power iterations (``u`` then ``v``), then one per training
+    forward), so checkpoints load either way; but it scales by ``1 / sigma``
+    where torch divides by ``sigma``: the same value, and a backward pass of two
+    multiplications instead of four elementwise passes over the weight (the
+    G + D step about 6 % faster on CPU at capacity 16, where G has 25 M
+    spectrally normalised weights).
+
+    ``reference``: computed as the older ``torch.nn.utils.spectral_norm`` (the
+    code published with the paper): no iteration at construction, each power
+    iteration updates ``v`` before ``u``, and the weight is divided by ``sigma``.
+    Its ``weight_orig``, ``weight_u`` and ``weight_v`` are this module's
+    ``original``, ``_u`` and ``_v``.
     """
 
-    def __init__(self, weight: torch.Tensor, n_power_iterations: int = 1, eps: float = 1e-12):
+    def __init__(
+        self,
+        weight: torch.Tensor,
+        n_power_iterations: int = 1,
+        eps: float = 1e-12,
+        reference: bool = False,
+    ):
         super().__init__()
         matrix = weight.detach().flatten(1)  # (out, in * kh * kw)
-        self.n_power_iterations, self.eps = n_power_iterations, eps
+        self.n_power_iterations, self.eps, self.reference = n_power_iterations, eps, reference
         u = F.normalize(matrix.new_empty(matrix.shape[0]).normal_(0, 1), dim=0, eps=eps)
         v = F.normalize(matrix.new_empty(matrix.shape[1]).normal_(0, 1), dim=0, eps=eps)
         self.register_buffer("_u", u)
         self.register_buffer("_v", v)
-        self._power_method(matrix, 15)
+        if not reference:
+            self._power_method(matrix, 15)
 
     @torch.no_grad()
     def _power_method(self, matrix: torch.Tensor, iterations: int) -> None:
         # in place: the buffers stay the module's own under DataParallel-style replication
         for _ in range(iterations):
-            F.normalize(torch.mv(matrix, self._v), dim=0, eps=self.eps, out=self._u)
-            F.normalize(torch.mv(matrix.H, self._u), dim=0, eps=self.eps, out=self._v)
+            if self.reference:  # v, then u
+                F.normalize(torch.mv(matrix.t(), self._u), dim=0, eps=self.eps, out=self._v)
+                F.normalize(torch.mv(matrix, self._v), dim=0, eps=self.eps, out=self._u)
+            else:  # u, then v
+                F.normalize(torch.mv(matrix, self._v), dim=0, eps=self.eps, out=self._u)
+                F.normalize(torch.mv(matrix.H, self._u), dim=0, eps=self.eps, out=self._v)
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         matrix = weight.flatten(1)
@@ -100,6 +137,8 @@ class SpectralNorm(nn.Module):
             self._power_method(matrix, self.n_power_iterations)
         # clones: a later forward's in-place update must not change this one's backward
         u, v = self._u.clone(), self._v.clone()
+        if self.reference:
+            return weight / torch.dot(u, torch.mv(matrix, v))
         sigma = torch.vdot(u, torch.mv(matrix, v))
         return weight * sigma.reciprocal()
 
@@ -208,7 +247,7 @@ class SPADE(nn.Module):
         *,
         hidden: int = SPADE_HIDDEN,
         affine: bool = True,
-        spectral: bool = False,
+        spectral: str | None = None,
         cond: int = 0,
     ):
         super().__init__()
@@ -241,17 +280,20 @@ class SPADE(nn.Module):
 
 
 class _ResBlockBase(nn.Module):
-    """Two (norm, ReLU, reflection pad, 3 x 3 conv) units plus a shortcut.
+    """Two (norm, ReLU, 3 x 3 conv) units with reflection padding, plus a shortcut.
 
     The shortcut is the identity, or a 1 x 1 conv without bias when the width
-    changes. The code published with the paper pads before normalising; we
-    pad right before each convolution, which changes no parameter and keeps
-    the padded border out of the BatchNorm statistics.
+    changes. ``pad_first``: pad before the norm (the code published with the
+    paper: ``block_order="authors"``), else right before each convolution
+    (``"geosynth"``); see the module docstring. The parameters are the same.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, spectral_mode: str):
+    def __init__(
+        self, in_channels: int, out_channels: int, spectral_mode: str, pad_first: bool = False
+    ):
         super().__init__()
         main = spectral_on(spectral_mode, main_path=True)
+        self.pad_first = pad_first
         self.pad = nn.ReflectionPad2d(1)
         self.conv1 = conv2d(in_channels, out_channels, 3, spectral=main)
         self.conv2 = conv2d(out_channels, out_channels, 3, spectral=main)
@@ -265,25 +307,39 @@ class _ResBlockBase(nn.Module):
                 spectral=spectral_on(spectral_mode, main_path=False),
             )
 
-    def _residual(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        return out + (x if self.shortcut is None else self.shortcut(x))
+    def _normalize(self, i: int, x: torch.Tensor, labels: LabelPyramid | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, labels: LabelPyramid | None = None) -> torch.Tensor:
+        out = x  # (B, C_in, H, W)
+        for i, conv in ((1, self.conv1), (2, self.conv2)):
+            if self.pad_first:  # (B, C, H + 2, W + 2) normalised, then the conv
+                out = conv(F.relu(self._normalize(i, self.pad(out), labels)))
+            else:
+                out = conv(self.pad(F.relu(self._normalize(i, out, labels))))
+        return out + (x if self.shortcut is None else self.shortcut(x))  # (B, C_out, H, W)
 
 
 class ResBlock(_ResBlockBase):
     """Plain ResNet block with BatchNorm (pix2pixHD generator body and decoder)."""
 
     def __init__(
-        self, in_channels: int, out_channels: int, *, spectral_mode: str = "all", cond: int = 0
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        spectral_mode: str = "all",
+        cond: int = 0,
+        pad_first: bool = False,
     ):
-        super().__init__(in_channels, out_channels, spectral_mode)
+        super().__init__(in_channels, out_channels, spectral_mode, pad_first)
         self.norm1 = nn.BatchNorm2d(in_channels)
         self.norm2 = nn.BatchNorm2d(out_channels)
         self.film1, self.film2 = _film(in_channels, cond), _film(out_channels, cond)
 
-    def forward(self, x: torch.Tensor, labels: LabelPyramid | None = None) -> torch.Tensor:
-        out = self.conv1(self.pad(F.relu(_norm(self.norm1, self.film1, x, labels))))
-        out = self.conv2(self.pad(F.relu(_norm(self.norm2, self.film2, out, labels))))
-        return self._residual(x, out)
+    def _normalize(self, i: int, x: torch.Tensor, labels: LabelPyramid | None) -> torch.Tensor:
+        norm, film = (self.norm1, self.film1) if i == 1 else (self.norm2, self.film2)
+        return _norm(norm, film, x, labels)
 
 
 class SPADEResBlock(_ResBlockBase):
@@ -299,17 +355,16 @@ class SPADEResBlock(_ResBlockBase):
         affine: bool = True,
         spectral_mode: str = "all",
         cond: int = 0,
+        pad_first: bool = False,
     ):
-        super().__init__(in_channels, out_channels, spectral_mode)
+        super().__init__(in_channels, out_channels, spectral_mode, pad_first)
         aux = spectral_on(spectral_mode, main_path=False)
         kw = dict(hidden=hidden, affine=affine, spectral=aux, cond=cond)
         self.norm1 = SPADE(in_channels, label_channels, **kw)
         self.norm2 = SPADE(out_channels, label_channels, **kw)
 
-    def forward(self, x: torch.Tensor, labels: LabelPyramid) -> torch.Tensor:
-        out = self.conv1(self.pad(F.relu(self.norm1(x, labels))))  # (B, C_out, H, W)
-        out = self.conv2(self.pad(F.relu(self.norm2(out, labels))))
-        return self._residual(x, out)
+    def _normalize(self, i: int, x: torch.Tensor, labels: LabelPyramid | None) -> torch.Tensor:
+        return (self.norm1 if i == 1 else self.norm2)(x, labels)
 
 
 class Downsample(nn.Module):

@@ -7,6 +7,12 @@ four skip tensors, before pooling), which the evaluation pools globally and
 concatenates for the Frechet distance, as the code published with the paper
 does. With RGB input and 11 classes it has 31,032,395 parameters, as there.
 
+Its input is an image in [-1, 1], as geosynth's images are everywhere.
+``input_range="unit"`` maps it to [0, 1] before the first convolution: the
+range the paper's scorer was trained on (its images straight from
+``ToTensor``), so that its weights (``geosynth import-weights``) and a scorer
+trained as the paper's see the same values.
+
 ``norm="batch"`` (not in the paper's scorer) puts a BatchNorm after every 3 x 3
 conv (which then has no bias): on the short CPU budgets of the demo it converges
 several times faster than the plain network.
@@ -59,6 +65,8 @@ class UNet(nn.Module):
         m = 2**self.config.depth
         if x.shape[-2] % m or x.shape[-1] % m:
             raise UsageError(f"U-Net input {tuple(x.shape[-2:])} is not a multiple of {m}")
+        if self.config.input_range == "unit":
+            x = (x + 1) / 2  # [-1, 1] -> [0, 1]
         skips = []
         for down in self.down:
             x = down(x)  # (B, C_i, H_i, W_i)

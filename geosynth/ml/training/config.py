@@ -31,8 +31,10 @@ from geosynth.errors import UsageError
 from geosynth.ml.data.conditions import parse_conditions
 from geosynth.ml.networks.configs import PAPER_CROP, GeneratorConfig, UNetConfig
 from geosynth.names import (
+    BLOCK_ORDERS,
     CLASS_WEIGHTINGS,
     D_FAKES,
+    D_STEPS,
     DEM_NORMS,
     DEVICES,
     GENERATOR_KINDS,
@@ -193,7 +195,15 @@ class GanConfig(RunConfig):
     update, as the paper's code); ``flip``: random horizontal flips of the
     training crops (the paper's code: on GeoNRW, not on DFC2020);
     ``image_range``: ``symmetric`` (images in [-1, 1], as SPADE) or ``unit``
-    (targets in [0, 1] under the tanh output, as the paper's code).
+    (targets in [0, 1] under the tanh output, as the paper's code);
+    ``block_order``: ``geosynth`` or ``authors`` (pad before the norm in every
+    ResNet block of G, the paper's code; :mod:`geosynth.ml.networks.layers`);
+    ``d_step``: ``joint`` (one D forward on fake and real together, losses
+    averaged over D's scales) or ``authors`` (the paper's code: D called on
+    fake and real apart, in its order, losses summed over the scales; needs
+    ``d_fake: regenerate``). Every switch the paper's code needs, with
+    ``spectral_norm: reference``, ``d_cap: 64`` and ``d_scales: 2``: README,
+    "Reproducing the paper".
     """
 
     task: ClassVar[str] = "gan"
@@ -211,6 +221,8 @@ class GanConfig(RunConfig):
     betas: tuple[float, float] = (0.0, 0.9)
     lambda_fm: float = 5.0
     d_fake: str = "reuse"
+    d_step: str = "joint"
+    block_order: str = "geosynth"
     flip: bool = True
     image_range: str = "symmetric"
     ema: float | None = None
@@ -227,6 +239,13 @@ class GanConfig(RunConfig):
         object.__setattr__(self, "conditions", parse_conditions(self.conditions))
         _at_least("noise", self.noise, 0)
         _choice("d_fake", self.d_fake, D_FAKES)
+        _choice("d_step", self.d_step, D_STEPS)
+        if self.d_step == "authors" and self.d_fake != "regenerate":
+            raise UsageError(
+                "d_step 'authors' steps D on a fake made after G's update, as the paper's "
+                "code does: add d_fake 'regenerate' (--d-fake regenerate)"
+            )
+        _choice("block_order", self.block_order, BLOCK_ORDERS)
         _choice("image_range", self.image_range, IMAGE_RANGES)
         if self.ema is not None and not (isinstance(self.ema, float) and 0 < self.ema < 1):
             raise UsageError(f"ema must be a decay in (0, 1), e.g. 0.999, got {self.ema!r}")
@@ -272,7 +291,9 @@ class UNetRunConfig(RunConfig):
 
     ``loss``: ``ce`` (softmax cross entropy, class 0 ignored), ``bce`` (binary
     cross entropy on the one-hot map, class 0 included: the paper's code) or
-    ``focal`` (``ce`` with the focal term ``(1 - p_t)^focal_gamma``); ``class_weights``:
+    ``focal`` (``ce`` with the focal term ``(1 - p_t)^focal_gamma``); ``image_range``:
+    ``unit`` has the U-Net's first conv see images in [0, 1], as the paper's code (its
+    input still [-1, 1]; :class:`~geosynth.ml.networks.configs.UNetConfig`); ``class_weights``:
     ``none``, ``inverse`` or ``median`` frequency, from the ``class_hist`` of the
     training split (:mod:`geosynth.ml.training.seg_losses`). ``extra_store``: a second
     store (e.g. of ``geosynth augment``) whose ``split`` tiles are mixed in;
@@ -288,6 +309,7 @@ class UNetRunConfig(RunConfig):
     weight_decay: float = 5e-4
     base_channels: int = UNetConfig.base_channels
     norm: str = "none"
+    image_range: str = "symmetric"
     val_split: str | None = "test"
     val_crop: int | None = None
     loss: str = "ce"
@@ -313,6 +335,7 @@ class UNetRunConfig(RunConfig):
             raise UsageError(f"weight_decay must be >= 0, got {self.weight_decay}")
         _at_least("base_channels", self.base_channels, 1)
         _choice("norm", self.norm, UNET_NORMS)
+        _choice("image_range", self.image_range, IMAGE_RANGES)
         if self.val_crop is not None:
             _at_least("val_crop", self.val_crop, 16)
 

@@ -23,7 +23,10 @@ and detaching the fake for D's step achieve. The code published with the
 paper (``d_fake: regenerate``) steps G first with D frozen (its parameters do
 not require gradients, and D's DDP wrapper stays out of it), then makes a new
 fake with the updated G (without gradients) for a second D forward and D's
-step. G and D are separate DDP modules.
+step. G and D are separate DDP modules. ``d_step: authors`` goes all the way
+to that code's step: D called on fake and real apart (D(fake), D(real) for G's
+step; D(real), D(new fake) for D's), so each call runs its own spectral-norm
+power iteration, and the losses summed over D's scales.
 
 ``image_range: unit`` (the paper's code) scales the real images to [0, 1]
 before D sees them, so G's tanh output learns [0, 1];
@@ -55,7 +58,14 @@ from geosynth.ml.networks.generators import build_generator
 from geosynth.ml.training.checkpoint import load_unet
 from geosynth.ml.training.config import GanConfig
 from geosynth.ml.training.distributed import DistContext, prepare, wrap_ddp
-from geosynth.ml.training.losses import feature_matching_loss, hinge_d_loss, hinge_g_loss
+from geosynth.ml.training.losses import (
+    d_hinge,
+    feature_l1,
+    feature_matching_loss,
+    g_hinge,
+    hinge_d_loss,
+    hinge_g_loss,
+)
 from geosynth.ml.training.trainer import (
     ProgressCallback,
     Task,
@@ -91,6 +101,7 @@ class GanTask(Task):
             spectral_norm=config.spectral_norm,
             condition_dim=condition_width(config.conditions),
             noise_channels=config.noise,
+            block_order=config.block_order,
         )
         multiple = self.g_config.size_multiple
         if config.size % multiple:
@@ -115,8 +126,10 @@ class GanTask(Task):
         self.g_ema = None
         if config.ema is not None:
             self.g_ema = copy.deepcopy(self.g_net).eval().requires_grad_(False)
-        self.opt_g = adam(self.g_net.parameters(), config.lr_g, config.betas, ctx)
-        self.opt_d = adam(self.d_net.parameters(), config.lr_d, config.betas, ctx)
+        # d_step authors: torch's default Adam, as the paper's code (the step then rounds as there)
+        fused = config.d_step != "authors"
+        self.opt_g = adam(self.g_net.parameters(), config.lr_g, config.betas, ctx, fused=fused)
+        self.opt_d = adam(self.d_net.parameters(), config.lr_d, config.betas, ctx, fused=fused)
         self._g_params = [p for p in self.g_net.parameters() if p.requires_grad]
         self._d_params = [p for p in self.d_net.parameters() if p.requires_grad]
         self._last: tuple | None = None
@@ -199,7 +212,9 @@ class GanTask(Task):
         with autocast(self.ctx, amp, cpu=True):
             fake = self.g(labels, raster, c)  # (B, C_out, H, W)
 
-        if cfg.d_fake == "reuse":
+        if cfg.d_step == "authors":
+            g_adv, g_fm, d_real, d_fake = self._authors_steps(labels, raster, c, cond, fake, real)
+        elif cfg.d_fake == "reuse":
             g_adv, g_fm, d_real, d_fake = self._shared_d_step(cond2, fake, real, c2, n)
         else:
             g_adv, g_fm, d_real, d_fake = self._alternating_steps(
@@ -258,6 +273,37 @@ class GanTask(Task):
         with autocast(self.ctx, amp, cpu=True):
             out = self.d(cond2, torch.cat([fake, real]), c2)
             d_real, d_fake = hinge_d_loss(out, n)
+        self.opt_d.zero_grad(set_to_none=True)
+        (d_real + d_fake).backward()
+        self.opt_d.step()
+        return g_adv, g_fm, d_real, d_fake
+
+    def _authors_steps(self, labels, raster, c, cond, fake, real):
+        """``d_step: authors``: the paper's code's ``Trainer``. G's step: D on the fake, then on
+        the real image (feature matching); D's step: a new fake from the updated G, D on the
+        real image, then on the fake. Four D forwards, each with its own spectral-norm power
+        iteration; the losses summed over D's scales."""
+        amp, lam = self.config.amp, self.config.lambda_fm
+        self.d_net.requires_grad_(False)  # as discarding D's gradients of G's step
+        with autocast(self.ctx, amp, cpu=True):
+            out_fake = self.d_frozen(cond, fake, c)
+            g_adv = g_hinge(out_fake.final, "sum")
+            g_fm = torch.zeros_like(g_adv)
+            if lam:
+                out_real = self.d_frozen(cond, real, c)
+                g_fm = feature_l1(out_fake.features, out_real.features, "sum")
+        self.opt_g.zero_grad(set_to_none=True)
+        (g_adv + lam * g_fm).backward()
+        self.opt_g.step()
+        if self.g_ema is not None:
+            self._update_ema()
+        self.d_net.requires_grad_(True)
+        with torch.no_grad(), autocast(self.ctx, amp, cpu=True):
+            fake = self.g(labels, raster, c)
+        with autocast(self.ctx, amp, cpu=True):
+            scores_real = self.d(cond, real, c).final
+            scores_fake = self.d(cond, fake, c).final
+            d_real, d_fake = d_hinge(scores_real, scores_fake, "sum")
         self.opt_d.zero_grad(set_to_none=True)
         (d_real + d_fake).backward()
         self.opt_d.step()

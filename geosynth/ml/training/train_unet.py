@@ -79,6 +79,7 @@ class UNetTask(trainer.Task):
             num_classes=self.num_classes,
             base_channels=config.base_channels,
             norm=config.norm,
+            input_range=config.image_range,
         )
         self.net_plain = prepare(build_unet(self.u_config), ctx, sync_bn=True)  # --norm batch
         run = trainer.prepare_network(self.net_plain, config)
@@ -149,7 +150,9 @@ class UNetTask(trainer.Task):
 
     def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
         x, target = self._inputs(batch)
-        with trainer.autocast(self.ctx, self.config.amp, cpu=True):  # bf16 on the CPU too: ~1.7x
+        with trainer.autocast(
+            self.ctx, self.config.amp, cpu=True
+        ):  # bf16 where the CPU has it: ~1.7x
             logits = self.net(x).logits.float()  # (B, K, H, W); the loss in fp32
         loss = self.loss_fn(logits, target)
         self.opt.zero_grad(set_to_none=True)
