@@ -215,6 +215,7 @@ class SourceSpec:
     drop_classes: tuple[int, ...] = ()  # lidar: point classes never in a surface model
     layers: tuple[str, ...] = ()  # landcover: the members of the package a build needs
     record: str = ""
+    licence: str | None = None  # a key of the catalog's ``licences``
 
     @property
     def member_pattern(self) -> str | None:
@@ -251,6 +252,19 @@ class PublishedDataset:
     url: str
     filename: str
     md5: str | None
+    licence: str = ""
+    cite: str = ""
+
+
+@dataclass(frozen=True)
+class Licence:
+    """A licence the sources come under (``licences`` of the catalog)."""
+
+    key: str
+    name: str
+    url: str | None
+    terms: str
+    record: str = ""
 
 
 @dataclass(frozen=True)
@@ -298,6 +312,7 @@ class Catalog:
     redirect_hosts: tuple[str, ...]  # where the catalog's hosts redirect downloads to
     path: Path = field(compare=False)
     sha256: str = field(compare=False)
+    licences: Mapping[str, Licence] = field(default_factory=dict, compare=False)
 
     def region(self, name: str) -> Region:
         """Look a region up by name or alias (case-insensitive)."""
@@ -645,6 +660,7 @@ def _parse_source(name: str, node: _Node) -> SourceSpec:
         ),
         layers=tuple(n.str() for n in node.child("layers", required=False, default=[]).list()),
         record=node.child("record", required=False).opt_str() or "",
+        licence=node.child("licence", required=False).opt_str(),
     )
 
 
@@ -673,9 +689,29 @@ def parse_catalog(data: Any, file: str = "data_catalog.yaml", path: Path | None 
             url=n.child("url").str(),
             filename=n.child("filename").str(),
             md5=n.child("md5", required=False).opt_str(),
+            licence=n.child("licence", required=False).opt_str() or "",
+            cite=n.child("cite", required=False).opt_str() or "",
         )
         for name, n in root.child("published").items()
     }
+    licences = {
+        key: Licence(
+            key=key,
+            name=n.child("name").str(),
+            url=n.child("url", required=False).opt_str(),
+            terms=n.child("terms").str(),
+            record=n.child("record", required=False).opt_str() or "",
+        )
+        for key, n in root.child("licences", required=False, default={}).items()
+    }
+    for name, spec in sources.items():
+        if spec.licence is not None and spec.licence not in licences:
+            raise (
+                root.child("sources")
+                .child(name)
+                .child("licence")
+                .fail(f"not a key of licences ({', '.join(licences) or 'none'})")
+            )
     regions = {name: _parse_region(name, n) for name, n in root.child("regions").items()}
     text = yaml.safe_dump(data, sort_keys=True).encode()
     return Catalog(
@@ -695,6 +731,7 @@ def parse_catalog(data: Any, file: str = "data_catalog.yaml", path: Path | None 
         ),
         path=path or Path(file),
         sha256=hashlib.sha256(text).hexdigest(),
+        licences=licences,
     )
 
 

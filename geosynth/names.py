@@ -86,6 +86,8 @@ EVAL_PROTOCOLS = ("paper", "geosynth")
 D_FAKES = ("reuse", "regenerate")
 #: Value range of the images a generator learns, or a U-Net reads (``--image-range``).
 IMAGE_RANGES = ("symmetric", "unit")
+#: Folder layouts of ``geosynth export``: COGs + STAC, or the published GeoNRW folder.
+EXPORT_LAYOUTS = ("stac", "geonrw")
 #: Order inside the generators' ResNet blocks (``train --block-order``): geosynth's
 #: norm -> ReLU -> pad -> conv, or the paper's code's pad -> norm -> ReLU -> conv.
 BLOCK_ORDERS = ("geosynth", "authors")

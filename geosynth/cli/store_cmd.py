@@ -7,6 +7,7 @@ import json
 import click
 
 from geosynth.cli import options
+from geosynth.names import EXPORT_LAYOUTS
 
 
 @click.command()
@@ -84,28 +85,77 @@ def stats(store, storage_options, out):
     click.echo(f"wrote {png} and {csv}")
 
 
+def _jp2_quality(ctx, param, value):
+    if value is None or value == "lossless":
+        return value
+    try:
+        quality = int(value)
+    except ValueError:
+        quality = 0
+    if not 1 <= quality <= 100:
+        raise click.BadParameter(
+            f"expected 1..100 or lossless, got {value!r}", ctx=ctx, param=param
+        )
+    return quality
+
+
 @click.command()
 @options.store_argument
 @options.storage_option
-@click.option(
-    "--out", required=True, type=click.Path(file_okay=False), help="Folder for COGs and STAC."
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@options.choice_option(
+    "--layout",
+    choices=EXPORT_LAYOUTS,
+    default="stac",
+    help_text="stac: COGs and a STAC catalog; geonrw: the published GeoNRW folder "
+    "(<city>/<E>_<N>_rgb.jp2, _dem.tif, _seg.tif, _sar.tif) that torchgeo's GeoNRW reads.",
 )
 @options.tiles_option("Only these tiles (default: all complete).")
 @click.option(
     "--modalities", callback=options.comma_list, help="Only these modalities (default: all)."
 )
-def export(store, storage_options, out, tiles, modalities):
-    """Write STORE's tiles as Cloud-Optimised GeoTIFFs and a STAC catalog (for GDAL, QGIS,
-    odc-stac, torchgeo's RasterDataset).
+@click.option(
+    "--jp2-quality",
+    callback=_jp2_quality,
+    help="geonrw: GDAL's JPEG2000 QUALITY of rgb.jp2 (% of the raw size), or lossless "
+    "[default: 25, the release's, lossy].",
+)
+@options.workers_option("geonrw: processes writing tiles.")
+def export(store, storage_options, out, layout, tiles, modalities, jp2_quality, workers):
+    """Write STORE's tiles for readers that never import geosynth, with a dataset card.
 
-    One COG per tile and modality (nodata declared, seg with the class colour
-    table and category names, band descriptions) and OUT/catalog.json with one
-    item per tile (projection extension) and one asset per modality.
+    --layout stac: one Cloud-Optimised GeoTIFF per tile and modality (nodata
+    declared, seg with the class colour table and category names, band
+    descriptions) and OUT/catalog.json with one item per tile, for GDAL, QGIS,
+    odc-stac and torchgeo's RasterDataset.
+
+    --layout geonrw: the published GeoNRW folder, file formats and city folders
+    as the release has them, for torchgeo's GeoNRW, the authors' loaders and
+    scripts written for the release.
+
+    Both write DATASET.md and tiles.csv beside the files: sources and flight
+    dates per tile, the build's options, the classes, the licences, how to cite.
+
+    Example: geosynth export koeln.zarr --layout geonrw --out geonrw-koeln
     """
-    from geosynth.export.stac import export_store
     from geosynth.store import open_store
 
     s = open_store(store, storage_options=storage_options)
+    if layout == "geonrw":
+        from geosynth.export.geonrw import PUBLISHED_JP2_QUALITY, export_geonrw
+
+        quality = None if jp2_quality == "lossless" else jp2_quality or PUBLISHED_JP2_QUALITY
+        with options.progress_bar("export", "tile") as progress:
+            result = export_geonrw(
+                s, out, tiles=tiles, modalities=modalities, jp2_quality=quality,
+                workers=workers, storage_options=storage_options, progress=progress,
+            )  # fmt: skip
+        click.echo(result.summary())
+        return
+    if jp2_quality is not None:
+        raise click.UsageError("--jp2-quality applies to --layout geonrw")
+    from geosynth.export.stac import export_store
+
     with options.progress_bar("export", "tile") as progress:
         result = export_store(s, out, tiles=tiles, modalities=modalities, progress=progress)
     click.echo(result.summary())

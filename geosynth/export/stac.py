@@ -6,6 +6,7 @@ not this Zarr layout. Under ``--out``::
     catalog.json                          STAC catalog (self-contained, relative links)
     <tile>/<tile>.json                    one STAC item per tile (projection extension)
     <tile>/<tile>_<modality>.tif          one COG per modality (asset of the item)
+    DATASET.md, tiles.csv                 the dataset card (:mod:`geosynth.export.card`)
 
 Per modality: ``rgb`` uint8 red/green/blue (photometric RGB); ``dem`` float32 metres, nodata
 NaN; ``seg`` uint8 class ids with the class colour table, nodata 0 (unlabelled) and the
@@ -25,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from geosynth.errors import UsageError
+from geosynth.errors import DataError, UsageError
 from geosynth.grid import RasterGrid
 from geosynth.io import write_geotiff, write_text
 from geosynth.names import LABELS
@@ -96,9 +97,17 @@ def export_store(
             progress(done, len(indices))
     for tile, why in result.skipped.items():
         log.warning("export: tile %s left out: %s", tile, why)
+    if not result.tiles:  # nothing of what was asked: no catalog, a data error
+        reasons = sorted(set(result.skipped.values())) or ["no tile asked"]
+        raise DataError(f"store {store.path}: no tile to export ({'; '.join(reasons)})")
     catalog.normalize_hrefs(str(out))
     catalog.make_all_asset_hrefs_relative()
     catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
+    from geosynth.catalog import load_catalog
+    from geosynth.export.card import write_card
+
+    write_card(store, out, layout="stac", tiles={t: t for t in result.tiles},
+               catalog=load_catalog(), options={"modalities": names})  # fmt: skip
     return result
 
 
