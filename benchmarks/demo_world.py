@@ -1,13 +1,13 @@
 """Generating the default demo world against writing the same files from ready-made arrays.
 
-Target: the default world (3 x 2 tiles, 0.5 m orthophotos, 4
+Target: the default world (4 x 2 tiles, 0.5 m orthophotos, 4
 pulses per m^2) in under a minute on 2 cores. The baseline is the encoding
 floor: JPEG2000 and LAZ files of exactly the sizes the world writes (same
 pixels, same point counts), filled with synthetic arrays, so the ratio says
 how much the procedural rendering adds to the unavoidable encoding.
 Other processes share the CPU: the figures are indicative.
 
-Run: python benchmarks/demo_world.py [--tiles 3x2] [--dop-resolution 0.5] [--lidar-density 4]
+Run: python benchmarks/demo_world.py [--tiles 4x2] [--dop-resolution 0.5] [--lidar-density 4]
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def encode_only(out: Path, manifest: dict) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tiles", default="3x2")
+    parser.add_argument("--tiles", default="4x2")
     parser.add_argument("--dop-resolution", type=float, default=0.5)
     parser.add_argument("--lidar-density", type=float, default=4.0)
     args = parser.parse_args()

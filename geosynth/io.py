@@ -53,6 +53,28 @@ def atomic_path(path: str | os.PathLike, tag: str = "tmp") -> Iterator[Path]:
             tmp.unlink()
 
 
+@contextlib.contextmanager
+def removing_new_empty_folders(root: str | os.PathLike) -> Iterator[Path]:
+    """On an exception inside the block, remove the folders under ``root`` (``root`` too)
+    that the block created and left empty; folders with files (a partial download that a
+    rerun resumes) stay."""
+    root = Path(root)
+    watched = root  # the highest folder that does not exist yet: mkdir(parents=True) makes it
+    while not watched.exists() and not watched.parent.exists() and watched.parent != watched:
+        watched = watched.parent
+    before = {watched, *watched.rglob("*")} if watched.is_dir() else set()
+    existed = {p for p in before if p.is_dir()}
+    try:
+        yield root
+    except BaseException:
+        if watched.is_dir():
+            created = [p for p in [*watched.rglob("*"), watched] if p.is_dir() and p not in existed]
+            for folder in sorted(created, key=lambda p: len(p.parts), reverse=True):
+                with contextlib.suppress(OSError):  # not empty: keep it
+                    folder.rmdir()
+        raise
+
+
 def temporary_name(path: str | os.PathLike, tag: str = "tmp") -> Path:
     """``.<name>.<tag>-<pid>-<random>`` beside ``path``: a temporary that
     :func:`remove_stale_temporaries` can tell from those of a running process."""

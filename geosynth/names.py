@@ -41,16 +41,25 @@ CODECS = ("blosc-lz4", "blosc-zstd", "zstd", "none")
 
 # --------------------------------------------------------------------------- networks
 
-#: Generator kinds: ours, labels only ("Label"), raster only ("DEM"/"SAR"), concatenation, merge.
-GENERATOR_KINDS = ("ours", "spade", "pix2pix", "concat", "merge")
-#: What each generator kind consumes: (labels, raster).
-KIND_INPUTS = {
+#: The GANs: ours, labels only ("Label"), raster only ("DEM"/"SAR"), concatenation, merge.
+GAN_KINDS = ("ours", "spade", "pix2pix", "concat", "merge")
+#: Every generator kind: the GANs and, beyond the paper, the diffusion generator.
+GENERATOR_KINDS = (*GAN_KINDS, "diffusion")
+#: What each generator kind consumes: (labels, raster); None: whatever ``--inputs`` give
+#: (the diffusion generator takes labels, a raster or both, as the paper's three variants).
+KIND_INPUTS: dict[str, tuple[bool | None, bool | None]] = {
     "ours": (True, True),
     "spade": (True, False),
     "pix2pix": (False, True),
     "concat": (True, True),
     "merge": (True, True),
+    "diffusion": (None, None),
 }
+#: The diffusion generator's options (``train --generator diffusion``): what the network
+#: predicts, the noise schedule, and the samplers of diffusers it samples with.
+DIFFUSION_PREDICTIONS = ("epsilon", "v_prediction")
+DIFFUSION_SCHEDULES = ("cosine", "linear")
+DIFFUSION_SAMPLERS = ("ddim", "dpm")
 #: The rows of the paper's Table III in its order, by the names the recipes give their runs
 #: (``pipelines/*.yaml``), with the generator kind of each: the single inputs first.
 TABLE3_ROWS = {
@@ -97,10 +106,20 @@ BLOCK_ORDERS = ("geosynth", "authors")
 D_STEPS = ("joint", "authors")
 
 
+def kind_inputs(kind: str, labels: bool, raster: bool) -> tuple[bool, bool]:
+    """Whether ``kind`` uses labels and a raster, given what it is offered (a kind with fixed
+    inputs ignores the offer; the diffusion generator takes what it gets)."""
+    uses_labels, uses_raster = KIND_INPUTS[kind]
+    return (labels if uses_labels is None else uses_labels,
+            raster if uses_raster is None else uses_raster)  # fmt: skip
+
+
 def generator_input_problem(kind: str, inputs: tuple[str, ...] | list[str]) -> str | None:
     """Why generator ``kind`` cannot take ``inputs`` (labels and/or rasters), or None."""
-    uses_labels, uses_raster = KIND_INPUTS[kind]
     rasters = [n for n in inputs if n != LABELS]
+    if KIND_INPUTS[kind] == (None, None):
+        return None if inputs else f"--generator {kind} needs --inputs (labels and/or rasters)"
+    uses_labels, uses_raster = KIND_INPUTS[kind]
     if uses_labels == (LABELS in inputs) and uses_raster == bool(rasters):
         return None
     needs = " and ".join(

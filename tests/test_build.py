@@ -305,3 +305,12 @@ def test_sar_mixes_no_geometries_and_the_conditions_say_which_one(built):
     values = describe(names, tile_conditions(store.acquisition(i), names, "356_5645"))
     assert values["orbit"] == (1.0 if gave[0]["orbit"] == "ascending" else -1.0)
     assert values["incidence_deg"] == pytest.approx(gave[0]["incidence_deg"])
+
+
+def test_the_summary_names_the_tiles_a_modality_was_skipped_on():
+    from geosynth.ingest.run import IngestReport
+
+    report = IngestReport("demo", "geonrw", "s.zarr", "world", 3, done=["a", "b", "c"],
+                          skipped={"b": {"sar": "valid SAR fraction 0.565 is below 0.7"}})  # fmt: skip
+    line = next(ln for ln in report.summary().splitlines() if "skipped" in ln)
+    assert line == "  sar skipped on 1 tile(s) (b), e.g. valid SAR fraction 0.565 is below 0.7"

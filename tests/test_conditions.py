@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from geosynth.errors import DataError, UsageError
 from geosynth.ml import (
+    GAN_KINDS,
     GENERATOR_KINDS,
     DiscriminatorConfig,
     build_discriminator,
@@ -85,7 +86,7 @@ def test_without_conditions_and_noise_the_networks_are_unchanged(kind):
 # ----------------------------------------------------------------------------- behaviour
 
 
-@pytest.mark.parametrize("kind", GENERATOR_KINDS)
+@pytest.mark.parametrize("kind", GAN_KINDS)  # the diffusion generator: test_diffusion.py
 def test_the_condition_changes_the_output_and_nothing_else_does(kind):
     torch.manual_seed(0)
     cfg = generator_config_for(kind, CLASSES, 1, 3, condition_dim=3, **SMALL)
@@ -133,7 +134,7 @@ def test_conditioned_discriminator_sees_the_condition():
         d(cond, image)
 
 
-@pytest.mark.parametrize("kind", GENERATOR_KINDS)
+@pytest.mark.parametrize("kind", GAN_KINDS)  # the diffusion generator: test_diffusion.py
 def test_noise_draws_different_images_and_a_fixed_noise_repeats(kind):
     torch.manual_seed(0)
     cfg = generator_config_for(kind, CLASSES, 1, 3, noise_channels=8, **SMALL)

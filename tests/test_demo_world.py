@@ -21,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from geosynth.catalog import load_catalog
+from geosynth.cli import cli
 from geosynth.demo import (
     ensure_world,
     generate_world,
@@ -716,3 +717,39 @@ def test_default_worlds_test_seasons_are_seen_in_training():
         seasons[region.split_of(str(tile))].add(world.campaign_of(tile).season)
     assert seasons["test"] <= seasons["train"], seasons
     assert len(seasons["train"]) >= 3  # the world still shows several seasons to learn
+
+
+def test_a_world_of_another_size_chooses_a_representative_test_split():
+    """choose_test_tiles: 3/8 of the tiles (at least one, never all), the set whose class
+    shares differ least from the rest's; worked by hand on three classes."""
+    from geosynth.demo.generate import choose_test_tiles, share_gap
+
+    counts = {  # class 0 (unlabelled) is not compared
+        "a": np.array([5, 10, 0, 0]),  # all class 1
+        "b": np.array([0, 5, 5, 0]),  # half 1, half 2: like the whole world
+        "c": np.array([0, 0, 10, 0]),
+        "d": np.array([0, 5, 5, 0]),
+    }
+    assert choose_test_tiles(counts) in (["b"], ["d"])  # floor(4 * 3/8) = 1 tile
+    assert share_gap(counts, ["b"]) == pytest.approx(abs(0.5 - 20 / 40))
+    assert share_gap(counts, ["a"]) > share_gap(counts, ["b"])
+    assert choose_test_tiles({"a": counts["a"]}) == []  # one tile: no test split
+    assert len(choose_test_tiles({str(i): counts["b"] + i for i in range(8)})) == 3
+
+
+def test_the_build_says_when_the_test_split_is_empty_and_takes_test_tiles(one_tile_world, tmp_path):
+    from geosynth.ingest.nrw import split_notes
+
+    assert split_notes({"train"}, ["356_5645", "357_5645"])[0].startswith(
+        "split 'test' is empty: none of the 2 tiles"
+    )
+    assert "--test-tiles 357_5645" in split_notes({"train"}, ["356_5645", "357_5645"])[0]
+    assert split_notes({"train", "test"}, ["356_5645", "357_5645"]) == []
+    assert split_notes({"train"}, ["356_5645"]) == []  # one tile cannot be split
+    result = CliRunner().invoke(cli, ["-q", "build-geonrw", "--region", "demo", "--source-dir",
+                                      str(one_tile_world), "--test-tiles", "999_5645",
+                                      "--out", str(tmp_path / "s.zarr")])  # fmt: skip
+    assert result.exit_code == 2 and "--test-tiles 999_5645: not among the tiles built" in (
+        result.output
+    )
+    assert not (tmp_path / "s.zarr").exists()

@@ -279,3 +279,40 @@ def test_a_zip_without_the_layers_is_refused_naming_them(tmp_path, http_serve):
         fetch_layers(f"{srv.url}/lc.zip", tmp_path / "raw", ["veg01_f", "gew01_f"],
                      allowed_hosts=[srv.url[7:]])  # fmt: skip
     assert not (tmp_path / "raw" / "lc").exists() or not any((tmp_path / "raw" / "lc").iterdir())
+
+
+def test_a_name_that_does_not_resolve_is_not_retried_and_leaves_no_folder(
+    tmp_path, monkeypatch, loopback_catalog
+):
+    """Offline (or a host that does not exist): one clear error at once, no five retries,
+    and the folders the failed download made are gone."""
+    slept = []
+    monkeypatch.setattr(time, "sleep", lambda s: slept.append(s))
+    with pytest.raises(DataError, match="cannot resolve nowhere.invalid"):
+        fetch("http://nowhere.invalid/a.zip", tmp_path / "dl" / "a.zip",
+              allowed_hosts={"nowhere.invalid"}, retries=5)  # fmt: skip
+    assert slept == []
+    path, _ = loopback_catalog("http://nowhere.invalid")
+    dest = tmp_path / "raw" / "koeln"
+    monkeypatch.setenv("GEOSYNTH_CATALOG", str(path))
+    result = CliRunner().invoke(cli, ["download", "--region", "cologne", "--dest", str(dest),
+                                      "--tiles", "356_5645"])  # fmt: skip
+    assert result.exit_code == 1 and "cannot resolve nowhere.invalid" in result.output
+    assert not dest.exists() and slept == []
+    (tmp_path / "kept").mkdir()  # a folder that was there stays
+    with pytest.raises(DataError):
+        download_region("cologne", tmp_path / "kept", catalog=_catalog(path), tiles=["356_5645"])
+    assert (tmp_path / "kept").is_dir()
+
+
+def test_overpass_fails_at_once_offline():
+    from geosynth.sources.osm.features import _check_resolves
+
+    with pytest.raises(DataError, match="cannot resolve overpass.invalid.*--source-dir"):
+        _check_resolves("https://overpass.invalid/api")
+
+
+def _catalog(path):
+    from geosynth.catalog import load_catalog
+
+    return load_catalog(path)

@@ -194,7 +194,7 @@ def test_cli_scores_and_refuses_mismatches(world, tmp_path, tiny_store_factory):
 
     not_a_run = runner.invoke(cli, [*base, "--generator", str(world["u_rgb"]), "--unet",
                                     str(world["u_rgb"]), "--out", str(tmp_path / "x")])  # fmt: skip
-    assert not_a_run.exit_code == 1 and "holds a 'unet' run, not a 'gan' run" in not_a_run.output
+    assert not_a_run.exit_code == 2 and "holds a 'unet' run, not a 'gan' run" in not_a_run.output
 
 
 # ----------------------------------------------------------------------------- the paper's protocol

@@ -702,7 +702,8 @@ def test_resumed_training_logs_each_step_once(tiny_store, tmp_path, one_torch_th
 
     out = tmp_path / "run"
     config = dict(store=str(tiny_store), out=str(out), cap=4, crop=32, batch_size=2, workers=0,
-                  tensorboard=False, deterministic=True, log_every=1, samples=0, image_every=0)  # fmt: skip
+                  tensorboard=False, deterministic=True, log_every=1, samples=0, image_every=0,
+                  epoch_gap=0)  # fmt: skip
 
     def interrupt(info):  # after steps 4 and 5 were logged; the checkpoint is step 3's
         if info.kind == "step" and info.step == 6:

@@ -14,6 +14,7 @@ from torch.nn.utils import parametrize
 from geosynth.cli import cli
 from geosynth.errors import UsageError
 from geosynth.ml import (
+    GAN_KINDS,
     GENERATOR_KINDS,
     DiscriminatorConfig,
     GeneratorConfig,
@@ -99,7 +100,7 @@ def test_parameter_free_spade_norm_drops_exactly_the_batchnorm_affines():
     assert count_parameters(free) == PAPER_COUNTS["ours"] - 2 * spade_channels
 
 
-@pytest.mark.parametrize("kind", GENERATOR_KINDS)
+@pytest.mark.parametrize("kind", GAN_KINDS)  # the diffusion generator: test_diffusion.py
 def test_spectral_norm_placement_changes_no_parameter_count(kind):
     counts, covered = {}, {}
     for mode in ("all", "reference", "none"):

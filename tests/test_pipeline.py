@@ -148,3 +148,22 @@ def test_a_missing_input_folder_names_the_variable_and_how_to_fetch_it(tmp_path)
     assert f"geosynth import-geonrw {tmp_path / 'nrw_dataset'} --download" in result.output
     assert not (tmp_path / "out").exists()  # nothing ran
     assert load_pipeline(bundled_pipeline("table3_geonrw")).inputs["root"]
+
+
+def test_bundled_recipes_by_name_and_list(tmp_path, monkeypatch):
+    """A wheel install has no pipelines/ folder beside the user: a bare name, or the README's
+    pipelines/demo.yaml, finds the bundled recipe; `pipeline list` names them all."""
+    monkeypatch.chdir(tmp_path)  # no pipelines/ here
+    listed = CliRunner().invoke(cli, ["pipeline", "list"])
+    assert listed.exit_code == 0 and "demo " in listed.output and "table3_geonrw" in listed.output
+    for name in ("demo", "demo.yaml", "pipelines/demo.yaml"):
+        result = CliRunner().invoke(cli, ["pipeline", "run", name, "--dry-run"])
+        assert result.exit_code == 0, result.output
+        assert "[demo] world: dry-run" in result.output
+    missing = CliRunner().invoke(cli, ["pipeline", "run", "nosuch"])
+    assert missing.exit_code == 2 and "bundled: augment_demo, demo," in missing.output
+    (tmp_path / "demo.yaml").write_text(
+        "name: mine\nsteps:\n  - name: hello\n    run: geosynth --help\n    outputs: [x]\n"
+    )
+    own = CliRunner().invoke(cli, ["pipeline", "run", "demo.yaml", "--dry-run"])
+    assert "[mine] hello: dry-run" in own.output  # a file of that name wins

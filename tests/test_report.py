@@ -215,3 +215,22 @@ def test_evaluation_files_go_into_the_current_folder_and_an_existing_one(tmp_pat
         "iou_per_class.png", "metrics.csv", "metrics.json", "notes.txt", "table_row.md",
     ]  # fmt: skip
     assert sorted(p.name for p in tmp_path.iterdir()) == ["here"]  # nothing written beside it
+
+
+def test_the_diffusion_verdict_counts_a_difference_only_beyond_the_seeds_spread():
+    from geosynth.pipeline.report import diffusion_verdict
+
+    both = ("seg", "dem")
+    evals = [
+        metrics(f"ours-s{i}", m, 1.0, kind="ours", inputs=both)
+        for i, m in enumerate((0.20, 0.22, 0.24))
+    ]
+    assert diffusion_verdict(evals) is None  # no diffusion generator: no sentence
+    evals += [metrics(f"diffusion-s{i}", m, 1.0, kind="diffusion", inputs=both)
+              for i, m in enumerate((0.30, 0.31, 0.32))]  # fmt: skip
+    evals += [metrics(f"diffusion-label-s{i}", m, 1.0, kind="diffusion")
+              for i, m in enumerate((0.25, 0.35, 0.30))]  # fmt: skip
+    text = diffusion_verdict(evals)
+    assert "diffusion (diffusion, dem+seg) 31.0% ± 1.0% against ours (ours) 22.0% ± 2.0%: " \
+           "**diffusion better**" in text  # fmt: skip
+    assert "against diffusion-label (diffusion) 30.0% ± 5.0%: within the spread" in text

@@ -33,7 +33,8 @@ from geosynth.ml.training.train_unet import train_unet
 from geosynth.ml.training.trainer import TrainingDiverged
 from geosynth.store import TileData, open_store
 
-TINY = dict(cap=4, crop=32, batch_size=2, workers=0, tensorboard=False, deterministic=True)
+TINY = dict(cap=4, crop=32, batch_size=2, workers=0, tensorboard=False, deterministic=True,
+            epoch_gap=0)  # fmt: skip
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -336,7 +337,7 @@ def test_unet_trains_reports_miou_per_epoch_and_resumes(store_path, tmp_path):
     out = tmp_path / "unet"
     args = ["-q", "train-unet", "--store", str(store_path), "--input", "rgb", "--out", str(out),
             "--base-channels", "4", "--crop", "32", "--batch-size", "2", "--epochs", "2",
-            "--workers", "0", "--no-tensorboard", "--deterministic"]  # fmt: skip
+            "--workers", "0", "--no-tensorboard", "--deterministic", "--epoch-gap", "0"]  # fmt: skip
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
@@ -350,7 +351,7 @@ def test_unet_trains_reports_miou_per_epoch_and_resumes(store_path, tmp_path):
                                     "--epochs", "3"])  # fmt: skip
     assert more.exit_code == 0, more.output
     assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == 9
-    with pytest.raises(DataError, match="holds a 'unet' run"):
+    with pytest.raises(UsageError, match="holds a 'unet' run"):
         load_generator(out)
     wrong = CliRunner().invoke(cli, ["train", "--out", str(out), "--resume"])
     assert wrong.exit_code == 2 and "resume it with train-unet" in wrong.output
@@ -361,7 +362,7 @@ def test_unet_learns_the_colour_to_class_mapping(store_path, tmp_path):
     """RGB is the class colour plus noise: 150 steps lift the validation mIoU well above chance."""
     cfg = UNetRunConfig(store=str(store_path), out=str(tmp_path / "u"), base_channels=8,
                         crop=32, batch_size=2, epochs=50, workers=0, tensorboard=False,
-                        lr=1e-3, samples=0, seed=1, log_every=0)  # fmt: skip
+                        lr=1e-3, samples=0, seed=1, log_every=0, epoch_gap=0)  # fmt: skip
     train_unet(cfg)
     lines = (tmp_path / "u" / "log.jsonl").read_text().splitlines()
     mious = [r["miou"] for r in map(json.loads, lines) if r.get("end_of_epoch")]
@@ -548,3 +549,61 @@ def test_sample_grid_headers_name_every_column():
         assert (titled[:, :HEADER, j * 42 : j * 42 + 40] < 128).any()
     with pytest.raises(ValueError, match="2 headers for 3 columns"):
         grid(panels, ["a", "b"])
+
+
+def test_tiny_epochs_do_not_multiply_the_epoch_end_work(tiny_store, tmp_path):
+    """6 tiles, batch 2: 3 steps an epoch. 10 epochs at the default epoch_gap (50 steps):
+    one validation, one sample grid, one epoch record and one checkpoint, at the end;
+    epoch_gap 6: every other epoch end."""
+    from geosynth.ml.training.train_unet import train_unet
+
+    base = dict(store=str(tiny_store), crop=32, batch_size=2, workers=0, tensorboard=False,
+                base_channels=4, epochs=10, image_every=0, val_crop=32)  # fmt: skip
+    for gap, ends in ((None, [30]), (6, [6, 12, 18, 24, 30])):
+        out = tmp_path / f"gap{gap}"
+        kw = {} if gap is None else {"epoch_gap": gap}
+        train_unet(UNetRunConfig(out=str(out), **base, **kw))
+        records = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in records if r.get("end_of_epoch")] == ends
+        assert all("miou" in r for r in records if r.get("end_of_epoch"))
+        assert len(list((out / "samples").glob("*.png"))) == len(ends)
+        assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == 30
+
+
+def test_unet_validates_on_a_bounded_number_of_tiles(tiny_store_factory, tmp_path):
+    from geosynth.ml.training.distributed import init_distributed
+    from geosynth.ml.training.train_unet import UNetTask
+
+    store = tiny_store_factory(tmp_path / "s.zarr", n_train=2, n_test=3)
+    cfg = dict(store=str(store), out=str(tmp_path / "u"), crop=32, batch_size=2, workers=0,
+               base_channels=4, val_crop=32)  # fmt: skip
+    assert (
+        len(UNetTask(UNetRunConfig(**cfg, val_tiles=2), init_distributed("cpu")).val_dataset) == 2
+    )
+    assert (
+        len(UNetTask(UNetRunConfig(**cfg, val_tiles=None), init_distributed("cpu")).val_dataset)
+        == 3
+    )
+
+
+def test_export_weights_drops_adam_and_the_discriminator(tiny_store, tmp_path):
+    from geosynth.ml.training.checkpoint import load_generator
+
+    run = tmp_path / "run"
+    train_gan(GanConfig(store=str(tiny_store), out=str(run), max_steps=1, samples=0, **TINY))
+    out = tmp_path / "weights.pt"
+    result = CliRunner().invoke(cli, ["export-weights", str(run), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    full = (run / "checkpoints" / "last.pt").stat().st_size
+    assert out.stat().st_size < full / 2  # Adam's moments and D are most of a checkpoint
+    generator, config = load_generator(out)
+    original, _ = load_generator(run)
+    for a, b in zip(generator.state_dict().values(), original.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert set(torch.load(out, weights_only=True)["models"]) == {"generator"}
+    shared = tmp_path / "shared"  # someone's run folder holding only the weights
+    shutil.copytree(run, shared)
+    shutil.copy(out, shared / "checkpoints" / "last.pt")
+    resumed = CliRunner().invoke(cli, ["-q", "train", "--out", str(shared), "--resume",
+                                       "--epochs", "5"])  # fmt: skip
+    assert resumed.exit_code == 2 and "export-weights" in resumed.output

@@ -43,6 +43,7 @@ COMMANDS = {
     "upgrade-store": ("geosynth.cli.store_cmd", "upgrade_store"),
     "model-info": ("geosynth.cli.model_info_cmd", "model_info"),
     "import-weights": ("geosynth.cli.weights_cmd", "import_weights"),
+    "export-weights": ("geosynth.cli.weights_cmd", "export_weights"),
     "train": ("geosynth.cli.train_cmd", "train"),
     "train-unet": ("geosynth.cli.train_cmd", "train_unet"),
     "evaluate": ("geosynth.cli.evaluate_cmd", "evaluate"),

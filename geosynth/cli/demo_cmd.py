@@ -55,8 +55,9 @@ def generated_sources(region) -> Path:
 )
 @click.option(
     "--tiles",
-    callback=_pair("x", "3x2"),
-    help="W x H tiles of 1 km, e.g. 3x2 (default: the catalog's demo region).",
+    callback=_pair("x", "2x2"),
+    help="W x H tiles of 1 km, e.g. 2x2 [default: the catalog's demo region, 4x2]; a world of "
+    "another size chooses its own test tiles and prints them.",
 )
 @options.int_option(
     "--seed",
@@ -140,8 +141,25 @@ def demo_world(
         f"demo world: {nx} x {ny} tiles from {s['tiles'][0]}, {s['files']} files, "
         f"{s['bytes'] / 1e6:.0f} MB in {out_dir} ({s['seconds']:.1f} s)"
     )
+    test = ",".join(s["test_tiles"])
+    default = catalog_world(params)
+    if test and not default:  # the catalog's test tiles are of its own world
+        click.echo(f"test tiles (class shares closest to the rest): {test}; build with "
+                   f"--test-tiles {test}")  # fmt: skip
+    elif not test:
+        click.echo("one tile: no test split (train-unet needs --val-split none)")
     if preview:
         click.echo(f"preview: {preview}")
+
+
+def catalog_world(params) -> bool:
+    """Whether ``params`` make the catalog's own demo world (whose test tiles it lists)."""
+    from geosynth.catalog import load_catalog
+
+    region = load_catalog().region("demo")
+    return tuple(params.origin) == tuple(region.origin_km or ()) and tuple(params.tiles) == tuple(
+        region.tiles or ()
+    )
 
 
 @click.command()

@@ -44,7 +44,11 @@ from geosynth.names import EVAL_PROTOCOLS
     help_text="Also the Frechet distance over an N x N grid of windows per tile (N^2 times the "
     "samples; 0: only one vector per tile, as the paper).",
 )
-@options.batch_size_option()
+@options.batch_size_option(
+    default=1,
+    help_text="Tiles per forward pass (each whole window through G and the U-Net: memory grows "
+    "with it; 1 keeps the peak to one window).",
+)
 @options.int_option(
     "--workers",
     minimum=0,

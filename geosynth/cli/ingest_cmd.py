@@ -163,13 +163,19 @@ def download(region, dest, layout, tiles, bbox, tiles_from, boundary, jobs, refr
 )
 @options.class_options
 @options.decode_level_option
+@click.option(
+    "--test-tiles",
+    callback=options.comma_list,
+    help="The tiles of split test, e.g. 357_5646 (default: the catalog's; a demo world of "
+    "another size than the catalog's prints its own).",
+)
 @options.report_option
 @options.storage_option
 @click.pass_context
 def build_geonrw(
     ctx, region, out, source_dir, workers, scheduler, tiles, bbox, tiles_from, boundary,
     modalities, default_crs, lidar_crs, dem_radius, drop_classes, keep_classes, decode_level,
-    report, storage_options,
+    test_tiles, report, storage_options,
 ):  # fmt: skip
     """Build a region's raw files into a GeoNRW Zarr store, tile by tile, in parallel.
 
@@ -182,7 +188,7 @@ def build_geonrw(
     from geosynth.ingest.nrw import build_region
 
     options.check_workers_or_scheduler(ctx, scheduler)
-    for t in tiles or []:
+    for t in [*(tiles or []), *(test_tiles or [])]:
         TileId.parse(t)
     catalog = load_catalog()
     chosen = catalog.region(region)
@@ -200,7 +206,7 @@ def build_geonrw(
             report_path=report, progress=on_tile, on_plan=on_plan,
             storage_options=storage_options, lidar_default_crs=default_crs,
             lidar_crs=lidar_crs, dem_radius=dem_radius, drop_classes=drop_classes,
-            keep_classes=keep_classes, decode_level=decode_level,
+            keep_classes=keep_classes, decode_level=decode_level, test_tiles=test_tiles,
         ),
     )  # fmt: skip
 

@@ -28,7 +28,7 @@ def _names(ctx, param, value: str) -> tuple[str, ...]:
     "kind",
     choices=GENERATOR_KINDS,
     default="ours",
-    help_text="Generator kind (ours, spade = labels only, pix2pix = raster only, concat, merge).",
+    help_text="Generator kind (ours, spade = labels only, pix2pix = raster only, concat, merge, diffusion).",
 )
 @click.option(
     "--inputs",
@@ -97,15 +97,18 @@ def model_info(
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
-    g, d = report["generator"]["config"], report["discriminator"]["config"]
+    g = report["generator"]["config"]
     titles = {
         "generator": f"generator {kind}: {','.join(inputs)} -> {output} "
                      f"({g['output_channels']} ch), capacity {capacity}",
-        "discriminator": f"discriminator: {d['num_scales']} scales, "
-                         f"{d['condition_channels'] + d['output_channels']} input channels, "
-                         f"capacity {capacity}",
         "unet": f"U-Net scorer: {output} -> {num_classes} classes",
     }  # fmt: skip
+    if "discriminator" in report:  # not for the diffusion generator
+        d = report["discriminator"]["config"]
+        titles["discriminator"] = (
+            f"discriminator: {d['num_scales']} scales, "
+            f"{d['condition_channels'] + d['output_channels']} input channels, capacity {capacity}"
+        )
     for name, info in report.items():
         click.echo(titles[name])
         rows = [*info["parts"].items(), ("total", info["total"])]

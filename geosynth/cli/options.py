@@ -39,6 +39,12 @@ def progress_bar(desc: str, unit: str, **kwargs) -> Iterator[Callable[[int, int 
         bar.close()
 
 
+def note(text: str) -> None:
+    """An informational line (``wrote ...``): printed unless ``-q``."""
+    if progress_enabled():
+        click.echo(text)
+
+
 def comma_list(ctx, param, value):
     """Callback: ``"a, b,c"`` -> ``["a", "b", "c"]`` (None when the option is absent)."""
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
@@ -402,13 +408,31 @@ def condition_options(func):
             type=click.IntRange(1),
             default=1,
             show_default=True,
-            help="Images per input, each from its own noise vector (generators trained with "
-            "--noise).",
+            help="Images per input, each from its own noise (generators trained with --noise; "
+            "the diffusion generator).",
         ),
         click.option(
             "--seed", type=int, default=0, show_default=True, help="Seed of the noise vectors."
         ),
     ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def sampling_options(func):
+    """``--steps``, ``--sampler``, ``--guidance``: how the diffusion generator samples
+    [default: its run's]."""
+    from geosynth.names import DIFFUSION_SAMPLERS
+
+    options = [
+        click.option("--steps", type=click.IntRange(1),
+                     help="Diffusion generator: sampling steps [default: its run's]."),
+        click.option("--sampler", type=click.Choice(DIFFUSION_SAMPLERS),
+                     help="Diffusion generator: ddim, or dpm (DPM-Solver++) [default: its run's]."),
+        click.option("--guidance", type=click.FloatRange(0),
+                     help="Diffusion generator: classifier-free guidance scale [default: its run's]."),
+    ]  # fmt: skip
     for option in reversed(options):
         func = option(func)
     return func

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from geosynth.cli import options
+
 
 def _sets(ctx, param, values):
     out = {}
@@ -30,9 +32,9 @@ def run_recipe(path, overrides, force, step, dry_run) -> None:
 
     ``step``: None (all steps), one step's name or several (run in the recipe's order).
     """
-    from geosynth.pipeline.recipe import load_pipeline, run_pipeline
+    from geosynth.pipeline.recipe import load_pipeline, resolve_recipe, run_pipeline
 
-    pipeline = load_pipeline(path, overrides)
+    pipeline = load_pipeline(resolve_recipe(path), overrides)
 
     def on_step(s, status):
         shown = f"  ({s.command})" if status in ("running", "dry-run") else ""
@@ -56,14 +58,30 @@ def pipeline():
 
 
 @pipeline.command("run")
-@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.argument("recipe")
 @set_option
 @click.option("--force", is_flag=True, help="Rerun steps whose outputs exist.")
 @click.option("--step", multiple=True, help="Run only this step (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Print the steps without running them.")
 def pipeline_run(recipe, overrides, force, step, dry_run):
-    """Run RECIPE step by step; a step whose outputs exist from a successful run is skipped."""
+    """Run RECIPE step by step; a step whose outputs exist from a successful run is skipped.
+
+    RECIPE: a YAML file, or the name of a bundled recipe (`geosynth pipeline list`), e.g.
+    `geosynth pipeline run demo --dry-run`.
+    """
     run_recipe(recipe, overrides, force, step, dry_run)
+
+
+@pipeline.command("list")
+def pipeline_list():
+    """The recipes bundled with geosynth: name, file and the first line of their comment."""
+    from geosynth.pipeline.recipe import bundled_pipelines
+
+    for name, path in bundled_pipelines().items():
+        lines = path.read_text(encoding="utf-8").splitlines()
+        about = next((ln.lstrip("# ").strip() for ln in lines if ln.startswith("#")), "")
+        click.echo(f"{name:16s} {about}")
+        click.echo(f"{'':16s} {path}")
 
 
 @click.command()
@@ -74,4 +92,4 @@ def report(folder, title):
     from geosynth.pipeline.report import write_report
 
     md, page = write_report(folder, title=title)
-    click.echo(f"wrote {md} and {page}")
+    options.note(f"wrote {md} and {page}")

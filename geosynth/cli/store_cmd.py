@@ -82,7 +82,7 @@ def stats(store, storage_options, out):
     shares = class_shares(s)
     png = plot_class_shares(shares, s.classes, out)
     csv = write_shares_csv(shares, s.classes, png.with_suffix(".csv"))
-    click.echo(f"wrote {png} and {csv}")
+    options.note(f"wrote {png} and {csv}")
 
 
 def _jp2_quality(ctx, param, value):

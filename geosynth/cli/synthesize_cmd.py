@@ -18,10 +18,11 @@ from geosynth.cli import options
 @options.window_options
 @click.option("--sar-db", is_flag=True, help="Write SAR back in dB (20 log10 amplitude).")
 @options.condition_options
+@options.sampling_options
 @options.device_option
 def synthesize(
     generator_run, store, storage_options, tiles, split, seg, dem, sar, out, window, overlap,
-    sar_db, season, incidence, orbit, samples, seed, device,
+    sar_db, season, incidence, orbit, samples, seed, steps, sampler, guidance, device,
 ):  # fmt: skip
     """Synthesize full tiles with a trained generator, as Cloud-Optimised GeoTIFFs and PNG panels.
 
@@ -32,12 +33,14 @@ def synthesize(
     A generator trained with --conditions synthesizes under the tile's own
     acquisition conditions, or under --season/--incidence/--orbit; one
     trained with --noise draws --samples N images (<tile>_<out>_sK.tif), the
-    same ones for the same --seed.
+    same ones for the same --seed. The diffusion generator draws --samples N
+    images from seeds --seed, --seed + 1, ... (--steps, --sampler, --guidance).
     """
     from geosynth.ml.synthesis.synthesize import Synthesizer, plan_variants, run_synthesis
 
     device = options.device_name(device)
-    synth = Synthesizer.load(generator_run, device=device)
+    sampling = {"steps": steps, "sampler": sampler, "guidance": guidance}
+    synth = Synthesizer.load(generator_run, device=device, sampling=sampling)
     if store and any((seg, dem, sar)):
         raise click.UsageError("give --store or input rasters, not both")
     names = [None]  # the user's own rasters

@@ -82,7 +82,8 @@ COMMON = [
     (("--epochs",), "Epochs to train.", {"type": POS}),
     (("--max-steps",), "Stop after this many steps in total.", {"type": POS}),
     (("--seed",), "Seed of initialisation, crops and order.", {"type": int}),
-    (("--workers",), "DataLoader worker processes.", {"type": click.IntRange(0)}),
+    (("--workers",), "DataLoader worker processes [default: 4, or the cores if fewer].",
+     {"type": click.IntRange(0)}),
     (("--device",), "auto: CUDA when available.", {"type": click.Choice(names.DEVICES)}),
     (("--amp/--no-amp",), "bf16 autocast of the training step, on CUDA and on the CPU (there about 1.5x faster for the GAN, 1.7x for the U-Net).", {}),
     (("--channels-last/--no-channels-last",), "channels-last memory layout.", {}),
@@ -97,12 +98,16 @@ COMMON = [
     (("--tensorboard/--no-tensorboard",), "Write TensorBoard events.", {}),
     (("--lr-decay-start",), "SPADE's schedule: learning rates constant for N epochs, then "
      "linear to 0 at the end [default: constant].", {"type": click.IntRange(0)}),
+    (("--epoch-gap",), "Epoch-end validation, sample grid, record and checkpoint at most every "
+     "N steps, and at the last epoch (tiny epochs do not multiply them; 0: every epoch).",
+     {"type": click.IntRange(0)}),
 ]  # fmt: skip
 GAN = [
     (("--inputs",), f"Generator inputs, comma-separated ({', '.join(names.NETWORK_MODALITIES)}).", {}),
     (("--output",), "Image to synthesize.", {"type": click.Choice(names.IMAGE_OUTPUTS)}),
-    (("--generator",), "ours, spade (labels only), pix2pix (raster only), concat or merge.",
-     {"type": click.Choice(names.GENERATOR_KINDS)}),
+    (("--generator",), "ours, spade (labels only), pix2pix (raster only), concat, merge, or "
+     "diffusion (beyond the paper: labels through SPADE in the denoiser's decoder, rasters at "
+     "its input; whatever --inputs give).", {"type": click.Choice(names.GENERATOR_KINDS)}),
     (("--cap",), "Generator capacity (width of its first layer).", {"type": POS}),
     (("--d-cap",), "Discriminator capacity [default: --cap].", {"type": POS}),
     (("--d-scales",), "Discriminator scales [default: 2 below 512 px, else 3].", {"type": POS}),
@@ -139,6 +144,17 @@ GAN = [
      f"({', '.join(names.CONDITIONS)}) [default: none, the paper's networks].", {}),
     (("--noise",), "Width of the OASIS-style noise vector (0: deterministic generator).",
      {"type": click.IntRange(0)}),
+    (("--prediction",), "diffusion: what the denoiser predicts.",
+     {"type": click.Choice(names.DIFFUSION_PREDICTIONS)}),
+    (("--schedule",), "diffusion: the noise schedule (betas).",
+     {"type": click.Choice(names.DIFFUSION_SCHEDULES)}),
+    (("--sampler",), "diffusion: the sampler of validation and synthesis (ddim, or dpm: "
+     "DPM-Solver++).", {"type": click.Choice(names.DIFFUSION_SAMPLERS)}),
+    (("--steps",), "diffusion: sampling steps.", {"type": click.IntRange(1)}),
+    (("--guidance",), "diffusion: classifier-free guidance scale w, (1 + w) f(c) - w f(0) "
+     "(0: none).", {"type": click.FloatRange(0)}),
+    (("--cond-drop",), "diffusion: share of training samples without their conditioning "
+     "(classifier-free guidance needs it > 0).", {"type": click.FloatRange(0, 1, max_open=True)}),
 ]  # fmt: skip
 UNET = [
     (("--input",), "Image to segment.", {"type": click.Choice(names.IMAGE_OUTPUTS)}),
@@ -152,6 +168,8 @@ UNET = [
     (("--val-split",), "Split scored after each epoch ('none': no validation).", {}),
     (("--val-crop",), "Centre crop of validation tiles [default: largest multiple of 16].",
      {"type": click.IntRange(16)}),
+    (("--val-tiles",), "Validate on the first N tiles of --val-split (evaluate scores them "
+     "all).", {"type": click.IntRange(1)}),
     (("--loss",), "ce: cross entropy (class 0 ignored); bce: BCE on the one-hot map (the paper's code); focal: focal cross entropy.",
      {"type": click.Choice(names.UNET_LOSSES)}),
     (("--focal-gamma",), "Focal loss exponent (0: cross entropy).", {"type": click.FloatRange(0)}),

@@ -1,4 +1,4 @@
-"""``geosynth import-weights``: a network of the code published with the paper as a run folder."""
+"""``geosynth import-weights`` and ``export-weights``: networks in and out of run folders."""
 
 from __future__ import annotations
 
@@ -59,3 +59,24 @@ def import_weights(source, store, out, inputs, output, concat, dataset, image):
         image=image,
     )  # fmt: skip
     click.echo(f"{source}: the paper's {what} networks in {out} ({checkpoint.name})")
+
+
+@click.command("export-weights")
+@click.argument("run", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The weights file to write (.pt).")  # fmt: skip
+@click.option("--ema/--no-ema", default=True, show_default=True,
+              help="A GAN trained with --ema: its moving average of the weights.")  # fmt: skip
+def export_weights(run, out, ema):
+    """Write RUN's networks alone, for sharing: no Adam state, no discriminator.
+
+    RUN: a run folder (or checkpoint) of train or train-unet. A checkpoint holds
+    Adam's two moments per weight and, for a GAN, the discriminator: resuming
+    needs them, sharing does not. evaluate, synthesize and the edits read the
+    file as they read the run (--generator FILE, --unet FILE); it cannot be
+    resumed.
+    """
+    from geosynth.ml.training.checkpoint import export_weights as run_export
+
+    path, before, after = run_export(run, out, ema=ema)
+    click.echo(f"{path}: {after / 1e6:.1f} MB (the checkpoint: {before / 1e6:.1f} MB)")

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
+import math
 import multiprocessing
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from urllib.parse import urlsplit
+
+import numpy as np
 
 from geosynth import __version__
 from geosynth.catalog import Catalog, load_catalog
@@ -48,7 +52,7 @@ from geosynth.workers import exit_with_parent
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 7  # bump whenever the same parameters would give different files
+GENERATOR_VERSION = 8  # bump whenever the same parameters would give different files
 MANIFEST = "world.json"
 
 
@@ -123,6 +127,7 @@ def generate_into(
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
+    assign_splits(tile_records, params, region)
     dop, lidar = _publish(root, staging, tile_records, params, region, catalog)
     shutil.rmtree(staging)
     manifest = {
@@ -268,10 +273,10 @@ def _write_tile(root: Path, staging: Path, world: World, tile: TileId, catalog: 
     paths = write_truth(
         root / "truth", tile, landcover, truth_surface.dsm, truth_surface.terrain, grid
     )
-    region = catalog.region("demo")
+    counts = np.bincount(landcover.ravel(), minlength=catalog.classes.num_classes)
     return {
         "id": str(tile),
-        "split": region.split_of(str(tile)),
+        "class_counts": [int(c) for c in counts],  # for the split (choose_test_tiles)
         "year": campaign.year,
         "season": campaign.season,
         "leaf_on": campaign.leaf_on,
@@ -283,6 +288,49 @@ def _write_tile(root: Path, staging: Path, world: World, tile: TileId, catalog: 
         "lidar_points": points,
         "truth": {p.stem.split("_")[-1]: _rel(root, p) for p in paths},
     }
+
+
+TEST_SHARE = 3 / 8  # the default world's: 3 test tiles of 8
+EXHAUSTIVE = 20_000  # test sets tried one by one up to this many, else built greedily
+
+
+def share_gap(counts: dict[str, np.ndarray], test: Sequence[str]) -> float:
+    """The largest difference, over the labelled classes, between the test and the training
+    tiles' class shares (0..1)."""
+    test_counts = sum(counts[t] for t in test)[1:].astype(float)
+    train_counts = sum(counts[t] for t in counts if t not in test)[1:].astype(float)
+    return float(np.abs(test_counts / test_counts.sum() - train_counts / train_counts.sum()).max())
+
+
+def choose_test_tiles(counts: dict[str, np.ndarray]) -> list[str]:
+    """The test tiles of a world of any size: ``TEST_SHARE`` of its tiles (at least one, never
+    all) whose class shares are closest to the other tiles' (the smallest largest gap; the
+    rule the default world's test tiles were chosen by). One tile: no test split."""
+    tiles = sorted(counts)
+    if len(tiles) < 2:
+        return []
+    k = min(len(tiles) - 1, max(1, math.floor(len(tiles) * TEST_SHARE)))
+    if math.comb(len(tiles), k) <= EXHAUSTIVE:
+        return list(min(itertools.combinations(tiles, k), key=lambda t: (share_gap(counts, t), t)))
+    chosen: list[str] = []
+    for _ in range(k):  # greedy: the tile that keeps the gap smallest
+        rest = [t for t in tiles if t not in chosen]
+        chosen.append(min(rest, key=lambda t: (share_gap(counts, [*chosen, t]), t)))
+    return sorted(chosen)
+
+
+def assign_splits(records: list[dict], params: WorldParams, region) -> None:
+    """Each tile record's ``split``: the catalog's test tiles for the catalog's own world
+    (origin and size), else :func:`choose_test_tiles`."""
+    default = tuple(params.origin) == tuple(region.origin_km or ()) and tuple(
+        params.tiles
+    ) == tuple(region.tiles or ())
+    if default:
+        test = {r["id"] for r in records if region.split_of(r["id"]) == "test"}
+    else:
+        test = set(choose_test_tiles({r["id"]: np.array(r["class_counts"]) for r in records}))
+    for record in records:
+        record["split"] = "test" if record["id"] in test else "train"
 
 
 def _sun_record(world: World, campaign) -> dict:

@@ -30,6 +30,7 @@ import http.client
 import logging
 import os
 import re
+import socket
 import stat
 import tarfile
 import threading
@@ -45,7 +46,7 @@ from urllib.parse import unquote, urlsplit
 from geosynth.catalog import Catalog, load_catalog
 from geosynth.errors import DataError, UsageError
 from geosynth.ingest.mirror import mirrored
-from geosynth.io import atomic_path, write_text
+from geosynth.io import atomic_path, removing_new_empty_folders, write_text
 from geosynth.sources.nrw import ListedFile, listing_tiles, parse_listing, region_tiles
 
 log = logging.getLogger(__name__)
@@ -166,6 +167,8 @@ def fetch(
         except (urllib.error.URLError, http.client.HTTPException, OSError, DataError) as exc:
             if _permanent(exc):
                 raise DataError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
+            if unresolved(exc):
+                raise unresolved_error(url, exc) from exc
             last_error = exc
         if attempt <= retries:
             _pause(url, last_error, attempt, retries, backoff, on_wait)
@@ -179,6 +182,17 @@ def _permanent(exc: Exception) -> bool:
         and 400 <= exc.code < 500
         and exc.code not in (416, 429)
     )
+
+
+def unresolved(exc: Exception) -> bool:
+    """A host name that does not resolve (no network, no DNS, a typo): no retry mends it."""
+    reason = getattr(exc, "reason", exc)
+    return isinstance(reason, socket.gaierror)
+
+
+def unresolved_error(url: str, exc: Exception) -> DataError:
+    host = urlsplit(url).hostname
+    return DataError(f"{url}: cannot resolve {host} ({getattr(exc, 'reason', exc)}): no network?")
 
 
 def retry_after(exc: Exception) -> float | None:
@@ -505,6 +519,8 @@ def read_text_url(
                 raise DataError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
             last_error = exc
         except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+            if unresolved(exc):
+                raise unresolved_error(url, exc) from exc
             last_error = exc
         if attempt <= retries:
             _pause(url, last_error, attempt, retries, backoff, on_wait)
@@ -866,8 +882,9 @@ def download_region(
     ``allow_missing``: then the gaps are recorded in ``dest/manifest.json``, which
     ``geosynth build-geonrw`` reports. ``mirror``: read the provider's server from a mirror
     (:func:`geosynth.ingest.mirror.mirrored`: a base URL, or a folder served on loopback).
+    A download that fails removes the folders it made and left empty.
     """
-    with mirrored(catalog or load_catalog(), mirror) as catalog:
+    with mirrored(catalog or load_catalog(), mirror) as catalog, removing_new_empty_folders(dest):
         return _download_region(
             region_name, Path(dest), catalog, layout=layout, tiles=tiles, bbox=bbox,
             tiles_from=tiles_from, boundary=boundary, vintage=vintage,

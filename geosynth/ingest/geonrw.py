@@ -48,6 +48,7 @@ from geosynth.grid import TileId, tile_bounds
 from geosynth.ingest import run
 from geosynth.ingest.download import catalog_hosts, fetch, safe_extract
 from geosynth.ingest.rasters import RasterInfo, check_labels, common_shape, probe_all, read_raster
+from geosynth.io import removing_new_empty_folders
 from geosynth.names import SPLITS
 from geosynth.sources.filenames import (
     GEONRW_FILE,
@@ -556,15 +557,16 @@ def download_geonrw(
         raise UsageError("the catalog has no published.geonrw entry (url, filename, md5)")
     dest = Path(dest)
     archive = dest / published.filename
-    fetch(
-        published.url,
-        archive,
-        allowed_hosts=catalog_hosts(catalog),
-        md5=published.md5,
-        retries=retries,
-        backoff=backoff,
-        progress=progress,
-    )
+    with removing_new_empty_folders(dest):  # a failed download leaves no empty folder
+        fetch(
+            published.url,
+            archive,
+            allowed_hosts=catalog_hosts(catalog),
+            md5=published.md5,
+            retries=retries,
+            backoff=backoff,
+            progress=progress,
+        )
     name = published.filename
     for suffix in (".tar.gz", ".tgz", ".tar", ".zip"):
         if name.endswith(suffix):

@@ -374,9 +374,12 @@ def cut_osm_extracts(sources: RegionSources, tiles: Sequence[str], catalog: Cata
     return path
 
 
-def source_notes(sources: RegionSources, planned: Sequence[str], catalog: Catalog) -> list[str]:
+def source_notes(
+    sources: RegionSources, planned: Sequence[str], catalog: Catalog, generated: bool = False
+) -> list[str]:
     """Report lines about the sources: SAR scenes and the tiles they cover (listed in the
-    catalog or not), OSM files the build does not use."""
+    catalog or not; for a generated region, whose scenes the authors' list cannot hold, only
+    a scene that covers no tile), OSM files the build does not use."""
 
     notes = []
     what = {"dop": "orthophoto", "lidar": "point cloud"}
@@ -391,7 +394,10 @@ def source_notes(sources: RegionSources, planned: Sequence[str], catalog: Catalo
         from geosynth.sources.sar import coverage_lines, scene_coverage
 
         grids = {t: RasterGrid.for_tile(t, catalog.grid) for t in planned}
-        notes += coverage_lines(scene_coverage(sources.sar, grids, catalog))
+        coverage = scene_coverage(sources.sar, grids, catalog)
+        if generated:
+            coverage = [c for c in coverage if not c["tiles"]]
+        notes += coverage_lines(coverage)
     unused = sorted(
         path for tile, paths in sources.osm_by_tile.items() if tile not in planned for path in paths
     )
@@ -413,10 +419,17 @@ def plan_tasks(
     storage_options: Mapping[str, Any] | None = None,
     lidar: Mapping[str, Any] | None = None,
     osm_cut: str | os.PathLike | None = None,
+    test_tiles: Sequence[str] | None = None,
 ) -> list[BuildTask]:
     """One task per tile, on the catalog grid. ``osm_cut``: the features of the ``.osm.pbf``
     extracts cut for these tiles (:func:`cut_osm_extracts`), read by every tile. Real
-    regions without OSM files query Overpass (osmnx caches answers)."""
+    regions without OSM files query Overpass (osmnx caches answers). ``test_tiles``: the
+    tiles of split ``test`` (the others take the region's split), instead of the catalog's."""
+
+    def split_of(tile: str) -> str:
+        if test_tiles is None:
+            return region.split_of(tile)
+        return "test" if tile in test_tiles else region.split
 
     fallback = () if region.generated else ("overpass",)
     shared = ([str(osm_cut)] if osm_cut else []) + sources.osm
@@ -427,7 +440,7 @@ def plan_tasks(
             plan=TilePlan(
                 t,
                 region=region.name,
-                split=region.split_of(t),
+                split=split_of(t),
                 transform=tile_transform(TileId.parse(t), catalog.grid),
             ),
             modalities=tuple(modalities),
@@ -497,6 +510,7 @@ def build_region(
     drop_classes: Sequence[int] | None = None,
     keep_classes: Sequence[int] | None = None,
     decode_level: int | str = 0,
+    test_tiles: Sequence[str] | None = None,
     **runner,
 ) -> run.IngestReport:
     """Build (or resume building) a region into the store ``out`` (a path or URL); see the
@@ -509,7 +523,9 @@ def build_region(
     without it), ``lidar_crs`` overrides every header, ``drop_classes``/``keep_classes``
     choose the point classes of the DEM (default: the catalog's noise classes kept out),
     ``dem_radius`` grids the DEM as the
-    authors' PDAL code did (:func:`geosynth.sources.lidar.dem_stage`).
+    authors' PDAL code did (:func:`geosynth.sources.lidar.dem_stage`). ``test_tiles``: the
+    tiles of split ``test`` instead of the catalog's (a demo world of another size prints
+    its own); a build whose test split is empty says so in its notes.
     """
     options = run.RunOptions(**runner)
     storage_options = options.storage_options
@@ -552,6 +568,7 @@ def build_region(
              "decode_level": decode_level}  # fmt: skip
     parameters = {
         "region": region.name,
+        **({"test_tiles": sorted(test_tiles)} if test_tiles is not None else {}),
         "source_dir": str(root),
         "source_dirs": [str(r) for r in roots],
         "modalities": wanted,
@@ -559,10 +576,19 @@ def build_region(
         **{k: v for k, v in lidar.items() if v is not None},
     }
     cut = cut_osm_extracts(sources, planned, catalog) if "seg" in wanted and sources.pbf else None
+    if test_tiles is not None:
+        foreign = sorted(set(test_tiles) - set(planned))
+        if foreign:
+            raise UsageError(
+                f"--test-tiles {', '.join(foreign)}: not among the tiles built "
+                f"({', '.join(planned[:6])}{', ...' if len(planned) > 6 else ''})"
+            )
     tasks = plan_tasks(
-        out, sources, planned, wanted, catalog, region, storage_options, lidar, osm_cut=cut
-    )
+        out, sources, planned, wanted, catalog, region, storage_options, lidar, osm_cut=cut,
+        test_tiles=test_tiles,
+    )  # fmt: skip
     plans = [t.plan for t in tasks]
+    splits = {p.split for p in plans}
     run.open_or_create(
         out, plans, wanted,
         lambda: create_region_store(out, plans, wanted, catalog, parameters, storage_options),
@@ -577,6 +603,18 @@ def build_region(
         tiles_planned=len(planned),
         verb="built",
         excluded=left_out,
-        notes=source_notes(sources, planned, catalog),
+        notes=source_notes(sources, planned, catalog, region.generated)
+        + split_notes(splits, planned),
     )
     return run.run_ingest(report, tasks, build_tile, options)
+
+
+def split_notes(splits: set[str], planned: Sequence[str]) -> list[str]:
+    """A line when a split the training and evaluation read is empty, and how to fill it."""
+    if "test" in splits or len(planned) < 2:
+        return []
+    return [
+        f"split 'test' is empty: none of the {len(planned)} tiles is a test tile of the "
+        "region (train-unet validates and evaluate scores on 'test'); choose some with "
+        f"--test-tiles, e.g. --test-tiles {planned[-1]} (demo-world prints its own)"
+    ]

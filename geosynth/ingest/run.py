@@ -138,12 +138,15 @@ class IngestReport:
         lines += _first(
             [f"  excluded {t}: {r}" for t, r in self.excluded.items()], "excluded", "see the report"
         )
-        by_modality: dict[str, list[str]] = {}
-        for reasons in self.skipped.values():
+        by_modality: dict[str, list[tuple[str, str]]] = {}
+        for tile, reasons in self.skipped.items():
             for modality, reason in reasons.items():
-                by_modality.setdefault(modality, []).append(reason)
-        for modality, reasons in sorted(by_modality.items()):
-            lines.append(f"  {modality} skipped on {len(reasons)} tile(s), e.g. {reasons[0]}")
+                by_modality.setdefault(modality, []).append((tile, reason))
+        for modality, skipped in sorted(by_modality.items()):
+            tiles = ", ".join(t for t, _ in skipped[:6]) + (", ..." if len(skipped) > 6 else "")
+            lines.append(
+                f"  {modality} skipped on {len(skipped)} tile(s) ({tiles}), e.g. {skipped[0][1]}"
+            )
         lines += _first(
             [f"  FAILED {t}: {e}" for t, e in self.failed.items()], "failures", "see the report"
         )

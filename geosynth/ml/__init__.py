@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import importlib
 
-from geosynth.names import GENERATOR_KINDS, KIND_INPUTS
+from geosynth.names import GAN_KINDS, GENERATOR_KINDS, KIND_INPUTS
 
 _EXPORTS = {
     "SynthesisDataset": "data.datasets",
@@ -48,7 +48,7 @@ _EXPORTS = {
     "build_unet": "networks.unet",
 }
 
-__all__ = ["GENERATOR_KINDS", "KIND_INPUTS", *sorted(_EXPORTS)]
+__all__ = ["GAN_KINDS", "GENERATOR_KINDS", "KIND_INPUTS", *sorted(_EXPORTS)]
 
 
 def __getattr__(name: str):

@@ -245,9 +245,32 @@ def run_pipeline(
     return result
 
 
+def bundled_pipelines() -> dict[str, Path]:
+    """The recipes shipped with geosynth by name (``pipelines/<name>.yaml``; in the package
+    when installed from a wheel, at the top of a source checkout otherwise)."""
+    return {p.stem: p for p in sorted(bundled_path("pipelines").glob("*.yaml"))}
+
+
 def bundled_pipeline(name: str) -> Path:
-    """A recipe shipped with geosynth (``pipelines/<name>.yaml``; installed in the package)."""
-    path = bundled_path("pipelines") / f"{name}.yaml"
+    """A recipe shipped with geosynth by name (:func:`bundled_pipelines`)."""
+    found = bundled_pipelines().get(name)
+    if found is None:
+        known = ", ".join(bundled_pipelines()) or "none"
+        raise UsageError(f"no bundled pipeline {name!r} (bundled: {known})")
+    return found
+
+
+def resolve_recipe(recipe: str | os.PathLike) -> Path:
+    """A recipe file as given, else a bundled recipe of that name (``demo``, ``demo.yaml`` or
+    ``pipelines/demo.yaml`` as the README writes it, also from a wheel install)."""
+    path = Path(recipe)
     if path.is_file():
         return path
-    raise UsageError(f"no bundled pipeline {name!r}")
+    name = path.name.removesuffix(".yaml").removesuffix(".yml")
+    if name in bundled_pipelines() and (path.parent in (Path("."), Path("pipelines"))):
+        return bundled_pipelines()[name]
+    known = ", ".join(bundled_pipelines()) or "none"
+    raise UsageError(
+        f"cannot read pipeline {recipe}: no such file, and no bundled recipe of that name "
+        f"(bundled: {known}; `geosynth pipeline list`)"
+    )

@@ -176,6 +176,48 @@ def _groups(evals: list[dict]) -> dict[str, list[dict]]:
     return out
 
 
+def _miou_spread(group: list[dict]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one seed) of fake-vs-ground-truth mIoU."""
+    values = [m["blocks"]["fake_gt"]["miou"] or 0.0 for m in group]
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def diffusion_verdict(evals: list[dict]) -> str | None:
+    """The diffusion generator against the GANs with the same inputs, and the paper's fusion
+    (labels + raster) against labels only within the diffusion generator; a difference
+    counts only where it exceeds the two groups' standard deviations together."""
+    by = _groups(evals)
+    kind = {n: g[0]["generator"]["kind"] for n, g in by.items()}
+    inputs = {n: tuple(sorted(g[0]["generator"]["inputs"])) for n, g in by.items()}
+    diffusion = [n for n in by if kind[n] == "diffusion"]
+    if not diffusion:
+        return None
+
+    def compare(a: str, b: str) -> str:
+        (ma, sa), (mb, sb) = _miou_spread(by[a]), _miou_spread(by[b])
+        if abs(ma - mb) <= sa + sb:
+            how = "within the spread of the seeds"
+        else:
+            how = f"**{a} {'better' if ma > mb else 'worse'}**"
+        return (
+            f"{a} ({kind[a]}, {'+'.join(inputs[a])}) {ma:.1%} ± {sa:.1%} against {b} "
+            f"({kind[b]}) {mb:.1%} ± {sb:.1%}: {how}"
+        )
+
+    parts = []
+    for d in diffusion:
+        parts += [compare(d, g) for g in by if kind[g] != "diffusion" and inputs[g] == inputs[d]]
+    fused = [d for d in diffusion if len(inputs[d]) > 1]
+    labels_only = [d for d in diffusion if inputs[d] == ("seg",)]
+    parts += [compare(f, lab) for f in fused for lab in labels_only]
+    if not parts:
+        return None
+    return (
+        "Diffusion against the GANs (fake mIoU, mean ± sd over seeds; fusion within the "
+        "diffusion generator last): " + "; ".join(parts) + "."
+    )
+
+
 def verdict(evals: list[dict]) -> str:
     """An honest sentence on fusion vs single inputs, from fake-vs-ground-truth mIoU and FD."""
     by = _groups(evals)
@@ -298,13 +340,22 @@ def setup_section(ctx: Context) -> list[str]:
             net = f"U-Net scorer ({', '.join([loss, *extras])})"
             io = f"{cfg.get('input')} -> classes"
             width = cfg.get("base_channels")
+            lr = cfg.get("lr")
         else:
-            net = f"{cfg.get('generator')} generator + discriminator"
             io = f"{'+'.join(cfg.get('inputs') or [])} -> {cfg.get('output')}"
             width = cfg.get("cap")
+            if cfg.get("generator") == "diffusion":
+                net = (
+                    f"diffusion generator ({cfg.get('prediction')}, {cfg.get('schedule')} "
+                    f"schedule, {cfg.get('sampler')} {cfg.get('steps')} steps)"
+                )
+                lr = cfg.get("lr_g")
+            else:
+                net = f"{cfg.get('generator')} generator + discriminator"
+                lr = f"G {cfg.get('lr_g')}, D {cfg.get('lr_d')}"  # a GAN has two
         lines.append(
             f"| {name} | {net} | {io} | {width} | {cfg.get('crop')} | {cfg.get('batch_size')} "
-            f"| {_steps_of(cfg)} | {cfg.get('lr')} | {cfg.get('seed')} |"
+            f"| {_steps_of(cfg)} | {lr} | {cfg.get('seed')} |"
         )
     lines.append("")
     if ctx.evals:
@@ -386,6 +437,7 @@ def table_section(ctx: Context) -> list[str]:
         "",
         verdict(ctx.evals),
         "",
+        *([d, ""] if (d := diffusion_verdict(ctx.evals)) else []),
         WHY_LOW,
         "",
     ]

@@ -351,7 +351,7 @@ def evaluate(
     out: str | os.PathLike,
     *,
     crop: int | None = None,
-    batch_size: int = 4,
+    batch_size: int = 1,
     device: str = "auto",
     workers: int = 0,
     name: str | None = None,
@@ -370,8 +370,11 @@ def evaluate(
     Frechet distance over an N x N grid of such windows per tile (0: not);
     ``name``: the run's name in the table (default: the folder name of
     ``out``). An ``out`` that already holds results is refused unless
-    ``overwrite``. See the module docstring for what is written.
+    ``overwrite``. See the module docstring for what is written. A diffusion
+    generator samples its images from torch's generator seeded with 0: the same
+    evaluation gives the same numbers.
     """
+    torch.manual_seed(0)
     out = Path(out)
     if (out / METRICS_JSON).exists() and not overwrite:
         raise UsageError(f"{out} already holds an evaluation ({METRICS_JSON}); pass --overwrite")
@@ -441,7 +444,7 @@ def evaluate(
     metrics = _metrics(
         scores, opened, dataset, window, generator_run, gan, generator, unet_run, ucfg
     )
-    metrics["frechet"] = _frechet_entries(scores, window, grid, fd_grid)
+    metrics["frechet"] = _frechet_entries(metrics, window, grid, fd_grid)
     metrics["name"] = name or out.resolve().name
     extra = None
     if speckle is not None:
@@ -491,9 +494,23 @@ def _fd_entry(real, fake, window, per_tile: int) -> dict:
     }
 
 
-def _frechet_entries(scores: _Scores, window, grid, n: int) -> dict:
-    """``{"tile": ..., "grid": ...}``: the Frechet distances with what produced them."""
-    entries = {"tile": _fd_entry(scores.real.features, scores.fake.features, window, 1)}
+def _tile_frechet(real: np.ndarray, fake: np.ndarray) -> float | None:
+    """The Frechet distance over one vector per tile; None (and a warning) for a single tile,
+    whose covariance does not exist (``--fd-grid N`` gives N x N windows per tile)."""
+    if real.shape[0] < 2:
+        log.warning("one tile scored: no Frechet distance (--fd-grid 3 scores 9 windows of it)")
+        return None
+    return _finite(frechet_distance_of(real, fake))
+
+
+def _frechet_entries(metrics: dict, window, grid, n: int) -> dict:
+    """``{"tile": ..., "grid": ...}``: the Frechet distances with what produced them (the
+    tile distance as :func:`_metrics` computed it: once, so its warnings print once)."""
+    entries = {"tile": {
+        "value": metrics["frechet_distance"], "samples": metrics["fd_samples"],
+        "feature_dim": metrics["feature_dim"], "reliable": metrics["fd_reliable"],
+        "window": list(window), "windows_per_tile": 1, "features": FEATURES,
+    }}  # fmt: skip
     if grid is not None:
         entries["grid"] = _fd_entry(*grid, window, n * n)
     return entries
@@ -544,7 +561,7 @@ def _metrics(scores, store, dataset, window, generator_run, gan, generator, unet
         "tiles": list(dataset.tile_ids),
         "classes": classes,
         "blocks": blocks,
-        "frechet_distance": _finite(frechet_distance_of(real, fake)),
+        "frechet_distance": _tile_frechet(real, fake),
         "feature_dim": int(real.shape[1]),
         "fd_samples": int(real.shape[0]),
         "fd_reliable": bool(real.shape[0] > real.shape[1]),

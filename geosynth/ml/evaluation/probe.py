@@ -201,6 +201,7 @@ def fusion_probe(
             labels, raster = generator_inputs({n: v[None] for n, v in sample.items()}, gan.inputs)
             labels, raster = (None if t is None else t.to(dev) for t in (labels, raster))
             with torch.inference_mode():
+                torch.manual_seed(0)  # a diffusion generator: the same noise for every variant
                 fake = quantize("rgb", generator(labels, raster).float())  # (1, 3, h, w)
                 pred_fake = predict_classes(unet(fake).logits)[0].cpu().numpy()
             fake255 = np.round((fake[0].cpu().numpy() + 1) * 127.5).astype(np.uint8)

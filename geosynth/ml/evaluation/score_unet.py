@@ -107,5 +107,5 @@ def score_unet(
         "geosynth_version": __version__,
     }
     write_text(out / SCORES_JSON, json.dumps(scores, indent=1))
-    log.info("%s: mIoU %.3f, pixel accuracy %.3f", scores["name"], s["miou"], s["pixel_acc"])
+    log.debug("%s: mIoU %.3f, pixel accuracy %.3f", scores["name"], s["miou"], s["pixel_acc"])
     return scores

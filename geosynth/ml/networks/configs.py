@@ -13,11 +13,15 @@ from dataclasses import asdict, dataclass, fields
 from geosynth.errors import UsageError
 from geosynth.names import (
     BLOCK_ORDERS,
+    DIFFUSION_PREDICTIONS,
+    DIFFUSION_SAMPLERS,
+    DIFFUSION_SCHEDULES,
     GENERATOR_KINDS,
     IMAGE_RANGES,
     KIND_INPUTS,
     SPECTRAL_MODES,
     UNET_NORMS,
+    kind_inputs,
 )
 
 PAPER_CROP = 256  # the training crop of the paper (px, square): two discriminator scales
@@ -39,6 +43,26 @@ def check_input_order(order, channels: int, name: str) -> tuple[int, ...] | None
     if sorted(order) != list(range(channels)):
         raise UsageError(f"{name} must be a permutation of 0..{channels - 1}, got {list(order)}")
     return order
+
+
+def check_diffusion(config) -> None:
+    """The diffusion options of a generator config or a run config, each named when wrong."""
+    for name, value, allowed in (
+        ("prediction", config.prediction, DIFFUSION_PREDICTIONS),
+        ("schedule", config.schedule, DIFFUSION_SCHEDULES),
+        ("sampler", config.sampler, DIFFUSION_SAMPLERS),
+    ):
+        if value not in allowed:
+            raise UsageError(f"--{name} must be one of {', '.join(allowed)}, not {value!r}")
+    if not (isinstance(config.steps, int) and config.steps >= 1):
+        raise UsageError(f"--steps must be a whole number >= 1, got {config.steps!r}")
+    if not (float(config.guidance) >= 0):
+        raise UsageError(f"--guidance must be >= 0, got {config.guidance!r}")
+    timesteps = getattr(config, "train_timesteps", 1000)
+    if not (isinstance(timesteps, int) and timesteps >= config.steps):
+        raise UsageError(
+            f"--steps must be in [1, {timesteps}] (the training timesteps), got {config.steps}"
+        )
 
 
 def default_num_scales(crop: int) -> int:
@@ -81,6 +105,12 @@ class GeneratorConfig:
     noise_channels: int = 0
     block_order: str = "geosynth"
     input_order: tuple[int, ...] | None = None
+    prediction: str = "epsilon"
+    schedule: str = "cosine"
+    train_timesteps: int = 1000
+    sampler: str = "ddim"
+    steps: int = 25
+    guidance: float = 0.0
 
     def __post_init__(self):
         if self.kind not in GENERATOR_KINDS:
@@ -92,7 +122,14 @@ class GeneratorConfig:
             raise UsageError(
                 f"block_order must be one of {', '.join(BLOCK_ORDERS)}, not {self.block_order!r}"
             )
-        uses_labels, uses_raster = KIND_INPUTS[self.kind]
+        uses_labels, uses_raster = kind_inputs(
+            self.kind, self.label_channels > 0, self.raster_channels > 0
+        )
+        if not (uses_labels or uses_raster):
+            raise UsageError(f"generator {self.kind!r} needs labels or a raster as input")
+        check_diffusion(self)
+        if self.kind == "diffusion" and self.noise_channels:
+            raise UsageError("the diffusion generator draws its own noise: noise_channels 0")
         for name, used, value in (
             ("label_channels", uses_labels, self.label_channels),
             ("raster_channels", uses_raster, self.raster_channels),
@@ -259,7 +296,7 @@ def generator_config_for(
         raise UsageError(
             f"generator kind must be one of {', '.join(GENERATOR_KINDS)}, not {kind!r}"
         )
-    uses_labels, uses_raster = KIND_INPUTS[kind]
+    uses_labels, uses_raster = kind_inputs(kind, label_channels > 0, raster_channels > 0)
     return GeneratorConfig(
         kind=kind,
         label_channels=label_channels if uses_labels else 0,

@@ -70,8 +70,8 @@ def network_report(
     crop: int = PAPER_CROP,
     scales: int | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Config, parameters per part and total of the generator, discriminator and U-Net scorer
-    for one data combination (``geosynth model-info``); inputs are checked like ``train``'s."""
+    """Config, parameters per part and total of the generator, discriminator (not for the
+    diffusion generator) and U-Net scorer for one data combination (``geosynth model-info``); inputs are checked like ``train``'s."""
 
     if output in inputs:
         raise UsageError(f"--output {output} cannot also be an input (--inputs {','.join(inputs)})")
@@ -80,17 +80,18 @@ def network_report(
         raise UsageError(problem)
     channels = {LABELS: num_classes, "dem": 1, "sar": sar_channels, "rgb": 3}
     raster = sum(channels[n] for n in inputs if n != LABELS)
-    g_cfg = generator_config_for(kind, num_classes, raster, channels[output], capacity=capacity)
+    labels = num_classes if LABELS in inputs else 0
+    g_cfg = generator_config_for(kind, labels, raster, channels[output], capacity=capacity)
     d_cfg = DiscriminatorConfig.for_generator(
         g_cfg, num_scales=scales or default_num_scales(crop), capacity=capacity
     )
     u_cfg = UNetConfig(in_channels=channels[output], num_classes=num_classes)
+    networks = [("generator", build_generator, g_cfg)]
+    if kind != "diffusion":  # the diffusion generator trains without a discriminator
+        networks.append(("discriminator", build_discriminator, d_cfg))
+    networks.append(("unet", build_unet, u_cfg))
     report = {}
-    for name, build, cfg in (
-        ("generator", build_generator, g_cfg),
-        ("discriminator", build_discriminator, d_cfg),
-        ("unet", build_unet, u_cfg),
-    ):
+    for name, build, cfg in networks:
         model = on_meta(build, cfg)
         report[name] = {
             "config": cfg.to_dict(),

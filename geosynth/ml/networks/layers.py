@@ -228,6 +228,7 @@ class SPADE(nn.Module):
     ``affine`` keeps BatchNorm's own scale and shift as the code published with
     the paper does (``nn.BatchNorm2d(c)``); SPADE's paper uses a parameter-free
     BatchNorm (``affine=False``), which has ``2 * channels`` fewer parameters.
+    ``groups`` > 0 normalises by GroupNorm instead (the diffusion generator).
 
     ``gamma`` and ``beta`` are two convolutions (two weights, each with its own
     spectral norm), but with ``fused`` (the default) they run as ONE
@@ -249,9 +250,16 @@ class SPADE(nn.Module):
         affine: bool = True,
         spectral: str | None = None,
         cond: int = 0,
+        groups: int = 0,
     ):
         super().__init__()
-        self.norm = nn.BatchNorm2d(channels, affine=affine)
+        # groups > 0: GroupNorm (the diffusion generator's: its statistics must not depend
+        # on the batch's noise levels), else BatchNorm as the paper's
+        self.norm = (
+            nn.GroupNorm(groups, channels, affine=affine)
+            if groups
+            else nn.BatchNorm2d(channels, affine=affine)
+        )
         self.shared = nn.Sequential(
             conv2d(label_channels, hidden, 3, padding=1, spectral=spectral), nn.ReLU()
         )

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,7 @@ class Variant:
     conditions: tuple[float, ...] | None = None
     noise: tuple[float, ...] | None = None
     info: dict = field(default_factory=dict)  # readable conditions and sample, for tags
+    seed: int | None = None  # the diffusion generator's: its tile-wide starting noise
 
 
 def plan_variants(
@@ -82,12 +84,13 @@ def plan_variants(
     """
 
     names = tuple(config.conditions)
+    diffusion = config.generator == "diffusion"  # samples from seeded noise by construction
     if samples < 1:
         raise UsageError(f"--samples must be >= 1, got {samples}")
-    if samples > 1 and not config.noise:
+    if samples > 1 and not config.noise and not diffusion:
         raise UsageError(
             "the generator was trained without --noise: it draws one image per input; "
-            "--samples needs a generator trained with --noise N"
+            "--samples needs a generator trained with --noise N (or the diffusion generator)"
         )
     noise = [None] * samples
     if config.noise:
@@ -117,9 +120,16 @@ def plan_variants(
         parts = [_short(k, v) for k, v in sorted(request.items())]
         for k, z in enumerate(noise):
             label = "_".join(parts + ([f"s{k + 1}"] if samples > 1 else []))
-            extra = {"sample": k + 1, "seed": int(seed)} if config.noise else {}
-            out.append(Variant(label, vector, z, {**info, **extra}))
+            extra = {"sample": k + 1, "seed": int(seed)} if config.noise or diffusion else {}
+            draw = noise_seed(seed, k + 1) if diffusion else None  # sample k: its own noise
+            out.append(Variant(label, vector, z, {**info, **extra}, draw))
     return out
+
+
+def noise_seed(*parts: object) -> int:
+    """A 32-bit seed from ``parts`` (a seed and a sample; a tile): different seeds, samples
+    and tiles draw different starting noise, the same ones the same."""
+    return zlib.crc32("|".join(map(str, parts)).encode())
 
 
 def _short(name: str, value: float) -> str:
@@ -141,12 +151,25 @@ class Synthesizer:
     generator: torch.nn.Module
     config: GanConfig
     run: str
+    sampling: Mapping[str, object] = field(default_factory=dict)  # diffusion: steps, ...
 
     @classmethod
-    def load(cls, run: str | os.PathLike, device: str = "cpu") -> Synthesizer:
-
+    def load(
+        cls, run: str | os.PathLike, device: str = "cpu", sampling: Mapping | None = None
+    ) -> Synthesizer:
+        """The generator of ``run``; ``sampling``: the diffusion generator's ``steps``,
+        ``sampler`` and ``guidance`` instead of its run's (refused for a GAN)."""
         generator, config = load_generator(run, map_location=device)
-        return cls(generator, config, str(run))
+        sampling = {k: v for k, v in (sampling or {}).items() if v is not None}
+        if sampling and config.generator != "diffusion":
+            names = ", ".join(f"--{k}" for k in sampling)
+            raise UsageError(f"{names}: options of the diffusion generator; {run} is a GAN's")
+        if sampling.get("guidance") and not config.cond_drop:
+            raise UsageError(
+                f"--guidance needs a run trained with --cond-drop > 0 (its unconditional "
+                f"prediction); {run} was trained with --cond-drop 0"
+            )
+        return cls(generator, config, str(run), sampling)
 
     def check(self, edited: Sequence[str], available: Sequence[str]) -> None:
         """Refuse an edit of inputs the generator does not take, or a tile lacking its inputs."""
@@ -168,8 +191,9 @@ class Synthesizer:
     ) -> np.ndarray:
         """Stored input pixels of one tile -> the synthesized image in the store's form."""
         image = synthesize_array(
-            self.generator, self.config, arrays, num_classes, device=device, **kwargs
-        )
+            self.generator, self.config, arrays, num_classes, device=device,
+            sampling=self.sampling or None, **kwargs,
+        )  # fmt: skip
         return to_stored(self.config.output, image)
 
 
@@ -220,6 +244,8 @@ def synthesize_array(
     where: str = "the input",
     conditions: Sequence[float] | None = None,
     noise: Sequence[float] | None = None,
+    seed: int | None = None,
+    sampling: Mapping[str, object] | None = None,
 ) -> np.ndarray:
     """Generator output ``(C, H, W)`` in [-1, 1] for the stored input pixels of a tile.
 
@@ -227,8 +253,15 @@ def synthesize_array(
     ``(1, H, W)`` metres, ``sar`` with ``sar_valid``, ...); any size.
     ``window`` defaults to the training crop, ``overlap`` to a quarter of it (at most 32 px);
     ``where`` names the tile in errors. ``conditions`` / ``noise``: the vectors of a
-    conditioned / noise-taking generator, the same for every window.
+    conditioned / noise-taking generator, the same for every window. The diffusion
+    generator starts every window from its crop of ONE noise field of the tile, drawn from
+    ``seed`` (0 when None) and ``where`` (the tile), so that overlapping windows agree where
+    they overlap and seeds and tiles give different samples; ``sampling``: its ``steps``, ``sampler``, ``guidance``
+    for this call.
     """
+    diffusion = getattr(generator.config, "kind", None) == "diffusion"
+    if sampling and not diffusion:
+        raise UsageError(f"{', '.join(f'--{k}' for k in sampling)}: the diffusion generator's")
     missing = [name for name in config.inputs if name not in arrays]
     if missing:
         raise UsageError(
@@ -253,6 +286,10 @@ def synthesize_array(
     out = None
     norm = torch.zeros(H, W)
     generator = generator.to(device).eval()
+    field = None
+    if diffusion:
+        draw = torch.Generator().manual_seed(noise_seed(int(seed or 0), where))
+        field = torch.randn((generator.config.output_channels, H, W), generator=draw)
     for first in range(0, len(boxes), batch_size):
         batch_boxes = boxes[first : first + batch_size]
         windows = [
@@ -273,6 +310,12 @@ def synthesize_array(
             if values is not None:
                 row = torch.as_tensor(values, dtype=torch.float32, device=device)
                 extra[name] = row.expand(len(windows), -1)
+        if field is not None:  # each window's crop of the tile's noise, at the network's size
+            crops = torch.stack([field[:, y : y + window, x : x + window] for y, x in batch_boxes])
+            if size != window:
+                crops = F.interpolate(crops, size=(size, size), mode="nearest")
+            extra["noise"] = crops.to(device)
+            extra.update(sampling or {})
         fake = generator(*generator_inputs(batch, config.inputs), **extra).float().cpu()
         fake = from_generator(config, fake)  # [-1, 1] also for image_range unit
         if size != window:
@@ -322,6 +365,7 @@ def run_synthesis(
         image = synth(
             inputs.arrays, inputs.num_classes, device, window=window, overlap=overlap,
             where=inputs.name, conditions=variant.conditions, noise=variant.noise,
+            seed=variant.seed,
         )  # fmt: skip
         images.append(image)
         data = image

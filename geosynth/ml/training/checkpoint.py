@@ -272,7 +272,11 @@ def _checkpoint_for(run_or_checkpoint, task: str, map_location) -> tuple[dict, R
     path = find_checkpoint(run_or_checkpoint)
     payload = load_checkpoint(path, map_location=map_location)
     if payload.get("task") != task:
-        raise DataError(f"{path} holds a {payload.get('task')!r} run, not a {task!r} run")
+        command = "train-unet" if task == "unet" else "train"
+        raise UsageError(  # the wrong run given to an option: a usage error (exit 2)
+            f"{path} holds a {payload.get('task')!r} run, not a {task!r} run "
+            f"(give a run of geosynth {command})"
+        )
     return payload, config_from_dict(payload["config"], source=str(path)), path
 
 
@@ -282,6 +286,28 @@ def _load_state(module: nn.Module, state: dict, path: Path, name: str) -> nn.Mod
     except RuntimeError as exc:
         raise DataError(f"{path}: the {name} weights do not fit its config: {exc}") from None
     return module.eval()
+
+
+def export_weights(
+    run_or_checkpoint: str | os.PathLike, out: str | os.PathLike, *, ema: bool = True
+) -> tuple[Path, int, int]:
+    """A run's networks without optimizer state or RNG (``weights_only``), for sharing:
+    the generator (its moving average with ``--ema`` unless ``ema=False``) or the U-Net.
+    Returns ``(path, bytes of the checkpoint, bytes written)``."""
+    path = find_checkpoint(run_or_checkpoint)
+    payload = load_checkpoint(path)
+    models = payload["models"]
+    if payload.get("task") == "gan":
+        name = "generator_ema" if ema and "generator_ema" in models else "generator"
+        models = {"generator": models[name]}
+    slim = {
+        "task": payload["task"], "step": payload["step"], "epoch": payload["epoch"],
+        "epoch_step": payload["epoch_step"], "config": payload["config"], "models": models,
+        "optimizers": {}, "rng": {}, "metrics": payload.get("metrics", {}),
+        "weights_only": {"from": str(path), "step": payload["step"]},
+    }  # fmt: skip
+    written = save_checkpoint(out, slim)
+    return written, path.stat().st_size, written.stat().st_size
 
 
 def load_generator(

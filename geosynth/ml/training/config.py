@@ -29,7 +29,12 @@ import yaml
 
 from geosynth.errors import UsageError
 from geosynth.ml.data.conditions import parse_conditions
-from geosynth.ml.networks.configs import PAPER_CROP, GeneratorConfig, UNetConfig
+from geosynth.ml.networks.configs import (
+    PAPER_CROP,
+    GeneratorConfig,
+    UNetConfig,
+    check_diffusion,
+)
 from geosynth.names import (
     BLOCK_ORDERS,
     CLASS_WEIGHTINGS,
@@ -46,6 +51,13 @@ from geosynth.names import (
     UNET_NORMS,
     generator_input_problem,
 )
+
+# options of the GANs' networks and step that the diffusion generator refuses when changed
+GAN_ONLY = ("d_cap", "d_scales", "spectral_norm", "lr_d", "lambda_fm", "d_fake", "d_step",
+            "block_order")  # fmt: skip
+
+# options of the diffusion generator that the GANs refuse when changed
+DIFFUSION_ONLY = ("prediction", "schedule", "sampler", "steps", "guidance", "cond_drop")
 
 # keys a resumed run may change: paths (a run or store may have moved), the length of the
 # run, logging, loading and execution settings; not the model, the data or the recipe
@@ -70,12 +82,24 @@ RESUMABLE_KEYS = frozenset(
         "storage_options",
         "val_every",
         "val_crops",
+        "val_tiles",
+        "epoch_gap",
         "unet",
         "extra_store",
     }
 )
 
 C = TypeVar("C", bound="RunConfig")
+
+
+def default_workers() -> int:
+    """DataLoader workers: 4, or the cores this process may use where there are fewer
+    (torch warns above them)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores))
 
 
 @dataclass(frozen=True)
@@ -89,7 +113,10 @@ class RunConfig:
     sample grids are written at each epoch end regardless).
     ``lr_decay_start``: SPADE's schedule, the learning rates constant for this
     many epochs, then falling linearly to 0 at the end of ``epochs`` (None:
-    constant throughout, the paper's recipe).
+    constant throughout, the paper's recipe). ``epoch_gap``: the epoch-end work
+    (validation, the sample grid, the epoch record, the checkpoint) at most every
+    this many steps, and at the last epoch, so that tiny epochs (a few tiles)
+    do not multiply it; 0: at every epoch end.
     """
 
     task: ClassVar[str] = ""
@@ -103,7 +130,7 @@ class RunConfig:
     epochs: int = 200
     max_steps: int | None = None
     seed: int = 0
-    workers: int = 4
+    workers: int = field(default_factory=default_workers)
     device: str = "auto"
     amp: bool = True
     channels_last: bool = False
@@ -118,6 +145,7 @@ class RunConfig:
     tensorboard: bool = True
     storage_options: dict = field(default_factory=dict)
     lr_decay_start: int | None = None
+    epoch_gap: int = 50
 
     def __post_init__(self):
         if not self.store:
@@ -142,6 +170,7 @@ class RunConfig:
             _at_least("samples_per_epoch", self.samples_per_epoch, 1)
         if self.lr_decay_start is not None:
             _at_least("lr_decay_start", self.lr_decay_start, 0)
+        _at_least("epoch_gap", self.epoch_gap, 0)
 
     @property
     def size(self) -> int:
@@ -201,7 +230,12 @@ class GanConfig(RunConfig):
     ``d_step``: ``joint`` (one D forward on fake and real together, losses
     averaged over D's scales) or ``authors`` (the paper's code: D called on
     fake and real apart, in its order, losses summed over the scales; needs
-    ``d_fake: regenerate``). Every switch the paper's code needs, with
+    ``d_fake: regenerate``). ``generator: diffusion`` (beyond the paper,
+    :mod:`geosynth.ml.networks.diffusion`) trains a denoiser instead of a G and a D:
+    ``prediction``, ``schedule``, the sampling defaults ``sampler``, ``steps`` and
+    ``guidance``, and ``cond_drop``, the share of samples trained without their
+    conditioning (for classifier-free guidance); the GAN options do not apply. Every
+    switch the paper's code needs, with
     ``spectral_norm: reference``, ``d_cap: 64`` and ``d_scales: 2``: README,
     "Reproducing the paper".
     """
@@ -232,6 +266,12 @@ class GanConfig(RunConfig):
     unet: str | None = None
     conditions: tuple[str, ...] = ()
     noise: int = 0
+    prediction: str = "epsilon"
+    schedule: str = "cosine"
+    sampler: str = "ddim"
+    steps: int = 25
+    guidance: float = 0.0
+    cond_drop: float = 0.1
 
     def __post_init__(self):
         super().__post_init__()
@@ -247,6 +287,38 @@ class GanConfig(RunConfig):
             )
         _choice("block_order", self.block_order, BLOCK_ORDERS)
         _choice("image_range", self.image_range, IMAGE_RANGES)
+        check_diffusion(self)
+        if not (isinstance(self.cond_drop, int | float) and 0 <= self.cond_drop < 1):
+            raise UsageError(f"--cond-drop must be in [0, 1), got {self.cond_drop!r}")
+        if self.generator == "diffusion":
+            if self.noise:
+                raise UsageError(
+                    "--noise applies to the GANs: the diffusion generator draws its own noise "
+                    "(--samples N in synthesize gives N different images)"
+                )
+            if self.image_range != "symmetric":
+                raise UsageError("--image-range unit applies to the GANs (the paper's code)")
+            if self.guidance and not self.cond_drop:
+                raise UsageError(
+                    "--guidance needs --cond-drop > 0: the unconditional prediction it "
+                    "subtracts is learnt from the samples trained without their conditioning"
+                )
+        foreign = [
+            "--" + f.name.replace("_", "-")
+            for f in fields(self)
+            if f.name in (GAN_ONLY if self.generator == "diffusion" else DIFFUSION_ONLY)
+            and getattr(self, f.name) != f.default
+        ]
+        if foreign and self.generator == "diffusion":
+            raise UsageError(
+                f"{', '.join(foreign)}: options of the GANs' generator and discriminator; the "
+                "diffusion generator has neither a discriminator nor their layers"
+            )
+        if foreign:
+            raise UsageError(
+                f"{', '.join(foreign)}: options of the diffusion generator (--generator "
+                f"diffusion), not of {self.generator!r}"
+            )
         if self.ema is not None and not (isinstance(self.ema, float) and 0 < self.ema < 1):
             raise UsageError(f"ema must be a decay in (0, 1), e.g. 0.999, got {self.ema!r}")
         _at_least("val_every", self.val_every, 0)
@@ -285,7 +357,8 @@ class UNetRunConfig(RunConfig):
 
     ``input``: the image the U-Net segments (``rgb`` or ``sar``); the target
     is ``seg`` with class 0 (unlabelled) ignored. ``val_split``: the split
-    scored after each epoch (mIoU); ``val_crop``: its centre crop (default:
+    scored after each epoch (mIoU; ``epoch_gap``), its first ``val_tiles`` tiles
+    (None: all; ``geosynth evaluate`` scores the whole split); ``val_crop``: their centre crop (default:
     the largest multiple of 16 that fits the tile). ``weight_decay``: as in
     the code published with the paper.
 
@@ -312,6 +385,7 @@ class UNetRunConfig(RunConfig):
     image_range: str = "symmetric"
     val_split: str | None = "test"
     val_crop: int | None = None
+    val_tiles: int | None = 32
     loss: str = "ce"
     focal_gamma: float = 2.0
     class_weights: str = "none"
@@ -338,6 +412,8 @@ class UNetRunConfig(RunConfig):
         _choice("image_range", self.image_range, IMAGE_RANGES)
         if self.val_crop is not None:
             _at_least("val_crop", self.val_crop, 16)
+        if self.val_tiles is not None:
+            _at_least("val_tiles", self.val_tiles, 1)
 
 
 CONFIG_CLASSES: dict[str, type[RunConfig]] = {"gan": GanConfig, "unet": UNetRunConfig}

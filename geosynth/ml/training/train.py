@@ -41,6 +41,7 @@ import copy
 import logging
 
 import torch
+from torch import nn
 from torch.utils.data import default_collate
 
 from geosynth.errors import UsageError
@@ -377,8 +378,110 @@ class GanTask(Task):
         return self._grid(labels, raster, fake, real)
 
 
+class DenoisingLoss(nn.Module):
+    """The diffusion generator's training objective as a module's forward, so that DDP (which
+    synchronises the gradients of a module's forward) and ``torch.compile`` wrap it."""
+
+    def __init__(self, generator: nn.Module, cond_drop: float, share: tuple[int, int] = (0, 1)):
+        super().__init__()
+        self.generator, self.cond_drop, self.share = generator, cond_drop, share
+        self.scheduler = generator.training_scheduler()
+
+    def forward(self, image, labels, raster, conditions=None) -> torch.Tensor:
+        return self.generator.training_loss(
+            image, labels, raster, conditions, cond_drop=self.cond_drop,
+            scheduler=self.scheduler, share=self.share,
+        )  # fmt: skip
+
+
+class DiffusionTask(GanTask):
+    """``generator: diffusion``: the denoiser of :mod:`geosynth.ml.networks.diffusion`, one
+    optimisation step of DDPM's objective per batch (no discriminator). Checkpoints hold it
+    as ``generator`` (and ``generator_ema`` with ``--ema``), so evaluation, synthesis and the
+    edits load it as a GAN's generator. Adam with betas (0.9, 0.999) and ``lr_g``: the
+    GANs' betas (0, 0.9) are theirs."""
+
+    def __init__(self, config: GanConfig, ctx: DistContext):
+        Task.__init__(self, config, ctx)
+        store = open_store(config.store, storage_options=config.storage_options)
+        self.colors = palette(store.classes)
+        self.dataset = self._dataset(train=True)
+        self.g_config = generator_config_for(
+            "diffusion",
+            *self.dataset.generator_channels,  # labels, raster, output
+            capacity=config.cap,
+            condition_dim=condition_width(config.conditions),
+            prediction=config.prediction,
+            schedule=config.schedule,
+            sampler=config.sampler,
+            steps=config.steps,
+            guidance=config.guidance,
+        )
+        if config.size % self.g_config.size_multiple:
+            raise UsageError(
+                f"--crop/--resize {config.size} must be a multiple of "
+                f"{self.g_config.size_multiple} for the generator"
+            )
+        self.g_net = prepare(build_generator(self.g_config), ctx)
+        share = (ctx.rank, ctx.world_size)  # each process its slice of the noise
+        run = prepare_network(DenoisingLoss(self.g_net, config.cond_drop, share), config)
+        self.loss = maybe_compile(wrap_ddp(run, ctx), config.compile)
+        self.g = self.g_net  # sampling (validation, sample grids)
+        self.g_ema = None
+        if config.ema is not None:
+            self.g_ema = copy.deepcopy(self.g_net).eval().requires_grad_(False)
+        self.opt_g = adam(self.g_net.parameters(), config.lr_g, (0.9, 0.999), ctx)
+        self._last: tuple | None = None
+        self._val: dict | None = None
+        self._unet = None
+        if config.unet and config.val_every:
+            self._unet = load_unet(config.unet, map_location=ctx.device)[0]
+
+    def models(self) -> dict:
+        models = {"generator": (self.g_config.to_dict(), self.g_net)}
+        if self.g_ema is not None:
+            models["generator_ema"] = (self.g_config.to_dict(), self.g_ema)
+        return models
+
+    def optimizers(self) -> dict:
+        return {"generator": self.opt_g}
+
+    def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        labels, raster, image = self._inputs(batch)  # image in [-1, 1]
+        c = self._conditions(batch)
+        with autocast(self.ctx, cfg.amp, cpu=True):
+            loss = self.loss(image, labels, raster, c)
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_g.step()
+        if self.g_ema is not None:
+            self._update_ema()
+        if self.ctx.is_main and cfg.image_every and cfg.samples:
+            k = min(cfg.samples, image.shape[0])  # sampled only when the image is due
+            self._last = tuple(
+                None if t is None else t[:k].detach() for t in (labels, raster, c, image)
+            )
+        return {"mse": loss.detach()}
+
+    @torch.no_grad()
+    def step_images(self) -> torch.Tensor | None:
+        """The last batch's first inputs, a short sampling (at most 10 steps) and the targets."""
+        if self._last is None:
+            return None
+        labels, raster, c, image = self._last
+        fake = self.g_net(labels, raster, c, steps=min(self.config.steps, 10))
+        return self._grid(labels, raster, fake, image)
+
+
+def task_class(config: GanConfig) -> type[GanTask]:
+    """The task that trains ``config``'s generator: a GAN's, or the diffusion generator's."""
+    return DiffusionTask if config.generator == "diffusion" else GanTask
+
+
 def train_gan(
     config: GanConfig, *, resume: bool = False, progress: ProgressCallback | None = None
 ) -> TrainResult:
-    """Train a generator and its discriminator as ``config`` says (under torchrun: distributed)."""
-    return run_training(config, GanTask, resume=resume, progress=progress)
+    """Train a generator (and its discriminator) as ``config`` says (under torchrun:
+    distributed); ``generator: diffusion`` trains the diffusion generator."""
+    return run_training(config, task_class(config), resume=resume, progress=progress)

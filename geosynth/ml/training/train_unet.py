@@ -18,7 +18,7 @@ import logging
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from geosynth.errors import DataError
 from geosynth.ml.data.datasets import SynthesisDataset
@@ -74,6 +74,8 @@ class UNetTask(trainer.Task):
                 self.val_dataset = self._dataset(config.val_split, train=False, crop=self.val_crop)
             except DataError as exc:
                 raise DataError(f"validation: {exc}; --val-split none trains without it") from None
+            if config.val_tiles is not None and len(self.val_dataset) > config.val_tiles:
+                self.val_dataset = Subset(self.val_dataset, range(config.val_tiles))
         self.u_config = UNetConfig(
             in_channels=self.dataset.channels[config.input],
             num_classes=self.num_classes,

@@ -402,11 +402,14 @@ class _Run:
         payload = load_checkpoint(path, map_location=self.ctx.device)
         if payload.get("task") != self.task.name:
             raise DataError(f"{path} holds a {payload.get('task')!r} run, not {self.task.name!r}")
-        if payload.get("imported"):
+        origin = payload.get("imported") or payload.get("weights_only")
+        if origin:
+            how = "imported by `geosynth import-weights`" if payload.get("imported") else (
+                "written by `geosynth export-weights`"
+            )  # fmt: skip
             raise UsageError(
-                f"{path} holds networks imported by `geosynth import-weights` (from "
-                f"{payload['imported'].get('from')}), without optimizer state: it cannot be "
-                "resumed; evaluate, synthesize and the edits use it as it is"
+                f"{path} holds networks {how} (from {origin.get('from')}), without optimizer "
+                "state: it cannot be resumed; evaluate, synthesize and the edits use it as it is"
             )
         self.task.load_state(payload, path)
         self.step, self.epoch, self.epoch_step = (
@@ -552,6 +555,7 @@ class _Run:
             ctx.world_size, ctx.device,
         )  # fmt: skip
         self.report(Progress("start", self.step, total, self.epoch, cfg.epochs))
+        last_epoch_end = self.step  # epoch-end work at most every cfg.epoch_gap steps
         try:
             while self.step < total and self.epoch < cfg.epochs:
                 self.set_learning_rates()
@@ -569,7 +573,10 @@ class _Run:
                     if self.step >= total:
                         break
                 if self.epoch_step == self.steps_per_epoch:
-                    self.end_of_epoch(samples, total)
+                    last = self.epoch + 1 >= cfg.epochs or self.step >= total
+                    if last or self.step - last_epoch_end >= cfg.epoch_gap:
+                        self.end_of_epoch(samples, total)
+                        last_epoch_end = self.step
                     self.epoch, self.epoch_step = self.epoch + 1, 0
                 elif self.step >= total:  # stopped by max_steps inside an epoch
                     self.save(step_file=False, metrics=self.values)

@@ -212,6 +212,7 @@ def read_overpass(
     }
     if overpass_url:
         settings["overpass_url"] = overpass_url.rstrip("/")
+    _check_resolves(settings.get("overpass_url") or ox.settings.overpass_url)
     log.info("querying Overpass for OSM features in %s", polygon_wgs84.bounds)
     try:
         with _osmnx_settings(**settings):
@@ -223,6 +224,24 @@ def read_overpass(
             f"Overpass query for bounds {tuple(round(v, 5) for v in polygon_wgs84.bounds)} "
             f"failed: {exc}"
         ) from exc
+
+
+def _check_resolves(url: str) -> None:
+    """Fail at once where Overpass's host does not resolve (offline): osmnx would pause and
+    retry for a minute first."""
+    import socket
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname
+    if not host:
+        return
+    try:
+        socket.getaddrinfo(host, None)
+    except socket.gaierror as exc:
+        raise DataError(
+            f"Overpass: cannot resolve {host} ({exc}): no network? Give OpenStreetMap as "
+            ".osm.pbf or .osm files with --source-dir instead"
+        ) from None
 
 
 # --------------------------------------------------------------------------- classification
