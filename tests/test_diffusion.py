@@ -4,6 +4,7 @@ the GANs are (tiny networks, a few steps, on the CPU)."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 
 import numpy as np
@@ -94,6 +95,16 @@ def test_sampling_is_its_noise_and_guidance_combines_two_predictions():
     assert not torch.allclose(a, guided)
     assert torch.equal(empty, zeros)  # dropping the conditioning = zero labels and raster
     assert not torch.allclose(cond, empty)
+    # guidance samples the conditioned and the dropped branch as one batch of 2B:
+    # the same as two passes, combined (1 + w) f(c) - w f(0) at every step
+    scheduler, x = g.sampling_scheduler("ddim", 3), x_t.clone()
+    with torch.no_grad():
+        for step in scheduler.timesteps:
+            tt = torch.full((1,), int(step))
+            f_c = g.predict(x, tt, labels, dem, None)
+            f_0 = g.predict(x, tt, labels, dem, None, torch.tensor([True]))
+            x = scheduler.step(3.0 * f_c - 2.0 * f_0, step, x).prev_sample
+    torch.testing.assert_close(guided, x.clamp(-1, 1), atol=1e-5, rtol=0)
     with pytest.raises(UsageError, match="--guidance must be >= 0"):
         g(labels, dem, guidance=-1.0)
     with pytest.raises(UsageError, match="--sampler must be one of ddim, dpm"):
@@ -175,6 +186,35 @@ def test_the_diffusion_run_resumes_exactly(tiny_store, tmp_path):
     assert a["metrics"]["mse"] == pytest.approx(b["metrics"]["mse"])
 
 
+def test_the_denoisers_spade_width_follows_the_capacity():
+    """SPADE's shared layer is min(128, 2 * capacity) wide in the denoiser (128 at the
+    paper's 64, as the GANs' always), and a run's saved width is the one it loads with."""
+    for capacity, width in ((4, 8), (8, 16), (64, 128), (96, 128)):
+        cfg = generator_config_for("diffusion", 11, 1, 3, capacity=capacity, n_sampling=2)
+        g = build_generator(cfg)
+        assert cfg.spade_hidden == width
+        assert {m.shared[0].out_channels for m in g.modules() if isinstance(m, SPADE)} == {width}
+    assert generator_config_for("spade", 11, 0, 3, capacity=8).spade_hidden == 128
+    saved = generator_config_for("diffusion", 11, 1, 3, capacity=8, spade_hidden=128)
+    assert build_generator(saved).denoiser.middle.norm1.shared[0].out_channels == 128
+
+
+def test_validation_draws_the_same_noise_each_time(tiny_store):
+    """Two validations of the same weights score the same: the noise is seeded."""
+    from geosynth.ml.training.distributed import DistContext
+    from geosynth.ml.training.train import DiffusionTask
+
+    cfg = GanConfig(store=str(tiny_store), out="unused", generator="diffusion",
+                    inputs=("seg", "dem"), val_split="test", val_crops=2, **TINY)  # fmt: skip
+    task = DiffusionTask(cfg, DistContext())
+    for p in task.g_net.denoiser.out.parameters():  # the output conv starts at zero
+        torch.nn.init.normal_(p, std=0.1)
+    first, second = task.validate(), task.validate()
+    assert first["l1"] == second["l1"] > 0
+    task.config = dataclasses.replace(cfg, seed=1)  # another run's seed: other noise
+    assert task.validate()["l1"] != first["l1"]
+
+
 def test_bad_diffusion_options_name_themselves(tiny_store, tmp_path):
     base = ["train", "--store", tiny_store, "--out", tmp_path / "r", "--generator", "diffusion",
             "--inputs", "seg,dem"]  # fmt: skip
@@ -220,6 +260,35 @@ def test_every_window_starts_from_its_crop_of_one_noise_field_per_tile():
     assert np.allclose(out["tile a", 0], field, atol=1e-6)  # the edge windows included
     assert not np.allclose(out["tile a", 0], out["tile a", 1])  # another seed
     assert not np.allclose(out["tile a", 0], out["tile b", 0])  # another tile
+
+
+def test_resized_windows_start_from_iid_noise_at_the_networks_scale():
+    """--resize 64 of 32 px windows: the field is drawn at twice the tile's size and each
+    window takes its 64 px crop (not a 32 px crop resampled, which repeats values)."""
+    from geosynth.ml.synthesis.synthesize import noise_seed, synthesize_array
+
+    class Recorder(_Noise):
+        def forward(self, labels, raster, noise=None, **sampling):
+            seen.append(noise.clone())
+            return super().forward(labels, raster, noise)
+
+    seen: list[torch.Tensor] = []
+    cfg = generator_config_for("diffusion", 11, 0, 3, capacity=8, n_sampling=2)
+    run = GanConfig(store="unused", out="unused", generator="diffusion", inputs=("seg",),
+                    crop=32, resize=64)  # fmt: skip
+    seg = np.zeros((70, 90), dtype=np.uint8)
+    synthesize_array(Recorder(cfg), run, {"seg": seg}, 11, window=32, overlap=8, batch_size=64,
+                     where="tile a")  # fmt: skip
+    draw = torch.Generator().manual_seed(noise_seed(0, "tile a"))
+    field = torch.randn((3, 140, 180), generator=draw)
+    (noise,) = seen  # every window in one batch: (windows, 3, 64, 64)
+    assert noise.shape[1:] == (3, 64, 64)
+    starts = [(y, x) for y in (0, 24, 38) for x in (0, 24, 48, 58)]  # stride 24, edges last
+    assert len(noise) == len(starts)
+    for crop, (y, x) in zip(noise, starts, strict=True):
+        ys, xs = min(2 * y, 140 - 64), min(2 * x, 180 - 64)
+        assert torch.equal(crop, field[:, ys : ys + 64, xs : xs + 64])
+    assert not torch.equal(noise[..., 0::2, :], noise[..., 1::2, :])  # no repeated rows
 
 
 # ----------------------------------------------------------------------------- downstream

@@ -78,6 +78,9 @@ def _demo_folder(root, samples=3):
     save_panel(root / "figures" / "inputs.png",
                [("labels", "seg", seg), ("DEM", "dem", np.linspace(40, 90, 64).reshape(1, 8, 8))],
                classes=classes)  # fmt: skip
+    for generator in ("diffusion", "ours"):  # one folder per synthesize step
+        save_panel(root / "synth" / generator / "358_5645_panel.png",
+                   [("labels", "seg", seg)], classes=classes)  # fmt: skip
     (root / "flood").mkdir()
     for level in (50, 53):
         save_panel(root / "flood" / f"t_h{level}.png", [("dem", "dem", np.ones((1, 8, 8)))])
@@ -100,6 +103,9 @@ def test_report_explains_data_setup_table_and_reference(tmp_path):
     assert "![inputs](figures/inputs.png)" in text
     assert "flood/t_h53.png" in text and "flood/t_h50.png" not in text  # the highest level
     assert "not measured in this run" in text
+    for generator in ("diffusion", "ours"):
+        assert f"### synthesized tile 358_5645 ({generator})" in text
+        assert f"(synth/{generator}/358_5645_panel.png)" in text
     html = page.read_text()
     assert '<img alt="class shares" src="figures/class_shares.png"' in html and "<table>" in html
 

@@ -660,8 +660,11 @@ def _images(root: Path, evals: list[dict]) -> list[tuple[str, Path]]:
         samples = sorted((run / "samples").glob("*.png"))
         if samples:
             found.append((f"training samples: {run.name} ({samples[-1].stem})", samples[-1]))
-    for path in sorted((root / "synth").glob("*_panel.png")):
-        found.append((f"synthesized tile {path.stem.replace('_panel', '')}", path))
+    synth = root / "synth"  # one folder of panels per synthesize step, or the panels in it
+    for path in sorted(synth.rglob("*_panel.png")):
+        where = path.parent.relative_to(synth).as_posix()
+        by = "" if where == "." else f" ({where})"
+        found.append((f"synthesized tile {path.stem.replace('_panel', '')}{by}", path))
     return found
 
 

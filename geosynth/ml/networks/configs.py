@@ -70,6 +70,15 @@ def default_num_scales(crop: int) -> int:
     return 2 if crop < 512 else 3
 
 
+def default_spade_hidden(kind: str, capacity: int) -> int:
+    """Width of SPADE's shared layer: 128 for the GANs (SPADE's and the paper's code); for
+    the diffusion generator ``min(128, 2 * capacity)``, the width of its full-resolution
+    decoder block's input, so 128 at the paper's capacity 64 and narrower below. The
+    denoiser runs once per sampling step (25 by default) and at the full resolution its
+    SPADE layers cost ~40x its own convolutions with 128 hidden channels at capacity 8."""
+    return min(SPADE_HIDDEN, 2 * capacity) if kind == "diffusion" else SPADE_HIDDEN
+
+
 DEFAULT_BLOCKS = {"spade": 2}  # ResNet blocks before the decoder; 9 for the others
 
 
@@ -97,7 +106,7 @@ class GeneratorConfig:
     capacity: int = 64
     n_sampling: int = 4
     n_blocks: int | None = None
-    spade_hidden: int = SPADE_HIDDEN
+    spade_hidden: int | None = None  # None: SPADE_HIDDEN; the diffusion generator's: see below
     norm_affine: bool = True
     spectral_norm: str = "all"
     merge_ratio: float = 0.75
@@ -148,6 +157,10 @@ class GeneratorConfig:
             )
         if self.n_blocks is None:
             object.__setattr__(self, "n_blocks", DEFAULT_BLOCKS.get(self.kind, 9))
+        if self.spade_hidden is None:  # the denoiser's runs 25 times per sample: it scales
+            object.__setattr__(self, "spade_hidden", default_spade_hidden(self.kind, self.capacity))
+        if self.spade_hidden < 1:
+            raise UsageError(f"spade_hidden must be >= 1, got {self.spade_hidden}")
         if self.input_order is not None and self.kind != "concat":
             raise UsageError(f"input_order applies to the concat generator, not {self.kind!r}")
         channels = self.label_channels + self.raster_channels

@@ -12,8 +12,9 @@ inputs, so the three variants of the paper map onto one network:
 The denoising network (:class:`Denoiser`) is ours: a U-Net of ``n_sampling``
 downsamplings, widths ``capacity * min(2**i, 4)``, one residual block per level in
 the encoder (GroupNorm, SiLU, the timestep's scale and shift) and per level in the
-decoder (SPADE on GroupNorm where there are labels; skip connections from the
-encoder), an embedding of the diffusion timestep (sinusoidal, then an MLP) to which
+decoder (SPADE on GroupNorm where there are labels, its shared layer
+``min(128, 2 * capacity)`` wide: SPADE's 128 at the paper's capacity; skip connections
+from the encoder), an embedding of the diffusion timestep (sinusoidal, then an MLP) to which
 the acquisition conditions' embedding is added (``--conditions``, as for the GANs).
 Noise schedules and samplers come from ``diffusers``: DDPM's forward process for
 training, DDIM or DPM-Solver++ for sampling, ``epsilon`` or ``v_prediction``, a
@@ -62,17 +63,24 @@ def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     return F.pad(emb, (0, dim % 2))
 
 
+def _twice(*tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
+    """Each tensor twice along the batch (None stays None)."""
+    return [None if t is None else torch.cat([t, t]) for t in tensors]
+
+
 class DenoiseBlock(nn.Module):
     """Residual block: norm, SiLU, 3 x 3 conv; norm with the timestep's scale and shift,
     SiLU, 3 x 3 conv (zero-initialised); a 1 x 1 shortcut when the width changes. The norms
     are SPADE layers on GroupNorm when ``label_channels``, else GroupNorm."""
 
-    def __init__(self, in_ch: int, out_ch: int, emb_dim: int, label_channels: int = 0):
+    def __init__(
+        self, in_ch: int, out_ch: int, emb_dim: int, label_channels: int = 0, hidden: int = 0
+    ):
         super().__init__()
         self.spade = bool(label_channels)
         if self.spade:
-            self.norm1 = SPADE(in_ch, label_channels, groups=_groups(in_ch))
-            self.norm2 = SPADE(out_ch, label_channels, groups=_groups(out_ch))
+            self.norm1 = SPADE(in_ch, label_channels, hidden=hidden, groups=_groups(in_ch))
+            self.norm2 = SPADE(out_ch, label_channels, hidden=hidden, groups=_groups(out_ch))
         else:
             self.norm1 = nn.GroupNorm(_groups(in_ch), in_ch)
             self.norm2 = nn.GroupNorm(_groups(out_ch), out_ch)
@@ -113,9 +121,10 @@ class Denoiser(nn.Module):
         self.downsample = nn.ModuleList(
             nn.Conv2d(widths[i], widths[i], 3, stride=2, padding=1) for i in range(n)
         )
-        self.middle = DenoiseBlock(widths[n], widths[n], emb_dim, labels)
+        hidden = cfg.spade_hidden  # SPADE's shared width: min(128, 2 * capacity) by default
+        self.middle = DenoiseBlock(widths[n], widths[n], emb_dim, labels, hidden)
         self.up_blocks = nn.ModuleList(
-            DenoiseBlock(2 * widths[i], widths[max(i - 1, 0)], emb_dim, labels)
+            DenoiseBlock(2 * widths[i], widths[max(i - 1, 0)], emb_dim, labels, hidden)
             for i in reversed(range(n + 1))
         )
         self.upsample = nn.ModuleList(
@@ -276,10 +285,12 @@ class DiffusionGenerator(Generator):
         for t in scheduler.timesteps:
             tt = torch.full((b,), int(t), device=ref.device, dtype=torch.long)
             x_in = scheduler.scale_model_input(x, t)
-            out = self.predict(x_in, tt, labels, raster, conditions).float()
-            if guidance:
-                empty = self.predict(x_in, tt, labels, raster, conditions,
-                                     torch.ones(b, dtype=torch.bool, device=ref.device))  # fmt: skip
-                out = (1 + guidance) * out - guidance * empty.float()
+            if guidance:  # one batch of 2B: conditioned, then with the conditioning dropped
+                drop = torch.arange(2 * b, device=ref.device) >= b
+                out, empty = self.predict(*_twice(x_in, tt, labels, raster, conditions),
+                                          drop).float().chunk(2)  # fmt: skip
+                out = (1 + guidance) * out - guidance * empty
+            else:
+                out = self.predict(x_in, tt, labels, raster, conditions).float()
             x = scheduler.step(out, t, x).prev_sample
         return x.clamp(-1, 1)

@@ -24,6 +24,7 @@ a seeded generator: the same seed gives the same images.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -286,10 +287,15 @@ def synthesize_array(
     out = None
     norm = torch.zeros(H, W)
     generator = generator.to(device).eval()
-    field = None
-    if diffusion:
+    field, scale = None, size / window
+    if diffusion:  # the tile's noise at the network's scale (--resize: i.i.d. noise there too)
         draw = torch.Generator().manual_seed(noise_seed(int(seed or 0), where))
-        field = torch.randn((generator.config.output_channels, H, W), generator=draw)
+        shape = (generator.config.output_channels, math.ceil(H * scale), math.ceil(W * scale))
+        field = torch.randn(shape, generator=draw)
+
+    def at(v: int, n: int) -> int:  # a window's start on the field's grid
+        return min(round(v * scale), n - size)
+
     for first in range(0, len(boxes), batch_size):
         batch_boxes = boxes[first : first + batch_size]
         windows = [
@@ -310,11 +316,10 @@ def synthesize_array(
             if values is not None:
                 row = torch.as_tensor(values, dtype=torch.float32, device=device)
                 extra[name] = row.expand(len(windows), -1)
-        if field is not None:  # each window's crop of the tile's noise, at the network's size
-            crops = torch.stack([field[:, y : y + window, x : x + window] for y, x in batch_boxes])
-            if size != window:
-                crops = F.interpolate(crops, size=(size, size), mode="nearest")
-            extra["noise"] = crops.to(device)
+        if field is not None:  # each window's crop of the tile's noise field
+            fh, fw = field.shape[-2:]
+            crops = [field[:, at(y, fh) :, at(x, fw) :][:, :size, :size] for y, x in batch_boxes]
+            extra["noise"] = torch.stack(crops).to(device)
             extra.update(sampling or {})
         fake = generator(*generator_inputs(batch, config.inputs), **extra).float().cpu()
         fake = from_generator(config, fake)  # [-1, 1] also for image_range unit

@@ -336,7 +336,8 @@ class GanTask(Task):
                 }  # fmt: skip
                 labels, raster, real = self._inputs(part)
                 with autocast(self.ctx, cfg.amp, cpu=True):
-                    fake = generator(labels, raster, self._conditions(part)).float()
+                    noise = self._val_noise(start, real)
+                    fake = generator(labels, raster, self._conditions(part), noise).float()
                 l1 += float((fake - real).abs().mean()) * real.shape[0]
                 n += real.shape[0]
                 if self._unet is not None and labels is not None:
@@ -348,6 +349,11 @@ class GanTask(Task):
         if self._unet is not None:
             metrics["miou"] = segmentation_scores(confusion.counts)["miou"]
         return metrics
+
+    def _val_noise(self, start: int, real: torch.Tensor) -> torch.Tensor | None:
+        """The noise of the validation crops from ``start`` on (None: the generator draws its
+        own: a GAN's noise channels are off by default)."""
+        return None
 
     def _grid(self, labels, raster, fake, real) -> torch.Tensor:
         columns, headers = [], []
@@ -463,6 +469,12 @@ class DiffusionTask(GanTask):
                 None if t is None else t[:k].detach() for t in (labels, raster, c, image)
             )
         return {"mse": loss.detach()}
+
+    def _val_noise(self, start: int, real: torch.Tensor) -> torch.Tensor:
+        """The same starting noise at every validation (seeded by the run's seed and the
+        crop), so that the L1 and mIoU of two validations differ by the weights alone."""
+        generator = torch.Generator().manual_seed(self.config.seed * 100_003 + start)
+        return torch.randn(real.shape, generator=generator).to(real.device)
 
     @torch.no_grad()
     def step_images(self) -> torch.Tensor | None:
