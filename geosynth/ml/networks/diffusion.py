@@ -193,9 +193,9 @@ class DiffusionGenerator(Generator):
                 f"timesteps), got {steps}"
             )
         if sampler == "ddim":  # trailing: the first step at the last timestep (pure noise);
-            # x0 clipped to the image range [-1, 1]
+            # x0 clipped to the image range [-1, 1]; the last step returns x0 itself
             scheduler = DDIMScheduler(**self._scheduler_config(), clip_sample=True,
-                                      set_alpha_to_one=False, timestep_spacing="trailing")  # fmt: skip
+                                      set_alpha_to_one=True, timestep_spacing="trailing")  # fmt: skip
         elif sampler == "dpm":  # lambda clipped where the cosine schedule leaves no signal
             scheduler = DPMSolverMultistepScheduler(**self._scheduler_config(),
                                                     algorithm_type="dpmsolver++",
