@@ -46,6 +46,14 @@ def test_fd_is_ranked_only_on_more_samples_than_dimensions():
     assert "fusing labels and DEM helps" in text and "lowest Frechet" not in text
     assert "not ranked: 3 samples in 240 dimensions" in text
     assert verdict([metrics("ours", 0.3, 1.0)]).startswith("Not enough")
+    # seeds: a lead smaller than the two spreads together is no lead
+    seeds = [metrics(f"{n}-s{k}", m + d, 1.0) for n, m in (("label", 0.265), ("ours", 0.277))
+             for k, d in enumerate((-0.08, 0.0, 0.08))]  # fmt: skip
+    text = verdict(seeds)
+    assert "within the spread of the seeds" in text and "neither better nor worse" in text
+    apart = [metrics(f"{n}-s{k}", m + d, 1.0) for n, m in (("label", 0.2), ("ours", 0.4))
+             for k, d in enumerate((-0.01, 0.0, 0.01))]  # fmt: skip
+    assert "fusing labels and DEM helps" in verdict(apart)
 
 
 def _demo_folder(root, samples=3):

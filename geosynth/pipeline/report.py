@@ -224,18 +224,22 @@ def verdict(evals: list[dict]) -> str:
     if "ours" not in by or not any(n in by for n in SINGLE):
         return "Not enough evaluations to compare fusion with single inputs."
 
-    def miou(name):
-        return statistics.fmean(m["blocks"]["fake_gt"]["miou"] or 0.0 for m in by[name])
-
-    ours = miou("ours")
-    singles = {n: miou(n) for n in SINGLE if n in by}
-    best_name = max(singles, key=lambda n: singles[n])
-    best = singles[best_name]
+    (ours, ours_sd) = _miou_spread(by["ours"])
+    singles = {n: _miou_spread(by[n]) for n in SINGLE if n in by}
+    best_name = max(singles, key=lambda n: singles[n][0])
+    best, best_sd = singles[best_name]
+    seeds = len(by["ours"]) > 1 and len(by[best_name]) > 1
     parts = [
         f"Fusion (ours) reaches an mIoU of {ours:.1%} on its synthetic images against "
         f"{best:.1%} for the best single input ({best_name})"
     ]
-    if ours > best:
+    if seeds and abs(ours - best) <= ours_sd + best_sd:  # the seeds cannot tell them apart
+        parts.append(
+            f": the difference lies within the spread of the seeds (sd {ours_sd:.1%} and "
+            f"{best_sd:.1%}), so at this budget fusion is **neither better nor worse** than "
+            "the single input."
+        )
+    elif ours > best:
         parts.append(": at this budget, fusing labels and DEM helps, as in the paper.")
     else:
         parts.append(
