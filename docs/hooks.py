@@ -21,6 +21,7 @@ EXTERNAL = {
     "results/demo_long_figures": "pipelines/demo_long_figures",
     "results/augment-demo.md": "pipelines/augment_demo_results.md",
     "results/diffusion-demo.md": "pipelines/diffusion_demo_results.md",
+    "results/diffusion_demo_figures": "pipelines/diffusion_demo_figures",
     "results/augment_demo_iou.png": "pipelines/augment_demo_iou.png",
 }
 
