@@ -38,15 +38,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.data import default_collate
+from train_step import make_store  # the GAN step benchmark's store (benchmarks/ is on sys.path)
 
-from geosynth.catalog import load_catalog
 from geosynth.ml.training.config import GanConfig
 from geosynth.ml.training.distributed import DistContext
 from geosynth.ml.training.train import task_class
-from geosynth.store import TileData, TilePlan, create_store, modality
 
 SETTINGS = {
     "cpu": dict(cap=16, crop=128, batch=2, window=256),
@@ -55,23 +53,6 @@ SETTINGS = {
 TILE = 1000  # px, a GeoNRW tile
 CONTENDERS = ("gan (ours)", "diffusion")
 WORK = ("train", "crop", "tile")
-
-
-def make_store(path: Path, size: int = TILE) -> Path:
-    """Two tiles of blocky classes, a DEM ramp and a noisy RGB image."""
-    classes = load_catalog().classes
-    plans = [TilePlan(f"{356 + i}_5645", "bench", "train") for i in range(2)]
-    store = create_store(path, plans, tile_shape=(size, size), dataset="bench",
-                         modalities=[modality(m) for m in ("rgb", "dem", "seg")],
-                         crs="EPSG:25832", classes=classes)  # fmt: skip
-    rng = np.random.default_rng(0)
-    for plan in plans:
-        blocks = rng.integers(1, 11, (size // 20, size // 20))
-        seg = np.kron(blocks, np.ones((20, 20), dtype=np.int64)).astype(np.uint8)
-        rgb = rng.integers(0, 256, (3, size, size), dtype=np.uint8)
-        dem = (100 + np.linspace(0, 30, size, dtype=np.float32))[None, None, :].repeat(size, 1)
-        store.write_tile(plan.tile_id, TileData(rgb=rgb, dem=dem, seg=seg))
-    return path
 
 
 def _rss_mb() -> float:
@@ -97,7 +78,8 @@ def _contender(conn, name: str, store: str, out: str, device: str, s: dict, step
     kind = "diffusion" if name == "diffusion" else "ours"
     cfg = GanConfig(store=store, out=out, generator=kind, inputs=("seg", "dem"), cap=s["cap"],
                     crop=s["crop"], batch_size=s["batch"], workers=0, tensorboard=False,
-                    samples=0, device=device, steps=steps)  # fmt: skip
+                    samples=0, device=device,
+                    **({"steps": steps} if kind == "diffusion" else {}))  # fmt: skip
     torch.manual_seed(0)
     task = task_class(cfg)(cfg, DistContext(device=dev))
     batch = default_collate([task.dataset[i % len(task.dataset)] for i in range(s["batch"])])
@@ -149,7 +131,7 @@ def main() -> None:
           f"{args.rounds} rounds ({args.tile_rounds} of the tile); torch {torch.__version__}")  # fmt: skip
     mp = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory() as tmp:
-        store = str(make_store(Path(tmp) / "bench.zarr"))
+        store = str(make_store(Path(tmp) / "bench.zarr", TILE))
         pipes, procs = {}, []
         try:
             for name in CONTENDERS:

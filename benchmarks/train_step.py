@@ -93,8 +93,8 @@ def make_store(path: Path, size: int, tiles: int = 2) -> Path:
     )  # fmt: skip
     rng = np.random.default_rng(0)
     for plan in plans:
-        blocks = rng.integers(1, 11, (size // 16, size // 16))
-        seg = np.kron(blocks, np.ones((16, 16), dtype=np.int64)).astype(np.uint8)
+        blocks = rng.integers(1, 11, (-(-size // 16), -(-size // 16)))  # any size: cut below
+        seg = np.kron(blocks, np.ones((16, 16), dtype=np.int64))[:size, :size].astype(np.uint8)
         rgb = rng.integers(0, 256, (3, size, size), dtype=np.uint8)
         dem = (100 + np.linspace(0, 30, size, dtype=np.float32))[None, None, :].repeat(size, 1)
         store.write_tile(plan.tile_id, TileData(rgb=rgb, dem=dem, seg=seg))
